@@ -1,0 +1,473 @@
+// Command membershipd is the unibus control-plane service: room metadata,
+// member directory, sealed key distribution, and the media blob store. The data
+// plane is NATS — if --nats-url is empty it starts an embedded nats-server with
+// JetStream so the whole stack runs with `go run` and nothing to install.
+//
+// `membershipd user seed|list|revoke` is the host-local administration CLI
+// (see usercli.go).
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	server "github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nkeys"
+
+	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/blobstore"
+	"github.com/enmanuel/unibus/pkg/busauth"
+	"github.com/enmanuel/unibus/pkg/embeddednats"
+	"github.com/enmanuel/unibus/pkg/membership"
+)
+
+// version is reported in /v1/info; release builds set it with
+// -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// Timeouts of the start and the graceful shutdown.
+const (
+	shutdownTimeout    = 5 * time.Second  // in-flight HTTP requests
+	drainTimeout       = 5 * time.Second  // membershipd's own NATS connection
+	natsConnectTimeout = 5 * time.Second  // retrying the first dial of --nats-url
+	historyTimeout     = 10 * time.Second // one attempt at the history stream
+)
+
+func main() {
+	// Subcommand dispatch: `membershipd user ...` is the local administration CLI
+	// (seed/list/revoke bus users) and must be handled before the server flag set
+	// parses os.Args. Running the CLI on the bus host is trusted by design (whoever
+	// has a shell there already controls the service), which is how the first admin
+	// is seeded without a chicken-egg auth problem.
+	if len(os.Args) > 1 && os.Args[1] == "user" {
+		os.Exit(runUserCLI(os.Args[2:], os.Stdout, os.Stderr))
+	}
+
+	// Graceful shutdown on SIGINT/SIGTERM: the signal cancels run's context.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(exitCode(err, os.Stderr))
+}
+
+// usageError is a command line that could not be understood (exit 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+// exitCode reports err on stderr and returns the process exit code: 0 for
+// success or -h, 2 for bad usage, 1 for anything else.
+func exitCode(err error, stderr io.Writer) int {
+	var ue usageError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &ue):
+		// The flag package has already printed the problem and the usage.
+		return 2
+	}
+	fmt.Fprintf(stderr, "membershipd: %v\n", err)
+	return 1
+}
+
+// run is the server: it starts everything, serves until ctx is cancelled,
+// then shuts down gracefully and returns nil. A configuration or startup
+// failure is returned as an error; bad usage as a usageError.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("membershipd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		bind      = fs.String("bind", "127.0.0.1", "network interface to bind the HTTP API and the embedded NATS to; use 0.0.0.0 to accept LAN/remote peers")
+		natsURL   = fs.String("nats-url", "", "external NATS url; empty starts an embedded server")
+		httpPort  = fs.String("http-port", "8470", "HTTP port for the control-plane API")
+		dbPath    = fs.String("db", "./local_files/unibus.db", "SQLite database path")
+		storeDir  = fs.String("store-dir", "./local_files/blobs", "blob store directory")
+		natsPort  = fs.Int("nats-port", 4250, "embedded NATS listen port (when --nats-url empty)")
+		natsStore = fs.String("nats-store", "./local_files/jetstream", "embedded JetStream store dir")
+		busAuth   = fs.String("bus-auth", "off", "control-plane auth rollout: off|soft|enforce (feature flag bus-auth)")
+		tlsCert   = fs.String("tls-cert", "", "PATH to the NATS server certificate (deploy/tls/server.crt); enables TLS on the embedded data plane")
+		tlsKey    = fs.String("tls-key", "", "path to the NATS server private key (deploy/tls/server.key); required with --tls-cert")
+		// Cluster (issue 0003a): empty --cluster-name keeps the server standalone.
+		clusterName  = fs.String("cluster-name", "", "NATS cluster name (identical on every node); empty = standalone, no HA")
+		serverName   = fs.String("server-name", "", "unique node name within the cluster (required by JetStream RAFT when clustered)")
+		clusterPort  = fs.Int("cluster-port", 6250, "route listener port for server-to-server cluster traffic")
+		routesCSV    = fs.String("routes", "", "comma-separated nats-route URLs of the OTHER nodes, e.g. nats://user:pass@10.0.0.2:6250")
+		clusterUser  = fs.String("cluster-user", "", "shared route secret username (gates the route listener)")
+		clusterPass  = fs.String("cluster-pass", "", "shared route secret password")
+		routeTLSCert = fs.String("route-tls-cert", "", "this node's route certificate (CA-signed); enables mutual route TLS with --route-tls-key/--route-tls-ca")
+		routeTLSKey  = fs.String("route-tls-key", "", "this node's route private key")
+		routeTLSCA   = fs.String("route-tls-ca", "", "bus CA that signs every node's route certificate (deploy/tls/ca.crt)")
+		// Media and history limits.
+		maxBlobBytes       = fs.Int64("max-blob-bytes", membership.DefaultMaxBlobBytes, "largest media blob accepted, in bytes")
+		historyMaxAge      = fs.Duration("history-max-age", 0, "how long room history is kept in JetStream, e.g. 720h; 0 keeps it forever")
+		historyMaxBytes    = fs.Int64("history-max-bytes", -1, "size ceiling of the whole history stream in bytes, oldest messages dropped first; -1 = unlimited")
+		historyMaxMsgsRoom = fs.Int64("history-max-msgs-per-room", -1, "messages kept per room, oldest dropped first; -1 = unlimited")
+		logLevel           slog.Level
+	)
+	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "structured log level: debug|info|warn|error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		err := fmt.Errorf("unexpected argument %q: membershipd takes only flags (or `membershipd user ...`)", fs.Arg(0))
+		fmt.Fprintln(stderr, err)
+		fs.Usage()
+		return usageError{err}
+	}
+
+	authMode, err := membership.ParseAuthMode(*busAuth)
+	if err != nil {
+		return err
+	}
+	// Fail-open guard (audit H2): a non-loopback bind, or any TLS flag, demands
+	// --bus-auth enforce. This makes an insecure public startup impossible rather
+	// than silently exposing the bus with the appearance of security.
+	if err := validateBootConfig(*bind, authMode, *tlsCert, *tlsKey); err != nil {
+		return err
+	}
+	// Cluster route guard (issue 0003a): a public cluster needs a route secret
+	// and mutual route TLS, and the route-TLS flags are all-or-nothing.
+	if err := validateClusterConfig(*clusterName, *bind, *clusterUser, *clusterPass, *routeTLSCert, *routeTLSKey, *routeTLSCA); err != nil {
+		return err
+	}
+	if *tlsCert != "" || *tlsKey != "" {
+		if *tlsCert == "" || *tlsKey == "" {
+			return errors.New("--tls-cert and --tls-key must be set together")
+		}
+	}
+	if *maxBlobBytes <= 0 {
+		return fmt.Errorf("--max-blob-bytes %d: use a positive number of bytes", *maxBlobBytes)
+	}
+	if *historyMaxAge < 0 {
+		return fmt.Errorf("--history-max-age %s: use a positive duration, or 0 to keep history forever", *historyMaxAge)
+	}
+
+	// The seed's log lines go through a standard logger with the service
+	// prefix; structured logs (request failures, NATS) go through the same
+	// writer so both read alike.
+	logger := log.New(stderr, "[membershipd] ", log.LstdFlags|log.Lmsgprefix)
+	slogger := newSlogger(logger, logLevel)
+
+	// Control plane store first: the NATS authenticator consults IsAuthorized, so
+	// the store must exist before the embedded server starts.
+	graceful := false
+	defer func() {
+		if graceful {
+			logger.Printf("bye")
+		}
+	}()
+	store, err := membership.Open(*dbPath)
+	if err != nil {
+		return fmt.Errorf("open membership store: %w", err)
+	}
+	defer store.Close()
+	logger.Printf("membership store: %s", *dbPath)
+
+	blobs, err := blobstore.New(*storeDir)
+	if err != nil {
+		return fmt.Errorf("open blob store: %w", err)
+	}
+	logger.Printf("blob store: %s", *storeDir)
+
+	// Data plane: embedded or external NATS. For the embedded server, enforce
+	// turns on the nkey authenticator (only allowlisted identities may connect)
+	// and --tls-cert/--tls-key turn on TLS. An external NATS manages its own
+	// auth/TLS, so those flags do not apply to it.
+	var ns *server.Server
+	var natsOpts []nats.Option
+	natsClientURL := *natsURL
+	if natsClientURL == "" {
+		cfg := embeddednats.ServerConfig{
+			// Bind the embedded NATS to the same interface as the HTTP API so a
+			// single --bind flag governs reachability: 127.0.0.1 keeps the whole
+			// stack loopback-only; 0.0.0.0 exposes both planes to the LAN.
+			StoreDir:   *natsStore,
+			Host:       *bind,
+			Port:       *natsPort,
+			ServerName: *serverName,
+			Logger:     natsLogger(logger, logLevel),
+		}
+		// Cluster (issue 0003a): with a cluster name, join the route layer for HA.
+		if *clusterName != "" {
+			cc := &embeddednats.ClusterConfig{
+				Name:     *clusterName,
+				Host:     *bind,
+				Port:     *clusterPort,
+				Routes:   splitRoutes(*routesCSV),
+				Username: *clusterUser,
+				Password: *clusterPass,
+			}
+			if *routeTLSCert != "" {
+				rtls, err := busauth.RouteTLSConfig(*routeTLSCert, *routeTLSKey, *routeTLSCA)
+				if err != nil {
+					return fmt.Errorf("load route TLS: %w", err)
+				}
+				cc.TLS = rtls
+				logger.Printf("cluster route TLS: ON (mutual, CA %s)", *routeTLSCA)
+			}
+			cfg.Cluster = cc
+			logger.Printf("cluster: %q node %q, route port %d, %d peer route(s)", *clusterName, *serverName, *clusterPort, len(cc.Routes))
+		}
+		if authMode == membership.AuthEnforce {
+			// membershipd connects to its own data plane (room events, the
+			// history stream) with an ephemeral service key that lives only in
+			// this process's memory: admitted next to the active users.
+			svc, err := nkeys.CreateUser()
+			if err != nil {
+				return fmt.Errorf("create service nkey: %w", err)
+			}
+			svcKey, err := svc.PublicKey()
+			if err != nil {
+				return fmt.Errorf("service nkey: %w", err)
+			}
+			auth := busauth.NewNkeyAuthenticator(func(userKey string) bool {
+				return userKey == svcKey || store.IsAuthorized(userKey)
+			})
+			auth.Logger = slogger
+			cfg.Auth = auth
+			natsOpts = append(natsOpts, nats.Nkey(svcKey, svc.Sign))
+			logger.Printf("NATS nkey authentication: ON (enforce)")
+		}
+		if *tlsCert != "" {
+			tlsCfg, err := busauth.ServerTLSConfig(*tlsCert, *tlsKey)
+			if err != nil {
+				return fmt.Errorf("load NATS TLS: %w", err)
+			}
+			cfg.TLS = tlsCfg
+			logger.Printf("NATS TLS: ON (%s)", *tlsCert)
+		}
+		ns, err = embeddednats.StartServer(cfg)
+		if err != nil {
+			return fmt.Errorf("start embedded nats: %w", err)
+		}
+		defer func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}()
+		natsClientURL = embeddednats.ClientURL(ns)
+		logger.Printf("embedded NATS (JetStream) ready: %s", natsClientURL)
+	} else {
+		logger.Printf("using external NATS: %s", redactURL(natsClientURL))
+	}
+
+	// membershipd's own NATS connection: room change events and the history
+	// stream. It is drained after the HTTP server stops and before the
+	// embedded NATS server shuts down (defers run in reverse).
+	nc, err := connectNATS(ctx, ns, natsClientURL, slogger, natsOpts...)
+	if err != nil {
+		return err
+	}
+	defer drainNATS(nc, logger)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	limits := membership.HistoryLimits{MaxAge: *historyMaxAge, MaxBytes: *historyMaxBytes, MaxMsgsPerSubject: *historyMaxMsgsRoom}
+	if err := ensureHistory(ctx, js, limits, logger); err != nil {
+		if ctx.Err() != nil {
+			graceful = true
+			logger.Printf("shutting down...")
+			return nil
+		}
+		return err
+	}
+
+	srv := membership.NewServer(store, blobs, authMode)
+	srv.NATSURL = natsClientURL
+	srv.Version = version
+	srv.Logger = slogger
+	srv.MaxBlobBytes = *maxBlobBytes
+	srv.Events = nc
+	// On a public (non-loopback) bind, disable cleartext rooms: the embedded NATS
+	// has no per-subject ACL, so cleartext content would be readable by any
+	// registered peer. Forcing E2E keeps message content confidential regardless
+	// (audit H4 minimum defense; see dev/0004d-dataplane-acl.md).
+	if !isLoopbackBind(*bind) {
+		srv.RequireEncryptedRooms = true
+		logger.Printf("cleartext rooms: DISABLED (public bind requires end-to-end encryption)")
+	}
+	logger.Printf("control-plane auth: %s", authMode)
+
+	httpSrv := &http.Server{
+		Handler: srv,
+		// Bound request header size so a peer cannot exhaust memory with huge
+		// headers before any body limit applies (the body ceilings live in the
+		// membership middleware).
+		MaxHeaderBytes:    membership.MaxHeaderBytes,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(slogger.Handler(), slog.LevelWarn),
+	}
+	if *tlsCert != "" {
+		// Serve the control plane over TLS with the same CA-signed cert as the
+		// data plane (audit H5): metadata (subjects, pubkeys, sealed keys, the
+		// social graph) is no longer readable by a network MITM. The fail-open
+		// guard already requires --bus-auth enforce alongside these flags.
+		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return fmt.Errorf("load control-plane TLS: %w", err)
+		}
+		httpSrv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+	// Listen before serving so that the real address is known (--http-port 0
+	// picks a free port) and a busy port is a startup error.
+	ln, err := net.Listen("tcp", net.JoinHostPort(*bind, *httpPort))
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	addr := ln.Addr().String()
+	serveErr := make(chan error, 1)
+	if httpSrv.TLSConfig != nil {
+		logger.Printf("HTTPS control-plane API: https://%s", addr)
+		logger.Printf(" health: https://%s/healthz", addr)
+		logger.Printf("control-plane TLS: ON (%s)", *tlsCert)
+		go func() { serveErr <- httpSrv.ServeTLS(ln, "", "") }()
+	} else {
+		logger.Printf("HTTP control-plane API: http://%s", addr)
+		logger.Printf(" health: http://%s/healthz", addr)
+		go func() { serveErr <- httpSrv.Serve(ln) }()
+	}
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		return fmt.Errorf("http server: %w", err)
+	}
+
+	logger.Printf("shutting down...")
+	graceful = true
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		logger.Printf("http shutdown: %v", err)
+	}
+	// The deferred calls now drain the NATS connection, shut the embedded
+	// NATS server down, close the store and say bye.
+	return nil
+}
+
+// connectNATS opens membershipd's own connection: in-process to the embedded
+// server ns, or else to url, retrying a failed first dial for a few seconds
+// (the bus may be starting alongside membershipd).
+func connectNATS(ctx context.Context, ns *server.Server, url string, logger *slog.Logger, extra ...nats.Option) (*nats.Conn, error) {
+	opts := []nats.Option{
+		nats.Name("membershipd"),
+		nats.MaxReconnects(-1),
+		nats.DrainTimeout(drainTimeout),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				logger.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			logger.Info("nats reconnected", "url", redactURL(c.ConnectedUrlRedacted()))
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			logger.Warn("nats error", "err", err)
+		}),
+	}
+	opts = append(opts, extra...)
+	if ns != nil {
+		nc, err := nats.Connect("", append(opts, nats.InProcessServer(ns))...)
+		if err != nil {
+			return nil, fmt.Errorf("connect to the embedded NATS: %w", err)
+		}
+		return nc, nil
+	}
+	deadline := time.Now().Add(natsConnectTimeout)
+	for {
+		nc, err := nats.Connect(url, opts...)
+		if err == nil {
+			return nc, nil
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("connect to NATS at %s: %w: check --nats-url and that the server is running and reachable", redactURL(url), err)
+		}
+		logger.Debug("nats connect failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("connect to NATS at %s: %w", redactURL(url), ctx.Err())
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// drainNATS drains nc (pending publishes flushed, subscriptions ended) and
+// waits for it to close, at most drainTimeout.
+func drainNATS(nc *nats.Conn, logger *log.Logger) {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-time.After(drainTimeout + time.Second):
+		logger.Printf("nats drain timed out; closing")
+		nc.Close()
+	}
+}
+
+// ensureHistory creates or updates the history stream. A clustered JetStream
+// answers only once its meta leader is elected, so transient failures are
+// retried until ctx ends; a server without JetStream is a startup error.
+func ensureHistory(ctx context.Context, js jetstream.JetStream, limits membership.HistoryLimits, logger *log.Logger) error {
+	for {
+		attempt, cancel := context.WithTimeout(ctx, historyTimeout)
+		_, err := membership.EnsureHistoryStream(attempt, js, limits)
+		cancel()
+		switch {
+		case err == nil:
+			logger.Printf("history stream: %s", historyDescription(limits))
+			return nil
+		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
+			return fmt.Errorf("%w: the NATS server needs JetStream (nats-server -js) to keep room history", err)
+		case ctx.Err() != nil:
+			return ctx.Err()
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 && apiErr.Code != 408 {
+			// The server refused the configuration itself: retrying cannot help.
+			return fmt.Errorf("%w: check the --history-* flags", err)
+		}
+		logger.Printf("history stream not ready (%v); retrying", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+// historyDescription renders the history stream limits for the log.
+func historyDescription(l membership.HistoryLimits) string {
+	age, size, perRoom := "forever", "unlimited", "unlimited"
+	if l.MaxAge > 0 {
+		age = l.MaxAge.String()
+	}
+	if l.MaxBytes > 0 {
+		size = fmt.Sprintf("%d bytes", l.MaxBytes)
+	}
+	if l.MaxMsgsPerSubject > 0 {
+		perRoom = fmt.Sprintf("%d", l.MaxMsgsPerSubject)
+	}
+	return fmt.Sprintf("stream %s, kept %s, size %s, per room %s", api.HistoryStream, age, size, perRoom)
+}

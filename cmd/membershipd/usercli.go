@@ -1,0 +1,214 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/membership"
+)
+
+// defaultDBPath is the database of a membershipd started without --db.
+const defaultDBPath = "./local_files/unibus.db"
+
+const userUsage = `usage:
+  membershipd user seed [--db PATH] [--admin] TOKEN   register a user from their public identity token
+  membershipd user list [--db PATH] [--json]          list the users
+  membershipd user revoke [--db PATH] USER            revoke a user (name or user key)
+
+The user CLI works on the database directly, on the bus host, and may run
+while membershipd serves: the server reads users on every call, so a change
+takes effect at once. --db must name the server's database (default %s).
+`
+
+// userCmd is one sub-command of `membershipd user`.
+type userCmd struct {
+	name  string
+	args  string // the flags and arguments, for usage messages
+	arg   string // the positional argument, if any
+	nargs int
+	run   func(ctx context.Context, store membership.Store, opts userOpts, pos []string, stdout io.Writer) error
+}
+
+// userOpts are the flags of the user sub-commands.
+type userOpts struct {
+	db    string
+	admin bool
+	json  bool
+}
+
+var userCmds = []userCmd{
+	{name: "seed", args: "[--admin] TOKEN", arg: "TOKEN", nargs: 1, run: seedUser},
+	{name: "list", args: "[--json]", nargs: 0, run: listUsers},
+	{name: "revoke", args: "USER", arg: "USER", nargs: 1, run: revokeUser},
+}
+
+// runUserCLI runs `membershipd user ARGS` and returns the exit code: 0 on
+// success, 1 on failure, 2 on bad usage.
+func runUserCLI(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintf(stderr, userUsage, defaultDBPath)
+		return 2
+	}
+	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprintf(stdout, userUsage, defaultDBPath)
+		return 0
+	}
+	var cmd *userCmd
+	for i := range userCmds {
+		if userCmds[i].name == args[0] {
+			cmd = &userCmds[i]
+		}
+	}
+	if cmd == nil {
+		fmt.Fprintf(stderr, "membershipd user: unknown command %q\n", args[0])
+		fmt.Fprintf(stderr, userUsage, defaultDBPath)
+		return 2
+	}
+
+	var opts userOpts
+	fs := flag.NewFlagSet("membershipd user "+cmd.name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: membershipd user %s [--db PATH] %s\n", cmd.name, cmd.args)
+		fs.PrintDefaults()
+	}
+	fs.StringVar(&opts.db, "db", defaultDBPath, "SQLite database path of the membershipd server")
+	switch cmd.name {
+	case "seed":
+		fs.BoolVar(&opts.admin, "admin", false, "register the user as an admin (admins manage users over the API)")
+	case "list":
+		fs.BoolVar(&opts.json, "json", false, "print one JSON array of users")
+	}
+	pos, err := parseInterspersed(fs, args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if len(pos) != cmd.nargs {
+		switch {
+		case len(pos) < cmd.nargs:
+			fmt.Fprintf(stderr, "membershipd user %s: missing %s\n", cmd.name, cmd.arg)
+		default:
+			fmt.Fprintf(stderr, "membershipd user %s: unexpected argument %q\n", cmd.name, pos[cmd.nargs])
+		}
+		fs.Usage()
+		return 2
+	}
+
+	if cmd.name != "seed" {
+		// Only seed may create the database: listing or revoking in a
+		// database that does not exist means --db names the wrong file.
+		if _, err := os.Stat(opts.db); err != nil {
+			fmt.Fprintf(stderr, "membershipd user %s: no database at %s: pass the server's --db path\n", cmd.name, opts.db)
+			return 1
+		}
+	}
+	store, err := membership.Open(opts.db)
+	if err != nil {
+		fmt.Fprintf(stderr, "membershipd user %s: open %s: %v\n", cmd.name, opts.db, err)
+		return 1
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	err = cmd.run(ctx, store, opts, pos, stdout)
+	if cerr := store.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close %s: %w", opts.db, cerr)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "membershipd user %s: %v\n", cmd.name, err)
+		return 1
+	}
+	return 0
+}
+
+// parseInterspersed parses flags that may come before or after the
+// positional arguments, which it returns in order. Everything after "--" is
+// positional.
+func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if consumed := len(args) - len(rest); consumed > 0 && args[consumed-1] == "--" {
+			return append(pos, rest...), nil
+		}
+		if len(rest) == 0 {
+			return pos, nil
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+func seedUser(ctx context.Context, store membership.Store, opts userOpts, pos []string, stdout io.Writer) error {
+	pub, err := identity.ParseToken(pos[0])
+	if err != nil {
+		return fmt.Errorf("%w: pass the whole token that `unibus id show --public` prints", err)
+	}
+	u := api.User{Public: pub, Role: api.RoleMember, Status: api.StatusActive, CreatedAt: time.Now().UTC()}
+	if opts.admin {
+		u.Role = api.RoleAdmin
+	}
+	if err := store.CreateUser(ctx, u); err != nil {
+		if api.IsCode(err, api.CodeConflict) {
+			return fmt.Errorf("user %s (%s) is already registered, or the name or key is taken: see `membershipd user list`", u.Name, u.User)
+		}
+		return err
+	}
+	fmt.Fprintf(stdout, "seeded %s (%s) %s\n", u.Name, u.Role, u.User)
+	return nil
+}
+
+func listUsers(ctx context.Context, store membership.Store, opts userOpts, pos []string, stdout io.Writer) error {
+	users, err := store.ListUsers(ctx)
+	if err != nil {
+		return err
+	}
+	if opts.json {
+		if users == nil {
+			users = []api.User{}
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(users)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tROLE\tSTATUS\tUSER\tFINGERPRINT")
+	for _, u := range users {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, u.Role, u.Status, u.User, u.Fingerprint())
+	}
+	return tw.Flush()
+}
+
+func revokeUser(ctx context.Context, store membership.Store, opts userOpts, pos []string, stdout io.Writer) error {
+	before, err := store.GetUser(ctx, pos[0])
+	if err != nil {
+		if api.IsCode(err, api.CodeNotFound) {
+			return fmt.Errorf("no user %q: give a name or user key from `membershipd user list`", pos[0])
+		}
+		return err
+	}
+	u, err := store.RevokeUser(ctx, before.User, time.Now().UTC())
+	if err != nil {
+		return err
+	}
+	if !before.Active() {
+		fmt.Fprintf(stdout, "%s was already revoked\n", u.Name)
+		return nil
+	}
+	fmt.Fprintf(stdout, "revoked %s\n", u.Name)
+	return nil
+}

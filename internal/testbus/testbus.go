@@ -1,0 +1,151 @@
+// Package testbus starts a whole unibus deployment inside a test: an
+// embedded NATS server with JetStream, the SQLite store, the blob store, and
+// the control-plane API on an httptest server, all on loopback ports picked
+// by the kernel and in the test's temporary directory. Everything is torn
+// down by t.Cleanup.
+//
+// Logs are discarded unless UNIBUS_TEST_LOG=debug.
+package testbus
+
+import (
+	"context"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/blobstore"
+	"github.com/enmanuel/unibus/pkg/client"
+	"github.com/enmanuel/unibus/pkg/embeddednats"
+	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/membership"
+)
+
+// Bus is a running deployment.
+type Bus struct {
+	Dir     string // holds the database, blobs and JetStream store
+	DBPath  string
+	BlobDir string
+	NATSDir string
+	NATS    *server.Server
+	NATSURL string
+	Store   membership.Store
+	Server  *membership.Server
+	HTTP    *httptest.Server
+	Conn    *nats.Conn // the server's own connection
+	JS      jetstream.JetStream
+}
+
+// Options adjust a Bus.
+type Options struct {
+	Mode membership.AuthMode
+	// Dir reuses a directory (to restart a bus on the same state); empty
+	// makes a fresh one.
+	Dir string
+}
+
+// Logger returns the test logger: discarding unless UNIBUS_TEST_LOG=debug.
+func Logger() *slog.Logger {
+	if os.Getenv("UNIBUS_TEST_LOG") == "debug" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// Start starts a bus and registers its teardown.
+func Start(t testing.TB, opts Options) *Bus {
+	t.Helper()
+	b := &Bus{Dir: opts.Dir}
+	if b.Dir == "" {
+		b.Dir = t.TempDir()
+	}
+	b.DBPath = filepath.Join(b.Dir, "unibus.db")
+	b.BlobDir = filepath.Join(b.Dir, "blobs")
+	b.NATSDir = filepath.Join(b.Dir, "jetstream")
+	store, err := membership.Open(b.DBPath)
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	b.Store = store
+	blobs, err := blobstore.New(b.BlobDir)
+	if err != nil {
+		t.Fatalf("open blob store: %v", err)
+	}
+	ns, err := embeddednats.StartServer(embeddednats.ServerConfig{StoreDir: b.NATSDir, Host: "127.0.0.1", Port: -1, Logger: Logger()})
+	if err != nil {
+		t.Fatalf("start nats: %v", err)
+	}
+	b.NATS, b.NATSURL = ns, embeddednats.ClientURL(ns)
+	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	if err != nil {
+		t.Fatalf("connect nats: %v", err)
+	}
+	b.Conn = nc
+	if b.JS, err = jetstream.New(nc); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := membership.EnsureHistoryStream(ctx, b.JS, membership.HistoryLimits{}); err != nil {
+		t.Fatalf("history stream: %v", err)
+	}
+	b.Server = membership.NewServer(store, blobs, opts.Mode)
+	b.Server.NATSURL = b.NATSURL
+	b.Server.Events = nc
+	b.Server.Logger = Logger()
+	b.HTTP = httptest.NewServer(b.Server)
+	t.Cleanup(func() {
+		b.HTTP.Close()
+		nc.Close()
+		ns.Shutdown()
+		ns.WaitForShutdown()
+		store.Close()
+	})
+	return b
+}
+
+// NewIdentity makes a fresh identity.
+func NewIdentity(t testing.TB, name string) *identity.Identity {
+	t.Helper()
+	id, err := identity.Generate(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// AddUser registers id directly in the store (as `membershipd user seed`
+// does on the host) with the given role.
+func (b *Bus) AddUser(t testing.TB, id *identity.Identity, role string) {
+	t.Helper()
+	u := api.User{Public: id.Public(), Role: role, Status: api.StatusActive, CreatedAt: time.Now().UTC()}
+	if err := b.Store.CreateUser(context.Background(), u); err != nil {
+		t.Fatalf("add user %s: %v", id.Name(), err)
+	}
+}
+
+// Client returns an SDK client for id against this bus, closed at cleanup.
+func (b *Bus) Client(t testing.TB, id *identity.Identity) *client.Client {
+	t.Helper()
+	c, err := client.New(client.Config{Server: b.HTTP.URL, Identity: id, Logger: Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// User makes an identity, registers it with role, and returns its client.
+func (b *Bus) User(t testing.TB, name, role string) (*identity.Identity, *client.Client) {
+	t.Helper()
+	id := NewIdentity(t, name)
+	b.AddUser(t, id, role)
+	return id, b.Client(t, id)
+}

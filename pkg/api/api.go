@@ -1,0 +1,209 @@
+// Package api holds the control-plane wire types that membershipd and the
+// SDK share: JSON bodies, the error type and its status table, the NATS
+// subject scheme, and identifier rules. It has no behaviour of its own
+// beyond validation, so both sides read the protocol from one place.
+//
+// The HTTP routes are documented in docs/api.md.
+package api
+
+import (
+	"crypto/rand"
+	"encoding/base32"
+	"strings"
+	"time"
+
+	"github.com/enmanuel/unibus/pkg/identity"
+)
+
+// Roles and statuses of a user.
+const (
+	RoleAdmin     = "admin"
+	RoleMember    = "member"
+	StatusActive  = "active"
+	StatusRevoked = "revoked"
+)
+
+// Ceilings the server enforces; clients may use them to fail early.
+const (
+	MaxJSONBody    = 1 << 20  // bytes of a JSON request body (a 10,000-member rekey is ~1.3 MiB: see MaxRekeyBody)
+	MaxRekeyBody   = 16 << 20 // bytes of a rekey body, which carries one sealed key per member
+	MaxRoomNameLen = 128
+)
+
+// Info is the answer of GET /v1/info: what a client needs to join the bus.
+type Info struct {
+	Version       string `json:"version"`
+	AuthMode      string `json:"auth_mode"`
+	NATSURL       string `json:"nats_url"`
+	HistoryStream string `json:"history_stream"`
+	MaxBlobBytes  int64  `json:"max_blob_bytes"`
+}
+
+// User is a registered bus user.
+type User struct {
+	identity.Public
+	Role      string     `json:"role"`
+	Status    string     `json:"status"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+}
+
+// Active reports whether the user may use the bus.
+func (u User) Active() bool { return u.Status == StatusActive }
+
+// AddUserRequest is the body of POST /v1/users.
+type AddUserRequest struct {
+	Token string `json:"token"`
+	Admin bool   `json:"admin,omitempty"`
+}
+
+// Room is a room as the caller sees it.
+type Room struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Encrypted bool      `json:"encrypted"`
+	Epoch     uint64    `json:"epoch"`
+	Creator   string    `json:"creator"`
+	CreatedAt time.Time `json:"created_at"`
+	Members   []Member  `json:"members,omitempty"`
+}
+
+// Member is a user's membership of a room, from epoch Since on. Until is
+// the first epoch it no longer belongs to (0 while it is a member).
+type Member struct {
+	identity.Public
+	Since uint64 `json:"since"`
+	Until uint64 `json:"until,omitempty"`
+}
+
+// MemberAt reports whether m belonged to the room at epoch e.
+func (m Member) MemberAt(e uint64) bool {
+	return e >= m.Since && (m.Until == 0 || e < m.Until)
+}
+
+// CreateRoomRequest is the body of POST /v1/rooms. An encrypted room
+// carries the creator's own sealed key for epoch 1; a cleartext room none.
+//
+// ID is a fresh id from [NewRoomID], drawn by the creating client so that
+// the key it seals at creation can name the room; the server checks its
+// form and that it is unused, and draws one itself when ID is empty (only
+// possible for a cleartext room).
+type CreateRoomRequest struct {
+	ID        string `json:"id,omitempty"`
+	Name      string `json:"name"`
+	Cleartext bool   `json:"cleartext,omitempty"`
+	SealedKey []byte `json:"sealed_key,omitempty"`
+}
+
+// AddMemberRequest is the body of POST /v1/rooms/{room}/members: the new
+// member and the current epoch's key sealed to it by the caller.
+type AddMemberRequest struct {
+	User      string `json:"user"`
+	Epoch     uint64 `json:"epoch"`
+	SealedKey []byte `json:"sealed_key,omitempty"`
+}
+
+// RekeyRequest is the body of POST /v1/rooms/{room}/rekey: move from epoch
+// FromEpoch to FromEpoch+1, removing Remove, with the new key sealed for
+// every remaining member and no one else.
+type RekeyRequest struct {
+	FromEpoch uint64     `json:"from_epoch"`
+	Remove    []string   `json:"remove,omitempty"`
+	Keys      []KeyGrant `json:"keys,omitempty"`
+}
+
+// KeyGrant is one sealed key in a rekey.
+type KeyGrant struct {
+	Member    string `json:"member"`
+	SealedKey []byte `json:"sealed_key"`
+}
+
+// SealedKey is a room key of one epoch sealed to one member by another.
+type SealedKey struct {
+	Room      string          `json:"room"`
+	Epoch     uint64          `json:"epoch"`
+	Member    string          `json:"member"`
+	Sealer    identity.Public `json:"sealer"`
+	SealedKey []byte          `json:"sealed_key"`
+}
+
+// Blob is a stored, encrypted attachment of a room.
+type Blob struct {
+	ID        string    `json:"id"`
+	Room      string    `json:"room"`
+	Size      int64     `json:"size"`
+	Uploader  string    `json:"uploader"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Health is the answer of GET /healthz.
+type Health struct {
+	Status string `json:"status"`
+}
+
+// Subjects and streams of the data plane.
+const (
+	// SubjectPrefix starts every room subject.
+	SubjectPrefix = "unibus.room."
+	// HistoryStream is the JetStream stream that keeps every room's messages.
+	HistoryStream = "UNIBUS_HISTORY"
+	// HistorySubjects is the stream's subject filter.
+	HistorySubjects = SubjectPrefix + "*.msg"
+)
+
+// RoomSubject is the NATS subject a room's messages are published on.
+func RoomSubject(room string) string { return SubjectPrefix + room + ".msg" }
+
+// roomIDLen is the length of a room id: 16 random bytes in base32.
+const roomIDLen = 26
+
+var roomIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// NewRoomID makes a fresh room id: 26 characters of [a-z2-7], safe in URLs
+// and NATS subjects.
+func NewRoomID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return roomIDEncoding.EncodeToString(b[:])
+}
+
+// ValidRoomID reports whether s has the form [NewRoomID] makes.
+func ValidRoomID(s string) bool {
+	if len(s) != roomIDLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= '2' && c <= '7') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidRoomName reports whether s is acceptable as a room name: 1 to
+// MaxRoomNameLen bytes of printable text, no control characters, not
+// starting or ending with space.
+func ValidRoomName(s string) bool {
+	if s == "" || len(s) > MaxRoomNameLen || strings.TrimSpace(s) != s {
+		return false
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == 0xfffd {
+			return false
+		}
+	}
+	return true
+}
+
+// RoomEventSubject is the core-NATS subject on which membershipd announces
+// that a room changed (a member added, a rekey), so that clients refresh the
+// room's keys and members before their next message instead of polling.
+func RoomEventSubject(room string) string { return SubjectPrefix + room + ".event" }
+
+// RoomEvent is the body published on [RoomEventSubject]. It is a hint, not
+// an authority: clients refresh from the API when they receive one.
+type RoomEvent struct {
+	Room  string `json:"room"`
+	Epoch uint64 `json:"epoch"`
+}

@@ -1,0 +1,93 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Error codes. Each maps to exactly one HTTP status in [codeStatus]; the
+// server writes errors through that table and the SDK reads them back
+// through it, so a code survives the round trip.
+const (
+	CodeInvalid      = "invalid"      // the request is malformed or breaks a rule
+	CodeUnauthorized = "unauthorized" // no, or an unacceptable, request signature or identity
+	CodeForbidden    = "forbidden"    // the caller may not do this
+	CodeNotFound     = "not_found"    // no such user, room, key or blob
+	CodeConflict     = "conflict"     // the state changed under the request (epoch moved, already exists)
+	CodeTooLarge     = "too_large"    // body over its ceiling
+	CodeUnsupported  = "unsupported"  // wrong content type
+	CodeRateLimited  = "rate_limited" // slow down
+	CodeUnavailable  = "unavailable"  // shutting down or a dependency is down
+	CodeInternal     = "internal"     // a bug or an unexpected failure; details only in the server log
+	CodeMethod       = "method_not_allowed"
+)
+
+var codeStatus = map[string]int{
+	CodeInvalid:      http.StatusBadRequest,
+	CodeUnauthorized: http.StatusUnauthorized,
+	CodeForbidden:    http.StatusForbidden,
+	CodeNotFound:     http.StatusNotFound,
+	CodeMethod:       http.StatusMethodNotAllowed,
+	CodeConflict:     http.StatusConflict,
+	CodeTooLarge:     http.StatusRequestEntityTooLarge,
+	CodeUnsupported:  http.StatusUnsupportedMediaType,
+	CodeRateLimited:  http.StatusTooManyRequests,
+	CodeInternal:     http.StatusInternalServerError,
+	CodeUnavailable:  http.StatusServiceUnavailable,
+}
+
+// Error is the one error type of the control plane. Its Message is meant for
+// the user and says what to do next.
+type Error struct {
+	Code    string `json:"code"`
+	Message string `json:"error"`
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// Errorf makes an [Error] with a formatted message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of err, [CodeInternal] when err is not an [Error],
+// and "" for nil.
+func ErrorCode(err error) string {
+	if err == nil {
+		return ""
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return CodeInternal
+}
+
+// IsCode reports whether err is an [Error] with the given code.
+func IsCode(err error, code string) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Code == code
+}
+
+// HTTPStatus returns the status for a code; unknown codes are 500.
+func HTTPStatus(code string) int {
+	if s, ok := codeStatus[code]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// CodeForStatus is the inverse of [HTTPStatus], for responses that carry no
+// code of their own (a proxy's 502, say).
+func CodeForStatus(status int) string {
+	for c, s := range codeStatus {
+		if s == status {
+			return c
+		}
+	}
+	if status >= 400 && status < 500 {
+		return CodeInvalid
+	}
+	return CodeInternal
+}

@@ -1,0 +1,278 @@
+// Package client is the unibus Go SDK: everything the unibus CLI does, as a
+// library. It talks to membershipd's HTTP API for users, rooms, members and
+// sealed keys, and to NATS directly for messages.
+//
+// # Use
+//
+//	c, err := client.New(client.Config{Server: "http://127.0.0.1:8470", Identity: id})
+//	defer c.Close()
+//	room, err := c.CreateRoom(ctx, "ops", false)
+//	_, err = c.Send(ctx, room.ID, client.Message{Text: "hello"})
+//	err = c.Read(ctx, room.ID, client.ReadOptions{Last: 10}, func(m client.Received) error { … })
+//
+// # What it guarantees
+//
+// Every API call is signed with the caller's user key (docs/request-signature.md).
+// Messages are sealed into the envelope of docs/envelope.md: encrypted under
+// the room key of the current epoch and signed by the sender. A received
+// message is shown only after its signature verifies against a sender that
+// was a member of the room at the message's epoch; otherwise it carries an
+// error and no text. Room keys are opened locally; the server only ever
+// holds them sealed.
+//
+// # Caching
+//
+// Sending and receiving do not call the control plane per message: the SDK
+// keeps each room's members (with their history) and keys, and refreshes
+// them when membershipd announces a change on the room's event subject, when
+// a message names an epoch or sender it does not know, or before a send
+// after such an announcement.
+//
+// A Client is safe for concurrent use.
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/reqsig"
+)
+
+// DefaultServer is the control-plane URL used when none is given.
+const DefaultServer = "http://127.0.0.1:8470"
+
+// Config configures a [Client].
+type Config struct {
+	// Server is the membershipd URL; DefaultServer when empty.
+	Server string
+	// Identity signs requests and messages and opens room keys. Required.
+	Identity *identity.Identity
+	// TLS, when set, is used for HTTPS to the server and TLS to NATS (for
+	// example a config whose RootCAs trusts the bus CA).
+	TLS *tls.Config
+	// NATSURL overrides the NATS URL the server advertises in /v1/info.
+	NATSURL string
+	// HTTPClient overrides the HTTP client (its transport's TLS config wins).
+	HTTPClient *http.Client
+	// Logger receives diagnostics; nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Client is a connection to a unibus deployment as one user.
+type Client struct {
+	cfg    Config
+	base   *url.URL
+	http   *http.Client
+	id     *identity.Identity
+	log    *slog.Logger
+	selfPK [32]byte
+
+	natsOnce sync.Once
+	natsErr  error
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	info     api.Info
+
+	mu    sync.Mutex
+	rooms map[string]*roomState
+}
+
+// New returns a client. It does not contact the server until first used.
+func New(cfg Config) (*Client, error) {
+	if cfg.Identity == nil {
+		return nil, errors.New("client: an identity is required: make one with `unibus id new --name NAME`")
+	}
+	if cfg.Server == "" {
+		cfg.Server = DefaultServer
+	}
+	u, err := url.Parse(strings.TrimRight(cfg.Server, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("client: server URL %q must look like http://HOST:PORT or https://HOST:PORT", cfg.Server)
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		if cfg.TLS != nil {
+			tr.TLSClientConfig = cfg.TLS.Clone()
+		}
+		hc = &http.Client{Transport: tr}
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		lg = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{cfg: cfg, base: u, http: hc, id: cfg.Identity, log: lg, rooms: map[string]*roomState{}}
+	copy(c.selfPK[:], cfg.Identity.SigningKey().Public().(ed25519.PublicKey))
+	return c, nil
+}
+
+// Identity returns the identity the client acts as.
+func (c *Client) Identity() *identity.Identity { return c.id }
+
+// Close closes the NATS connection, if one was made.
+func (c *Client) Close() error {
+	if c.nc != nil {
+		return c.nc.Drain()
+	}
+	return nil
+}
+
+func (c *Client) now() time.Time {
+	if c.cfg.Now != nil {
+		return c.cfg.Now()
+	}
+	return time.Now()
+}
+
+// do makes a signed JSON request and decodes the answer into out (if not
+// nil). A non-2xx answer becomes an *api.Error.
+func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return fmt.Errorf("encode request: %w", err)
+		}
+	}
+	req, err := c.newRequest(ctx, method, path, query, bytes.NewReader(body), sha256.Sum256(body), int64(len(body)))
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return c.transportError(err)
+	}
+	defer resp.Body.Close()
+	if err := checkResponse(resp); err != nil {
+		return err
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<20)).Decode(out); err != nil {
+		return fmt.Errorf("decode %s %s answer: %w", method, path, err)
+	}
+	return nil
+}
+
+// newRequest builds a request signed over method, path and query, and the
+// given body digest.
+func (c *Client) newRequest(ctx context.Context, method, path string, query url.Values, body io.Reader, digest [32]byte, size int64) (*http.Request, error) {
+	u := *c.base
+	u.Path = c.base.Path + path
+	u.RawQuery = query.Encode()
+	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req.ContentLength = size
+	if size == 0 {
+		req.Body = http.NoBody
+	}
+	sig, err := reqsig.Sign(c.id, method, req.URL.RequestURI(), digest, c.now(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", sig.String())
+	return req, nil
+}
+
+func (c *Client) transportError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil && (errors.Is(ue.Err, context.Canceled) || errors.Is(ue.Err, context.DeadlineExceeded)) {
+		return ue.Err
+	}
+	return fmt.Errorf("cannot reach membershipd at %s: %w (is it running? set --server or UNIBUS_SERVER)", c.base, err)
+}
+
+// checkResponse turns a non-2xx answer into an *api.Error.
+func checkResponse(resp *http.Response) error {
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	var e api.Error
+	if json.Unmarshal(b, &e) == nil && e.Message != "" {
+		if e.Code == "" {
+			e.Code = api.CodeForStatus(resp.StatusCode)
+		}
+		return &e
+	}
+	return api.Errorf(api.CodeForStatus(resp.StatusCode), "server answered %s", resp.Status)
+}
+
+// Info returns the server's /v1/info.
+func (c *Client) Info(ctx context.Context) (api.Info, error) {
+	var info api.Info
+	err := c.do(ctx, http.MethodGet, "/v1/info", nil, nil, &info)
+	return info, err
+}
+
+// connectNATS dials NATS once, with the user's nkey.
+func (c *Client) connectNATS(ctx context.Context) error {
+	c.natsOnce.Do(func() {
+		info, err := c.Info(ctx)
+		if err != nil {
+			c.natsErr = err
+			return
+		}
+		c.info = info
+		natsURL := c.cfg.NATSURL
+		if natsURL == "" {
+			natsURL = info.NATSURL
+		}
+		if natsURL == "" {
+			c.natsErr = errors.New("the server advertises no NATS URL: pass --nats URL")
+			return
+		}
+		opts := []nats.Option{
+			nats.Name("unibus " + c.id.Name()),
+			nats.MaxReconnects(-1),
+			nats.ReconnectWait(250 * time.Millisecond),
+		}
+		if info.AuthMode == "enforce" {
+			// Only an enforcing bus authenticates NATS connections; the
+			// others send no nonce to sign.
+			opts = append(opts, nats.Nkey(c.id.UserKey(), c.id.NkeySign))
+		}
+		if c.cfg.TLS != nil {
+			opts = append(opts, nats.Secure(c.cfg.TLS.Clone()))
+		}
+		nc, err := nats.Connect(natsURL, opts...)
+		if err != nil {
+			c.natsErr = fmt.Errorf("connect to NATS at %s: %w (pass --nats URL if the advertised one is not reachable from here)", natsURL, err)
+			return
+		}
+		js, err := jetstream.New(nc)
+		if err != nil {
+			nc.Close()
+			c.natsErr = fmt.Errorf("jetstream: %w", err)
+			return
+		}
+		c.nc, c.js = nc, js
+	})
+	return c.natsErr
+}

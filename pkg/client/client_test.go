@@ -1,0 +1,473 @@
+package client_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/enmanuel/unibus/internal/testbus"
+	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/client"
+	"github.com/enmanuel/unibus/pkg/e2ee"
+)
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// readAll returns the room's whole history as c sees it.
+func readAll(t testing.TB, c *client.Client, room string) []client.Received {
+	t.Helper()
+	var out []client.Received
+	if err := c.Read(ctxT(t), room, client.ReadOptions{}, func(r client.Received) error {
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		t.Fatalf("Read(%s) = %v", room, err)
+	}
+	return out
+}
+
+func mustSend(t testing.TB, c *client.Client, room, text string) string {
+	t.Helper()
+	id, err := c.Send(ctxT(t), room, client.Message{Text: text})
+	if err != nil {
+		t.Fatalf("Send(%q) = %v", text, err)
+	}
+	return id
+}
+
+// twoMembers sets up alice (admin) and bob in an encrypted room.
+func twoMembers(t *testing.T) (*testbus.Bus, *client.Client, *client.Client, string) {
+	t.Helper()
+	bus := testbus.Start(t, testbus.Options{})
+	_, alice := bus.User(t, "alice", api.RoleAdmin)
+	_, bob := bus.User(t, "bob", api.RoleMember)
+	room, err := alice.CreateRoom(ctxT(t), "ops", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddMember(ctxT(t), room.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	return bus, alice, bob, room.ID
+}
+
+func TestSendReadBetweenMembers(t *testing.T) {
+	_, alice, bob, room := twoMembers(t)
+	id := mustSend(t, alice, room, "hello bob")
+	msgs := readAll(t, bob, room)
+	if len(msgs) != 1 {
+		t.Fatalf("bob read %d messages; want 1", len(msgs))
+	}
+	m := msgs[0]
+	if m.Err != nil || m.Text != "hello bob" || m.ID != id || m.SenderName != "alice" || m.Epoch != 1 || m.Room != room {
+		t.Fatalf("bob read %+v; want alice's 'hello bob' at epoch 1", m)
+	}
+	// The room is found by name too.
+	if _, err := bob.Send(ctxT(t), "ops", client.Message{Text: "hi"}); err != nil {
+		t.Fatalf("Send by room name = %v", err)
+	}
+	var last []client.Received
+	alice.Read(ctxT(t), "ops", client.ReadOptions{Last: 1}, func(r client.Received) error { last = append(last, r); return nil })
+	if len(last) != 1 || last[0].Text != "hi" || last[0].SenderName != "bob" {
+		t.Fatalf("Read Last 1 = %+v; want bob's hi", last)
+	}
+}
+
+func TestFollowDeliversLiveMessages(t *testing.T) {
+	_, alice, bob, room := twoMembers(t)
+	mustSend(t, alice, room, "before")
+	ctx, cancel := context.WithCancel(ctxT(t))
+	defer cancel()
+	got := make(chan client.Received, 10)
+	done := make(chan error, 1)
+	go func() {
+		done <- bob.Read(ctx, room, client.ReadOptions{Follow: true}, func(r client.Received) error { got <- r; return nil })
+	}()
+	if r := <-got; r.Text != "before" {
+		t.Fatalf("first followed message = %q; want before", r.Text)
+	}
+	mustSend(t, alice, room, "after")
+	select {
+	case r := <-got:
+		if r.Text != "after" || r.Err != nil {
+			t.Fatalf("live message = %+v; want after", r)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("live message not delivered within 10s")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("followed Read ended with %v; want nil on cancel", err)
+	}
+}
+
+func TestRemovedMemberCannotReadWhatFollows(t *testing.T) {
+	_, alice, bob, room := twoMembers(t)
+	mustSend(t, alice, room, "while bob is in")
+	r, err := alice.RemoveMember(ctxT(t), room, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Epoch != 2 {
+		t.Fatalf("epoch after removal = %d; want 2", r.Epoch)
+	}
+	mustSend(t, alice, room, "secret after removal")
+	// bob is no longer a member: the API refuses him the room.
+	if err := bob.Read(ctxT(t), room, client.ReadOptions{}, func(client.Received) error { return nil }); !api.IsCode(err, api.CodeNotFound) {
+		t.Fatalf("removed member's Read = %v; want not_found", err)
+	}
+	// Even with direct access to the stream, bob holds no key for epoch 2.
+	var sawSecret bool
+	for _, m := range readAll(t, alice, room) {
+		if m.Epoch == 2 && m.Text != "secret after removal" {
+			t.Fatalf("alice read %+v", m)
+		}
+		sawSecret = sawSecret || m.Text == "secret after removal"
+	}
+	if !sawSecret {
+		t.Fatal("alice did not read her own message")
+	}
+}
+
+func TestLateMemberCannotReadEarlierEpochs(t *testing.T) {
+	bus, alice, _, room := twoMembers(t)
+	mustSend(t, alice, room, "epoch one")
+	if _, err := alice.Rekey(ctxT(t), room); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, room, "epoch two")
+	_, carol := bus.User(t, "carol", api.RoleMember)
+	if _, err := alice.AddMember(ctxT(t), room, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, room, "epoch two again")
+	msgs := readAll(t, carol, room)
+	if len(msgs) != 3 {
+		t.Fatalf("carol read %d messages; want 3", len(msgs))
+	}
+	if msgs[0].Err == nil || msgs[0].Text != "" {
+		t.Fatalf("carol read epoch 1 message %+v; want an error and no text", msgs[0])
+	}
+	if msgs[1].Text != "epoch two" || msgs[2].Text != "epoch two again" {
+		t.Fatalf("carol read %+v; want both epoch 2 messages", msgs[1:])
+	}
+}
+
+// publishRaw puts bytes on a room's subject as any NATS client could.
+func publishRaw(t testing.TB, bus *testbus.Bus, room string, b []byte) {
+	t.Helper()
+	if _, err := bus.JS.Publish(ctxT(t), api.RoomSubject(room), b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestReceiverRejectsForgedAndReplayedEnvelopes(t *testing.T) {
+	bus, alice, bob, room := twoMembers(t)
+	other, err := alice.CreateRoom(ctxT(t), "other", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddMember(ctxT(t), other.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, room, "genuine")
+	history := rawHistory(t, bus, room)
+	if len(history) != 1 {
+		t.Fatalf("raw history has %d messages", len(history))
+	}
+	genuine := history[0]
+
+	tampered := bytes.Clone(genuine)
+	tampered[len(tampered)-e2ee.SignatureSize-3] ^= 1 // inside the ciphertext
+	publishRaw(t, bus, room, tampered)
+
+	// mallory is a registered user but not a member: she signs with her own
+	// key while naming alice as the sender.
+	mallory := testbus.NewIdentity(t, "mallory")
+	env, _ := e2ee.Parse(genuine)
+	forgedHdr := env.Header
+	forgedHdr.Sender = [32]byte(mallory.SigningKey().Public().(ed25519.PublicKey))
+	var key e2ee.RoomKey
+	rand.Read(key[:])
+	sealed, err := e2ee.Seal(forgedHdr, &key, []byte(`{"text":"forged"}`), mallory.SigningKey(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := e2ee.Parse(sealed)
+	forged.Sender = env.Sender // now claims to be alice
+	publishRaw(t, bus, room, forged.Marshal())
+
+	// The genuine envelope replayed into another room bob belongs to.
+	publishRaw(t, bus, other.ID, genuine)
+
+	// The genuine envelope replayed with another epoch: the signature breaks.
+	reEpoch, _ := e2ee.Parse(genuine)
+	reEpoch.Epoch = 2
+	publishRaw(t, bus, room, reEpoch.Marshal())
+
+	msgs := readAll(t, bob, room)
+	if len(msgs) != 4 {
+		t.Fatalf("bob read %d messages; want 4", len(msgs))
+	}
+	if msgs[0].Text != "genuine" || msgs[0].Err != nil {
+		t.Fatalf("first message = %+v; want genuine", msgs[0])
+	}
+	for i, m := range msgs[1:] {
+		if m.Err == nil || m.Text != "" || m.File != nil {
+			t.Errorf("bad message %d shown: %+v; want an error and no text", i+1, m)
+		}
+	}
+	replayed := readAll(t, bob, other.ID)
+	if len(replayed) != 1 || !errors.Is(replayed[0].Err, e2ee.ErrWrongRoom) || replayed[0].Text != "" {
+		t.Fatalf("replayed envelope in the other room = %+v; want ErrWrongRoom and no text", replayed)
+	}
+}
+
+// rawHistory reads the room's envelopes straight from JetStream.
+func rawHistory(t testing.TB, bus *testbus.Bus, room string) [][]byte {
+	t.Helper()
+	st, err := bus.JS.Stream(ctxT(t), api.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out [][]byte
+	for seq := uint64(1); ; seq++ {
+		m, err := st.GetMsg(ctxT(t), seq)
+		if err != nil {
+			break
+		}
+		if m.Subject == api.RoomSubject(room) {
+			out = append(out, m.Data)
+		}
+	}
+	return out
+}
+
+func TestFileRoundTripAndTamperedBlob(t *testing.T) {
+	bus, alice, bob, room := twoMembers(t)
+	dir := t.TempDir()
+	src := filepath.Join(dir, "report.bin")
+	data := make([]byte, 3<<20+123)
+	rand.Read(data)
+	os.WriteFile(src, data, 0o600)
+	var progressed int64
+	id, err := alice.SendFile(ctxT(t), room, src, "the report", func(done, total int64) { progressed = done })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if progressed != e2ee.EncryptedFileSize(int64(len(data))) {
+		t.Fatalf("progress ended at %d; want %d", progressed, e2ee.EncryptedFileSize(int64(len(data))))
+	}
+	var out bytes.Buffer
+	ref, err := bob.FetchFile(ctxT(t), room, id, &out, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ref.Name != "report.bin" || ref.Size != int64(len(data)) || !bytes.Equal(out.Bytes(), data) {
+		t.Fatalf("fetched %s of %d bytes; want report.bin, identical", ref.Name, out.Len())
+	}
+	// Flip one byte of the stored blob: the download must fail, not yield
+	// altered plaintext.
+	var blobPath string
+	filepath.WalkDir(bus.BlobDir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && filepath.Base(p) == ref.Blob {
+			blobPath = p
+		}
+		return nil
+	})
+	if blobPath == "" {
+		t.Fatal("blob not found on disk")
+	}
+	stored, _ := os.ReadFile(blobPath)
+	stored[len(stored)/2] ^= 1
+	os.WriteFile(blobPath, stored, 0o600)
+	out.Reset()
+	if _, err := bob.FetchFile(ctxT(t), room, id, &out, nil); err == nil {
+		t.Fatal("FetchFile of a tampered blob succeeded")
+	}
+}
+
+// TestCanaryNeverInTheClear checks what must always hold: neither the
+// server's disk nor the NATS traffic carries an encrypted room's content.
+func TestCanaryNeverInTheClear(t *testing.T) {
+	bus, alice, bob, room := twoMembers(t)
+	const canary = "CANARY-7f1c2e-plaintext"
+	const fileCanary = "FILE-CANARY-93ab41-inside"
+
+	// A raw subscriber to every subject sees all traffic on the bus.
+	var mu sync.Mutex
+	var wire bytes.Buffer
+	tap, err := nats.Connect(bus.NATSURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tap.Close()
+	sub, err := tap.Subscribe(">", func(m *nats.Msg) {
+		mu.Lock()
+		wire.Write(m.Data)
+		wire.WriteString(m.Subject)
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tap.Flush()
+
+	mustSend(t, alice, room, canary)
+	src := filepath.Join(t.TempDir(), "notes.txt")
+	os.WriteFile(src, []byte(strings.Repeat(fileCanary+"\n", 5000)), 0o600)
+	msgID, err := alice.SendFile(ctxT(t), room, src, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// bob reads both, so any cleartext would have crossed the wire by now.
+	var got bytes.Buffer
+	if _, err := bob.FetchFile(ctxT(t), room, msgID, &got, nil); err != nil || !strings.Contains(got.String(), fileCanary) {
+		t.Fatalf("bob could not read the file: %v", err)
+	}
+	if msgs := readAll(t, bob, room); len(msgs) != 2 || msgs[0].Text != canary {
+		t.Fatalf("bob read %+v", msgs)
+	}
+	tap.Flush()
+	sub.Unsubscribe()
+
+	mu.Lock()
+	defer mu.Unlock()
+	for _, c := range []string{canary, fileCanary} {
+		if bytes.Contains(wire.Bytes(), []byte(c)) {
+			t.Errorf("%s seen on the NATS wire", c)
+		}
+	}
+	bus.Conn.Flush()
+	filepath.WalkDir(bus.Dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil
+		}
+		for _, c := range []string{canary, fileCanary} {
+			if bytes.Contains(b, []byte(c)) {
+				t.Errorf("%s found on disk in %s", c, p)
+			}
+		}
+		return nil
+	})
+}
+
+func TestRestartKeepsEverything(t *testing.T) {
+	dir := t.TempDir()
+	bus := testbus.Start(t, testbus.Options{Dir: dir})
+	aliceID := testbus.NewIdentity(t, "alice")
+	bus.AddUser(t, aliceID, api.RoleAdmin)
+	alice := bus.Client(t, aliceID)
+	room, err := alice.CreateRoom(ctxT(t), "ops", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, room.ID, "kept")
+	src := filepath.Join(t.TempDir(), "f.txt")
+	os.WriteFile(src, []byte("file kept"), 0o600)
+	fileMsg, err := alice.SendFile(ctxT(t), room.ID, src, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.Close()
+	bus.HTTP.Close()
+	bus.Conn.Close()
+	bus.NATS.Shutdown()
+	bus.NATS.WaitForShutdown()
+	bus.Store.Close()
+
+	again := testbus.Start(t, testbus.Options{Dir: dir})
+	alice2 := again.Client(t, aliceID)
+	msgs := readAll(t, alice2, room.ID)
+	if len(msgs) != 2 || msgs[0].Text != "kept" || msgs[1].File == nil {
+		t.Fatalf("after restart read %+v; want the message and the file", msgs)
+	}
+	var out bytes.Buffer
+	if _, err := alice2.FetchFile(ctxT(t), room.ID, fileMsg, &out, nil); err != nil || out.String() != "file kept" {
+		t.Fatalf("after restart FetchFile = %q, %v", out.String(), err)
+	}
+}
+
+func TestConcurrentRekeysConflict(t *testing.T) {
+	_, alice, bob, room := twoMembers(t)
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i, c := range []*client.Client{alice, bob} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = c.Rekey(ctxT(t), room)
+		}()
+	}
+	wg.Wait()
+	// Either both succeed one after the other (no overlap), or exactly one
+	// loses with a conflict; never a forked room.
+	r, err := alice.Room(ctxT(t), room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wins := 0
+	for _, err := range errs {
+		if err == nil {
+			wins++
+		} else if !api.IsCode(err, api.CodeConflict) {
+			t.Fatalf("losing rekey = %v; want conflict", err)
+		}
+	}
+	if r.Epoch != uint64(1+wins) {
+		t.Fatalf("epoch = %d after %d successful rekeys", r.Epoch, wins)
+	}
+	mustSend(t, bob, room, "after rekeys")
+	msgs := readAll(t, alice, room)
+	if len(msgs) != 1 || msgs[0].Text != "after rekeys" {
+		t.Fatalf("alice read %+v", msgs)
+	}
+}
+
+func TestUnknownAndRevokedUsersRefused(t *testing.T) {
+	bus := testbus.Start(t, testbus.Options{})
+	_, admin := bus.User(t, "admin", api.RoleAdmin)
+	strangerID := testbus.NewIdentity(t, "stranger")
+	stranger := bus.Client(t, strangerID)
+	if _, err := stranger.Rooms(ctxT(t)); !api.IsCode(err, api.CodeUnauthorized) {
+		t.Fatalf("unknown user's Rooms = %v; want unauthorized", err)
+	}
+	if _, err := admin.AddUser(ctxT(t), strangerID.Public().Token(), false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stranger.Rooms(ctxT(t)); err != nil {
+		t.Fatalf("added user's Rooms = %v", err)
+	}
+	if _, err := admin.RevokeUser(ctxT(t), "stranger"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := stranger.Rooms(ctxT(t)); !api.IsCode(err, api.CodeForbidden) {
+		t.Fatalf("revoked user's Rooms = %v; want forbidden", err)
+	}
+	// A member cannot manage users.
+	_, member := bus.User(t, "member", api.RoleMember)
+	other := testbus.NewIdentity(t, "other")
+	if _, err := member.AddUser(ctxT(t), other.Public().Token(), true); !api.IsCode(err, api.CodeForbidden) {
+		t.Fatalf("member's AddUser = %v; want forbidden", err)
+	}
+}
+

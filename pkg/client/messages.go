@@ -1,0 +1,240 @@
+package client
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/e2ee"
+)
+
+// Message is what a sender puts in a room: text, a file, or both.
+type Message struct {
+	Text string
+	File *FileRef
+}
+
+// FileRef describes an attached file. It travels inside the encrypted
+// message, so Key is only ever seen by the room's members.
+type FileRef struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+	Blob string `json:"blob"`
+	Key  []byte `json:"key"`
+}
+
+// payload is the plaintext inside an envelope (docs/envelope.md).
+type payload struct {
+	Text string   `json:"text,omitempty"`
+	File *FileRef `json:"file,omitempty"`
+}
+
+// Received is one message as read from a room. When Err is set the message
+// could not be shown (bad signature, not a member at that epoch, no key):
+// Text and File are empty.
+type Received struct {
+	ID         string
+	Room       string
+	Epoch      uint64
+	Sender     string // user key, U…
+	SenderName string
+	Time       time.Time
+	Text       string
+	File       *FileRef
+	Seq        uint64 // position in the room's history
+	Err        error
+}
+
+// Send seals msg into the room's current epoch and publishes it. It returns
+// once JetStream has stored the message, with the message id.
+func (c *Client) Send(ctx context.Context, roomRef string, msg Message) (string, error) {
+	id, err := c.ResolveRoom(ctx, roomRef)
+	if err != nil {
+		return "", err
+	}
+	if err := c.connectNATS(ctx); err != nil {
+		return "", err
+	}
+	plain, err := json.Marshal(payload{Text: msg.Text, File: msg.File})
+	if err != nil {
+		return "", err
+	}
+	if len(plain) > e2ee.MaxPlaintext {
+		return "", fmt.Errorf("message of %d bytes is over the limit of %d: send it as a file with --file", len(plain), e2ee.MaxPlaintext)
+	}
+	snap, err := c.snapshot(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	h := e2ee.Header{Version: e2ee.EnvelopeVersion, Cleartext: !snap.room.Encrypted, Room: id, Epoch: snap.room.Epoch, Sender: c.selfPK, Time: c.now().UnixNano()}
+	if _, err := rand.Read(h.ID[:]); err != nil {
+		return "", err
+	}
+	var key *e2ee.RoomKey
+	if snap.room.Encrypted {
+		if key = snap.keys[snap.room.Epoch]; key == nil {
+			return "", fmt.Errorf("room %s: you hold no key for its current epoch %d; ask a member to rekey", id, snap.room.Epoch)
+		}
+	}
+	env, err := e2ee.Seal(h, key, plain, c.id.SigningKey(), rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	if max := c.nc.MaxPayload(); int64(len(env)) > max {
+		return "", fmt.Errorf("message of %d bytes is over the bus limit of %d: send it as a file with --file", len(env), max)
+	}
+	if _, err := c.js.Publish(ctx, api.RoomSubject(id), env, jetstream.WithMsgID(h.MessageID())); err != nil {
+		return "", fmt.Errorf("publish to room %s: %w", id, err)
+	}
+	return h.MessageID(), nil
+}
+
+// ReadOptions selects what Read delivers.
+type ReadOptions struct {
+	// Last limits history to the last N messages; 0 means all.
+	Last int
+	// Follow keeps delivering new messages after the history until ctx ends.
+	Follow bool
+}
+
+// Read delivers the room's history in order, then, with Follow, live
+// messages, to fn. It stops at the first error fn returns, or when ctx ends
+// (returning nil for a followed read ended by its context).
+func (c *Client) Read(ctx context.Context, roomRef string, opts ReadOptions, fn func(Received) error) error {
+	id, err := c.ResolveRoom(ctx, roomRef)
+	if err != nil {
+		return err
+	}
+	if opts.Last < 0 {
+		return errors.New("--last must be 0 or more")
+	}
+	if err := c.connectNATS(ctx); err != nil {
+		return err
+	}
+	if _, err := c.snapshot(ctx, id); err != nil {
+		return err
+	}
+	subject := api.RoomSubject(id)
+	lastSeq, err := c.lastSeq(ctx, subject)
+	if err != nil {
+		return err
+	}
+	if lastSeq == 0 && !opts.Follow {
+		return nil
+	}
+	cons, err := c.js.OrderedConsumer(ctx, api.HistoryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	if err != nil {
+		return fmt.Errorf("read room %s history: %w", id, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("read room %s history: %w", id, err)
+	}
+	defer it.Stop()
+	stop := context.AfterFunc(ctx, it.Stop)
+	defer stop()
+	skip := uint64(0)
+	first := true
+	for {
+		m, err := it.Next()
+		if err != nil {
+			if ctx.Err() != nil {
+				if opts.Follow {
+					return nil
+				}
+				return ctx.Err()
+			}
+			return fmt.Errorf("read room %s: %w", id, err)
+		}
+		md, err := m.Metadata()
+		if err != nil {
+			return fmt.Errorf("read room %s: %w", id, err)
+		}
+		if first && opts.Last > 0 && md.NumPending+1 > uint64(opts.Last) {
+			skip = md.NumPending + 1 - uint64(opts.Last)
+		}
+		first = false
+		if skip > 0 {
+			skip--
+		} else {
+			r := c.open(ctx, id, m.Data())
+			r.Seq = md.Sequence.Stream
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if !opts.Follow && md.Sequence.Stream >= lastSeq {
+			return nil
+		}
+	}
+}
+
+// lastSeq returns the stream sequence of the subject's last message, 0 if
+// it has none, through a direct get that names only this subject.
+func (c *Client) lastSeq(ctx context.Context, subject string) (uint64, error) {
+	m, err := c.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+api.HistoryStream+"."+subject, nil)
+	if err != nil {
+		return 0, fmt.Errorf("read history position: %w", err)
+	}
+	if st := m.Header.Get("Status"); st != "" {
+		if st == "404" {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("read history position: status %s %s", st, m.Header.Get("Description"))
+	}
+	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("read history position: bad sequence header: %w", err)
+	}
+	return seq, nil
+}
+
+// open verifies and decrypts one envelope read from room id.
+func (c *Client) open(ctx context.Context, id string, data []byte) Received {
+	r := Received{Room: id}
+	env, err := e2ee.Parse(data)
+	if err != nil {
+		r.Err = fmt.Errorf("unreadable message: %w", err)
+		return r
+	}
+	r.ID, r.Epoch, r.Time = env.MessageID(), env.Epoch, time.Unix(0, env.Time).UTC()
+	r.Sender = shortKey(env.Sender)
+	if env.Room != id {
+		r.Err = fmt.Errorf("message for room %s replayed into room %s: %w", env.Room, id, e2ee.ErrWrongRoom)
+		return r
+	}
+	s, key, err := c.senderAndKey(ctx, id, env.Sender, env.Epoch, !env.Cleartext)
+	if err != nil {
+		r.Err = err
+		return r
+	}
+	r.SenderName = s.name
+	if err := env.Verify(s.pub); err != nil {
+		r.Err = fmt.Errorf("message from %s does not verify: %w", s.name, err)
+		return r
+	}
+	snap := c.roomState(id).snap.Load()
+	if snap != nil && env.Cleartext == snap.room.Encrypted {
+		r.Err = fmt.Errorf("message cleartext flag does not match the room: %w", e2ee.ErrMalformed)
+		return r
+	}
+	plain, err := env.Open(id, env.Epoch, key)
+	if err != nil {
+		r.Err = fmt.Errorf("message from %s: %w", s.name, err)
+		return r
+	}
+	var p payload
+	if err := json.Unmarshal(plain, &p); err != nil {
+		r.Err = fmt.Errorf("message from %s has a malformed payload: %w", s.name, err)
+		return r
+	}
+	r.Text, r.File = p.Text, p.File
+	return r
+}

@@ -1,0 +1,315 @@
+// Package embeddednats runs the NATS server (with JetStream) inside the
+// membershipd process.
+//
+// StartServer turns a small, validated ServerConfig into nats-server options,
+// starts the server, routes its log lines to a log/slog logger and returns
+// only once the server accepts connections. ClientURL gives the address that
+// in-process and local clients should dial.
+//
+// Authentication is pluggable through ServerConfig.Auth (for example the
+// nkey authenticator of pkg/busauth). When it is set the server always sends
+// a fresh nonce in its INFO line so that clients can prove possession of
+// their private key; without that option nats-server sends no nonce to
+// clients of a custom authenticator and a signature would be replayable.
+package embeddednats
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// readyTimeout bounds how long StartServer waits for the listeners to come up.
+const readyTimeout = 10 * time.Second
+
+// routeTLSTimeout is the TLS handshake timeout, in seconds, for route
+// connections. Routes may cross slower links than local clients, so it is a
+// little more generous than the nats-server default of two seconds.
+const routeTLSTimeout = 5
+
+// ServerConfig describes one embedded NATS server.
+type ServerConfig struct {
+	// StoreDir is the JetStream storage directory. Required.
+	StoreDir string
+	// Host is the client listen address; empty means all interfaces.
+	Host string
+	// Port is the client listen port; 0 means the NATS default (4222) and
+	// -1 picks a random free port (useful in tests).
+	Port int
+	// ServerName names this server. It is required when Cluster is set,
+	// because JetStream clustering needs a unique, stable name per server.
+	ServerName string
+	// Cluster, when non-nil, makes this server a member of a cluster.
+	Cluster *ClusterConfig
+	// Auth authenticates client connections; nil means no authentication.
+	Auth server.Authentication
+	// TLS, when non-nil, makes TLS mandatory for client connections. If its
+	// ClientAuth is tls.RequireAndVerifyClientCert, clients must also present
+	// a certificate.
+	TLS *tls.Config
+	// Logger receives the nats-server log; nil discards it.
+	Logger *slog.Logger
+	// JetStreamMaxMemory limits JetStream memory storage in bytes; 0 lets
+	// the server pick its default.
+	JetStreamMaxMemory int64
+	// JetStreamMaxStore limits JetStream file storage in bytes; 0 lets the
+	// server pick its default.
+	JetStreamMaxStore int64
+	// MonitorPort enables the HTTP monitoring endpoint on 127.0.0.1 at this
+	// port; 0 leaves it off and -1 picks a random free port.
+	MonitorPort int
+}
+
+// ClusterConfig describes how a server joins its cluster.
+type ClusterConfig struct {
+	// Name is the cluster name, identical on every member. Required.
+	Name string
+	// Host is the route listen address; empty means all interfaces.
+	Host string
+	// Port is the route listen port; -1 picks a random free port.
+	Port int
+	// Routes lists the route URLs of the cluster members, for example
+	// "nats://10.0.0.2:6222". It may include this server itself. At least
+	// one is required: JetStream clustering refuses to start without
+	// configured routes. Routes without credentials get Username and
+	// Password when those are set.
+	Routes []string
+	// Username and Password, when set, are required from peers connecting
+	// to this server's route port and are sent to peers.
+	Username string
+	Password string
+	// TLS, when non-nil, secures route connections. It is used both to
+	// accept and to dial routes, so it should carry the node certificate,
+	// the cluster CA as RootCAs and ClientCAs, and require client
+	// certificates (see busauth.RouteTLSConfig).
+	TLS *tls.Config
+}
+
+// StartServer validates cfg, starts an embedded NATS server with JetStream
+// and waits until it accepts connections. The caller owns the returned server
+// and must call Shutdown on it. The server does not install signal handlers.
+//
+// For a clustered server, JetStream becomes usable only once a quorum of the
+// cluster is up and has elected a meta leader; StartServer does not wait for
+// that.
+func StartServer(cfg ServerConfig) (*server.Server, error) {
+	opts, err := buildOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embeddednats: create server: %w", err)
+	}
+	logger := newLogAdapter(cfg.Logger)
+	ns.SetLoggerV2(logger, logger.debugEnabled(), false, false)
+
+	// Start runs the startup sequence synchronously; listener and JetStream
+	// failures are reported through Fatalf, which the adapter records
+	// instead of exiting the process.
+	ns.Start()
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		if msg := logger.fatalMessage(); msg != "" {
+			shutdown(ns)
+			return nil, fmt.Errorf("embeddednats: server failed to start: %s", msg)
+		}
+		if ns.ReadyForConnections(100 * time.Millisecond) {
+			return ns, nil
+		}
+		if time.Now().After(deadline) {
+			shutdown(ns)
+			return nil, fmt.Errorf("embeddednats: server not ready for connections after %s; check that the ports are free and the store dir is writable", readyTimeout)
+		}
+	}
+}
+
+// shutdown stops ns and waits until it has released its resources.
+func shutdown(ns *server.Server) {
+	ns.Shutdown()
+	ns.WaitForShutdown()
+}
+
+// buildOptions validates cfg and converts it to nats-server options.
+func buildOptions(cfg ServerConfig) (*server.Options, error) {
+	if strings.TrimSpace(cfg.StoreDir) == "" {
+		return nil, errors.New("embeddednats: store dir is empty; set a JetStream storage directory")
+	}
+	if err := checkPort("port", cfg.Port); err != nil {
+		return nil, err
+	}
+	if err := checkPort("monitor port", cfg.MonitorPort); err != nil {
+		return nil, err
+	}
+	if strings.ContainsAny(cfg.ServerName, " \t\r\n") {
+		return nil, fmt.Errorf("embeddednats: server name %q contains whitespace; use a name without spaces", cfg.ServerName)
+	}
+	if cfg.JetStreamMaxMemory < 0 || cfg.JetStreamMaxStore < 0 {
+		return nil, errors.New("embeddednats: jetstream limits must not be negative; use 0 for the server defaults")
+	}
+
+	opts := &server.Options{
+		ServerName:             cfg.ServerName,
+		Host:                   cfg.Host,
+		Port:                   cfg.Port,
+		JetStream:              true,
+		StoreDir:               cfg.StoreDir,
+		JetStreamMaxMemory:     cfg.JetStreamMaxMemory,
+		JetStreamMaxStore:      cfg.JetStreamMaxStore,
+		NoSigs:                 true,
+		DisableJetStreamBanner: true,
+	}
+	if cfg.MonitorPort != 0 {
+		opts.HTTPHost = "127.0.0.1"
+		opts.HTTPPort = cfg.MonitorPort
+	}
+	if cfg.TLS != nil {
+		opts.TLSConfig = cfg.TLS.Clone()
+		opts.TLS = true
+		opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
+		opts.AllowNonTLS = false
+	}
+	if cfg.Auth != nil {
+		opts.CustomClientAuthentication = cfg.Auth
+		// nats-server only puts a nonce in INFO when it knows nkey users
+		// itself; a custom authenticator needs this to get one.
+		opts.AlwaysEnableNonce = true
+	}
+	if cfg.Cluster != nil {
+		if err := applyCluster(opts, cfg); err != nil {
+			return nil, err
+		}
+	}
+	return opts, nil
+}
+
+// applyCluster validates cfg.Cluster and fills the cluster options.
+func applyCluster(opts *server.Options, cfg ServerConfig) error {
+	cc := cfg.Cluster
+	if cfg.ServerName == "" {
+		return errors.New("embeddednats: cluster needs a server name; JetStream clustering requires a unique name per server")
+	}
+	if strings.TrimSpace(cc.Name) == "" {
+		return errors.New("embeddednats: cluster name is empty; set the same cluster name on every member")
+	}
+	if strings.ContainsAny(cc.Name, " \t\r\n") {
+		return fmt.Errorf("embeddednats: cluster name %q contains whitespace; use a name without spaces", cc.Name)
+	}
+	if cc.Port == 0 {
+		return errors.New("embeddednats: cluster port is 0; set the route listen port")
+	}
+	if err := checkPort("cluster port", cc.Port); err != nil {
+		return err
+	}
+	if cc.Username == "" && cc.Password != "" {
+		return errors.New("embeddednats: cluster password set without a username; set both or neither")
+	}
+	if cc.Username != "" && cc.Password == "" {
+		return errors.New("embeddednats: cluster username set without a password; set both or neither")
+	}
+	routes, err := parseRoutes(cc.Routes, cc.Username, cc.Password)
+	if err != nil {
+		return err
+	}
+	opts.Cluster = server.ClusterOpts{
+		Name:     cc.Name,
+		Host:     cc.Host,
+		Port:     cc.Port,
+		Username: cc.Username,
+		Password: cc.Password,
+	}
+	if cc.TLS != nil {
+		opts.Cluster.TLSConfig = cc.TLS.Clone()
+		opts.Cluster.TLSTimeout = routeTLSTimeout
+		// Peers are verified by the TLS configuration (CA and client
+		// certificates), not by mapping certificate subjects to users.
+		opts.Cluster.TLSMap = false
+	}
+	opts.Routes = routes
+	return nil
+}
+
+// parseRoutes parses route URLs, adding the cluster credentials to those
+// that carry none.
+func parseRoutes(raw []string, user, pass string) ([]*url.URL, error) {
+	var routes []*url.URL
+	for i, r := range raw {
+		r = strings.TrimSpace(r)
+		if r == "" {
+			continue
+		}
+		u, err := url.Parse(r)
+		if err != nil {
+			return nil, fmt.Errorf("embeddednats: route %d %q is not a valid url; use nats://host:port", i+1, redactRoute(r))
+		}
+		if u.Scheme != "nats" && u.Scheme != "nats-route" {
+			return nil, fmt.Errorf("embeddednats: route %q has scheme %q; use nats://host:port", u.Redacted(), u.Scheme)
+		}
+		if u.Hostname() == "" || u.Port() == "" {
+			return nil, fmt.Errorf("embeddednats: route %q needs a host and a port; use nats://host:port", u.Redacted())
+		}
+		if p, err := strconv.Atoi(u.Port()); err != nil || p < 1 || p > 65535 {
+			return nil, fmt.Errorf("embeddednats: route %q has an invalid port; use a port between 1 and 65535", u.Redacted())
+		}
+		if u.User == nil && user != "" {
+			u.User = url.UserPassword(user, pass)
+		}
+		routes = append(routes, u)
+	}
+	if len(routes) == 0 {
+		return nil, errors.New("embeddednats: cluster has no routes; list the route urls of the cluster members (this server may be included)")
+	}
+	return routes, nil
+}
+
+// redactRoute hides credentials in a route string that did not parse.
+func redactRoute(r string) string {
+	at := strings.LastIndex(r, "@")
+	if at < 0 {
+		return r
+	}
+	start := strings.Index(r, "://")
+	if start < 0 || start+3 > at {
+		return "xxxxx" + r[at:]
+	}
+	return r[:start+3] + "xxxxx" + r[at:]
+}
+
+// checkPort accepts -1 (random), 0 and 1..65535.
+func checkPort(what string, p int) error {
+	if p < -1 || p > 65535 {
+		return fmt.Errorf("embeddednats: %s %d is out of range; use 1-65535, or -1 for a random port", what, p)
+	}
+	return nil
+}
+
+// ClientURL returns the URL a local client should dial to reach ns:
+// "nats://host:port", or "tls://host:port" when client TLS is on. A server
+// listening on all interfaces is reached through the loopback address.
+func ClientURL(ns *server.Server) string {
+	u, err := url.Parse(ns.ClientURL())
+	if err != nil {
+		return ns.ClientURL()
+	}
+	host := u.Hostname()
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	if addr, ok := ns.Addr().(*net.TCPAddr); ok && addr != nil {
+		u.Host = net.JoinHostPort(host, strconv.Itoa(addr.Port))
+	} else {
+		u.Host = net.JoinHostPort(host, u.Port())
+	}
+	return u.String()
+}

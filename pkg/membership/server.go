@@ -1,0 +1,693 @@
+package membership
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/reqsig"
+)
+
+// MaxHeaderBytes bounds the request header size (http.Server.MaxHeaderBytes),
+// so a peer cannot exhaust memory with headers before any body limit applies.
+const MaxHeaderBytes = 64 << 10
+
+// DefaultMaxBlobBytes is the default ceiling of one uploaded blob.
+const DefaultMaxBlobBytes = 1 << 30
+
+// maxSealedKeyLen bounds one sealed key; real ones are 73 bytes.
+const maxSealedKeyLen = 256
+
+// SignatureWindow is how far a signed request's time may be from the
+// server's clock when signatures are checked.
+const SignatureWindow = 5 * time.Minute
+
+// Blobs is what the server needs of a blob store.
+type Blobs interface {
+	Put(ctx context.Context, r io.Reader, maxBytes int64, wantSHA256 string) (id string, size int64, err error)
+	Open(ctx context.Context, id string) (io.ReadCloser, int64, error)
+}
+
+// Publisher is what the server needs of a NATS connection to announce room
+// changes (*nats.Conn satisfies it).
+type Publisher interface {
+	Publish(subject string, data []byte) error
+}
+
+// Server is the control-plane HTTP API (docs/api.md). Set its exported
+// fields before serving; it is safe for concurrent use afterwards. It holds
+// no state of its own: everything is read from and written to the Store.
+type Server struct {
+	// RequireEncryptedRooms refuses cleartext rooms (public binds).
+	RequireEncryptedRooms bool
+	// NATSURL is the data-plane URL handed to clients in /v1/info.
+	NATSURL string
+	// Version is reported in /v1/info.
+	Version string
+	// MaxBlobBytes is the ceiling of one uploaded blob.
+	MaxBlobBytes int64
+	// Logger receives request failures; nil discards.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// Events, when set, receives a [api.RoomEvent] on [api.RoomEventSubject]
+	// after every committed membership or epoch change.
+	Events Publisher
+
+	store Store
+	blobs Blobs
+	mode  AuthMode
+	mux   *http.ServeMux
+}
+
+// NewServer returns the API over store and blobs with the given auth mode.
+func NewServer(store Store, blobs Blobs, mode AuthMode) *Server {
+	s := &Server{store: store, blobs: blobs, mode: mode, MaxBlobBytes: DefaultMaxBlobBytes, Version: "dev"}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.health)
+	mux.HandleFunc("GET /v1/info", s.info)
+	mux.Handle("GET /v1/me", s.json(0, s.me))
+	mux.Handle("GET /v1/users", s.json(0, s.listUsers))
+	mux.Handle("POST /v1/users", s.json(api.MaxJSONBody, s.addUser))
+	mux.Handle("GET /v1/users/{user}", s.json(0, s.getUser))
+	mux.Handle("POST /v1/users/{user}/revoke", s.json(api.MaxJSONBody, s.revokeUser))
+	mux.Handle("GET /v1/rooms", s.json(0, s.listRooms))
+	mux.Handle("POST /v1/rooms", s.json(api.MaxJSONBody, s.createRoom))
+	mux.Handle("GET /v1/rooms/{room}", s.json(0, s.getRoom))
+	mux.Handle("GET /v1/rooms/{room}/members", s.json(0, s.listMembers))
+	mux.Handle("POST /v1/rooms/{room}/members", s.json(api.MaxJSONBody, s.addMember))
+	mux.Handle("POST /v1/rooms/{room}/rekey", s.json(api.MaxRekeyBody, s.rekey))
+	mux.Handle("GET /v1/rooms/{room}/keys", s.json(0, s.sealedKeys))
+	mux.HandleFunc("POST /v1/rooms/{room}/blobs", s.uploadBlob)
+	mux.HandleFunc("GET /v1/rooms/{room}/blobs/{blob}", s.downloadBlob)
+	s.mux = mux
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	s.mux.ServeHTTP(&plainErrorGuard{ResponseWriter: w, r: r}, r)
+}
+
+// plainErrorGuard turns the plain-text 404 and 405 answers of the mux
+// into JSON errors, so every error the API gives is JSON.
+type plainErrorGuard struct {
+	http.ResponseWriter
+	r        *http.Request
+	replaced bool
+}
+
+func (g *plainErrorGuard) WriteHeader(code int) {
+	h := g.ResponseWriter.Header()
+	if code < 400 || h.Get("Content-Type") == "application/json" {
+		g.ResponseWriter.WriteHeader(code)
+		return
+	}
+	g.replaced = true
+	e := api.Errorf(api.CodeNotFound, "no route %s %s: see docs/api.md for the API", g.r.Method, g.r.URL.Path)
+	if code == http.StatusMethodNotAllowed {
+		e = api.Errorf(api.CodeMethod, "method %s not allowed on %s: see docs/api.md for the API", g.r.Method, g.r.URL.Path)
+	}
+	h.Set("Content-Type", "application/json")
+	g.ResponseWriter.WriteHeader(code)
+	json.NewEncoder(g.ResponseWriter).Encode(e)
+}
+
+func (g *plainErrorGuard) Write(b []byte) (int, error) {
+	if g.replaced {
+		return len(b), nil
+	}
+	return g.ResponseWriter.Write(b)
+}
+
+// Flush lets streamed downloads flush through the guard.
+func (g *plainErrorGuard) Flush() {
+	if f, ok := g.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) log() *slog.Logger {
+	if s.Logger != nil {
+		return s.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func (s *Server) health(w http.ResponseWriter, r *http.Request) {
+	s.writeJSON(w, http.StatusOK, api.Health{Status: "ok"})
+}
+
+func (s *Server) info(w http.ResponseWriter, r *http.Request) {
+	s.writeJSON(w, http.StatusOK, api.Info{
+		Version:       s.Version,
+		AuthMode:      s.mode.String(),
+		NATSURL:       s.NATSURL,
+		HistoryStream: api.HistoryStream,
+		MaxBlobBytes:  s.MaxBlobBytes,
+	})
+}
+
+// call is one authenticated API call.
+type call struct {
+	user api.User
+	body []byte
+	r    *http.Request
+}
+
+// decode reads the call's JSON body into v strictly: one object, no unknown
+// fields, nothing after it.
+func (c *call) decode(v any) error {
+	if len(bytes.TrimSpace(c.body)) == 0 {
+		return api.Errorf(api.CodeInvalid, "request body is empty: send a JSON object (see docs/api.md)")
+	}
+	dec := json.NewDecoder(bytes.NewReader(c.body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return api.Errorf(api.CodeInvalid, "malformed JSON body: %v (see docs/api.md for the fields)", err)
+	}
+	if dec.More() {
+		return api.Errorf(api.CodeInvalid, "malformed JSON body: trailing data after the object")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return api.Errorf(api.CodeInvalid, "malformed JSON body: trailing data after the object")
+	}
+	return nil
+}
+
+type handlerFunc func(ctx context.Context, c *call) (int, any, error)
+
+// json wraps a JSON handler: it reads the body under its ceiling,
+// authenticates the caller, and writes the result or the error.
+func (s *Server) json(maxBody int64, h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body []byte
+		if maxBody > 0 {
+			if ct := r.Header.Get("Content-Type"); ct != "" && !isJSONContentType(ct) {
+				s.writeError(w, r, api.Errorf(api.CodeUnsupported, "content type %q not accepted: send application/json", ct))
+				return
+			}
+			b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+			if err != nil {
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					s.writeError(w, r, api.Errorf(api.CodeTooLarge, "request body over %d bytes: send less", maxBody))
+					return
+				}
+				s.writeError(w, r, api.Errorf(api.CodeInvalid, "read request body: %v", err))
+				return
+			}
+			body = b
+		} else if n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, 1)); n > 0 {
+			s.writeError(w, r, api.Errorf(api.CodeInvalid, "%s %s takes no body", r.Method, r.URL.Path))
+			return
+		}
+		user, err := s.authenticate(r, sha256.Sum256(body))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		status, v, err := h(r.Context(), &call{user: user, body: body, r: r})
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		s.writeJSON(w, status, v)
+	})
+}
+
+func isJSONContentType(ct string) bool {
+	return ct == "application/json" || len(ct) > 16 && ct[:17] == "application/json;"
+}
+
+// authenticate finds the calling user from the request signature. The body
+// digest is that of the body as received (for streamed bodies, the digest
+// the signature claims; the blob store checks it as it writes).
+func (s *Server) authenticate(r *http.Request, body [32]byte) (api.User, error) {
+	sig, err := reqsig.Parse(r.Header.Get("Authorization"))
+	if err != nil {
+		if s.mode == AuthSoft && errors.Is(err, reqsig.ErrMissing) {
+			// soft tolerates unsigned calls only where a user can still be
+			// named; without a claimed key there is nobody to act as.
+			return api.User{}, api.Errorf(api.CodeUnauthorized, "request is not signed: the SDK and the unibus CLI sign every call")
+		}
+		return api.User{}, api.Errorf(api.CodeUnauthorized, "%v: the SDK and the unibus CLI sign every call (see docs/request-signature.md)", err)
+	}
+	if s.mode != AuthOff {
+		if verr := s.checkSignature(r, &sig, body); verr != nil {
+			if s.mode == AuthEnforce {
+				return api.User{}, verr
+			}
+			s.log().Warn("request signature rejected (soft mode: allowed)", "method", r.Method, "path", r.URL.Path, "user", sig.User, "reason", verr.Error())
+		}
+	}
+	u, err := s.store.GetUser(r.Context(), sig.User)
+	if err != nil {
+		if api.IsCode(err, api.CodeNotFound) {
+			return api.User{}, api.Errorf(api.CodeUnauthorized, "unknown user key %s: ask an admin to add you with `unibus user add TOKEN`", sig.User)
+		}
+		return api.User{}, err
+	}
+	if u.User != sig.User {
+		// GetUser also matches names; a signature names a key.
+		return api.User{}, api.Errorf(api.CodeUnauthorized, "unknown user key %s: ask an admin to add you with `unibus user add TOKEN`", sig.User)
+	}
+	if !u.Active() {
+		return api.User{}, api.Errorf(api.CodeForbidden, "user %s is revoked: ask an admin", u.Name)
+	}
+	return u, nil
+}
+
+// checkSignature verifies the signature, its time window and body digest.
+func (s *Server) checkSignature(r *http.Request, sig *reqsig.Signature, body [32]byte) error {
+	if err := sig.Verify(r.Method, r.URL.RequestURI()); err != nil {
+		return api.Errorf(api.CodeUnauthorized, "%v: sign the exact method, path and query sent", err)
+	}
+	if d := s.now().Sub(sig.TimeValue()); d > SignatureWindow || d < -SignatureWindow {
+		return api.Errorf(api.CodeUnauthorized, "request signed at %s, outside the %s window of the server clock: check this machine's clock", sig.TimeValue().UTC().Format(time.RFC3339), SignatureWindow)
+	}
+	if sig.Body != body {
+		return api.Errorf(api.CodeUnauthorized, "request signature covers another body: sign the body you send")
+	}
+	return nil
+}
+
+func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	if err := json.NewEncoder(w).Encode(v); err != nil {
+		s.log().Debug("write response", "err", err)
+	}
+}
+
+// writeError answers with the error's status and a JSON body. Errors that
+// are not *api.Error become internal, their details kept in the log.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var e *api.Error
+	if !errors.As(err, &e) {
+		s.log().Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		e = api.Errorf(api.CodeInternal, "internal error: the server log has the details; try again or tell the operator")
+	}
+	s.writeJSON(w, api.HTTPStatus(e.Code), e)
+}
+
+func (s *Server) me(ctx context.Context, c *call) (int, any, error) {
+	return http.StatusOK, c.user, nil
+}
+
+func requireAdmin(c *call) error {
+	if c.user.Role != api.RoleAdmin {
+		return api.Errorf(api.CodeForbidden, "only admins manage users: ask an admin")
+	}
+	return nil
+}
+
+func (s *Server) listUsers(ctx context.Context, c *call) (int, any, error) {
+	if err := requireAdmin(c); err != nil {
+		return 0, nil, err
+	}
+	users, err := s.store.ListUsers(ctx)
+	return http.StatusOK, nonNil(users), err
+}
+
+func (s *Server) addUser(ctx context.Context, c *call) (int, any, error) {
+	if err := requireAdmin(c); err != nil {
+		return 0, nil, err
+	}
+	var req api.AddUserRequest
+	if err := c.decode(&req); err != nil {
+		return 0, nil, err
+	}
+	pub, err := identity.ParseToken(req.Token)
+	if err != nil {
+		return 0, nil, api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	u := api.User{Public: pub, Role: api.RoleMember, Status: api.StatusActive, CreatedAt: s.now().UTC()}
+	if req.Admin {
+		u.Role = api.RoleAdmin
+	}
+	if err := s.store.CreateUser(ctx, u); err != nil {
+		return 0, nil, err
+	}
+	s.log().Info("user added", "user", u.User, "name", u.Name, "role", u.Role, "by", c.user.User)
+	return http.StatusCreated, u, nil
+}
+
+func (s *Server) getUser(ctx context.Context, c *call) (int, any, error) {
+	u, err := s.store.GetUser(ctx, c.r.PathValue("user"))
+	return http.StatusOK, u, err
+}
+
+func (s *Server) revokeUser(ctx context.Context, c *call) (int, any, error) {
+	if err := requireAdmin(c); err != nil {
+		return 0, nil, err
+	}
+	if len(bytes.TrimSpace(c.body)) > 0 && string(bytes.TrimSpace(c.body)) != "{}" {
+		return 0, nil, api.Errorf(api.CodeInvalid, "revoke takes no fields: send {} or nothing")
+	}
+	u, err := s.store.RevokeUser(ctx, c.r.PathValue("user"), s.now().UTC())
+	if err != nil {
+		return 0, nil, err
+	}
+	s.log().Info("user revoked", "user", u.User, "name", u.Name, "by", c.user.User)
+	return http.StatusOK, u, nil
+}
+
+func (s *Server) listRooms(ctx context.Context, c *call) (int, any, error) {
+	rooms, err := s.store.RoomsOf(ctx, c.user.User)
+	return http.StatusOK, nonNil(rooms), err
+}
+
+func (s *Server) createRoom(ctx context.Context, c *call) (int, any, error) {
+	var req api.CreateRoomRequest
+	if err := c.decode(&req); err != nil {
+		return 0, nil, err
+	}
+	if !api.ValidRoomName(req.Name) {
+		return 0, nil, api.Errorf(api.CodeInvalid, "invalid room name: use 1 to %d printable characters without leading or trailing space", api.MaxRoomNameLen)
+	}
+	if req.Cleartext && s.RequireEncryptedRooms {
+		return 0, nil, api.Errorf(api.CodeForbidden, "cleartext rooms are disabled on this server (public bind): create an encrypted room")
+	}
+	id := req.ID
+	switch {
+	case id == "" && !req.Cleartext:
+		return 0, nil, api.Errorf(api.CodeInvalid, "an encrypted room needs the id its creator's key was sealed for: draw one with api.NewRoomID")
+	case id == "":
+		id = api.NewRoomID()
+	case !api.ValidRoomID(id):
+		return 0, nil, api.Errorf(api.CodeInvalid, "room id %q is not 26 characters of [a-z2-7]: draw one with api.NewRoomID", id)
+	}
+	room := api.Room{ID: id, Name: req.Name, Encrypted: !req.Cleartext, Epoch: 1, Creator: c.user.User, CreatedAt: s.now().UTC()}
+	var key *api.SealedKey
+	switch {
+	case req.Cleartext && len(req.SealedKey) > 0:
+		return 0, nil, api.Errorf(api.CodeInvalid, "a cleartext room takes no sealed_key")
+	case !req.Cleartext:
+		if err := checkSealed(req.SealedKey); err != nil {
+			return 0, nil, err
+		}
+		key = &api.SealedKey{Room: room.ID, Epoch: 1, Member: c.user.User, Sealer: c.user.Public, SealedKey: req.SealedKey}
+	}
+	if err := s.store.CreateRoom(ctx, room, key); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, room, nil
+}
+
+func checkSealed(b []byte) error {
+	if len(b) == 0 {
+		return api.Errorf(api.CodeInvalid, "an encrypted room needs sealed_key: the room key sealed to the member")
+	}
+	if len(b) > maxSealedKeyLen {
+		return api.Errorf(api.CodeInvalid, "sealed_key longer than %d bytes: it is not a sealed room key", maxSealedKeyLen)
+	}
+	return nil
+}
+
+// memberRoom loads a room the caller is a current member of. A non-member
+// gets not_found, as if the room did not exist, so room ids do not leak.
+func (s *Server) memberRoom(ctx context.Context, c *call) (api.Room, []api.Member, error) {
+	id := c.r.PathValue("room")
+	notFound := api.Errorf(api.CodeNotFound, "room %q not found among your rooms: check `unibus room list`", id)
+	if !api.ValidRoomID(id) {
+		return api.Room{}, nil, notFound
+	}
+	room, err := s.store.GetRoom(ctx, id)
+	if err != nil {
+		if api.IsCode(err, api.CodeNotFound) {
+			return api.Room{}, nil, notFound
+		}
+		return api.Room{}, nil, err
+	}
+	members, err := s.store.Members(ctx, id, false)
+	if err != nil {
+		return api.Room{}, nil, err
+	}
+	for _, m := range members {
+		if m.User == c.user.User {
+			return room, members, nil
+		}
+	}
+	return api.Room{}, nil, notFound
+}
+
+func (s *Server) getRoom(ctx context.Context, c *call) (int, any, error) {
+	room, members, err := s.memberRoom(ctx, c)
+	if err != nil {
+		return 0, nil, err
+	}
+	room.Members = members
+	return http.StatusOK, room, nil
+}
+
+func (s *Server) listMembers(ctx context.Context, c *call) (int, any, error) {
+	room, _, err := s.memberRoom(ctx, c)
+	if err != nil {
+		return 0, nil, err
+	}
+	history := false
+	switch v := c.r.URL.Query().Get("history"); v {
+	case "", "0", "false":
+	case "1", "true":
+		history = true
+	default:
+		return 0, nil, api.Errorf(api.CodeInvalid, "history=%q: use true or false", v)
+	}
+	members, err := s.store.Members(ctx, room.ID, history)
+	return http.StatusOK, nonNil(members), err
+}
+
+func (s *Server) addMember(ctx context.Context, c *call) (int, any, error) {
+	room, _, err := s.memberRoom(ctx, c)
+	if err != nil {
+		return 0, nil, err
+	}
+	var req api.AddMemberRequest
+	if err := c.decode(&req); err != nil {
+		return 0, nil, err
+	}
+	u, err := s.store.GetUser(ctx, req.User)
+	if err != nil {
+		return 0, nil, err
+	}
+	var key *api.SealedKey
+	if room.Encrypted {
+		if err := checkSealed(req.SealedKey); err != nil {
+			return 0, nil, err
+		}
+		key = &api.SealedKey{Room: room.ID, Epoch: req.Epoch, Member: u.User, Sealer: c.user.Public, SealedKey: req.SealedKey}
+	} else if len(req.SealedKey) > 0 {
+		return 0, nil, api.Errorf(api.CodeInvalid, "room %s is cleartext: send no sealed_key", room.ID)
+	}
+	updated, err := s.store.AddMember(ctx, room.ID, u.User, req.Epoch, key)
+	if err != nil {
+		return 0, nil, err
+	}
+	s.log().Info("member added", "room", room.ID, "user", u.User, "by", c.user.User, "epoch", updated.Epoch)
+	s.announce(updated)
+	return http.StatusOK, updated, nil
+}
+
+func (s *Server) rekey(ctx context.Context, c *call) (int, any, error) {
+	room, _, err := s.memberRoom(ctx, c)
+	if err != nil {
+		return 0, nil, err
+	}
+	var req api.RekeyRequest
+	if err := c.decode(&req); err != nil {
+		return 0, nil, err
+	}
+	change := Rekey{Room: room.ID, FromEpoch: req.FromEpoch, Remove: req.Remove, Keys: make([]api.SealedKey, 0, len(req.Keys))}
+	for _, k := range req.Keys {
+		if err := checkSealed(k.SealedKey); err != nil {
+			return 0, nil, err
+		}
+		change.Keys = append(change.Keys, api.SealedKey{Room: room.ID, Epoch: req.FromEpoch + 1, Member: k.Member, Sealer: c.user.Public, SealedKey: k.SealedKey})
+	}
+	updated, err := s.store.Rekey(ctx, change)
+	if err != nil {
+		return 0, nil, err
+	}
+	s.log().Info("room rekeyed", "room", room.ID, "epoch", updated.Epoch, "removed", len(req.Remove), "by", c.user.User)
+	s.announce(updated)
+	return http.StatusOK, updated, nil
+}
+
+// announce tells the room's clients that it changed. Failure is logged:
+// the change is committed, and clients also refresh on an unknown epoch.
+func (s *Server) announce(room api.Room) {
+	if s.Events == nil {
+		return
+	}
+	b, _ := json.Marshal(api.RoomEvent{Room: room.ID, Epoch: room.Epoch})
+	if err := s.Events.Publish(api.RoomEventSubject(room.ID), b); err != nil {
+		s.log().Warn("announce room change", "room", room.ID, "err", err)
+	}
+}
+
+func (s *Server) sealedKeys(ctx context.Context, c *call) (int, any, error) {
+	room, _, err := s.memberRoom(ctx, c)
+	if err != nil {
+		return 0, nil, err
+	}
+	var epoch uint64
+	if v := c.r.URL.Query().Get("epoch"); v != "" {
+		epoch, err = strconv.ParseUint(v, 10, 64)
+		if err != nil || epoch == 0 {
+			return 0, nil, api.Errorf(api.CodeInvalid, "epoch=%q: use a positive whole number, or leave it out for every epoch", v)
+		}
+	}
+	keys, err := s.store.SealedKeys(ctx, room.ID, c.user.User, epoch)
+	return http.StatusOK, nonNil(keys), err
+}
+
+// blobCall authenticates a blob request, whose body is streamed and so
+// cannot be hashed before the signature is checked: the digest the signature
+// claims is checked by the blob store as it writes.
+func (s *Server) blobCall(w http.ResponseWriter, r *http.Request, claimed bool) (*call, api.Room, bool) {
+	body := reqsig.EmptyBody
+	if claimed {
+		if sig, err := reqsig.Parse(r.Header.Get("Authorization")); err == nil {
+			body = sig.Body
+		}
+	}
+	user, err := s.authenticate(r, body)
+	if err != nil {
+		s.writeError(w, r, err)
+		return nil, api.Room{}, false
+	}
+	c := &call{user: user, r: r}
+	room, _, err := s.memberRoom(r.Context(), c)
+	if err != nil {
+		s.writeError(w, r, err)
+		return nil, api.Room{}, false
+	}
+	return c, room, true
+}
+
+func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request) {
+	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/octet-stream" {
+		s.writeError(w, r, api.Errorf(api.CodeUnsupported, "content type %q not accepted: send application/octet-stream", ct))
+		return
+	}
+	if r.ContentLength > s.MaxBlobBytes {
+		s.writeError(w, r, api.Errorf(api.CodeTooLarge, "blob of %d bytes is over this server's limit of %d bytes", r.ContentLength, s.MaxBlobBytes))
+		return
+	}
+	c, room, ok := s.blobCall(w, r, true)
+	if !ok {
+		return
+	}
+	sig, err := reqsig.Parse(r.Header.Get("Authorization"))
+	if err != nil {
+		s.writeError(w, r, api.Errorf(api.CodeUnauthorized, "%v", err))
+		return
+	}
+	id, size, err := s.blobs.Put(r.Context(), r.Body, s.MaxBlobBytes, hex.EncodeToString(sig.Body[:]))
+	if err != nil {
+		s.writeError(w, r, blobError(err, s.MaxBlobBytes))
+		return
+	}
+	b := api.Blob{ID: id, Room: room.ID, Size: size, Uploader: c.user.User, CreatedAt: s.now().UTC()}
+	if err := s.store.AddBlob(r.Context(), b); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeJSON(w, http.StatusCreated, b)
+}
+
+func (s *Server) downloadBlob(w http.ResponseWriter, r *http.Request) {
+	_, room, ok := s.blobCall(w, r, false)
+	if !ok {
+		return
+	}
+	id := r.PathValue("blob")
+	if !validBlobID(id) {
+		s.writeError(w, r, api.Errorf(api.CodeInvalid, "blob id %q is not 64 lowercase hex digits", id))
+		return
+	}
+	if _, err := s.store.GetBlob(r.Context(), room.ID, id); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	rc, size, err := s.blobs.Open(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, blobError(err, s.MaxBlobBytes))
+		return
+	}
+	defer rc.Close()
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Length", strconv.FormatInt(size, 10))
+	w.WriteHeader(http.StatusOK)
+	if _, err := io.Copy(w, rc); err != nil {
+		s.log().Debug("blob download interrupted", "blob", id, "err", err)
+	}
+}
+
+func validBlobID(id string) bool {
+	if len(id) != 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// blobError maps blob store errors to API errors by their text-free
+// identity: the store's sentinel errors are matched through the interface
+// below so this package does not depend on one blob backend.
+func blobError(err error, max int64) error {
+	var ce interface{ BlobErrorCode() string }
+	if errors.As(err, &ce) {
+		switch ce.BlobErrorCode() {
+		case "too_large":
+			return api.Errorf(api.CodeTooLarge, "blob is over this server's limit of %d bytes", max)
+		case "digest_mismatch":
+			return api.Errorf(api.CodeInvalid, "uploaded bytes do not match the SHA-256 the request signed: upload again")
+		case "not_found":
+			return api.Errorf(api.CodeNotFound, "blob not found: it may have been deleted")
+		case "invalid_id":
+			return api.Errorf(api.CodeInvalid, "invalid blob id")
+		}
+	}
+	if errors.Is(err, context.Canceled) {
+		return api.Errorf(api.CodeInvalid, "upload interrupted")
+	}
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return api.Errorf(api.CodeTooLarge, "blob is over this server's limit of %d bytes", max)
+	}
+	return fmt.Errorf("blob store: %w", err)
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

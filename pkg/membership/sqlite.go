@@ -1,0 +1,943 @@
+package membership
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/enmanuel/unibus/pkg/api"
+)
+
+// The SQLite backend keeps the whole control plane in one database file.
+//
+// Several processes may open the same file at once (the server, and the
+// host admin CLI seeding or revoking users), so nothing is cached in the
+// process: every call reads the database, and a change committed by one
+// process is seen by the next call of every other.
+//
+// Connection settings (see dsn):
+//   - WAL journal: readers never wait for the writer, nor it for them.
+//   - synchronous=FULL: a change is on disk before its call returns, so
+//     nothing acknowledged is lost on power failure. (NORMAL would only
+//     lose the last commits, but those may already have been announced.)
+//   - busy_timeout: a writer waits for another instead of failing.
+//   - foreign_keys: every user and room reference is checked.
+//   - _txlock=immediate: every read-write transaction starts with BEGIN
+//     IMMEDIATE and so takes the write lock before it reads. Two
+//     read-modify-write changes (two rekeys, say) therefore serialize: the
+//     second waits, then reads what the first wrote, instead of failing
+//     with SQLITE_BUSY when it tries to write. Read-only work runs outside
+//     transactions and takes no write lock.
+
+// busyTimeout is how long a write waits for another process's write.
+const busyTimeout = 5 * time.Second
+
+// authorizeTimeout bounds IsAuthorized, which is on the NATS connect path.
+const authorizeTimeout = 2 * time.Second
+
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migration is one numbered schema change, migrations/NNNN_name.sql.
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// loadMigrations returns the embedded migrations in order. Their versions
+// must run 1, 2, 3… without gaps, so that a database's version says
+// exactly which ones it has.
+func loadMigrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, name := range names {
+		base := path.Base(name)
+		num, _, ok := strings.Cut(base, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v < 1 {
+			return nil, fmt.Errorf("migration %s: name it NNNN_description.sql", base)
+		}
+		b, err := migrationFiles.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: base, sql: string(b)})
+	}
+	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
+	for i, m := range ms {
+		if m.version != i+1 {
+			return nil, fmt.Errorf("migration %s: want version %d: versions must run 1, 2, 3… without gaps or repeats", m.name, i+1)
+		}
+	}
+	if len(ms) == 0 {
+		return nil, errors.New("no schema migrations embedded")
+	}
+	return ms, nil
+}
+
+// sqliteStore is the SQLite [Store].
+type sqliteStore struct {
+	db   *sql.DB
+	path string
+}
+
+// Open opens, creating it if needed, the SQLite control-plane database at
+// path and brings its schema up to date. Its directory is created with
+// mode 0700 and a new file with mode 0600. It refuses a database whose
+// schema is newer than this binary knows.
+//
+// Other processes may open the same file at the same time; each sees the
+// others' changes at once.
+func Open(path string) (Store, error) {
+	if path == "" {
+		return nil, errors.New("open membership database: empty path: pass the database file")
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("open membership database %s: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, fmt.Errorf("create membership database directory: %w", err)
+	}
+	// Create the file ourselves so that it, and the -wal and -shm files
+	// SQLite gives the same mode, are private to the owner.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open membership database %s: %w", abs, err)
+	}
+	f.Close()
+
+	db, err := sql.Open("sqlite", dsn(abs))
+	if err != nil {
+		return nil, fmt.Errorf("open membership database %s: %w", abs, err)
+	}
+	// Connections are cheap to keep and costly to open (each one reads the
+	// schema and runs the pragmas), so keep a few idle for the hot reads.
+	db.SetMaxIdleConns(8)
+	s := &sqliteStore{db: db, path: abs}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open membership database %s: %w", abs, err)
+	}
+	return s, nil
+}
+
+// dsn is the modernc.org/sqlite data source name for the file at abs: a
+// file: URI, so that any path (spaces, '?', '#') is escaped properly, with
+// the driver's connection parameters.
+func dsn(abs string) string {
+	p := filepath.ToSlash(abs)
+	if !strings.HasPrefix(p, "/") {
+		p = "/" + p // a Windows drive letter
+	}
+	q := url.Values{}
+	q.Set("_busy_timeout", strconv.FormatInt(busyTimeout.Milliseconds(), 10))
+	q.Set("_foreign_keys", "1")
+	q.Set("_journal_mode", "WAL")
+	q.Set("_synchronous", "FULL")
+	q.Set("_txlock", "immediate")
+	u := url.URL{Scheme: "file", Path: p, RawQuery: q.Encode()}
+	return u.String()
+}
+
+// migrate applies the migrations the database lacks, each in its own
+// transaction together with its schema_migrations row, so that a crash
+// leaves the database at some version, never between two.
+func (s *sqliteStore) migrate(ctx context.Context) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	latest := ms[len(ms)-1].version
+	v, err := schemaVersion(ctx, s.db)
+	if err != nil {
+		return err
+	}
+	if v > latest {
+		return newerSchema(v, latest)
+	}
+	for _, m := range ms[v:] {
+		if err := s.applyMigration(ctx, m, latest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func newerSchema(v, latest int) error {
+	return fmt.Errorf("database schema version %d is newer than this membershipd (max %d): upgrade membershipd", v, latest)
+}
+
+// schemaVersion returns the highest applied migration, 0 for a new database.
+func schemaVersion(ctx context.Context, q querier) (int, error) {
+	var n int
+	err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&n)
+	if err != nil || n == 0 {
+		return 0, err
+	}
+	var v int
+	err = q.QueryRowContext(ctx, `SELECT coalesce(max(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}
+
+func (s *sqliteStore) applyMigration(ctx context.Context, m migration, latest int) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	defer tx.Rollback()
+	// Another process may have migrated while this one waited for the lock.
+	v, err := schemaVersion(ctx, tx)
+	if err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	if v > latest {
+		return newerSchema(v, latest)
+	}
+	if v >= m.version {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER NOT NULL PRIMARY KEY,
+		applied_at INTEGER NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, m.version, time.Now().UnixNano()); err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	return nil
+}
+
+// querier is what *sql.DB and *sql.Tx share.
+type querier interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// write runs fn in one read-write transaction (BEGIN IMMEDIATE, see dsn)
+// and commits it if fn returns nil. An error of fn is returned as is.
+func (s *sqliteStore) write(ctx context.Context, op string, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return s.fail(op, err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return s.fail(op, err)
+	}
+	return nil
+}
+
+// fail turns a database error into the error a caller gets: unavailable
+// when another process held the database longer than the busy timeout,
+// the context's error when it ended, internal otherwise.
+func (s *sqliteStore) fail(op string, err error) error {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("membership store: %s: %w", op, err)
+	}
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		switch se.Code() & 0xff {
+		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
+			return api.Errorf(api.CodeUnavailable, "the membership database is busy (another process holds it): try again")
+		}
+	}
+	return fmt.Errorf("membership store: %s: %w", op, err)
+}
+
+// Close closes the database.
+func (s *sqliteStore) Close() error { return s.db.Close() }
+
+// nanos is t in unix nanoseconds; the zero time means now.
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		t = time.Now()
+	}
+	return t.UnixNano()
+}
+
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
+
+// looksLikeUserKey reports whether s has the shape of an nkey user key;
+// such a string is looked up as a key before it is tried as a name.
+func looksLikeUserKey(s string) bool { return len(s) == 56 && s[0] == 'U' }
+
+// epochArg is e as an SQLite integer. Epochs count up from 1, one per
+// rekey, so they never come near the int64 limit; a larger e (only ever a
+// bogus request) is mapped to -1, which no row holds.
+func epochArg(e uint64) int64 {
+	if e > 1<<62 {
+		return -1
+	}
+	return int64(e)
+}
+
+// ---- users ----
+
+const userColumns = `user_key, name, xkey, binding, role, status, created_at, revoked_at`
+
+func scanUser(sc interface{ Scan(...any) error }) (api.User, error) {
+	var (
+		u       api.User
+		created int64
+		revoked sql.NullInt64
+	)
+	if err := sc.Scan(&u.User, &u.Name, &u.XKey, &u.Binding, &u.Role, &u.Status, &created, &revoked); err != nil {
+		return api.User{}, err
+	}
+	u.CreatedAt = fromNanos(created)
+	if revoked.Valid {
+		t := fromNanos(revoked.Int64)
+		u.RevokedAt = &t
+	}
+	return u, nil
+}
+
+func userNotFound(keyOrName string) error {
+	return api.Errorf(api.CodeNotFound, "user %q not found: check the name or user key, or register the user first", keyOrName)
+}
+
+// lookupUser finds a user by key, then by name; not_found if neither.
+func (s *sqliteStore) lookupUser(ctx context.Context, q querier, keyOrName string) (api.User, error) {
+	if looksLikeUserKey(keyOrName) {
+		u, err := scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE user_key = ?`, keyOrName))
+		if err == nil {
+			return u, nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return api.User{}, s.fail("get user", err)
+		}
+	}
+	u, err := scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE name = ?`, keyOrName))
+	if errors.Is(err, sql.ErrNoRows) {
+		return api.User{}, userNotFound(keyOrName)
+	}
+	if err != nil {
+		return api.User{}, s.fail("get user", err)
+	}
+	return u, nil
+}
+
+// CreateUser registers u. A zero CreatedAt means now.
+func (s *sqliteStore) CreateUser(ctx context.Context, u api.User) error {
+	if u.Role != api.RoleAdmin && u.Role != api.RoleMember {
+		return api.Errorf(api.CodeInvalid, "invalid role %q: use %s or %s", u.Role, api.RoleAdmin, api.RoleMember)
+	}
+	var revoked sql.NullInt64
+	switch u.Status {
+	case api.StatusActive:
+		if u.RevokedAt != nil {
+			return api.Errorf(api.CodeInvalid, "an active user has no revocation time: leave revoked_at empty")
+		}
+	case api.StatusRevoked:
+		if u.RevokedAt == nil {
+			return api.Errorf(api.CodeInvalid, "a revoked user needs its revocation time")
+		}
+		revoked = sql.NullInt64{Int64: nanos(*u.RevokedAt), Valid: true}
+	default:
+		return api.Errorf(api.CodeInvalid, "invalid status %q: use %s or %s", u.Status, api.StatusActive, api.StatusRevoked)
+	}
+	if err := u.Public.Verify(); err != nil {
+		return api.Errorf(api.CodeInvalid, "identity of %q does not verify (%v): ask the user for a fresh token from `unibus id show --public`", u.Name, err)
+	}
+	return s.write(ctx, "create user", func(tx *sql.Tx) error {
+		var keyTaken bool
+		err := tx.QueryRowContext(ctx, `SELECT user_key = ?1 FROM users WHERE user_key = ?1 OR name = ?2 ORDER BY 1 DESC LIMIT 1`,
+			u.User, u.Name).Scan(&keyTaken)
+		switch {
+		case err == nil && keyTaken:
+			return api.Errorf(api.CodeConflict, "user key %s is already registered: look it up with its key instead of adding it again", u.User)
+		case err == nil:
+			return api.Errorf(api.CodeConflict, "user name %q is taken: choose another name for this identity", u.Name)
+		case !errors.Is(err, sql.ErrNoRows):
+			return s.fail("create user", err)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+			u.User, u.Name, u.XKey, u.Binding, u.Role, u.Status, nanos(u.CreatedAt), revoked)
+		if err != nil {
+			return s.fail("create user", err)
+		}
+		return nil
+	})
+}
+
+// GetUser returns the user with this key or, failing that, this name.
+func (s *sqliteStore) GetUser(ctx context.Context, keyOrName string) (api.User, error) {
+	return s.lookupUser(ctx, s.db, keyOrName)
+}
+
+// ListUsers returns every user, oldest first.
+func (s *sqliteStore) ListUsers(ctx context.Context) ([]api.User, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY created_at, rowid`)
+	if err != nil {
+		return nil, s.fail("list users", err)
+	}
+	defer rows.Close()
+	users := []api.User{}
+	for rows.Next() {
+		u, err := scanUser(rows)
+		if err != nil {
+			return nil, s.fail("list users", err)
+		}
+		users = append(users, u)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail("list users", err)
+	}
+	return users, nil
+}
+
+// RevokeUser marks the user revoked at at (a zero at means now), keeping
+// the first revocation time of a user already revoked.
+func (s *sqliteStore) RevokeUser(ctx context.Context, keyOrName string, at time.Time) (api.User, error) {
+	var u api.User
+	err := s.write(ctx, "revoke user", func(tx *sql.Tx) error {
+		var err error
+		u, err = s.lookupUser(ctx, tx, keyOrName)
+		if err != nil || u.Status == api.StatusRevoked {
+			return err
+		}
+		n := nanos(at)
+		if _, err := tx.ExecContext(ctx, `UPDATE users SET status = 'revoked', revoked_at = ? WHERE user_key = ?`, n, u.User); err != nil {
+			return s.fail("revoke user", err)
+		}
+		u.Status = api.StatusRevoked
+		t := fromNanos(n)
+		u.RevokedAt = &t
+		return nil
+	})
+	if err != nil {
+		return api.User{}, err
+	}
+	return u, nil
+}
+
+// IsAuthorized reports whether userKey is an active user. It reads the
+// database every time, so a revocation by another process takes effect at
+// once, and answers false on any error or after authorizeTimeout.
+func (s *sqliteStore) IsAuthorized(userKey string) bool {
+	if !looksLikeUserKey(userKey) {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), authorizeTimeout)
+	defer cancel()
+	var one int
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM users WHERE user_key = ? AND status = 'active'`, userKey).Scan(&one)
+	return err == nil
+}
+
+// ---- rooms ----
+
+const roomColumns = `id, name, encrypted, epoch, creator, created_at`
+
+func scanRoom(sc interface{ Scan(...any) error }) (api.Room, error) {
+	var (
+		r       api.Room
+		epoch   int64
+		created int64
+	)
+	if err := sc.Scan(&r.ID, &r.Name, &r.Encrypted, &epoch, &r.Creator, &created); err != nil {
+		return api.Room{}, err
+	}
+	r.Epoch = uint64(epoch)
+	r.CreatedAt = fromNanos(created)
+	return r, nil
+}
+
+func roomNotFound(id string) error {
+	return api.Errorf(api.CodeNotFound, "room %s not found: check the id with `unibus room list`", id)
+}
+
+func (s *sqliteStore) getRoom(ctx context.Context, q querier, id string) (api.Room, error) {
+	r, err := scanRoom(q.QueryRowContext(ctx, `SELECT `+roomColumns+` FROM rooms WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return api.Room{}, roomNotFound(id)
+	}
+	if err != nil {
+		return api.Room{}, s.fail("get room", err)
+	}
+	return r, nil
+}
+
+// userStatus returns the status of the user with key userKey, or
+// not_found.
+func (s *sqliteStore) userStatus(ctx context.Context, q querier, userKey string) (string, error) {
+	var status string
+	err := q.QueryRowContext(ctx, `SELECT status FROM users WHERE user_key = ?`, userKey).Scan(&status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", userNotFound(userKey)
+	}
+	if err != nil {
+		return "", s.fail("get user", err)
+	}
+	return status, nil
+}
+
+// checkSealers checks that every sealer of keys is a registered user.
+// Keys come from one caller, so there is usually one distinct sealer.
+func (s *sqliteStore) checkSealers(ctx context.Context, q querier, keys []api.SealedKey) error {
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if seen[k.Sealer.User] {
+			continue
+		}
+		seen[k.Sealer.User] = true
+		if _, err := s.userStatus(ctx, q, k.Sealer.User); err != nil {
+			if api.IsCode(err, api.CodeNotFound) {
+				return api.Errorf(api.CodeInvalid, "the key for %s is sealed by %q, who is not a registered user: seal it as a registered member", k.Member, k.Sealer.User)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// checkKey checks that k is the key of member in room at epoch.
+func checkKey(k *api.SealedKey, room string, epoch uint64, member string) error {
+	switch {
+	case k.Room != room:
+		return api.Errorf(api.CodeInvalid, "the sealed key for %s is for room %q, not %s: seal the key of this room", member, k.Room, room)
+	case k.Epoch != epoch:
+		return api.Errorf(api.CodeInvalid, "the sealed key for %s is for epoch %d, not %d: seal the key of epoch %d", member, k.Epoch, epoch, epoch)
+	case k.Member != member:
+		return api.Errorf(api.CodeInvalid, "the sealed key is for %s, not %s: seal the key to %s", k.Member, member, member)
+	case len(k.SealedKey) == 0:
+		return api.Errorf(api.CodeInvalid, "the sealed key for %s is empty: send the room key sealed to it", member)
+	}
+	return nil
+}
+
+const insertKey = `INSERT INTO sealed_keys (room, member, epoch, sealer, sealed) VALUES (?, ?, ?, ?, ?)`
+
+// CreateRoom stores r at epoch 1 with its creator as the only member. A
+// zero CreatedAt means now; r.Epoch and r.Members are ignored.
+func (s *sqliteStore) CreateRoom(ctx context.Context, r api.Room, creatorKey *api.SealedKey) error {
+	if !api.ValidRoomID(r.ID) {
+		return api.Errorf(api.CodeInvalid, "invalid room id %q: make one with api.NewRoomID", r.ID)
+	}
+	if !api.ValidRoomName(r.Name) {
+		return api.Errorf(api.CodeInvalid, "invalid room name %q: use 1 to %d printable characters without leading or trailing space", r.Name, api.MaxRoomNameLen)
+	}
+	if r.Encrypted {
+		if creatorKey == nil {
+			return api.Errorf(api.CodeInvalid, "an encrypted room needs its creator's sealed key for epoch 1")
+		}
+		if err := checkKey(creatorKey, r.ID, 1, r.Creator); err != nil {
+			return err
+		}
+	} else if creatorKey != nil {
+		return api.Errorf(api.CodeInvalid, "a cleartext room takes no sealed key: send none")
+	}
+	return s.write(ctx, "create room", func(tx *sql.Tx) error {
+		status, err := s.userStatus(ctx, tx, r.Creator)
+		if err != nil && !api.IsCode(err, api.CodeNotFound) {
+			return err
+		}
+		if err != nil || status != api.StatusActive {
+			return api.Errorf(api.CodeInvalid, "creator %q is not an active user: only active users create rooms", r.Creator)
+		}
+		var one int
+		err = tx.QueryRowContext(ctx, `SELECT 1 FROM rooms WHERE id = ?`, r.ID).Scan(&one)
+		if err == nil {
+			return api.Errorf(api.CodeConflict, "room id %s is taken: create the room again with a new id", r.ID)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return s.fail("create room", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO rooms (`+roomColumns+`) VALUES (?, ?, ?, 1, ?, ?)`,
+			r.ID, r.Name, r.Encrypted, r.Creator, nanos(r.CreatedAt)); err != nil {
+			return s.fail("create room", err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO members (room, user_key, since) VALUES (?, ?, 1)`, r.ID, r.Creator); err != nil {
+			return s.fail("create room", err)
+		}
+		if creatorKey == nil {
+			return nil
+		}
+		if err := s.checkSealers(ctx, tx, []api.SealedKey{*creatorKey}); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, insertKey, r.ID, r.Creator, 1, creatorKey.Sealer.User, creatorKey.SealedKey); err != nil {
+			return s.fail("create room", err)
+		}
+		return nil
+	})
+}
+
+// GetRoom returns the room without its members.
+func (s *sqliteStore) GetRoom(ctx context.Context, id string) (api.Room, error) {
+	return s.getRoom(ctx, s.db, id)
+}
+
+// RoomsOf returns the rooms userKey is a member of now, oldest first.
+func (s *sqliteStore) RoomsOf(ctx context.Context, userKey string) ([]api.Room, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT r.id, r.name, r.encrypted, r.epoch, r.creator, r.created_at
+		FROM members m JOIN rooms r ON r.id = m.room
+		WHERE m.user_key = ? AND m.until IS NULL
+		ORDER BY r.created_at, r.rowid`, userKey)
+	if err != nil {
+		return nil, s.fail("list rooms", err)
+	}
+	defer rows.Close()
+	rooms := []api.Room{}
+	for rows.Next() {
+		r, err := scanRoom(rows)
+		if err != nil {
+			return nil, s.fail("list rooms", err)
+		}
+		rooms = append(rooms, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail("list rooms", err)
+	}
+	return rooms, nil
+}
+
+// Members returns the room's members, ordered by Since then user key.
+// not_found if the room does not exist.
+func (s *sqliteStore) Members(ctx context.Context, room string, history bool) ([]api.Member, error) {
+	q := `SELECT u.name, u.user_key, u.xkey, u.binding, m.since, m.until
+		FROM members m JOIN users u ON u.user_key = m.user_key
+		WHERE m.room = ? AND m.until IS NULL
+		ORDER BY m.since, m.user_key`
+	if history {
+		q = strings.Replace(q, " AND m.until IS NULL", "", 1)
+	}
+	rows, err := s.db.QueryContext(ctx, q, room)
+	if err != nil {
+		return nil, s.fail("list members", err)
+	}
+	defer rows.Close()
+	members := []api.Member{}
+	for rows.Next() {
+		var (
+			m     api.Member
+			since int64
+			until sql.NullInt64
+		)
+		if err := rows.Scan(&m.Name, &m.User, &m.XKey, &m.Binding, &since, &until); err != nil {
+			return nil, s.fail("list members", err)
+		}
+		m.Since = uint64(since)
+		if until.Valid {
+			m.Until = uint64(until.Int64)
+		}
+		members = append(members, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail("list members", err)
+	}
+	if len(members) == 0 {
+		// A room may have lost every member; tell that from no room.
+		if _, err := s.getRoom(ctx, s.db, room); err != nil {
+			return nil, err
+		}
+	}
+	return members, nil
+}
+
+// AddMember makes userKey a member of room from its current epoch.
+func (s *sqliteStore) AddMember(ctx context.Context, room, userKey string, epoch uint64, key *api.SealedKey) (api.Room, error) {
+	var r api.Room
+	err := s.write(ctx, "add member", func(tx *sql.Tx) error {
+		var err error
+		r, err = s.getRoom(ctx, tx, room)
+		if err != nil {
+			return err
+		}
+		status, err := s.userStatus(ctx, tx, userKey)
+		if err != nil {
+			return err
+		}
+		if status != api.StatusActive {
+			return api.Errorf(api.CodeInvalid, "user %s is revoked: it cannot be added", userKey)
+		}
+		if r.Epoch != epoch {
+			return api.Errorf(api.CodeConflict, "room %s is at epoch %d, not %d: it was rekeyed meanwhile; fetch the room and try again", room, r.Epoch, epoch)
+		}
+		var one int
+		err = tx.QueryRowContext(ctx, `SELECT 1 FROM members WHERE room = ? AND user_key = ? AND until IS NULL`, room, userKey).Scan(&one)
+		if err == nil {
+			return api.Errorf(api.CodeConflict, "user %s is already a member of room %s", userKey, room)
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return s.fail("add member", err)
+		}
+		if r.Encrypted {
+			if key == nil {
+				return api.Errorf(api.CodeInvalid, "room %s is encrypted: send the key of epoch %d sealed to %s", room, epoch, userKey)
+			}
+			if err := checkKey(key, room, epoch, userKey); err != nil {
+				return err
+			}
+			if err := s.checkSealers(ctx, tx, []api.SealedKey{*key}); err != nil {
+				return err
+			}
+		} else if key != nil {
+			return api.Errorf(api.CodeInvalid, "room %s is cleartext: send no sealed key", room)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO members (room, user_key, since) VALUES (?, ?, ?)`, room, userKey, epochArg(epoch)); err != nil {
+			return s.fail("add member", err)
+		}
+		if key != nil {
+			if _, err := tx.ExecContext(ctx, insertKey, room, userKey, epochArg(epoch), key.Sealer.User, key.SealedKey); err != nil {
+				return s.fail("add member", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return api.Room{}, err
+	}
+	return r, nil
+}
+
+// Rekey moves the room to c.FromEpoch+1 after checking the rules of
+// [Rekey]. The member set is read with one query and compared in memory,
+// and the keys are written through one prepared statement, so the cost
+// grows with the room but stays one round of statements.
+func (s *sqliteStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
+	var r api.Room
+	err := s.write(ctx, "rekey", func(tx *sql.Tx) error {
+		var err error
+		r, err = s.getRoom(ctx, tx, c.Room)
+		if err != nil {
+			return err
+		}
+		if r.Epoch != c.FromEpoch {
+			return api.Errorf(api.CodeConflict, "room %s moved to epoch %d, the rekey starts from %d: fetch the room and try again", c.Room, r.Epoch, c.FromEpoch)
+		}
+		next := c.FromEpoch + 1
+
+		// The current members (sorted, for stable error messages) and
+		// whether each is active.
+		rows, err := tx.QueryContext(ctx, `SELECT m.user_key, u.status = 'active'
+			FROM members m JOIN users u ON u.user_key = m.user_key
+			WHERE m.room = ? AND m.until IS NULL
+			ORDER BY m.user_key`, c.Room)
+		if err != nil {
+			return s.fail("rekey", err)
+		}
+		var order []string
+		active := map[string]bool{}
+		for rows.Next() {
+			var (
+				k  string
+				ok bool
+			)
+			if err := rows.Scan(&k, &ok); err != nil {
+				rows.Close()
+				return s.fail("rekey", err)
+			}
+			order = append(order, k)
+			active[k] = ok
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return s.fail("rekey", err)
+		}
+
+		removed := make(map[string]bool, len(c.Remove))
+		for _, k := range c.Remove {
+			if _, ok := active[k]; !ok {
+				return api.Errorf(api.CodeInvalid, "rekey removes %s, who is not a member of room %s: fetch the members and try again", k, c.Room)
+			}
+			if removed[k] {
+				return api.Errorf(api.CodeInvalid, "rekey removes %s twice: list each member once", k)
+			}
+			removed[k] = true
+		}
+		for _, k := range order {
+			if !removed[k] && !active[k] {
+				return api.Errorf(api.CodeInvalid, "member %s is revoked: remove it in this rekey", k)
+			}
+		}
+
+		if !r.Encrypted && len(c.Keys) > 0 {
+			return api.Errorf(api.CodeInvalid, "room %s is cleartext: a rekey of it carries no keys", c.Room)
+		}
+		sealed := make(map[string]bool, len(c.Keys))
+		for i := range c.Keys {
+			k := &c.Keys[i]
+			if k.Room != c.Room || k.Epoch != next {
+				return api.Errorf(api.CodeInvalid, "the key for %s is for room %q epoch %d: a rekey of room %s from epoch %d seals keys for epoch %d",
+					k.Member, k.Room, k.Epoch, c.Room, c.FromEpoch, next)
+			}
+			if _, ok := active[k.Member]; !ok {
+				return api.Errorf(api.CodeInvalid, "rekey seals a key for %s, who is not a member: leave it out", k.Member)
+			}
+			if removed[k.Member] {
+				return api.Errorf(api.CodeInvalid, "rekey seals a key for %s, whom it removes: leave it out", k.Member)
+			}
+			if sealed[k.Member] {
+				return api.Errorf(api.CodeInvalid, "rekey seals two keys for %s: send one per member", k.Member)
+			}
+			if len(k.SealedKey) == 0 {
+				return api.Errorf(api.CodeInvalid, "the key for %s is empty: send the new room key sealed to it", k.Member)
+			}
+			sealed[k.Member] = true
+		}
+		if r.Encrypted {
+			for _, k := range order {
+				if !removed[k] && !sealed[k] {
+					return api.Errorf(api.CodeInvalid, "rekey leaves out member %s: seal the new key to every member that remains", k)
+				}
+			}
+		}
+		if err := s.checkSealers(ctx, tx, c.Keys); err != nil {
+			return err
+		}
+
+		res, err := tx.ExecContext(ctx, `UPDATE rooms SET epoch = ? WHERE id = ? AND epoch = ?`, epochArg(next), c.Room, epochArg(c.FromEpoch))
+		if err != nil {
+			return s.fail("rekey", err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return s.fail("rekey", fmt.Errorf("room %s: epoch update touched %d rows (%v)", c.Room, n, err))
+		}
+		if len(c.Remove) > 0 {
+			st, err := tx.PrepareContext(ctx, `UPDATE members SET until = ? WHERE room = ? AND user_key = ? AND until IS NULL`)
+			if err != nil {
+				return s.fail("rekey", err)
+			}
+			defer st.Close()
+			for _, k := range c.Remove {
+				if _, err := st.ExecContext(ctx, epochArg(next), c.Room, k); err != nil {
+					return s.fail("rekey", err)
+				}
+			}
+		}
+		if len(c.Keys) > 0 {
+			st, err := tx.PrepareContext(ctx, insertKey)
+			if err != nil {
+				return s.fail("rekey", err)
+			}
+			defer st.Close()
+			for i := range c.Keys {
+				k := &c.Keys[i]
+				if _, err := st.ExecContext(ctx, c.Room, k.Member, epochArg(next), k.Sealer.User, k.SealedKey); err != nil {
+					return s.fail("rekey", err)
+				}
+			}
+		}
+		r.Epoch = next
+		return nil
+	})
+	if err != nil {
+		return api.Room{}, err
+	}
+	return r, nil
+}
+
+// SealedKeys returns member's keys in room for one epoch, or every epoch
+// (epoch 0) ascending, each with its sealer's public identity. No keys is
+// an empty list, not an error.
+func (s *sqliteStore) SealedKeys(ctx context.Context, room, member string, epoch uint64) ([]api.SealedKey, error) {
+	q := `SELECT k.epoch, k.sealed, u.name, u.user_key, u.xkey, u.binding
+		FROM sealed_keys k JOIN users u ON u.user_key = k.sealer
+		WHERE k.room = ? AND k.member = ?`
+	args := []any{room, member}
+	if epoch != 0 {
+		q += ` AND k.epoch = ?`
+		args = append(args, epochArg(epoch))
+	}
+	rows, err := s.db.QueryContext(ctx, q+` ORDER BY k.epoch`, args...)
+	if err != nil {
+		return nil, s.fail("list sealed keys", err)
+	}
+	defer rows.Close()
+	keys := []api.SealedKey{}
+	for rows.Next() {
+		k := api.SealedKey{Room: room, Member: member}
+		var e int64
+		if err := rows.Scan(&e, &k.SealedKey, &k.Sealer.Name, &k.Sealer.User, &k.Sealer.XKey, &k.Sealer.Binding); err != nil {
+			return nil, s.fail("list sealed keys", err)
+		}
+		k.Epoch = uint64(e)
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail("list sealed keys", err)
+	}
+	return keys, nil
+}
+
+// ---- blobs ----
+
+// AddBlob records that blob b belongs to room b.Room. Recording it again
+// is a no-op that keeps the first record. not_found if the room does not
+// exist; invalid if the uploader is not a registered user. A zero
+// CreatedAt means now.
+func (s *sqliteStore) AddBlob(ctx context.Context, b api.Blob) error {
+	if b.ID == "" || b.Size < 0 {
+		return api.Errorf(api.CodeInvalid, "blob record needs an id and a size of at least 0")
+	}
+	return s.write(ctx, "add blob", func(tx *sql.Tx) error {
+		if _, err := s.getRoom(ctx, tx, b.Room); err != nil {
+			return err
+		}
+		if _, err := s.userStatus(ctx, tx, b.Uploader); err != nil {
+			if api.IsCode(err, api.CodeNotFound) {
+				return api.Errorf(api.CodeInvalid, "blob uploader %q is not a registered user", b.Uploader)
+			}
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO blobs (room, id, size, uploader, created_at) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (room, id) DO NOTHING`, b.Room, b.ID, b.Size, b.Uploader, nanos(b.CreatedAt))
+		if err != nil {
+			return s.fail("add blob", err)
+		}
+		return nil
+	})
+}
+
+// GetBlob returns the record of blob id in room.
+func (s *sqliteStore) GetBlob(ctx context.Context, room, id string) (api.Blob, error) {
+	b := api.Blob{Room: room, ID: id}
+	var created int64
+	err := s.db.QueryRowContext(ctx, `SELECT size, uploader, created_at FROM blobs WHERE room = ? AND id = ?`, room, id).
+		Scan(&b.Size, &b.Uploader, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return api.Blob{}, api.Errorf(api.CodeNotFound, "blob %s not found in room %s: check the room and the blob id", id, room)
+	}
+	if err != nil {
+		return api.Blob{}, s.fail("get blob", err)
+	}
+	b.CreatedAt = fromNanos(created)
+	return b, nil
+}

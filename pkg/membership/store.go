@@ -1,0 +1,88 @@
+package membership
+
+import (
+	"context"
+	"time"
+
+	"github.com/enmanuel/unibus/pkg/api"
+)
+
+// Store is the control-plane state: users, rooms, members and the sealed
+// keys of every epoch, and which room each blob belongs to. Every backend
+// (SQLite now, JetStream KV next) implements it and passes the shared
+// conformance suite in storetest.
+//
+// Rules every backend keeps:
+//   - A method that changes several rows does it atomically: all or nothing.
+//   - Errors a caller can act on are *api.Error with a code: not_found,
+//     conflict (a unique key or an epoch that moved), invalid (a request that
+//     breaks a membership rule), forbidden. Anything else is internal.
+//   - Nothing is returned that aliases the backend's memory.
+//   - No method keeps state in the process that another node serving the
+//     same backend could not see.
+type Store interface {
+	// CreateUser registers u. conflict if its user key or name is taken.
+	CreateUser(ctx context.Context, u api.User) error
+	// GetUser returns the user with this user key (U…) or, failing that,
+	// this name. not_found if neither.
+	GetUser(ctx context.Context, keyOrName string) (api.User, error)
+	// ListUsers returns every user, oldest first.
+	ListUsers(ctx context.Context) ([]api.User, error)
+	// RevokeUser marks the user revoked at the given time (idempotent: a
+	// revoked user keeps its first revocation time). not_found if unknown.
+	RevokeUser(ctx context.Context, keyOrName string, at time.Time) (api.User, error)
+	// IsAuthorized reports whether userKey belongs to an active user. It is
+	// on the NATS connect path, so it must be cheap and never block long.
+	IsAuthorized(userKey string) bool
+
+	// CreateRoom stores a new room at epoch 1 with its creator as the only
+	// member, and, for an encrypted room, the creator's sealed key for epoch
+	// 1. conflict if the id is taken.
+	CreateRoom(ctx context.Context, r api.Room, creatorKey *api.SealedKey) error
+	// GetRoom returns the room without its members. not_found if unknown.
+	GetRoom(ctx context.Context, id string) (api.Room, error)
+	// RoomsOf returns the rooms userKey is a member of now, oldest first.
+	RoomsOf(ctx context.Context, userKey string) ([]api.Room, error)
+	// Members returns the room's current members, or with history also the
+	// former ones (Until set), ordered by Since then user key.
+	Members(ctx context.Context, room string, history bool) ([]api.Member, error)
+	// AddMember makes userKey a member from the room's current epoch, which
+	// must equal epoch (else conflict: the room was rekeyed meanwhile), with
+	// key as its sealed key for that epoch (nil for a cleartext room).
+	// conflict if already a member; invalid if the user is not active.
+	AddMember(ctx context.Context, room, userKey string, epoch uint64, key *api.SealedKey) (api.Room, error)
+	// Rekey moves the room from c.FromEpoch to c.FromEpoch+1 in one atomic
+	// change. See [Rekey] for the rules it checks.
+	Rekey(ctx context.Context, c Rekey) (api.Room, error)
+	// SealedKeys returns the sealed keys of member in room, for one epoch or,
+	// with epoch 0, for all epochs, ascending.
+	SealedKeys(ctx context.Context, room, member string, epoch uint64) ([]api.SealedKey, error)
+
+	// AddBlob records that blob b belongs to room b.Room (idempotent).
+	AddBlob(ctx context.Context, b api.Blob) error
+	// GetBlob returns the record of blob id in room. not_found if the blob
+	// does not belong to that room.
+	GetBlob(ctx context.Context, room, id string) (api.Blob, error)
+
+	// Close releases the backend.
+	Close() error
+}
+
+// Rekey is one atomic epoch change of a room.
+//
+// The store refuses it unless, at the moment of writing:
+//   - the room exists and its epoch is FromEpoch (conflict otherwise: two
+//     concurrent rekeys cannot both win);
+//   - every user in Remove is a current member (invalid otherwise);
+//   - Keys holds exactly one key for each member that remains, and none for
+//     anyone else (invalid otherwise), or no keys at all for a cleartext
+//     room; every remaining member must be an active user.
+//
+// On success the epoch is FromEpoch+1, the removed members' Until is the
+// new epoch, and the keys are stored for it.
+type Rekey struct {
+	Room      string
+	FromEpoch uint64
+	Remove    []string
+	Keys      []api.SealedKey
+}

@@ -1,0 +1,199 @@
+package storetest
+
+import (
+	"bytes"
+	"fmt"
+	"sync"
+
+	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/membership"
+)
+
+// trio makes alice, bob and carol and an encrypted room of all three, made
+// by alice, at epoch 1.
+func (f *fixture) trio() (r api.Room, alice, bob, carol api.User) {
+	f.Helper()
+	alice, bob, carol = f.user("alice"), f.user("bob"), f.user("carol")
+	r = f.room(alice, true)
+	f.add(r.ID, bob, alice)
+	f.add(r.ID, carol, alice)
+	return r, alice, bob, carol
+}
+
+var rekeyCases = []testCase{
+	{"with_removal", func(f *fixture) {
+		r, alice, bob, carol := f.trio()
+		c := change(r.ID, 1, bob, []api.User{carol}, alice, bob)
+		got := f.rekey(c)
+		want := r
+		want.Epoch = 2
+		wantRoom(f, got, want, "Rekey's room")
+		wantRoom(f, f.getRoom(r.ID), want, "GetRoom after Rekey")
+		wantMembers(f, f.members(r.ID, false), []api.Member{member(alice, 1, 0), member(bob, 1, 0)}, "Members after Rekey")
+		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 0), member(carol, 1, 2)}, "history after Rekey")
+		wantKeys(f, f.keys(r.ID, alice, 2), []api.SealedKey{key(r.ID, 2, alice, bob)}, "alice's new key")
+		wantKeys(f, f.keys(r.ID, bob, 2), []api.SealedKey{key(r.ID, 2, bob, bob)}, "bob's new key")
+		wantKeys(f, f.keys(r.ID, carol, 2), nil, "the removed member's new key")
+		wantKeys(f, f.keys(r.ID, carol, 0), []api.SealedKey{key(r.ID, 1, carol, alice)}, "the removed member's old keys")
+		wantRoomIDs(f, f.roomsOf(carol), nil, "RoomsOf(removed member)")
+	}},
+
+	{"without_removal", func(f *fixture) {
+		r, alice, bob, carol := f.trio()
+		f.rekey(change(r.ID, 1, alice, nil, alice, bob, carol))
+		f.rekey(change(r.ID, 2, carol, nil, carol, bob, alice))
+		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 0), member(carol, 1, 0)}, "history after two rekeys")
+		wantKeys(f, f.keys(r.ID, bob, 0), []api.SealedKey{key(r.ID, 1, bob, alice), key(r.ID, 2, bob, alice), key(r.ID, 3, bob, carol)}, "bob's keys")
+	}},
+
+	{"refused", func(f *fixture) {
+		r, alice, bob, carol := f.trio()
+		dave := f.user("dave") // registered, not a member
+		stranger := f.newIdentity("eve").Public()
+		f.rekey(change(r.ID, 1, alice, nil, alice, bob, carol)) // at epoch 2
+		before := f.snapshot(r.ID, alice, bob, carol, dave)
+		type refusal struct {
+			what    string
+			c       membership.Rekey
+			code    string
+			mention string
+		}
+		withKey := func(c membership.Rekey, mod func(k *api.SealedKey)) membership.Rekey {
+			c.Keys = append([]api.SealedKey(nil), c.Keys...)
+			mod(&c.Keys[len(c.Keys)-1])
+			return c
+		}
+		ok := change(r.ID, 2, alice, []api.User{carol}, alice, bob)
+		for _, x := range []refusal{
+			{"that leaves out a member", change(r.ID, 2, alice, nil, alice, carol), api.CodeInvalid, bob.User},
+			{"that leaves out a member while removing another", change(r.ID, 2, alice, []api.User{carol}, alice), api.CodeInvalid, bob.User},
+			{"with no keys", change(r.ID, 2, alice, nil), api.CodeInvalid, ""},
+			{"with a key for a non-member", change(r.ID, 2, alice, []api.User{carol}, alice, bob, dave), api.CodeInvalid, dave.User},
+			{"with a key for an unknown user", withKey(change(r.ID, 2, alice, []api.User{carol}, alice, bob, dave), func(k *api.SealedKey) { k.Member = stranger.User }), api.CodeInvalid, stranger.User},
+			{"with a key for a removed member", change(r.ID, 2, alice, []api.User{carol}, alice, bob, carol), api.CodeInvalid, carol.User},
+			{"with two keys for one member", change(r.ID, 2, alice, []api.User{carol}, alice, bob, bob), api.CodeInvalid, bob.User},
+			{"with a key for the old epoch", withKey(ok, func(k *api.SealedKey) { k.Epoch = 2 }), api.CodeInvalid, ""},
+			{"with a key for a later epoch", withKey(ok, func(k *api.SealedKey) { k.Epoch = 4 }), api.CodeInvalid, ""},
+			{"with a key for another room", withKey(ok, func(k *api.SealedKey) { k.Room = api.NewRoomID() }), api.CodeInvalid, ""},
+			{"with an empty key", withKey(ok, func(k *api.SealedKey) { k.SealedKey = nil }), api.CodeInvalid, ""},
+			{"with a key sealed by an unknown user", withKey(ok, func(k *api.SealedKey) { k.Sealer = stranger }), api.CodeInvalid, ""},
+			{"removing a non-member", change(r.ID, 2, alice, []api.User{dave}, alice, bob, carol), api.CodeInvalid, dave.User},
+			{"removing a member twice", change(r.ID, 2, alice, []api.User{carol, carol}, alice, bob), api.CodeInvalid, carol.User},
+			{"from an old epoch", change(r.ID, 1, alice, []api.User{carol}, alice, bob), api.CodeConflict, ""},
+			{"from a future epoch", change(r.ID, 3, alice, []api.User{carol}, alice, bob), api.CodeConflict, ""},
+			{"from epoch 0", change(r.ID, 0, alice, []api.User{carol}, alice, bob), api.CodeConflict, ""},
+			{"of an unknown room", change(api.NewRoomID(), 2, alice, nil, alice), api.CodeNotFound, ""},
+		} {
+			_, err := f.s.Rekey(f.ctx, x.c)
+			wantCode(f, err, x.code, "Rekey "+x.what)
+			if x.mention != "" {
+				wantMention(f, err, x.mention, "Rekey "+x.what)
+			}
+			f.unchanged(before, "Rekey "+x.what)
+		}
+		// The valid rekey then succeeds.
+		f.rekey(ok)
+		wantMembers(f, f.members(r.ID, false), []api.Member{member(alice, 1, 0), member(bob, 1, 0)}, "Members after the valid rekey")
+	}},
+
+	{"revoked_member_must_go", func(f *fixture) {
+		r, alice, bob, carol := f.trio()
+		if _, err := f.s.RevokeUser(f.ctx, carol.User, f.now()); err != nil {
+			f.Fatal(err)
+		}
+		before := f.snapshot(r.ID, alice, bob, carol)
+		_, err := f.s.Rekey(f.ctx, change(r.ID, 1, alice, nil, alice, bob, carol))
+		wantCode(f, err, api.CodeInvalid, "Rekey keeping a revoked member")
+		wantMention(f, err, carol.User, "Rekey keeping a revoked member")
+		f.unchanged(before, "Rekey keeping a revoked member")
+		f.rekey(change(r.ID, 1, alice, []api.User{carol}, alice, bob))
+		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 0), member(carol, 1, 2)}, "history after removing the revoked member")
+	}},
+
+	{"cleartext", func(f *fixture) {
+		alice, bob, carol := f.user("alice"), f.user("bob"), f.user("carol")
+		r := f.room(alice, false)
+		f.add(r.ID, bob, alice)
+		f.add(r.ID, carol, alice)
+		before := f.snapshot(r.ID, alice, bob, carol)
+		_, err := f.s.Rekey(f.ctx, change(r.ID, 1, alice, []api.User{carol}, alice, bob))
+		wantCode(f, err, api.CodeInvalid, "Rekey of a cleartext room with keys")
+		f.unchanged(before, "Rekey of a cleartext room with keys")
+		_, err = f.s.Rekey(f.ctx, change(r.ID, 1, alice, []api.User{bob, alice, bob}))
+		wantCode(f, err, api.CodeInvalid, "Rekey of a cleartext room removing a member twice")
+		f.unchanged(before, "Rekey of a cleartext room removing a member twice")
+		got := f.rekey(change(r.ID, 1, alice, []api.User{carol}))
+		if got.Encrypted {
+			f.Fatal("the cleartext room became encrypted")
+		}
+		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 0), member(carol, 1, 2)}, "history after the cleartext rekey")
+		wantKeys(f, f.keys(r.ID, alice, 0), nil, "keys of a cleartext room")
+		f.rekey(change(r.ID, 2, alice, nil)) // a bare epoch change
+		if e := f.getRoom(r.ID).Epoch; e != 3 {
+			f.Fatalf("epoch %d, want 3", e)
+		}
+	}},
+
+	{"remove_everyone", func(f *fixture) {
+		// The rules do not forbid it: nobody remains, so no keys.
+		r, alice, bob, carol := f.trio()
+		f.rekey(change(r.ID, 1, alice, []api.User{alice, bob, carol}))
+		wantMembers(f, f.members(r.ID, false), nil, "Members of an emptied room")
+		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 2), member(bob, 1, 2), member(carol, 1, 2)}, "history of an emptied room")
+		wantRoomIDs(f, f.roomsOf(alice), nil, "RoomsOf(alice) after leaving")
+	}},
+
+	{"concurrent", func(f *fixture) {
+		r, alice, bob, carol := f.trio()
+		const n = 20
+		errs := make([]error, n)
+		changes := make([]membership.Rekey, n)
+		for i := range changes {
+			c := change(r.ID, 1, alice, []api.User{carol}, alice, bob)
+			for j := range c.Keys {
+				c.Keys[j].SealedKey = fmt.Appendf(nil, "attempt %d for %s", i, c.Keys[j].Member)
+			}
+			changes[i] = c
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range n {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, errs[i] = f.s.Rekey(f.ctx, changes[i])
+			}()
+		}
+		close(start)
+		wg.Wait()
+		winner := -1
+		for i, err := range errs {
+			switch api.ErrorCode(err) {
+			case "":
+				if winner >= 0 {
+					f.Fatalf("two concurrent rekeys from epoch 1 succeeded: %d and %d", winner, i)
+				}
+				winner = i
+			case api.CodeConflict:
+			default:
+				f.Fatalf("concurrent rekey %d: %v (code %s), want success or conflict", i, err, api.ErrorCode(err))
+			}
+		}
+		if winner < 0 {
+			f.Fatal("no concurrent rekey succeeded")
+		}
+		if e := f.getRoom(r.ID).Epoch; e != 2 {
+			f.Fatalf("epoch %d after the concurrent rekeys, want 2", e)
+		}
+		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 0), member(carol, 1, 2)}, "history after the concurrent rekeys")
+		for _, u := range []api.User{alice, bob} {
+			ks := f.keys(r.ID, u, 2)
+			if len(ks) != 1 || !bytes.Equal(ks[0].SealedKey, fmt.Appendf(nil, "attempt %d for %s", winner, u.User)) {
+				f.Fatalf("%s's key at epoch 2 is %+v, want the one of attempt %d", u.Name, ks, winner)
+			}
+		}
+		// The losers may retry from the new epoch; again one wins.
+		f.rekey(change(r.ID, 2, bob, nil, alice, bob))
+	}},
+}
