@@ -160,20 +160,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--history-max-age %s: use a positive duration, or 0 to keep history forever", *historyMaxAge)
 	}
 
-	// The seed's log lines go through a standard logger with the service
+	// Service log lines go through a standard logger with the service
 	// prefix; structured logs (request failures, NATS) go through the same
-	// writer so both read alike.
+	// logger so both read alike. The server prints nothing on stdout.
 	logger := log.New(stderr, "[membershipd] ", log.LstdFlags|log.Lmsgprefix)
 	slogger := newSlogger(logger, logLevel)
 
-	// Control plane store first: the NATS authenticator consults IsAuthorized, so
-	// the store must exist before the embedded server starts.
+	// Deferred calls undo the start in reverse: NATS connection drain, NATS
+	// server shutdown, store close, and "bye" last after a graceful stop.
 	graceful := false
 	defer func() {
 		if graceful {
 			logger.Printf("bye")
 		}
 	}()
+
+	// Control plane store first: the NATS authenticator consults IsAuthorized, so
+	// the store must exist before the embedded server starts.
 	store, err := membership.Open(*dbPath)
 	if err != nil {
 		return fmt.Errorf("open membership store: %w", err)
@@ -181,7 +184,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer store.Close()
 	logger.Printf("membership store: %s", *dbPath)
 
-	blobs, err := blobstore.New(*storeDir)
+	blobs, err := blobstore.New(*storeDir, blobstore.WithLogger(slogger))
 	if err != nil {
 		return fmt.Errorf("open blob store: %w", err)
 	}
@@ -438,8 +441,11 @@ func ensureHistory(ctx context.Context, js jetstream.JetStream, limits membershi
 		case err == nil:
 			logger.Printf("history stream: %s", historyDescription(limits))
 			return nil
-		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount):
-			return fmt.Errorf("%w: the NATS server needs JetStream (nats-server -js) to keep room history", err)
+		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
+			errors.Is(err, nats.ErrNoResponders):
+			// Nobody answers the JetStream API: JetStream is off. (A cluster
+			// still electing its leader answers "unavailable" instead.)
+			return fmt.Errorf("%w: the NATS server needs JetStream enabled (nats-server -js) to keep room history", err)
 		case ctx.Err() != nil:
 			return ctx.Err()
 		}

@@ -386,9 +386,9 @@ func freePort(t testing.TB) int {
 	return ln.Addr().(*net.TCPAddr).Port
 }
 
-// startNATSProcess runs a standalone nats-server process with JetStream and
-// returns its client URL.
-func startNATSProcess(t testing.TB) string {
+// startNATSProcess runs a standalone nats-server process, with JetStream
+// when js is set, and returns its client URL.
+func startNATSProcess(t testing.TB, js bool) string {
 	t.Helper()
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("go is not on PATH: cannot build a standalone nats-server")
@@ -398,7 +398,11 @@ func startNATSProcess(t testing.TB) string {
 		t.Fatal(err)
 	}
 	port := freePort(t)
-	cmd := exec.Command(bin, "-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", t.TempDir())
+	args := []string{"-a", "127.0.0.1", "-p", strconv.Itoa(port)}
+	if js {
+		args = append(args, "-js", "-sd", t.TempDir())
+	}
+	cmd := exec.Command(bin, args...)
 	var out bytes.Buffer
 	if verbose() {
 		cmd.Stdout, cmd.Stderr = &out, &out
@@ -437,7 +441,7 @@ func startNATSProcess(t testing.TB) string {
 
 func TestRunExternalNATS(t *testing.T) {
 	t.Parallel()
-	natsURL := startNATSProcess(t)
+	natsURL := startNATSProcess(t, true)
 	s := startServer(t, t.TempDir(), "--nats-url", natsURL, "--history-max-msgs-per-room", "1000")
 
 	var info api.Info
@@ -460,6 +464,17 @@ func TestRunExternalNATS(t *testing.T) {
 	}
 	if got := st.CachedInfo().Config.MaxMsgsPerSubject; got != 1000 {
 		t.Errorf("history stream MaxMsgsPerSubject = %d; want 1000 from --history-max-msgs-per-room", got)
+	}
+}
+
+func TestRunExternalNATSWithoutJetStream(t *testing.T) {
+	t.Parallel()
+	natsURL := startNATSProcess(t, false)
+	dir := t.TempDir()
+	args := []string{"--db", filepath.Join(dir, "u.db"), "--store-dir", filepath.Join(dir, "b"), "--http-port", "0", "--nats-url", natsURL}
+	err := run(context.Background(), args, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "JetStream") {
+		t.Errorf("run against a NATS without JetStream = %v; want an error saying JetStream is needed", err)
 	}
 }
 

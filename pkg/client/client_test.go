@@ -470,4 +470,3 @@ func TestUnknownAndRevokedUsersRefused(t *testing.T) {
 		t.Fatalf("member's AddUser = %v; want forbidden", err)
 	}
 }
-

@@ -62,7 +62,7 @@ func (c *Client) Send(ctx context.Context, roomRef string, msg Message) (string,
 	if err := c.connectNATS(ctx); err != nil {
 		return "", err
 	}
-	plain, err := json.Marshal(payload{Text: msg.Text, File: msg.File})
+	plain, err := json.Marshal(payload(msg))
 	if err != nil {
 		return "", err
 	}

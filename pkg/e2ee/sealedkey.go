@@ -67,7 +67,8 @@ func (c *SealedKeyContext) appendAAD(b []byte) []byte {
 // computed once so that sealing or opening many room keys for the same
 // pair skips the X25519 and HKDF steps. The sealing side's PairKey from
 // [NewSealingPairKey] and the recipient's from [NewOpeningPairKey] hold the
-// same key. A PairKey is immutable and safe for concurrent use.
+// same key. A PairKey is immutable and safe for concurrent use; the zero
+// PairKey is not usable.
 type PairKey struct {
 	aead cipher.AEAD
 }

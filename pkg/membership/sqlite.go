@@ -848,7 +848,14 @@ func (s *sqliteStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 				return s.fail("rekey", err)
 			}
 			defer st.Close()
-			for i := range c.Keys {
+			// In member order, the new epoch's rows are appended in key
+			// order: dense pages, no splits.
+			order := make([]int, len(c.Keys))
+			for i := range order {
+				order[i] = i
+			}
+			slices.SortFunc(order, func(a, b int) int { return strings.Compare(c.Keys[a].Member, c.Keys[b].Member) })
+			for _, i := range order {
 				k := &c.Keys[i]
 				if _, err := st.ExecContext(ctx, c.Room, k.Member, epochArg(next), k.Sealer.User, k.SealedKey); err != nil {
 					return s.fail("rekey", err)
@@ -867,16 +874,36 @@ func (s *sqliteStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 // SealedKeys returns member's keys in room for one epoch, or every epoch
 // (epoch 0) ascending, each with its sealer's public identity. No keys is
 // an empty list, not an error.
+//
+// sealed_keys is ordered by (room, epoch, member) so that rekeys append
+// (see migrations/0001_init.sql). A member's keys of every epoch are thus
+// not one range: they are looked up one epoch at a time over the member's
+// membership ranges, the only epochs it holds keys for. The CROSS JOINs fix
+// that join order.
 func (s *sqliteStore) SealedKeys(ctx context.Context, room, member string, epoch uint64) ([]api.SealedKey, error) {
-	q := `SELECT k.epoch, k.sealed, u.name, u.user_key, u.xkey, u.binding
-		FROM sealed_keys k JOIN users u ON u.user_key = k.sealer
-		WHERE k.room = ? AND k.member = ?`
-	args := []any{room, member}
+	const cols = `k.epoch, k.sealed, u.name, u.user_key, u.xkey, u.binding`
+	var (
+		rows *sql.Rows
+		err  error
+	)
 	if epoch != 0 {
-		q += ` AND k.epoch = ?`
-		args = append(args, epochArg(epoch))
+		rows, err = s.db.QueryContext(ctx, `SELECT `+cols+`
+			FROM sealed_keys k CROSS JOIN users u
+			WHERE k.room = ? AND k.epoch = ? AND k.member = ? AND u.user_key = k.sealer`,
+			room, epochArg(epoch), member)
+	} else {
+		rows, err = s.db.QueryContext(ctx, `WITH RECURSIVE ep (epoch, last) AS (
+				SELECT m.since, coalesce(m.until - 1, r.epoch)
+				FROM members m JOIN rooms r ON r.id = m.room
+				WHERE m.room = ?1 AND m.user_key = ?2
+				UNION ALL
+				SELECT epoch + 1, last FROM ep WHERE epoch < last
+			)
+			SELECT `+cols+`
+			FROM ep CROSS JOIN sealed_keys k CROSS JOIN users u
+			WHERE k.room = ?1 AND k.epoch = ep.epoch AND k.member = ?2 AND u.user_key = k.sealer
+			ORDER BY k.epoch`, room, member)
 	}
-	rows, err := s.db.QueryContext(ctx, q+` ORDER BY k.epoch`, args...)
 	if err != nil {
 		return nil, s.fail("list sealed keys", err)
 	}

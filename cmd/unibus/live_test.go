@@ -1,0 +1,610 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"encoding/pem"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/blobstore"
+	"github.com/enmanuel/unibus/pkg/embeddednats"
+	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/membership"
+)
+
+// testLogger is the stack's logger: silent unless UNIBUS_TEST_LOG=debug.
+func testLogger() *slog.Logger {
+	if os.Getenv("UNIBUS_TEST_LOG") == "debug" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return nil
+}
+
+// stack is an in-process unibus deployment: embedded NATS with the history
+// stream, a SQLite store, a blob store and the HTTP API, with an admin,
+// alice, seeded in the store.
+type stack struct {
+	url   string
+	dir   string
+	srv   *membership.Server
+	alice *user
+}
+
+// user is one identity driving the command line against a stack.
+type user struct {
+	s    *stack
+	id   *identity.Identity
+	path string
+}
+
+func startStack(t testing.TB) *stack {
+	t.Helper()
+	dir := t.TempDir()
+	ctx := context.Background()
+	ns, err := embeddednats.StartServer(embeddednats.ServerConfig{StoreDir: filepath.Join(dir, "jetstream"), Host: "127.0.0.1", Port: -1, Logger: testLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	})
+	store, err := membership.Open(filepath.Join(dir, "unibus.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	blobs, err := blobstore.New(filepath.Join(dir, "blobs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(embeddednats.ClientURL(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := membership.EnsureHistoryStream(ctx, js, membership.HistoryLimits{}); err != nil {
+		t.Fatal(err)
+	}
+	srv := membership.NewServer(store, blobs, membership.AuthOff)
+	srv.NATSURL = embeddednats.ClientURL(ns)
+	srv.Events = nc
+	srv.Logger = testLogger()
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+
+	s := &stack{url: hs.URL, dir: dir, srv: srv}
+	s.alice = s.newUser(t, "alice")
+	err = store.CreateUser(ctx, api.User{Public: s.alice.id.Public(), Role: api.RoleAdmin, Status: api.StatusActive, CreatedAt: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// newUser makes an identity file; the user is not registered.
+func (s *stack) newUser(t testing.TB, name string) *user {
+	t.Helper()
+	id, err := identity.Generate(name, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(s.dir, name+".json")
+	if err := id.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	return &user{s: s, id: id, path: path}
+}
+
+// register has alice add a new user through the command line.
+func (s *stack) register(t testing.TB, name string) *user {
+	t.Helper()
+	u := s.newUser(t, name)
+	s.alice.must(t, "", "user", "add", u.id.Public().Token())
+	return u
+}
+
+// settings are the client settings that point a command at the stack.
+func (u *user) settings() []string {
+	return []string{"--server", u.s.url, "--identity", u.path}
+}
+
+// run runs the command line as u, the settings first.
+func (u *user) run(t testing.TB, stdin string, args ...string) result {
+	t.Helper()
+	return runCLI(t, stdin, append(u.settings(), args...)...)
+}
+
+// must runs the command line as u and fails the test unless it succeeds.
+func (u *user) must(t testing.TB, stdin string, args ...string) string {
+	t.Helper()
+	r := u.run(t, stdin, args...)
+	if r.code != 0 {
+		t.Fatalf("%s: unibus %q: exit %d: %s", u.id.Name(), args, r.code, r.stderr)
+	}
+	return r.stdout
+}
+
+// follower is a command running in the background until stopped.
+type follower struct {
+	out    *syncBuffer
+	errb   *syncBuffer
+	cancel context.CancelFunc
+	done   chan int
+}
+
+// start runs the command line as u in the background.
+func (u *user) start(t testing.TB, args ...string) *follower {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	f := &follower{out: &syncBuffer{}, errb: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	go func() {
+		f.done <- run(ctx, append(u.settings(), args...), strings.NewReader(""), f.out, f.errb)
+	}()
+	t.Cleanup(func() { f.stop(t) })
+	return f
+}
+
+// lines returns the complete lines written so far.
+func (f *follower) lines() []string {
+	s := f.out.String()
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return strings.Split(s[:i], "\n")
+	}
+	return nil
+}
+
+// waitLines waits until the follower has written n lines.
+func (f *follower) waitLines(t testing.TB, n int) []string {
+	t.Helper()
+	waitFor(t, 15*time.Second, "follower output", func() bool {
+		select {
+		case code := <-f.done:
+			f.done <- code
+			t.Fatalf("follower ended early with exit %d: %s", code, f.errb.String())
+		default:
+		}
+		return len(f.lines()) >= n
+	})
+	return f.lines()
+}
+
+// stop interrupts the follower and returns its exit code.
+func (f *follower) stop(t testing.TB) int {
+	t.Helper()
+	f.cancel()
+	select {
+	case code := <-f.done:
+		f.done <- code
+		return code
+	case <-time.After(15 * time.Second):
+		t.Fatal("follower did not stop within 15s of being interrupted")
+		return -1
+	}
+}
+
+// decodeLines decodes one JSON object per line.
+func decodeLines(t testing.TB, out string) []map[string]any {
+	t.Helper()
+	var msgs []map[string]any
+	for _, line := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("line %q is not one JSON object: %v", line, err)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+func decode[T any](t testing.TB, out string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal([]byte(out), &v); err != nil {
+		t.Fatalf("output %q does not decode as %T: %v", out, v, err)
+	}
+	return v
+}
+
+// sharedRoom has alice create room NAME and add the others to it.
+func sharedRoom(t testing.TB, s *stack, name string, others ...*user) string {
+	t.Helper()
+	room := strings.TrimSpace(s.alice.must(t, "", "room", "create", name))
+	for _, u := range others {
+		s.alice.must(t, "", "room", "add", room, u.id.Name())
+	}
+	return room
+}
+
+func TestRooms(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	alice := s.alice
+
+	out := alice.must(t, "", "room", "create", "ops")
+	room := strings.TrimSuffix(out, "\n")
+	if !api.ValidRoomID(room) || strings.Count(out, "\n") != 1 {
+		t.Fatalf("room create printed %q; want a room id alone on a line", out)
+	}
+
+	// Flags and settings after the positional arguments.
+	r := runCLI(t, "", append([]string{"room", "create", "lab", "--cleartext", "--json"}, alice.settings()...)...)
+	if r.code != 0 {
+		t.Fatalf("room create --json: exit %d: %s", r.code, r.stderr)
+	}
+	lab := decode[api.Room](t, r.stdout)
+	if !api.ValidRoomID(lab.ID) || lab.Name != "lab" || lab.Encrypted || lab.Epoch != 1 {
+		t.Errorf("room create lab --cleartext --json = %+v; want a cleartext room lab at epoch 1", lab)
+	}
+
+	rooms := decode[[]api.Room](t, alice.must(t, "", "room", "list", "--json"))
+	var ids []string
+	for _, r := range rooms {
+		ids = append(ids, r.ID)
+	}
+	slices.Sort(ids)
+	want := []string{room, lab.ID}
+	slices.Sort(want)
+	if !slices.Equal(ids, want) {
+		t.Errorf("room list --json ids = %q; want %q", ids, want)
+	}
+	table := alice.must(t, "", "room", "list")
+	if !regexp.MustCompile(`(?m)^ID +NAME +EPOCH +ENCRYPTED$`).MatchString(table) ||
+		!regexp.MustCompile(`(?m)^`+room+` +ops +1 +yes$`).MatchString(table) ||
+		!regexp.MustCompile(`(?m)^`+lab.ID+` +lab +1 +no$`).MatchString(table) {
+		t.Errorf("room list printed\n%s\nwant a table ID NAME EPOCH ENCRYPTED with both rooms", table)
+	}
+
+	// By name, since it is unambiguous.
+	shown := decode[api.Room](t, alice.must(t, "", "room", "show", "--json", "ops"))
+	if shown.ID != room || shown.Epoch != 1 || len(shown.Members) != 1 || shown.Members[0].Name != "alice" || shown.Members[0].Since != 1 {
+		t.Errorf("room show ops --json = %+v; want room %s at epoch 1 with member alice since 1", shown, room)
+	}
+	human := alice.must(t, "", "room", "show", room)
+	for _, want := range []string{"id:", room, "epoch:", "encrypted:", "yes", "creator:", "alice (" + alice.id.UserKey() + ")", "members:", "epoch 1"} {
+		if !strings.Contains(human, want) {
+			t.Errorf("room show printed\n%s\nwant it to contain %q", human, want)
+		}
+	}
+
+	out = alice.must(t, "", "room", "rekey", "ops")
+	if !strings.Contains(out, "epoch 2") {
+		t.Errorf("room rekey printed %q; want the new epoch 2", out)
+	}
+	if got := decode[api.Room](t, alice.must(t, "", "room", "rekey", room, "--json")); got.Epoch != 3 {
+		t.Errorf("room rekey --json epoch = %d; want 3", got.Epoch)
+	}
+
+	r = alice.run(t, "", "room", "show", "nosuchroom")
+	if r.code != 1 || !strings.HasPrefix(r.stderr, "unibus: ") || !strings.Contains(r.stderr, "nosuchroom") {
+		t.Errorf("room show nosuchroom = exit %d, %q; want exit 1 naming the room", r.code, r.stderr)
+	}
+}
+
+func TestUsersAndMembers(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	alice := s.alice
+	bob := s.newUser(t, "bob")
+	carol := s.newUser(t, "carol")
+
+	out := alice.must(t, "", "user", "add", bob.id.Public().Token())
+	if want := "added bob (member) " + bob.id.UserKey() + "\n"; out != want {
+		t.Errorf("user add printed %q; want %q", out, want)
+	}
+	added := decode[userJSON](t, alice.must(t, "", "user", "add", "--admin", carol.id.Public().Token(), "--json"))
+	if added.Name != "carol" || added.Role != api.RoleAdmin || added.Fingerprint != carol.id.Public().Fingerprint() {
+		t.Errorf("user add --admin --json = %+v; want carol, admin, with her fingerprint", added)
+	}
+
+	users := decode[[]userJSON](t, alice.must(t, "", "user", "list", "--json"))
+	var names []string
+	for _, u := range users {
+		names = append(names, u.Name)
+	}
+	if !slices.Equal(names, []string{"alice", "bob", "carol"}) {
+		t.Errorf("user list --json names = %q; want alice, bob, carol", names)
+	}
+	table := alice.must(t, "", "user", "list")
+	if !regexp.MustCompile(`(?m)^NAME +ROLE +STATUS +FINGERPRINT +USER$`).MatchString(table) ||
+		!regexp.MustCompile(`(?m)^bob +member +active +`+bob.id.Public().Fingerprint()+` +`+bob.id.UserKey()+`$`).MatchString(table) {
+		t.Errorf("user list printed\n%s\nwant a table NAME ROLE STATUS FINGERPRINT USER with bob", table)
+	}
+
+	if out := alice.must(t, "", "user", "revoke", "carol"); out != "revoked carol\n" {
+		t.Errorf("user revoke printed %q; want %q", out, "revoked carol\n")
+	}
+	if r := bob.run(t, "", "user", "list"); r.code != 1 || !strings.HasPrefix(r.stderr, "unibus: ") {
+		t.Errorf("user list by a member = exit %d, %q; want exit 1 with an error", r.code, r.stderr)
+	}
+	if r := alice.run(t, "", "user", "add", "unibus1:garbage"); r.code != 1 || !strings.Contains(r.stderr, "invalid identity token") {
+		t.Errorf("user add of a bad token = exit %d, %q; want exit 1, invalid identity token", r.code, r.stderr)
+	}
+
+	room := strings.TrimSpace(alice.must(t, "", "room", "create", "ops"))
+	out = alice.must(t, "", "room", "add", room, "bob")
+	if want := "added bob to room ops (" + room + ") at epoch 1\n"; out != want {
+		t.Errorf("room add printed %q; want %q", out, want)
+	}
+	shown := decode[api.Room](t, alice.must(t, "", "room", "show", room, "--json"))
+	if len(shown.Members) != 2 {
+		t.Errorf("room show after room add: %d members; want 2", len(shown.Members))
+	}
+	if got := decode[[]api.Room](t, bob.must(t, "", "room", "list", "--json")); len(got) != 1 || got[0].ID != room {
+		t.Errorf("bob's room list = %+v; want room %s", got, room)
+	}
+	if r := alice.run(t, "", "room", "add", room, "carol"); r.code != 1 || !strings.Contains(r.stderr, "revoked") {
+		t.Errorf("room add of a revoked user = exit %d, %q; want exit 1 saying revoked", r.code, r.stderr)
+	}
+}
+
+func TestSendRead(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	alice := s.alice
+	bob := s.register(t, "bob")
+	room := sharedRoom(t, s, "ops", bob)
+
+	before := time.Now()
+	id := strings.TrimSpace(alice.must(t, "", "send", room, "hello bob"))
+	msgs := decodeLines(t, bob.must(t, "", "read", room, "--json"))
+	if len(msgs) != 1 {
+		t.Fatalf("read --json: %d messages; want 1", len(msgs))
+	}
+	m := msgs[0]
+	want := map[string]any{
+		"id":          id,
+		"room":        room,
+		"epoch":       1.0,
+		"sender":      alice.id.UserKey(),
+		"sender_name": "alice",
+		"text":        "hello bob",
+	}
+	for k, v := range want {
+		if m[k] != v {
+			t.Errorf("read --json %s = %v; want %v", k, m[k], v)
+		}
+	}
+	for _, k := range []string{"error", "file"} {
+		if _, ok := m[k]; ok {
+			t.Errorf("read --json has %q for a plain message: %v", k, m)
+		}
+	}
+	ts, err := time.Parse(time.RFC3339Nano, m["time"].(string))
+	if err != nil || ts.Location() != time.UTC || ts.Before(before.Add(-time.Minute)) || ts.After(time.Now().Add(time.Minute)) {
+		t.Errorf("read --json time = %v (%v); want RFC 3339 UTC about now", m["time"], err)
+	}
+
+	line := bob.must(t, "", "read", room)
+	if !regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d alice: hello bob\n$`).MatchString(line) {
+		t.Errorf("read printed %q; want TIME alice: hello bob", line)
+	}
+
+	// Text from stdin, by name of the room, --json anywhere.
+	sent := decode[map[string]string](t, alice.must(t, "two lines\nof text\n", "send", "--json", "ops"))
+	if sent["room"] != room || sent["id"] == "" {
+		t.Errorf("send --json = %v; want the id and room %s", sent, room)
+	}
+	msgs = decodeLines(t, bob.must(t, "", "read", room, "--last", "1", "--json"))
+	if len(msgs) != 1 || msgs[0]["text"] != "two lines\nof text" || msgs[0]["id"] != sent["id"] {
+		t.Errorf("read --last 1 --json = %v; want only the text from stdin", msgs)
+	}
+	if got := decodeLines(t, bob.must(t, "", "read", room, "--json")); len(got) != 2 {
+		t.Errorf("read --json after two sends: %d messages; want 2", len(got))
+	}
+
+	if r := alice.run(t, "", "send", room); r.code != 1 || !strings.Contains(r.stderr, "nothing to send") {
+		t.Errorf("send with empty stdin = exit %d, %q; want exit 1, nothing to send", r.code, r.stderr)
+	}
+	if r := alice.run(t, "ignored", "send", room, ""); r.code != 1 || !strings.Contains(r.stderr, "nothing to send") {
+		t.Errorf("send with empty TEXT = exit %d, %q; want exit 1, nothing to send", r.code, r.stderr)
+	}
+}
+
+func TestFiles(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	alice := s.alice
+	bob := s.register(t, "bob")
+	room := sharedRoom(t, s, "ops", bob)
+
+	data := make([]byte, 3<<20)
+	rand.Read(data)
+	src := filepath.Join(t.TempDir(), "data.bin")
+	writeFile(t, src, data)
+	id := strings.TrimSpace(alice.must(t, "", "send", room, "the data", "--file", src))
+	plain := strings.TrimSpace(alice.must(t, "", "send", room, "no file here"))
+
+	out := bob.must(t, "", "read", room, "--json")
+	if strings.Contains(out, `"key"`) || strings.Contains(out, `"blob"`) {
+		t.Errorf("read --json shows an attachment's key or blob: %s", out)
+	}
+	msgs := decodeLines(t, out)
+	if len(msgs) != 2 {
+		t.Fatalf("read --json: %d messages; want 2", len(msgs))
+	}
+	file, _ := msgs[0]["file"].(map[string]any)
+	if msgs[0]["text"] != "the data" || file["name"] != "data.bin" || file["size"] != float64(len(data)) {
+		t.Errorf("read --json of the file message = %v; want text and file {data.bin, %d}", msgs[0], len(data))
+	}
+	if line := bob.must(t, "", "read", room, "--last", "2"); !strings.Contains(line, "alice: the data [file: data.bin, 3.0 MiB]\n") {
+		t.Errorf("read printed %q; want the attachment shown", line)
+	}
+
+	dst := t.TempDir()
+	path := filepath.Join(dst, "copy.bin")
+	out = bob.must(t, "", "fetch", room, id, "-o", path)
+	if got := readFile(t, path); !bytes.Equal(got, data) {
+		t.Fatalf("fetch -o wrote %d bytes that differ from the %d sent", len(got), len(data))
+	}
+	if want := "saved data.bin (3.0 MiB) to " + path + "\n"; out != want {
+		t.Errorf("fetch printed %q; want %q", out, want)
+	}
+
+	// An existing file is kept, and nothing is left behind.
+	writeFile(t, path, []byte("mine"))
+	r := bob.run(t, "", "fetch", room, id, "-o", path)
+	if r.code != 1 || !strings.Contains(r.stderr, "already exists") || !strings.Contains(r.stderr, "--force") {
+		t.Errorf("fetch over a file = exit %d, %q; want exit 1, already exists, --force", r.code, r.stderr)
+	}
+	if got := string(readFile(t, path)); got != "mine" {
+		t.Errorf("fetch over a file changed it")
+	}
+	bob.must(t, "", "fetch", room, id, "-o", path, "--force")
+	if got := readFile(t, path); !bytes.Equal(got, data) {
+		t.Error("fetch --force did not replace the file")
+	}
+
+	// A directory keeps the attachment's name; refusing it there too.
+	bob.must(t, "", "fetch", "ops", id, "-o", dst)
+	if got := readFile(t, filepath.Join(dst, "data.bin")); !bytes.Equal(got, data) {
+		t.Error("fetch -o DIR did not write DIR/data.bin")
+	}
+	if r := bob.run(t, "", "fetch", room, id, "-o", dst); r.code != 1 || !strings.Contains(r.stderr, "already exists") {
+		t.Errorf("fetch into a directory holding the name = exit %d, %q; want exit 1, already exists", r.code, r.stderr)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dst, ".unibus-fetch-*")); len(left) > 0 {
+		t.Errorf("fetch left temporary files: %q", left)
+	}
+
+	r = bob.run(t, "", "fetch", room, id, "-o", "-")
+	if r.code != 0 || r.stdout != string(data) {
+		t.Errorf("fetch -o - = exit %d and %d bytes on stdout; want the %d bytes", r.code, len(r.stdout), len(data))
+	}
+
+	if r := bob.run(t, "", "fetch", room, plain, "-o", filepath.Join(dst, "x")); r.code != 1 || !strings.Contains(r.stderr, "no attached file") {
+		t.Errorf("fetch of a message without a file = exit %d, %q; want exit 1, no attached file", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "x")); err == nil {
+		t.Error("a failed fetch left its output file")
+	}
+}
+
+func TestRemovedMember(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	alice := s.alice
+	bob := s.register(t, "bob")
+	room := sharedRoom(t, s, "ops", bob)
+	alice.must(t, "", "send", room, "before")
+
+	// bob listens while he is removed.
+	f := bob.start(t, "read", room, "--follow", "--json")
+	human := bob.start(t, "read", room, "--follow")
+	f.waitLines(t, 1)
+	human.waitLines(t, 1)
+
+	out := alice.must(t, "", "room", "remove", room, "bob")
+	if want := "removed bob from room ops (" + room + "); rekeyed to epoch 2\n"; out != want {
+		t.Errorf("room remove printed %q; want %q", out, want)
+	}
+	after := strings.TrimSpace(alice.must(t, "", "send", room, "after the removal"))
+
+	msgs := decodeLines(t, strings.Join(f.waitLines(t, 2), "\n"))
+	if msgs[0]["text"] != "before" {
+		t.Errorf("bob's first message = %v; want the text before the removal", msgs[0])
+	}
+	m := msgs[1]
+	if _, ok := m["text"]; ok || m["error"] == nil || m["error"] == "" || m["id"] != after || m["epoch"] != 2.0 {
+		t.Errorf("bob's message after his removal = %v; want id %s, epoch 2, an error and no text", m, after)
+	}
+	if strings.Contains(f.out.String(), "after the removal") {
+		t.Error("a removed member read a message sent after the removal")
+	}
+	if code := f.stop(t); code != 0 {
+		t.Errorf("read --follow ended by interruption: exit %d; want 0 (%s)", code, f.errb.String())
+	}
+	lines := human.waitLines(t, 2)
+	unreadable := `^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (alice|` + alice.id.UserKey() + `): \[unreadable: .+\]$`
+	if !regexp.MustCompile(unreadable).MatchString(lines[1]) {
+		t.Errorf("bob's line after his removal = %q; want TIME SENDER: [unreadable: REASON]", lines[1])
+	}
+
+	// Once out, bob cannot open the room's history at all.
+	if r := bob.run(t, "", "read", room, "--json"); r.code != 1 || strings.Contains(r.stdout, "after the removal") {
+		t.Errorf("read by a removed member = exit %d, %q; want exit 1 and nothing read", r.code, r.stdout)
+	}
+	msgs = decodeLines(t, alice.must(t, "", "read", room, "--json"))
+	if len(msgs) != 2 || msgs[1]["text"] != "after the removal" || msgs[1]["epoch"] != 2.0 {
+		t.Errorf("alice's read after the removal = %v; want both messages", msgs)
+	}
+}
+
+func TestFollow(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	alice := s.alice
+	bob := s.register(t, "bob")
+	room := sharedRoom(t, s, "ops", bob)
+
+	f := bob.start(t, "read", room, "--follow")
+	alice.must(t, "", "send", room, "first")
+	f.waitLines(t, 1)
+	alice.must(t, "", "send", room, "second")
+	lines := f.waitLines(t, 2)
+	for i, want := range []string{"alice: first", "alice: second"} {
+		if !strings.HasSuffix(lines[i], want) {
+			t.Errorf("follow line %d = %q; want it to end in %q", i, lines[i], want)
+		}
+	}
+	if code := f.stop(t); code != 0 {
+		t.Errorf("read --follow ended by interruption: exit %d; want 0 (%s)", code, f.errb.String())
+	}
+}
+
+func TestBadServer(t *testing.T) {
+	t.Parallel()
+	dead := httptest.NewServer(nil)
+	dead.Close()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "id.json")
+	if r := runCLI(t, "", "id", "new", "--name", "alice", "--identity", path); r.code != 0 {
+		t.Fatalf("id new: %s", r.stderr)
+	}
+	for _, server := range []string{dead.URL, "not-a-url"} {
+		r := runCLI(t, "", "room", "list", "--server", server, "--identity", path)
+		host := strings.TrimPrefix(server, "http://")
+		if r.code != 1 || !strings.HasPrefix(r.stderr, "unibus: ") || !strings.Contains(r.stderr, host) {
+			t.Errorf("room list --server %s = exit %d, %q; want exit 1 naming the server", server, r.code, r.stderr)
+		}
+	}
+}
+
+func TestCA(t *testing.T) {
+	t.Parallel()
+	s := startStack(t)
+	tlsServer := httptest.NewTLSServer(s.srv)
+	t.Cleanup(tlsServer.Close)
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	writeFile(t, ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsServer.Certificate().Raw}))
+
+	args := []string{"room", "create", "ops", "--server", tlsServer.URL, "--identity", s.alice.path}
+	if r := runCLI(t, "", args...); r.code != 1 || !strings.Contains(r.stderr, "certificate") {
+		t.Errorf("HTTPS without --ca = exit %d, %q; want exit 1, a certificate error", r.code, r.stderr)
+	}
+	r := runCLI(t, "", append(args, "--ca", ca)...)
+	if r.code != 0 || !api.ValidRoomID(strings.TrimSpace(r.stdout)) {
+		t.Errorf("HTTPS with --ca = exit %d, %q, %q; want a room id", r.code, r.stdout, r.stderr)
+	}
+}

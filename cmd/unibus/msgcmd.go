@@ -1,0 +1,287 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/enmanuel/unibus/pkg/client"
+	"github.com/enmanuel/unibus/pkg/e2ee"
+)
+
+func send(ctx context.Context, x *invocation, args []string) error {
+	var text string
+	switch {
+	case len(args) == 2:
+		text = args[1]
+	case x.opts.file == "":
+		var err error
+		if text, err = readMessage(ctx, x); err != nil {
+			return err
+		}
+	}
+	if strings.TrimSpace(text) == "" && x.opts.file == "" {
+		return errors.New("nothing to send: give the text as an argument or on stdin, or attach a file with --file PATH")
+	}
+	c, err := x.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	room, err := c.ResolveRoom(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	var id string
+	if x.opts.file != "" {
+		bar := newProgressBar(x.stderr, "sending "+filepath.Base(x.opts.file))
+		id, err = c.SendFile(ctx, room, x.opts.file, text, bar.progressFunc())
+		bar.finish()
+	} else {
+		id, err = c.Send(ctx, room, client.Message{Text: text})
+	}
+	if err != nil {
+		return err
+	}
+	if x.opts.json {
+		return writeJSON(x.stdout, struct {
+			ID   string `json:"id"`
+			Room string `json:"room"`
+		}{id, room})
+	}
+	_, err = fmt.Fprintln(x.stdout, id)
+	return err
+}
+
+// readMessage reads a message's text from stdin, up to the largest message
+// there is, without a final newline. Cancelling ctx abandons the read.
+func readMessage(ctx context.Context, x *invocation) (string, error) {
+	if isTerminal(x.stdin) {
+		fmt.Fprintln(x.stderr, "reading the message from stdin; end it with Ctrl-D")
+	}
+	type result struct {
+		b   []byte
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		b, err := io.ReadAll(io.LimitReader(x.stdin, e2ee.MaxPlaintext+1))
+		done <- result{b, err}
+	}()
+	var res result
+	select {
+	case <-ctx.Done():
+		return "", ctx.Err()
+	case res = <-done:
+	}
+	if res.err != nil {
+		return "", fmt.Errorf("read the message from stdin: %w", res.err)
+	}
+	if len(res.b) > e2ee.MaxPlaintext {
+		return "", fmt.Errorf("the message on stdin is over the limit of %s: send it as a file with --file PATH", humanSize(e2ee.MaxPlaintext))
+	}
+	text := strings.TrimSuffix(string(res.b), "\n")
+	return strings.TrimSuffix(text, "\r"), nil
+}
+
+// messageJSON is one message as `read --json` prints it. An unreadable
+// message has an error and no text; the file's key and blob never appear.
+type messageJSON struct {
+	ID         string    `json:"id"`
+	Room       string    `json:"room"`
+	Epoch      uint64    `json:"epoch"`
+	Sender     string    `json:"sender"`
+	SenderName string    `json:"sender_name"`
+	Time       string    `json:"time"`
+	Text       *string   `json:"text,omitempty"`
+	File       *fileJSON `json:"file,omitempty"`
+	Error      string    `json:"error,omitempty"`
+}
+
+type fileJSON struct {
+	Name string `json:"name"`
+	Size int64  `json:"size"`
+}
+
+func toMessageJSON(m client.Received) messageJSON {
+	j := messageJSON{ID: m.ID, Room: m.Room, Epoch: m.Epoch, Sender: m.Sender, SenderName: m.SenderName, Time: m.Time.UTC().Format(time.RFC3339Nano)}
+	if m.Err != nil {
+		j.Error = m.Err.Error()
+		return j
+	}
+	j.Text = &m.Text
+	if m.File != nil {
+		j.File = &fileJSON{Name: m.File.Name, Size: m.File.Size}
+	}
+	return j
+}
+
+// formatMessage is one message as `read` prints it:
+//
+//	2006-01-02 15:04:05 alice: TEXT [file: NAME, SIZE]
+func formatMessage(m client.Received) string {
+	sender := m.SenderName
+	if sender == "" {
+		sender = m.Sender
+	}
+	if sender == "" {
+		sender = "?"
+	}
+	var body string
+	switch {
+	case m.Err != nil:
+		body = "[unreadable: " + m.Err.Error() + "]"
+	case m.File != nil:
+		attach := fmt.Sprintf("[file: %s, %s]", m.File.Name, humanSize(m.File.Size))
+		body = strings.TrimPrefix(m.Text+" "+attach, " ")
+	default:
+		body = m.Text
+	}
+	return clean(localTime(m.Time) + " " + sender + ": " + body)
+}
+
+func read(ctx context.Context, x *invocation, args []string) error {
+	if x.opts.last < 0 {
+		return usagef("--last %d: give 0 (all) or more", x.opts.last)
+	}
+	c, err := x.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	enc := json.NewEncoder(x.stdout)
+	// Each message is one write, so that a follower sees it at once.
+	return c.Read(ctx, args[0], client.ReadOptions{Last: x.opts.last, Follow: x.opts.follow}, func(m client.Received) error {
+		if x.opts.json {
+			return enc.Encode(toMessageJSON(m))
+		}
+		_, err := io.WriteString(x.stdout, formatMessage(m)+"\n")
+		return err
+	})
+}
+
+func fetch(ctx context.Context, x *invocation, args []string) error {
+	room, msgID := args[0], args[1]
+	c, err := x.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	bar := newProgressBar(x.stderr, "fetching")
+	defer bar.finish()
+	if x.opts.out == "-" {
+		_, err := c.FetchFile(ctx, room, msgID, x.stdout, bar.progressFunc())
+		return err
+	}
+
+	// The file goes to dir under the attachment's name, or to target when
+	// -o names a file.
+	dir, target := ".", ""
+	if o := x.opts.out; o != "" {
+		if fi, err := os.Stat(o); err == nil && fi.IsDir() {
+			dir = o
+		} else {
+			dir, target = filepath.Dir(o), o
+			if err := checkFree(target, x.opts.force); err != nil {
+				return err
+			}
+		}
+	}
+	tmp, err := os.CreateTemp(dir, ".unibus-fetch-*")
+	if err != nil {
+		return fmt.Errorf("cannot write the file: %w", err)
+	}
+	placed := false
+	defer func() {
+		if !placed {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	ref, err := c.FetchFile(ctx, room, msgID, tmp, bar.progressFunc())
+	if err != nil {
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if target == "" {
+		name, err := safeName(ref.Name)
+		if err != nil {
+			return err
+		}
+		target = filepath.Join(dir, name)
+	}
+	if err := place(tmp.Name(), target, x.opts.force); err != nil {
+		return err
+	}
+	placed = true
+	bar.finish()
+	if x.opts.json {
+		return writeJSON(x.stdout, struct {
+			Name string `json:"name"`
+			Size int64  `json:"size"`
+			Path string `json:"path"`
+		}{ref.Name, ref.Size, target})
+	}
+	_, err = fmt.Fprintf(x.stdout, "saved %s (%s) to %s\n", clean(ref.Name), humanSize(ref.Size), target)
+	return err
+}
+
+// safeName turns an attachment's name, chosen by its sender, into a name
+// for a file in the current directory, or refuses it.
+func safeName(name string) (string, error) {
+	base := filepath.Base(name)
+	if base == "" || base == "." || base == ".." || strings.ContainsAny(base, `/\`) || strings.ContainsFunc(base, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return "", fmt.Errorf("the attachment's name %q is not a safe file name: choose one with -o PATH", name)
+	}
+	return base, nil
+}
+
+// checkFree refuses an existing path unless force is set.
+func checkFree(path string, force bool) error {
+	if force {
+		return nil
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return fmt.Errorf("%s already exists: pass --force to overwrite it, or -o PATH to save elsewhere", path)
+	}
+	return nil
+}
+
+// place moves the finished temporary file to path. Without force it never
+// replaces a file, even one that appeared during the download: a hard link
+// fails if path exists (where links are not supported, it checks first).
+func place(tmp, path string, force bool) error {
+	if force {
+		if err := os.Rename(tmp, path); err != nil {
+			return fmt.Errorf("save the file: %w", err)
+		}
+		return nil
+	}
+	err := os.Link(tmp, path)
+	switch {
+	case err == nil:
+		os.Remove(tmp)
+		return nil
+	case errors.Is(err, fs.ErrExist):
+		return fmt.Errorf("%s already exists: pass --force to overwrite it, or -o PATH to save elsewhere", path)
+	}
+	if err := checkFree(path, false); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("save the file: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,198 @@
+// Package e2e drives unibus from the outside, as a newcomer would: real
+// membershipd and unibus processes built from this module, talking over
+// loopback.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// moduleRoot is the directory holding go.mod.
+func moduleRoot(t testing.TB) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatalf("go env GOMOD: %v", err)
+	}
+	return filepath.Dir(strings.TrimSpace(string(out)))
+}
+
+// quickstart returns the shell block between the quickstart markers of the
+// README.
+func quickstart(t testing.TB, root string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile("(?s)<!-- quickstart:begin -->\\s*```sh\\n(.*?)```\\s*<!-- quickstart:end -->")
+	m := re.FindSubmatch(b)
+	if m == nil {
+		t.Fatal("README.md has no quickstart block between the quickstart markers")
+	}
+	return string(m[1])
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writer and a test reader.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startMembershipd runs the real server binary in dir with free ports and
+// returns its HTTP URL once /healthz answers.
+func startMembershipd(t testing.TB, bin, dir string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, bin, "--http-port", "0", "--nats-port", "-1")
+	cmd.Dir = dir
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 10 * time.Second
+	logs := &syncBuffer{}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = logs, io.MultiWriter(logs, pw)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cancel()
+		cmd.Wait()
+		pw.Close()
+		if t.Failed() || os.Getenv("UNIBUS_TEST_LOG") == "debug" {
+			t.Logf("membershipd log:\n%s", logs.String())
+		}
+	})
+	urlCh := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`HTTP control-plane API: (http://\S+)`)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				urlCh <- m[1]
+				break
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	var url string
+	select {
+	case url = <-urlCh:
+	case <-time.After(60 * time.Second):
+		t.Fatalf("membershipd did not report its HTTP address; log:\n%s", logs.String())
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get(url + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return url
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("membershipd /healthz not ready: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestREADMEQuickstart runs the README's quickstart as written, in a fresh
+// directory, against a real membershipd process: the newcomer's path.
+func TestREADMEQuickstart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds binaries and runs processes")
+	}
+	root := moduleRoot(t)
+	script := quickstart(t, root)
+	work := t.TempDir()
+	// Build the binaries the way the script's first line does, from the
+	// module root, into the work directory's bin/.
+	bin := filepath.Join(work, "bin")
+	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/unibus", "./cmd/membershipd")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	url := startMembershipd(t, filepath.Join(bin, "membershipd"), work)
+
+	// The script's own build line would rebuild in the work directory,
+	// which is not the module: drop it, the binaries are already in bin/.
+	var lines []string
+	for _, l := range strings.Split(script, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), "go build ") {
+			continue
+		}
+		lines = append(lines, l)
+	}
+	sh := exec.Command("bash", "-euo", "pipefail", "-c", strings.Join(lines, "\n"))
+	sh.Dir = work
+	sh.Env = append(os.Environ(),
+		"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"UNIBUS_SERVER="+url,
+		"XDG_CONFIG_HOME="+filepath.Join(work, "config"),
+		"HOME="+work,
+	)
+	var out syncBuffer
+	sh.Stdout, sh.Stderr = &out, &out
+	done := make(chan error, 1)
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { done <- sh.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("quickstart failed: %v\n%s", err, out.String())
+		}
+	case <-time.After(3 * time.Minute):
+		sh.Process.Kill()
+		t.Fatalf("quickstart did not finish in 3 minutes:\n%s", out.String())
+	}
+	got := out.String()
+	for _, want := range []string{
+		"alice: hello bob",
+		"bob: hi alice",
+		"quarterly numbers: 42",
+		"bob is refused: he is no longer a member",
+		"alice: bob cannot read this",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("quickstart output lacks %q", want)
+		}
+	}
+	if t.Failed() || testing.Verbose() {
+		t.Logf("quickstart output:\n%s", got)
+	}
+	// Only alice's read, after bob's refusal, may show the message sent
+	// after bob's removal.
+	if idx := strings.Index(got, "bob is refused"); idx >= 0 && strings.Contains(got[:idx], "bob cannot read this") {
+		t.Errorf("bob read the message sent after his removal:\n%s", got)
+	}
+	if fi, err := os.Stat(filepath.Join(work, "alice.json")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("alice.json mode = %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+}

@@ -1,0 +1,411 @@
+package membership_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/enmanuel/unibus/internal/testbus"
+	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/reqsig"
+)
+
+// apiFixture is a bus with alice (admin, member of an encrypted room and a
+// cleartext room), bob (member, in neither room) and a blob in the room.
+type apiFixture struct {
+	bus      *testbus.Bus
+	alice    *identity.Identity
+	bob      *identity.Identity
+	stranger *identity.Identity
+	revoked  *identity.Identity
+	room     string
+	clear    string
+	blob     string
+}
+
+var sealed73 = bytes.Repeat([]byte{1}, 73)
+
+func newAPIFixture(t testing.TB, mode membership.AuthMode) *apiFixture {
+	t.Helper()
+	f := &apiFixture{bus: testbus.Start(t, testbus.Options{Mode: mode})}
+	f.bus.Server.MaxBlobBytes = 1 << 20
+	f.alice = testbus.NewIdentity(t, "alice")
+	f.bob = testbus.NewIdentity(t, "bob")
+	f.stranger = testbus.NewIdentity(t, "stranger")
+	f.revoked = testbus.NewIdentity(t, "revoked")
+	f.bus.AddUser(t, f.alice, api.RoleAdmin)
+	f.bus.AddUser(t, f.bob, api.RoleMember)
+	f.bus.AddUser(t, f.revoked, api.RoleMember)
+	if _, err := f.bus.Store.RevokeUser(context.Background(), "revoked", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	f.room = api.NewRoomID()
+	f.mustOK(t, f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: f.room, Name: "ops", SealedKey: sealed73})
+	var clear api.Room
+	f.decodeOK(t, f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{Name: "lobby", Cleartext: true}, &clear)
+	f.clear = clear.ID
+	blob := []byte("ciphertext of a file")
+	sum := sha256.Sum256(blob)
+	resp := f.send(t, f.alice, "POST", "/v1/rooms/"+f.room+"/blobs", blob, sum, "application/octet-stream")
+	if resp.status != 201 {
+		t.Fatalf("blob upload = %d %s", resp.status, resp.body)
+	}
+	f.blob = hex.EncodeToString(sum[:])
+	return f
+}
+
+type response struct {
+	status int
+	body   []byte
+	ctype  string
+}
+
+// send makes one request signed by id (nil: unsigned) over digest.
+func (f *apiFixture) send(t testing.TB, id *identity.Identity, method, path string, body []byte, digest [32]byte, ctype string) response {
+	t.Helper()
+	req, err := http.NewRequest(method, f.bus.HTTP.URL+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	if id != nil {
+		sig, err := reqsig.Sign(id, method, req.URL.RequestURI(), digest, time.Now(), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", sig.String())
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, body: b, ctype: resp.Header.Get("Content-Type")}
+}
+
+func jsonBody(t testing.TB, v any) []byte {
+	t.Helper()
+	switch v := v.(type) {
+	case nil:
+		return nil
+	case string:
+		return []byte(v)
+	case []byte:
+		return v
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (f *apiFixture) call(t testing.TB, id *identity.Identity, method, path string, body any) response {
+	t.Helper()
+	b := jsonBody(t, body)
+	ct := ""
+	if b != nil {
+		ct = "application/json"
+	}
+	return f.send(t, id, method, path, b, sha256.Sum256(b), ct)
+}
+
+func (f *apiFixture) mustOK(t testing.TB, id *identity.Identity, method, path string, body any) {
+	t.Helper()
+	if r := f.call(t, id, method, path, body); r.status >= 300 {
+		t.Fatalf("%s %s = %d %s", method, path, r.status, r.body)
+	}
+}
+
+func (f *apiFixture) decodeOK(t testing.TB, id *identity.Identity, method, path string, body, out any) {
+	t.Helper()
+	r := f.call(t, id, method, path, body)
+	if r.status >= 300 {
+		t.Fatalf("%s %s = %d %s", method, path, r.status, r.body)
+	}
+	if err := json.Unmarshal(r.body, out); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dump renders everything the store holds that the API can change.
+func (f *apiFixture) dump(t testing.TB) string {
+	t.Helper()
+	ctx := context.Background()
+	s := f.bus.Store
+	var b strings.Builder
+	users, err := s.ListUsers(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, u := range users {
+		j, _ := json.Marshal(u)
+		b.Write(j)
+		rooms, _ := s.RoomsOf(ctx, u.User)
+		for _, r := range rooms {
+			if seen[r.ID] {
+				continue
+			}
+			seen[r.ID] = true
+			j, _ := json.Marshal(r)
+			b.Write(j)
+			ms, _ := s.Members(ctx, r.ID, true)
+			j, _ = json.Marshal(ms)
+			b.Write(j)
+			for _, m := range ms {
+				ks, _ := s.SealedKeys(ctx, r.ID, m.User, 0)
+				j, _ = json.Marshal(ks)
+				b.Write(j)
+			}
+		}
+	}
+	return b.String()
+}
+
+func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
+	f := newAPIFixture(t, membership.AuthOff)
+	room, clear := "/v1/rooms/"+f.room, "/v1/rooms/"+f.clear
+	big := `{"token":"` + strings.Repeat("a", api.MaxJSONBody) + `"}`
+	cases := []struct {
+		name   string
+		who    *identity.Identity
+		method string
+		path   string
+		body   any
+		status int
+	}{
+		{"unsigned", nil, "GET", "/v1/rooms", nil, 401},
+		{"unknown user", f.stranger, "GET", "/v1/rooms", nil, 401},
+		{"revoked user", f.revoked, "GET", "/v1/rooms", nil, 403},
+		{"unknown route", f.alice, "GET", "/v1/nothing", nil, 404},
+		{"wrong method", f.alice, "DELETE", "/v1/rooms", nil, 405},
+		{"body on a GET", f.alice, "GET", "/v1/rooms", `{}`, 400},
+		{"user add: malformed JSON", f.alice, "POST", "/v1/users", `{"token":`, 400},
+		{"user add: unknown field", f.alice, "POST", "/v1/users", `{"token":"x","role":"admin"}`, 400},
+		{"user add: trailing data", f.alice, "POST", "/v1/users", `{"token":"x"} {}`, 400},
+		{"user add: empty body", f.alice, "POST", "/v1/users", ``, 400},
+		{"user add: bad token", f.alice, "POST", "/v1/users", api.AddUserRequest{Token: "unibus1:x"}, 400},
+		{"user add: oversize", f.alice, "POST", "/v1/users", big, 413},
+		{"user add: by a member", f.bob, "POST", "/v1/users", api.AddUserRequest{Token: f.stranger.Public().Token()}, 403},
+		{"user add: duplicate", f.alice, "POST", "/v1/users", api.AddUserRequest{Token: f.bob.Public().Token()}, 409},
+		{"user list: by a member", f.bob, "GET", "/v1/users", nil, 403},
+		{"user get: unknown", f.alice, "GET", "/v1/users/nobody", nil, 404},
+		{"user revoke: unknown", f.alice, "POST", "/v1/users/nobody/revoke", nil, 404},
+		{"user revoke: by a member", f.bob, "POST", "/v1/users/alice/revoke", nil, 403},
+		{"user revoke: fields", f.alice, "POST", "/v1/users/bob/revoke", `{"now":true}`, 400},
+		{"room create: empty name", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: api.NewRoomID(), SealedKey: sealed73}, 400},
+		{"room create: control char", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: api.NewRoomID(), Name: "a\x00b", SealedKey: sealed73}, 400},
+		{"room create: no key", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: api.NewRoomID(), Name: "x"}, 400},
+		{"room create: no id", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{Name: "x", SealedKey: sealed73}, 400},
+		{"room create: bad id", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: "../../etc", Name: "x", SealedKey: sealed73}, 400},
+		{"room create: taken id", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: f.room, Name: "x", SealedKey: sealed73}, 409},
+		{"room create: huge key", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: api.NewRoomID(), Name: "x", SealedKey: make([]byte, 1000)}, 400},
+		{"room create: cleartext with key", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{Name: "x", Cleartext: true, SealedKey: sealed73}, 400},
+		{"room create: wrong content type", f.alice, "POST", "/v1/rooms", nil, 415},
+		{"room show: malformed id", f.alice, "GET", "/v1/rooms/..%2f..%2fetc", nil, 404},
+		{"room show: unknown", f.alice, "GET", "/v1/rooms/" + api.NewRoomID(), nil, 404},
+		{"room show: non-member", f.bob, "GET", room, nil, 404},
+		{"members: non-member", f.bob, "GET", room + "/members", nil, 404},
+		{"members: bad history", f.alice, "GET", room + "/members?history=maybe", nil, 400},
+		{"member add: non-member caller", f.bob, "POST", room + "/members", api.AddMemberRequest{User: "bob", Epoch: 1, SealedKey: sealed73}, 404},
+		{"member add: unknown user", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "nobody", Epoch: 1, SealedKey: sealed73}, 404},
+		{"member add: revoked user", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "revoked", Epoch: 1, SealedKey: sealed73}, 400},
+		{"member add: stale epoch", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "bob", Epoch: 7, SealedKey: sealed73}, 409},
+		{"member add: already a member", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "alice", Epoch: 1, SealedKey: sealed73}, 409},
+		{"member add: no key", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "bob", Epoch: 1}, 400},
+		{"member add: key in cleartext room", f.alice, "POST", clear + "/members", api.AddMemberRequest{User: "bob", Epoch: 1, SealedKey: sealed73}, 400},
+		{"rekey: leaves out a member", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1}, 400},
+		{"rekey: seals for a non-member", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1, Keys: []api.KeyGrant{{Member: f.alice.UserKey(), SealedKey: sealed73}, {Member: f.bob.UserKey(), SealedKey: sealed73}}}, 400},
+		{"rekey: removes a non-member", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1, Remove: []string{f.bob.UserKey()}, Keys: []api.KeyGrant{{Member: f.alice.UserKey(), SealedKey: sealed73}}}, 400},
+		{"rekey: stale epoch", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 5, Keys: []api.KeyGrant{{Member: f.alice.UserKey(), SealedKey: sealed73}}}, 409},
+		{"rekey: empty key", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1, Keys: []api.KeyGrant{{Member: f.alice.UserKey()}}}, 400},
+		{"rekey: non-member caller", f.bob, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1, Keys: []api.KeyGrant{{Member: f.alice.UserKey(), SealedKey: sealed73}}}, 404},
+		{"keys: bad epoch", f.alice, "GET", room + "/keys?epoch=zero", nil, 400},
+		{"keys: epoch 0", f.alice, "GET", room + "/keys?epoch=0", nil, 400},
+		{"keys: non-member", f.bob, "GET", room + "/keys", nil, 404},
+		{"blob get: malformed id", f.alice, "GET", room + "/blobs/..%2f..%2fetc%2fpasswd", nil, 400},
+		{"blob get: upper-case id", f.alice, "GET", room + "/blobs/" + strings.ToUpper(f.blob), nil, 400},
+		{"blob get: unknown", f.alice, "GET", room + "/blobs/" + strings.Repeat("0", 64), nil, 404},
+		{"blob get: non-member", f.bob, "GET", room + "/blobs/" + f.blob, nil, 404},
+		{"blob get: other room", f.alice, "GET", clear + "/blobs/" + f.blob, nil, 404},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := f.dump(t)
+			var r response
+			if tc.name == "room create: wrong content type" {
+				b := jsonBody(t, api.CreateRoomRequest{ID: api.NewRoomID(), Name: "x", SealedKey: sealed73})
+				r = f.send(t, tc.who, tc.method, tc.path, b, sha256.Sum256(b), "text/plain")
+			} else {
+				r = f.call(t, tc.who, tc.method, tc.path, tc.body)
+			}
+			if r.status != tc.status {
+				t.Fatalf("%s %s = %d %s; want %d", tc.method, tc.path, r.status, r.body, tc.status)
+			}
+			var e api.Error
+			if err := json.Unmarshal(r.body, &e); err != nil || e.Message == "" || e.Code == "" || r.ctype != "application/json" {
+				t.Fatalf("error body %q (%s) is not a JSON {code, error}", r.body, r.ctype)
+			}
+			if api.HTTPStatus(e.Code) != r.status {
+				t.Fatalf("code %q maps to %d, answered %d", e.Code, api.HTTPStatus(e.Code), r.status)
+			}
+			if after := f.dump(t); after != before {
+				t.Fatalf("refused request changed the store:\nbefore %s\nafter  %s", before, after)
+			}
+		})
+	}
+}
+
+func TestBlobUploadRefusals(t *testing.T) {
+	f := newAPIFixture(t, membership.AuthOff)
+	path := "/v1/rooms/" + f.room + "/blobs"
+	data := []byte("some ciphertext")
+	good := sha256.Sum256(data)
+	var wrong [32]byte
+	rand.Read(wrong[:])
+	huge := make([]byte, 1<<20+1)
+	cases := []struct {
+		name   string
+		who    *identity.Identity
+		body   []byte
+		digest [32]byte
+		ctype  string
+		status int
+	}{
+		{"digest mismatch", f.alice, data, wrong, "application/octet-stream", 400},
+		{"over the ceiling", f.alice, huge, sha256.Sum256(huge), "application/octet-stream", 413},
+		{"wrong content type", f.alice, data, good, "application/json", 415},
+		{"non-member", f.bob, data, good, "application/octet-stream", 404},
+		{"unsigned", nil, data, good, "application/octet-stream", 401},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := f.send(t, tc.who, "POST", path, tc.body, tc.digest, tc.ctype)
+			if r.status != tc.status {
+				t.Fatalf("upload = %d %s; want %d", r.status, r.body, tc.status)
+			}
+			if r := f.call(t, f.alice, "GET", path+"/"+hex.EncodeToString(tc.digest[:]), nil); r.status != 404 && !bytes.Equal(tc.digest[:], good[:]) {
+				t.Fatalf("refused blob is readable: %d", r.status)
+			}
+		})
+	}
+	// Nothing half-written is left in the blob directory's final names.
+	if r := f.call(t, f.alice, "GET", path+"/"+hex.EncodeToString(good[:]), nil); r.status != 404 {
+		t.Fatalf("a blob from a refused upload exists: %d", r.status)
+	}
+}
+
+func TestEnforceModeChecksSignatures(t *testing.T) {
+	f := newAPIFixture(t, membership.AuthEnforce)
+	body := []byte(`{"name":"x","cleartext":true}`)
+	sign := func(method, uri string, digest [32]byte, at time.Time) string {
+		s, err := reqsig.Sign(f.alice, method, uri, digest, at, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.String()
+	}
+	otherBody := sha256.Sum256([]byte(`{"name":"y","cleartext":true}`))
+	badSig, _ := reqsig.Parse(sign("POST", "/v1/rooms", sha256.Sum256(body), time.Now()))
+	badSig.Sig[0] ^= 1
+	forgedBy := func() string {
+		s, _ := reqsig.Parse(sign("POST", "/v1/rooms", sha256.Sum256(body), time.Now()))
+		s.User = f.bob.UserKey()
+		return s.String()
+	}
+	cases := map[string]string{
+		"signature over another body": sign("POST", "/v1/rooms", otherBody, time.Now()),
+		"signature over another path": sign("POST", "/v1/users", sha256.Sum256(body), time.Now()),
+		"bad signature":               badSig.String(),
+		"claimed by another user":     forgedBy(),
+		"stale":                       sign("POST", "/v1/rooms", sha256.Sum256(body), time.Now().Add(-time.Hour)),
+		"from the future":             sign("POST", "/v1/rooms", sha256.Sum256(body), time.Now().Add(time.Hour)),
+		"malformed":                   "Unibus-Ed25519 user=U",
+		"missing":                     "",
+	}
+	for name, h := range cases {
+		t.Run(name, func(t *testing.T) {
+			before := f.dump(t)
+			req, _ := http.NewRequest("POST", f.bus.HTTP.URL+"/v1/rooms", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			if h != "" {
+				req.Header.Set("Authorization", h)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 401 {
+				t.Fatalf("status = %d; want 401", resp.StatusCode)
+			}
+			if f.dump(t) != before {
+				t.Fatal("refused request changed the store")
+			}
+		})
+	}
+	// The genuine request goes through.
+	req, _ := http.NewRequest("POST", f.bus.HTTP.URL+"/v1/rooms", bytes.NewReader(body))
+	req.Header.Set("Authorization", sign("POST", "/v1/rooms", sha256.Sum256(body), time.Now()))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 201 {
+		t.Fatalf("genuine request = %d; want 201", resp.StatusCode)
+	}
+}
+
+func TestHealthAndInfoNeedNoSignature(t *testing.T) {
+	f := newAPIFixture(t, membership.AuthEnforce)
+	for _, p := range []string{"/healthz", "/v1/info"} {
+		r := f.call(t, nil, "GET", p, nil)
+		if r.status != 200 {
+			t.Fatalf("GET %s = %d", p, r.status)
+		}
+	}
+	var info api.Info
+	json.Unmarshal(f.call(t, nil, "GET", "/v1/info", nil).body, &info)
+	if info.AuthMode != "enforce" || info.NATSURL == "" || info.HistoryStream != api.HistoryStream {
+		t.Fatalf("info = %+v", info)
+	}
+}
+
+// FuzzCreateRoomBody sends arbitrary bodies to a JSON route: the answer is
+// a success or a 4xx JSON error, never a 5xx.
+func FuzzCreateRoomBody(f *testing.F) {
+	f.Add([]byte(`{"name":"ops","cleartext":true}`))
+	f.Add([]byte(`{"id":"aaaaaaaaaaaaaaaaaaaaaaaaaa","name":"ops","sealed_key":"` + base64.StdEncoding.EncodeToString(sealed73) + `"}`))
+	f.Add([]byte(`{"name":`))
+	f.Add([]byte(`[]`))
+	f.Add([]byte(`{"name":"\u0000"}`))
+	fx := newAPIFixture(f, membership.AuthOff)
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := fx.send(t, fx.alice, "POST", "/v1/rooms", body, sha256.Sum256(body), "application/json")
+		if r.status >= 500 {
+			t.Fatalf("body %q = %d %s", body, r.status, r.body)
+		}
+		if r.status >= 400 {
+			var e api.Error
+			if json.Unmarshal(r.body, &e) != nil || e.Message == "" {
+				t.Fatalf("error body %q is not JSON", r.body)
+			}
+		}
+	})
+}
