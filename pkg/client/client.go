@@ -129,10 +129,22 @@ func New(cfg Config) (*Client, error) {
 // Identity returns the identity the client acts as.
 func (c *Client) Identity() *identity.Identity { return c.id }
 
-// Close closes the NATS connection, if one was made.
+// Close drains the NATS connection, if one was made, and returns once it
+// is closed (or after ten seconds).
 func (c *Client) Close() error {
-	if c.nc != nil {
-		return c.nc.Drain()
+	if c.nc == nil || c.nc.IsClosed() {
+		return nil
+	}
+	closed := make(chan struct{})
+	c.nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := c.nc.Drain(); err != nil {
+		c.nc.Close()
+		return err
+	}
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		c.nc.Close()
 	}
 	return nil
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 	"strconv"
 	"time"
@@ -133,6 +134,9 @@ func (g *plainErrorGuard) Write(b []byte) (int, error) {
 	return g.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController reach the underlying writer.
+func (g *plainErrorGuard) Unwrap() http.ResponseWriter { return g.ResponseWriter }
+
 // Flush lets streamed downloads flush through the guard.
 func (g *plainErrorGuard) Flush() {
 	if f, ok := g.ResponseWriter.(http.Flusher); ok {
@@ -236,8 +240,11 @@ func (s *Server) json(maxBody int64, h handlerFunc) http.Handler {
 	})
 }
 
-func isJSONContentType(ct string) bool {
-	return ct == "application/json" || len(ct) > 16 && ct[:17] == "application/json;"
+func isJSONContentType(ct string) bool { return isMediaType(ct, "application/json") }
+
+func isMediaType(ct, want string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == want
 }
 
 // authenticate finds the calling user from the request signature. The body
@@ -362,8 +369,11 @@ func (s *Server) revokeUser(ctx context.Context, c *call) (int, any, error) {
 	if err := requireAdmin(c); err != nil {
 		return 0, nil, err
 	}
-	if len(bytes.TrimSpace(c.body)) > 0 && string(bytes.TrimSpace(c.body)) != "{}" {
-		return 0, nil, api.Errorf(api.CodeInvalid, "revoke takes no fields: send {} or nothing")
+	if len(bytes.TrimSpace(c.body)) > 0 {
+		var none struct{}
+		if err := c.decode(&none); err != nil {
+			return 0, nil, api.Errorf(api.CodeInvalid, "revoke takes no fields: send {} or nothing")
+		}
 	}
 	u, err := s.store.RevokeUser(ctx, c.r.PathValue("user"), s.now().UTC())
 	if err != nil {
@@ -429,7 +439,7 @@ func checkSealed(b []byte) error {
 // gets not_found, as if the room did not exist, so room ids do not leak.
 func (s *Server) memberRoom(ctx context.Context, c *call) (api.Room, []api.Member, error) {
 	id := c.r.PathValue("room")
-	notFound := api.Errorf(api.CodeNotFound, "room %q not found among your rooms: check `unibus room list`", id)
+	notFound := api.Errorf(api.CodeNotFound, "room %q not found among your rooms (or you are no longer a member): check `unibus room list`", id)
 	if !api.ValidRoomID(id) {
 		return api.Room{}, nil, notFound
 	}
@@ -587,7 +597,7 @@ func (s *Server) blobCall(w http.ResponseWriter, r *http.Request, claimed bool) 
 }
 
 func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request) {
-	if ct := r.Header.Get("Content-Type"); ct != "" && ct != "application/octet-stream" {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !isMediaType(ct, "application/octet-stream") {
 		s.writeError(w, r, api.Errorf(api.CodeUnsupported, "content type %q not accepted: send application/octet-stream", ct))
 		return
 	}
