@@ -108,11 +108,11 @@ type sqliteStore struct {
 // others' changes at once.
 func Open(path string) (Store, error) {
 	if path == "" {
-		return nil, errors.New("open membership database: empty path: pass the database file")
+		return nil, errors.New("membership database: empty path: pass the database file")
 	}
 	abs, err := filepath.Abs(path)
 	if err != nil {
-		return nil, fmt.Errorf("open membership database %s: %w", path, err)
+		return nil, fmt.Errorf("membership database %s: %w", path, err)
 	}
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("create membership database directory: %w", err)
@@ -121,13 +121,13 @@ func Open(path string) (Store, error) {
 	// SQLite gives the same mode, are private to the owner.
 	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("open membership database %s: %w", abs, err)
+		return nil, fmt.Errorf("membership database %s: %w", abs, err)
 	}
 	f.Close()
 
 	db, err := sql.Open("sqlite", dsn(abs))
 	if err != nil {
-		return nil, fmt.Errorf("open membership database %s: %w", abs, err)
+		return nil, fmt.Errorf("membership database %s: %w", abs, err)
 	}
 	// Connections are cheap to keep and costly to open (each one reads the
 	// schema and runs the pragmas), so keep a few idle for the hot reads.
@@ -137,7 +137,7 @@ func Open(path string) (Store, error) {
 	defer cancel()
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("open membership database %s: %w", abs, err)
+		return nil, fmt.Errorf("membership database %s: %w", abs, err)
 	}
 	return s, nil
 }
@@ -329,7 +329,7 @@ func scanUser(sc interface{ Scan(...any) error }) (api.User, error) {
 }
 
 func userNotFound(keyOrName string) error {
-	return api.Errorf(api.CodeNotFound, "user %q not found: check the name or user key, or register the user first", keyOrName)
+	return api.Errorf(api.CodeNotFound, "user %q not found: check the name or user key with `unibus user list`, or register the user with `unibus user add`", keyOrName)
 }
 
 // lookupUser finds a user by key, then by name; not_found if neither.
@@ -579,6 +579,11 @@ func (s *sqliteStore) CreateRoom(ctx context.Context, r api.Room, creatorKey *ap
 		if !errors.Is(err, sql.ErrNoRows) {
 			return s.fail("create room", err)
 		}
+		if creatorKey != nil {
+			if err := s.checkSealers(ctx, tx, []api.SealedKey{*creatorKey}); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO rooms (`+roomColumns+`) VALUES (?, ?, ?, 1, ?, ?)`,
 			r.ID, r.Name, r.Encrypted, r.Creator, nanos(r.CreatedAt)); err != nil {
 			return s.fail("create room", err)
@@ -588,9 +593,6 @@ func (s *sqliteStore) CreateRoom(ctx context.Context, r api.Room, creatorKey *ap
 		}
 		if creatorKey == nil {
 			return nil
-		}
-		if err := s.checkSealers(ctx, tx, []api.SealedKey{*creatorKey}); err != nil {
-			return err
 		}
 		if _, err := tx.ExecContext(ctx, insertKey, r.ID, r.Creator, 1, creatorKey.Sealer.User, creatorKey.SealedKey); err != nil {
 			return s.fail("create room", err)
@@ -628,15 +630,23 @@ func (s *sqliteStore) RoomsOf(ctx context.Context, userKey string) ([]api.Room, 
 	return rooms, nil
 }
 
-// Members returns the room's members, ordered by Since then user key.
-// not_found if the room does not exist.
-func (s *sqliteStore) Members(ctx context.Context, room string, history bool) ([]api.Member, error) {
-	q := `SELECT u.name, u.user_key, u.xkey, u.binding, m.since, m.until
+const (
+	membersQuery = `SELECT u.name, u.user_key, u.xkey, u.binding, m.since, m.until
 		FROM members m JOIN users u ON u.user_key = m.user_key
 		WHERE m.room = ? AND m.until IS NULL
 		ORDER BY m.since, m.user_key`
+	memberHistoryQuery = `SELECT u.name, u.user_key, u.xkey, u.binding, m.since, m.until
+		FROM members m JOIN users u ON u.user_key = m.user_key
+		WHERE m.room = ?
+		ORDER BY m.since, m.user_key`
+)
+
+// Members returns the room's members, ordered by Since then user key.
+// not_found if the room does not exist.
+func (s *sqliteStore) Members(ctx context.Context, room string, history bool) ([]api.Member, error) {
+	q := membersQuery
 	if history {
-		q = strings.Replace(q, " AND m.until IS NULL", "", 1)
+		q = memberHistoryQuery
 	}
 	rows, err := s.db.QueryContext(ctx, q, room)
 	if err != nil {
@@ -728,9 +738,9 @@ func (s *sqliteStore) AddMember(ctx context.Context, room, userKey string, epoch
 }
 
 // Rekey moves the room to c.FromEpoch+1 after checking the rules of
-// [Rekey]. The member set is read with one query and compared in memory,
-// and the keys are written through one prepared statement, so the cost
-// grows with the room but stays one round of statements.
+// [Rekey], all in one BEGIN IMMEDIATE transaction. The member set is read
+// with one query and compared in memory, and the keys are written through
+// one prepared statement: no query per member.
 func (s *sqliteStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 	var r api.Room
 	err := s.write(ctx, "rekey", func(tx *sql.Tx) error {
@@ -850,12 +860,12 @@ func (s *sqliteStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 			defer st.Close()
 			// In member order, the new epoch's rows are appended in key
 			// order: dense pages, no splits.
-			order := make([]int, len(c.Keys))
-			for i := range order {
-				order[i] = i
+			byMember := make([]int, len(c.Keys))
+			for i := range byMember {
+				byMember[i] = i
 			}
-			slices.SortFunc(order, func(a, b int) int { return strings.Compare(c.Keys[a].Member, c.Keys[b].Member) })
-			for _, i := range order {
+			slices.SortFunc(byMember, func(a, b int) int { return strings.Compare(c.Keys[a].Member, c.Keys[b].Member) })
+			for _, i := range byMember {
 				k := &c.Keys[i]
 				if _, err := st.ExecContext(ctx, c.Room, k.Member, epochArg(next), k.Sealer.User, k.SealedKey); err != nil {
 					return s.fail("rekey", err)

@@ -24,12 +24,10 @@ import (
 	"github.com/enmanuel/unibus/pkg/membership"
 )
 
-// Opener returns a new, empty store for one test and arranges for it to
-// be closed when the test ends (t.Cleanup).
-type Opener = func(t testing.TB) membership.Store
-
-// Run runs the whole suite against the stores open returns, each subtest
-// on a fresh one.
+// Run runs the whole suite, each subtest on a fresh store from open. open
+// must return a new, empty store and arrange for it to be closed when the
+// test ends (t.Cleanup). Subtests run one at a time; the large-room test is
+// skipped with -short.
 func Run(t *testing.T, open func(t testing.TB) membership.Store) {
 	groups := []struct {
 		name  string
@@ -70,7 +68,7 @@ type fixture struct {
 	clock time.Time
 }
 
-func newFixture(t testing.TB, open Opener) *fixture {
+func newFixture(t testing.TB, open func(t testing.TB) membership.Store) *fixture {
 	t.Helper()
 	return &fixture{
 		TB:    t,
