@@ -56,6 +56,10 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "user" {
 		os.Exit(runUserCLI(os.Args[2:], os.Stdout, os.Stderr))
 	}
+	// `membershipd tls ...` makes development certificates (tlscli.go).
+	if len(os.Args) > 1 && os.Args[1] == "tls" {
+		os.Exit(runTLSCLI(os.Args[2:], os.Stdout, os.Stderr))
+	}
 
 	// Graceful shutdown on SIGINT/SIGTERM: the signal cancels run's context.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

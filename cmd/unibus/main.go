@@ -20,6 +20,7 @@
 //	unibus send ROOM [TEXT] [--file PATH] [--json]        send text (argument or stdin) and a file
 //	unibus read ROOM [--last N] [--follow] [--json]       print the history, then live messages
 //	unibus fetch ROOM MSGID [-o PATH] [--force] [--json]  download and decrypt an attachment
+//	unibus bench [--msgs N] [--rekey-members N] [--json]  measure raw NATS against end to end, the API, a rekey
 //
 // USER is a user's name or user key; ROOM is a room id or, where it is
 // unambiguous among the caller's rooms, its name.
@@ -76,6 +77,7 @@ type options struct {
 	json, public, admin, cleartext, follow, force bool
 	name, file, out                               string
 	last                                          int
+	bench                                         benchOptions // bench.go
 }
 
 // invocation is one command being run: its flags and standard streams.
@@ -160,6 +162,7 @@ var commands = []*command{
 		define: with(lastFlag, followFlag, jsonFlag("print one JSON object per message and line")), run: read},
 	{name: "fetch", pos: []string{"ROOM", "MSGID"}, flags: "[-o PATH] [--force] [--json]", help: "download and decrypt a message's attachment",
 		define: with(outFlag, forceFlag, jsonFlag("print what was saved as JSON")), run: fetch},
+	{name: "bench", flags: "[--msgs N] [--size BYTES] [--rate R] [--rekey-members N] [--json]", help: "measure the deployment: raw NATS against end to end, the API, a rekey", define: benchFlags, run: bench},
 }
 
 func with(defs ...func(*flag.FlagSet, *options)) func(*flag.FlagSet, *options) {
@@ -250,7 +253,14 @@ func (x *invocation) connect() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(client.Config{Server: x.opts.server, Identity: id, TLS: tlsConfig, NATSURL: x.opts.nats})
+	return client.New(client.Config{Server: x.opts.server, Identity: id, TLS: tlsConfig, NATSURL: x.opts.nats, PinFile: pinFile(x.opts.identity)})
+}
+
+// pinFile is where the client remembers the keys and room history heads it
+// has verified, beside the identity file: alice.json pins to
+// alice.pins.json.
+func pinFile(identityPath string) string {
+	return strings.TrimSuffix(identityPath, filepath.Ext(identityPath)) + ".pins.json"
 }
 
 // loadCA returns a TLS configuration trusting the PEM certificates in the

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
 // Roles and statuses of a user.
@@ -65,7 +66,11 @@ type Room struct {
 	Epoch     uint64    `json:"epoch"`
 	Creator   string    `json:"creator"`
 	CreatedAt time.Time `json:"created_at"`
-	Members   []Member  `json:"members,omitempty"`
+	// HeadSeq and HeadHash name the last statement of the room's signed
+	// membership history (docs/membership-history.md).
+	HeadSeq  uint64   `json:"head_seq"`
+	HeadHash string   `json:"head_hash,omitempty"`
+	Members  []Member `json:"members,omitempty"`
 }
 
 // Member is a user's membership of a room, from epoch Since on. Until is
@@ -85,14 +90,15 @@ func (m Member) MemberAt(e uint64) bool {
 // carries the creator's own sealed key for epoch 1; a cleartext room none.
 //
 // ID is a fresh id from [NewRoomID], drawn by the creating client so that
-// the key it seals at creation can name the room; the server checks its
-// form and that it is unused, and draws one itself when ID is empty (only
-// possible for a cleartext room).
+// its creation statement and the key it seals at creation can name the
+// room; the server checks its form and that it is unused.
 type CreateRoomRequest struct {
 	ID        string `json:"id,omitempty"`
 	Name      string `json:"name"`
 	Cleartext bool   `json:"cleartext,omitempty"`
 	SealedKey []byte `json:"sealed_key,omitempty"`
+	// Statement is the room's creation statement, signed by the creator.
+	Statement roomchain.Signed `json:"statement"`
 }
 
 // AddMemberRequest is the body of POST /v1/rooms/{room}/members: the new
@@ -101,6 +107,8 @@ type AddMemberRequest struct {
 	User      string `json:"user"`
 	Epoch     uint64 `json:"epoch"`
 	SealedKey []byte `json:"sealed_key,omitempty"`
+	// Statement is the add statement, signed by the caller.
+	Statement roomchain.Signed `json:"statement"`
 }
 
 // RekeyRequest is the body of POST /v1/rooms/{room}/rekey: move from epoch
@@ -110,6 +118,9 @@ type RekeyRequest struct {
 	FromEpoch uint64     `json:"from_epoch"`
 	Remove    []string   `json:"remove,omitempty"`
 	Keys      []KeyGrant `json:"keys,omitempty"`
+	// Statement is the remove (when Remove is set) or rekey statement,
+	// signed by the caller.
+	Statement roomchain.Signed `json:"statement"`
 }
 
 // KeyGrant is one sealed key in a rekey.

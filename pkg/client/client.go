@@ -76,6 +76,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// PinFile is where the client remembers the keys it has seen for each
+	// user name and the verified head of each room's membership history,
+	// across runs (like SSH's known_hosts). Empty keeps them in memory for
+	// the client's lifetime only.
+	PinFile string
 }
 
 // Client is a connection to a unibus deployment as one user.
@@ -92,6 +97,8 @@ type Client struct {
 	nc       *nats.Conn
 	js       jetstream.JetStream
 	info     api.Info
+
+	pins *pins
 
 	mu    sync.Mutex
 	rooms map[string]*roomState
@@ -121,7 +128,11 @@ func New(cfg Config) (*Client, error) {
 	if lg == nil {
 		lg = slog.New(slog.DiscardHandler)
 	}
-	c := &Client{cfg: cfg, base: u, http: hc, id: cfg.Identity, log: lg, rooms: map[string]*roomState{}}
+	p, err := loadPins(cfg.PinFile)
+	if err != nil {
+		return nil, err
+	}
+	c := &Client{cfg: cfg, base: u, http: hc, id: cfg.Identity, log: lg, pins: p, rooms: map[string]*roomState{}}
 	copy(c.selfPK[:], cfg.Identity.SigningKey().Public().(ed25519.PublicKey))
 	return c, nil
 }

@@ -30,10 +30,19 @@ type FileRef struct {
 	Key  []byte `json:"key"`
 }
 
-// payload is the plaintext inside an envelope (docs/envelope.md).
+// payload is the plaintext inside an envelope (docs/envelope.md). Head is
+// the sender's verified head of the room's membership history, so that two
+// members shown different histories by the server find out as soon as one
+// reads the other's message.
 type payload struct {
 	Text string   `json:"text,omitempty"`
 	File *FileRef `json:"file,omitempty"`
+	Head *head    `json:"head,omitempty"`
+}
+
+type head struct {
+	Seq  uint64 `json:"seq"`
+	Hash string `json:"hash"`
 }
 
 // Received is one message as read from a room. When Err is set the message
@@ -62,16 +71,16 @@ func (c *Client) Send(ctx context.Context, roomRef string, msg Message) (string,
 	if err := c.connectNATS(ctx); err != nil {
 		return "", err
 	}
-	plain, err := json.Marshal(payload(msg))
+	snap, err := c.snapshot(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	plain, err := json.Marshal(payload{Text: msg.Text, File: msg.File, Head: &head{Seq: snap.chain.Seq, Hash: snap.chain.Head}})
 	if err != nil {
 		return "", err
 	}
 	if len(plain) > e2ee.MaxPlaintext {
 		return "", fmt.Errorf("message of %d bytes is over the limit of %d: send it as a file with --file", len(plain), e2ee.MaxPlaintext)
-	}
-	snap, err := c.snapshot(ctx, id)
-	if err != nil {
-		return "", err
 	}
 	h := e2ee.Header{Version: e2ee.EnvelopeVersion, Cleartext: !snap.room.Encrypted, Room: id, Epoch: snap.room.Epoch, Sender: c.selfPK, Time: c.now().UnixNano()}
 	if _, err := rand.Read(h.ID[:]); err != nil {
@@ -210,14 +219,14 @@ func (c *Client) open(ctx context.Context, id string, data []byte) Received {
 		r.Err = fmt.Errorf("message for room %s replayed into room %s: %w", env.Room, id, e2ee.ErrWrongRoom)
 		return r
 	}
-	s, key, err := c.senderAndKey(ctx, id, env.Sender, env.Epoch, !env.Cleartext)
+	s, pub, key, err := c.senderAndKey(ctx, id, env.Sender, env.Epoch, !env.Cleartext)
 	if err != nil {
 		r.Err = err
 		return r
 	}
-	r.SenderName = s.name
-	if err := env.Verify(s.pub); err != nil {
-		r.Err = fmt.Errorf("message from %s does not verify: %w", s.name, err)
+	r.SenderName = s.Name
+	if err := env.Verify(pub); err != nil {
+		r.Err = fmt.Errorf("message from %s does not verify: %w", s.Name, err)
 		return r
 	}
 	snap := c.roomState(id).snap.Load()
@@ -227,14 +236,47 @@ func (c *Client) open(ctx context.Context, id string, data []byte) Received {
 	}
 	plain, err := env.Open(id, env.Epoch, key)
 	if err != nil {
-		r.Err = fmt.Errorf("message from %s: %w", s.name, err)
+		r.Err = fmt.Errorf("message from %s: %w", s.Name, err)
 		return r
 	}
 	var p payload
 	if err := json.Unmarshal(plain, &p); err != nil {
-		r.Err = fmt.Errorf("message from %s has a malformed payload: %w", s.name, err)
+		r.Err = fmt.Errorf("message from %s has a malformed payload: %w", s.Name, err)
 		return r
+	}
+	if p.Head != nil {
+		if err := c.checkHead(ctx, id, s.Name, *p.Head); err != nil {
+			r.Err = err
+			return r
+		}
 	}
 	r.Text, r.File = p.Text, p.File
 	return r
+}
+
+// ErrForked reports that a message's sender was shown another membership
+// history of the room than this client verified: the server is showing
+// members different views of who is in the room.
+var ErrForked = errors.New("membership history forked")
+
+// checkHead compares the sender's history head with this client's.
+func (c *Client) checkHead(ctx context.Context, id, sender string, h head) error {
+	snap := c.roomState(id).snap.Load()
+	if snap == nil {
+		return nil
+	}
+	if h.Seq > snap.chain.Seq {
+		var err error
+		if snap, err = c.refreshRoom(ctx, id); err != nil {
+			return err
+		}
+	}
+	mine, ok := snap.hashes[h.Seq]
+	switch {
+	case h.Seq > snap.chain.Seq:
+		return fmt.Errorf("%w: %s's message names statement %d of the room's history, but the server serves only %d to you", ErrForked, sender, h.Seq, snap.chain.Seq)
+	case ok && mine != h.Hash:
+		return fmt.Errorf("%w: statement %d of the room's history is %.12s… for %s and %.12s… for you: the server shows you different memberships; compare heads out of band", ErrForked, h.Seq, h.Hash, sender, mine)
+	}
+	return nil
 }

@@ -7,11 +7,16 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"runtime"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/e2ee"
 	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
 // Me returns the caller's user record.
@@ -101,19 +106,29 @@ func (c *Client) Room(ctx context.Context, ref string) (api.Room, error) {
 	return r, err
 }
 
-// CreateRoom creates a room with the caller as its only member. An
-// encrypted room starts at epoch 1 with a fresh key sealed to the caller.
+// CreateRoom creates a room with the caller as its only member (and room
+// admin). An encrypted room starts at epoch 1 with a fresh key sealed to
+// the caller. The creation statement opens the room's signed history.
 func (c *Client) CreateRoom(ctx context.Context, name string, cleartext bool) (api.Room, error) {
 	if !api.ValidRoomName(name) {
 		return api.Room{}, api.Errorf(api.CodeInvalid, "invalid room name %q: use 1 to %d printable characters without leading or trailing space", name, api.MaxRoomNameLen)
 	}
+	self := c.id.Public()
 	req := api.CreateRoomRequest{ID: api.NewRoomID(), Name: name, Cleartext: cleartext}
+	st, err := roomchain.Sign(roomchain.Statement{
+		Version: roomchain.Version, Room: req.ID, Seq: 1, Kind: roomchain.KindCreate, Actor: self.User,
+		Epoch: 1, Name: name, Encrypted: !cleartext, Time: c.now().UnixMilli(),
+		Members: []roomchain.Member{{Public: self, Role: roomchain.RoleAdmin}},
+	}, c.id.SigningKey())
+	if err != nil {
+		return api.Room{}, err
+	}
+	req.Statement = st
 	if !cleartext {
 		key, err := e2ee.NewRoomKey(rand.Reader)
 		if err != nil {
 			return api.Room{}, err
 		}
-		self := c.id.Public()
 		if req.SealedKey, err = c.seal(key, req.ID, 1, self); err != nil {
 			return api.Room{}, err
 		}
@@ -125,8 +140,8 @@ func (c *Client) CreateRoom(ctx context.Context, name string, cleartext bool) (a
 	return r, nil
 }
 
-// seal seals key for (room, epoch) to the member after checking its
-// identity binding.
+// seal seals key for (room, epoch) to a member after checking its identity
+// binding.
 func (c *Client) seal(key e2ee.RoomKey, room string, epoch uint64, to identity.Public) ([]byte, error) {
 	if err := to.Verify(); err != nil {
 		return nil, fmt.Errorf("refusing to seal a key to %s: %w", to.Name, err)
@@ -137,8 +152,17 @@ func (c *Client) seal(key e2ee.RoomKey, room string, epoch uint64, to identity.P
 	return e2ee.SealRoomKey(key, sc, c.id.XPrivate(), x, rand.Reader)
 }
 
+// statement signs the next statement of a verified room history.
+func (c *Client) statement(chain *roomchain.State, kind string, epoch uint64, members []roomchain.Member) (roomchain.Signed, error) {
+	return roomchain.Sign(roomchain.Statement{
+		Version: roomchain.Version, Room: chain.Room, Seq: chain.Seq + 1, Prev: chain.Head, Kind: kind,
+		Actor: c.id.UserKey(), Epoch: epoch, Members: members, Time: c.now().UnixMilli(),
+	}, c.id.SigningKey())
+}
+
 // AddMember adds user (name or key) to the room, sealing the current
-// epoch's key to it. The new member can read the room from this epoch on.
+// epoch's key to it, and signs the add statement. The new member can read
+// the room from this epoch on. Only room admins may add members.
 func (c *Client) AddMember(ctx context.Context, roomRef, user string) (api.Room, error) {
 	id, err := c.ResolveRoom(ctx, roomRef)
 	if err != nil {
@@ -151,25 +175,39 @@ func (c *Client) AddMember(ctx context.Context, roomRef, user string) (api.Room,
 	if !u.Active() {
 		return api.Room{}, api.Errorf(api.CodeInvalid, "user %s is revoked: it cannot be added", u.Name)
 	}
-	// One retry: the room may have been rekeyed between our read and write.
+	if err := c.pins.checkUser(u.Name, u.User, u.XKey); err != nil {
+		return api.Room{}, err
+	}
+	// One retry: the room may have changed between our read and write.
 	for attempt := 0; ; attempt++ {
-		st, err := c.refreshRoom(ctx, id)
+		snap, err := c.refreshRoom(ctx, id)
 		if err != nil {
 			return api.Room{}, err
 		}
-		req := api.AddMemberRequest{User: u.User, Epoch: st.room.Epoch}
-		if st.room.Encrypted {
-			key, ok := st.keys[st.room.Epoch]
+		chain := snap.chain
+		if _, ok := chain.Member(u.User); ok {
+			return api.Room{}, api.Errorf(api.CodeConflict, "%s is already a member of room %s", u.Name, id)
+		}
+		if me, _ := chain.Member(c.id.UserKey()); me.Role != roomchain.RoleAdmin {
+			return api.Room{}, api.Errorf(api.CodeForbidden, "only room admins add members, and you are not one in room %s", id)
+		}
+		members := append(slices.Clone(chain.Members), roomchain.Member{Public: u.Public, Role: roomchain.RoleMember})
+		req := api.AddMemberRequest{User: u.User, Epoch: chain.Epoch}
+		if req.Statement, err = c.statement(chain, roomchain.KindAdd, chain.Epoch, members); err != nil {
+			return api.Room{}, err
+		}
+		if snap.room.Encrypted {
+			key, ok := snap.keys[chain.Epoch]
 			if !ok {
-				return api.Room{}, fmt.Errorf("room %s: you hold no key for its current epoch %d, so you cannot share it; ask a member to rekey", id, st.room.Epoch)
+				return api.Room{}, fmt.Errorf("room %s: you hold no key for its current epoch %d, so you cannot share it; ask a member to rekey", id, chain.Epoch)
 			}
-			if req.SealedKey, err = c.seal(*key, id, st.room.Epoch, u.Public); err != nil {
+			if req.SealedKey, err = c.seal(*key, id, chain.Epoch, u.Public); err != nil {
 				return api.Room{}, err
 			}
 		}
 		var r api.Room
 		err = c.do(ctx, http.MethodPost, "/v1/rooms/"+id+"/members", nil, req, &r)
-		if api.IsCode(err, api.CodeConflict) && attempt == 0 && strings.Contains(err.Error(), "epoch") {
+		if api.IsCode(err, api.CodeConflict) && attempt == 0 {
 			continue
 		}
 		if err == nil {
@@ -180,18 +218,19 @@ func (c *Client) AddMember(ctx context.Context, roomRef, user string) (api.Room,
 }
 
 // RemoveMember removes user (name or key) from the room and rekeys it in
-// the same request: the removed member holds no key for what follows.
+// the same request: the removed member holds no key for what follows. Room
+// admins may remove anyone; any member may remove itself (leave).
 func (c *Client) RemoveMember(ctx context.Context, roomRef, user string) (api.Room, error) {
 	id, err := c.ResolveRoom(ctx, roomRef)
 	if err != nil {
 		return api.Room{}, err
 	}
-	st, err := c.refreshRoom(ctx, id)
+	snap, err := c.refreshRoom(ctx, id)
 	if err != nil {
 		return api.Room{}, err
 	}
 	key := ""
-	for _, m := range st.current {
+	for _, m := range snap.chain.Members {
 		if m.User == user || m.Name == user {
 			key = m.User
 		}
@@ -199,68 +238,96 @@ func (c *Client) RemoveMember(ctx context.Context, roomRef, user string) (api.Ro
 	if key == "" {
 		return api.Room{}, api.Errorf(api.CodeNotFound, "%s is not a member of room %s: see `unibus room show %s`", user, id, id)
 	}
-	return c.rekey(ctx, st, []string{key})
+	return c.rekey(ctx, snap, []string{key})
 }
 
 // Rekey starts a new epoch of the room with a fresh key sealed to every
-// current member.
+// current member. Any member may rekey.
 func (c *Client) Rekey(ctx context.Context, roomRef string) (api.Room, error) {
 	id, err := c.ResolveRoom(ctx, roomRef)
 	if err != nil {
 		return api.Room{}, err
 	}
-	st, err := c.refreshRoom(ctx, id)
+	snap, err := c.refreshRoom(ctx, id)
 	if err != nil {
 		return api.Room{}, err
 	}
-	return c.rekey(ctx, st, nil)
+	return c.rekey(ctx, snap, nil)
 }
 
-// rekey moves the room to the next epoch without the removed members.
-func (c *Client) rekey(ctx context.Context, st *roomSnapshot, remove []string) (api.Room, error) {
-	req := api.RekeyRequest{FromEpoch: st.room.Epoch, Remove: remove}
-	if st.room.Encrypted {
+// rekey moves the room to the next epoch without the removed members,
+// sealing the new key only to members of the verified history.
+func (c *Client) rekey(ctx context.Context, snap *roomSnapshot, remove []string) (api.Room, error) {
+	chain := snap.chain
+	gone := make(map[string]bool, len(remove))
+	for _, r := range remove {
+		gone[r] = true
+	}
+	var keep []roomchain.Member
+	for _, m := range chain.Members {
+		if !gone[m.User] {
+			keep = append(keep, m)
+		}
+	}
+	if len(keep) == 0 {
+		return api.Room{}, errors.New("a room must keep at least one member: add someone before you leave")
+	}
+	kind := roomchain.KindRekey
+	if len(remove) > 0 {
+		kind = roomchain.KindRemove
+	}
+	next := chain.Epoch + 1
+	req := api.RekeyRequest{FromEpoch: chain.Epoch, Remove: remove}
+	var err error
+	if req.Statement, err = c.statement(chain, kind, next, keep); err != nil {
+		return api.Room{}, err
+	}
+	if snap.room.Encrypted {
 		key, err := e2ee.NewRoomKey(rand.Reader)
 		if err != nil {
 			return api.Room{}, err
 		}
-		gone := make(map[string]bool, len(remove))
-		for _, r := range remove {
-			gone[r] = true
-		}
-		next := st.room.Epoch + 1
-		grants, err := sealAll(c, key, st.room.ID, next, st.current, gone)
-		if err != nil {
+		if req.Keys, err = c.sealAll(key, chain.Room, next, keep); err != nil {
 			return api.Room{}, err
 		}
-		req.Keys = grants
 	}
 	var r api.Room
-	err := c.do(ctx, http.MethodPost, "/v1/rooms/"+st.room.ID+"/rekey", nil, req, &r)
+	err = c.do(ctx, http.MethodPost, "/v1/rooms/"+chain.Room+"/rekey", nil, req, &r)
 	if api.IsCode(err, api.CodeConflict) {
-		return api.Room{}, fmt.Errorf("room %s changed while rekeying (another member rekeyed or added someone): %w; run the command again", st.room.ID, err)
+		return api.Room{}, fmt.Errorf("room %s changed while rekeying (another member rekeyed or added someone): %w; run the command again", chain.Room, err)
 	}
 	if err == nil {
-		c.markStale(st.room.ID)
+		c.markStale(chain.Room)
 	}
 	return r, err
 }
 
-// sealAll seals key to every member not in gone.
-func sealAll(c *Client, key e2ee.RoomKey, room string, epoch uint64, members []api.Member, gone map[string]bool) ([]api.KeyGrant, error) {
-	grants := make([]api.KeyGrant, 0, len(members))
-	for _, m := range members {
-		if gone[m.User] {
-			continue
-		}
-		sealed, err := c.seal(key, room, epoch, m.Public)
-		if err != nil {
-			return nil, err
-		}
-		grants = append(grants, api.KeyGrant{Member: m.User, SealedKey: sealed})
+// sealAll seals key to every member, spread over the machine's cores: a
+// 10,000-member rekey is 10,000 X25519 agreements.
+func (c *Client) sealAll(key e2ee.RoomKey, room string, epoch uint64, members []roomchain.Member) ([]api.KeyGrant, error) {
+	grants := make([]api.KeyGrant, len(members))
+	workers := min(runtime.GOMAXPROCS(0), len(members))
+	var next atomic.Int64
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(members) {
+					return
+				}
+				sealed, err := c.seal(key, room, epoch, members[i].Public)
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				grants[i] = api.KeyGrant{Member: members[i].User, SealedKey: sealed}
+			}
+		}()
 	}
-	if len(grants) == 0 {
-		return nil, errors.New("a rekey must leave at least one member in the room")
-	}
-	return grants, nil
+	wg.Wait()
+	return grants, errors.Join(errs...)
 }

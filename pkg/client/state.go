@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/e2ee"
 	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
 // minRefreshGap bounds how often a room is refreshed because a message
@@ -23,32 +25,28 @@ import (
 // a storm of control-plane calls.
 const minRefreshGap = 500 * time.Millisecond
 
-// roomSnapshot is what the client knows of a room at one moment. It is
-// never changed after it is built; a refresh swaps in a new one.
+// roomSnapshot is what the client knows of a room at one moment: the
+// membership the room's signed history proves, and the keys opened for it.
+// It is never changed after it is built; a refresh swaps in a new one.
 type roomSnapshot struct {
 	room    api.Room
-	current []api.Member
+	chain   *roomchain.State
 	keys    map[uint64]*e2ee.RoomKey
-	senders map[[32]byte][]sender
+	senders map[[32]byte]ed25519.PublicKey // parsed once per member key
+	hashes  map[uint64]string              // statement hashes verified in this process, by seq
 	at      time.Time
 }
 
-// sender is one span of membership of a user, parsed once for verifying.
-type sender struct {
-	name  string
-	user  string
-	pub   ed25519.PublicKey
-	since uint64
-	until uint64
-}
-
-func (s *roomSnapshot) senderAt(pk [32]byte, epoch uint64) (sender, bool) {
-	for _, sp := range s.senders[pk] {
-		if epoch >= sp.since && (sp.until == 0 || epoch < sp.until) {
-			return sp, true
-		}
+// senderAt returns the verified member record of the sender of a message
+// at epoch e, with its key ready to verify.
+func (s *roomSnapshot) senderAt(pk [32]byte, epoch uint64) (roomchain.Member, ed25519.PublicKey, bool) {
+	pub, ok := s.senders[pk]
+	if !ok {
+		return roomchain.Member{}, nil, false
 	}
-	return sender{}, false
+	user, _ := identity.UserKeyString(pk[:])
+	m, ok := s.chain.MemberAt(user, epoch)
+	return m, pub, ok
 }
 
 // roomState caches one room for the client's lifetime.
@@ -82,7 +80,21 @@ func (c *Client) snapshot(ctx context.Context, id string) (*roomSnapshot, error)
 	return c.refreshRoom(ctx, id)
 }
 
-// refreshRoom reloads the room's members, member history and keys.
+// HistoryError reports a room whose membership history, as the server
+// serves it, does not verify or does not match what the server claims.
+type HistoryError struct {
+	Room string
+	Err  error
+}
+
+func (e *HistoryError) Error() string {
+	return fmt.Sprintf("room %s: refusing to trust it: %v", e.Room, e.Err)
+}
+
+func (e *HistoryError) Unwrap() error { return e.Err }
+
+// refreshRoom reloads the room, verifies what is new in its membership
+// history, checks the server's view against it, and opens new keys.
 func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, error) {
 	st := c.roomState(id)
 	st.refreshMu.Lock()
@@ -92,55 +104,149 @@ func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, err
 	if err := c.do(ctx, http.MethodGet, "/v1/rooms/"+id, nil, nil, &room); err != nil {
 		return nil, err
 	}
-	var history []api.Member
-	if err := c.do(ctx, http.MethodGet, "/v1/rooms/"+id+"/members", url.Values{"history": {"true"}}, nil, &history); err != nil {
-		return nil, err
+	old := st.snap.Load()
+	chain, hashes, err := c.verifyHistory(ctx, id, old)
+	if err != nil {
+		return nil, &HistoryError{Room: id, Err: err}
 	}
-	var sealed []api.SealedKey
+	if err := checkServerView(room, chain); err != nil {
+		return nil, &HistoryError{Room: id, Err: err}
+	}
+	snap := &roomSnapshot{room: room, chain: chain, keys: map[uint64]*e2ee.RoomKey{}, senders: map[[32]byte]ed25519.PublicKey{}, hashes: hashes, at: time.Now()}
+	for _, sp := range chain.Spans() {
+		pub, err := identity.ParseUserKey(sp.User)
+		if err != nil {
+			continue
+		}
+		snap.senders[[32]byte(pub)] = pub
+	}
 	if room.Encrypted {
+		var sealed []api.SealedKey
 		if err := c.do(ctx, http.MethodGet, "/v1/rooms/"+id+"/keys", nil, nil, &sealed); err != nil {
 			return nil, err
 		}
-	}
-	snap := &roomSnapshot{room: room, current: room.Members, keys: map[uint64]*e2ee.RoomKey{}, senders: map[[32]byte][]sender{}, at: time.Now()}
-	for _, m := range history {
-		pub, err := identity.ParseUserKey(m.User)
-		if err != nil {
-			c.log.Warn("skipping member with a malformed key", "room", id, "user", m.User)
-			continue
-		}
-		pk := [32]byte(pub)
-		snap.senders[pk] = append(snap.senders[pk], sender{name: m.Name, user: m.User, pub: pub, since: m.Since, until: m.Until})
-	}
-	old := st.snap.Load()
-	for _, k := range sealed {
-		if old != nil {
-			if key, ok := old.keys[k.Epoch]; ok {
-				snap.keys[k.Epoch] = key
+		for _, k := range sealed {
+			if old != nil {
+				if key, ok := old.keys[k.Epoch]; ok {
+					snap.keys[k.Epoch] = key
+					continue
+				}
+			}
+			key, err := c.openSealed(id, chain, k)
+			if err != nil {
+				c.log.Warn("cannot open a sealed room key", "room", id, "epoch", k.Epoch, "err", err)
 				continue
 			}
+			snap.keys[k.Epoch] = &key
 		}
-		key, err := c.openSealed(id, k)
-		if err != nil {
-			c.log.Warn("cannot open a sealed room key", "room", id, "epoch", k.Epoch, "err", err)
-			continue
-		}
-		snap.keys[k.Epoch] = &key
 	}
 	st.snap.Store(snap)
 	c.watchRoom(id, st)
 	return snap, nil
 }
 
-// openSealed opens a room key sealed to the caller.
-func (c *Client) openSealed(room string, k api.SealedKey) (e2ee.RoomKey, error) {
+// verifyHistory extends the verified chain of room id with what the server
+// has after it: from the state verified earlier in this process, else the
+// one pinned on disk, else from the creation statement.
+func (c *Client) verifyHistory(ctx context.Context, id string, old *roomSnapshot) (*roomchain.State, map[uint64]string, error) {
+	var chain *roomchain.State
+	hashes := map[uint64]string{}
+	if old != nil {
+		chain = old.chain
+		for k, v := range old.hashes {
+			hashes[k] = v
+		}
+	} else {
+		chain = c.pins.room(id)
+	}
+	var after uint64
+	if chain != nil {
+		after = chain.Seq
+		hashes[chain.Seq] = chain.Head
+	}
+	var sts []roomchain.Signed
+	q := url.Values{"after": {strconv.FormatUint(after, 10)}}
+	if err := c.do(ctx, http.MethodGet, "/v1/rooms/"+id+"/statements", q, nil, &sts); err != nil {
+		return nil, nil, err
+	}
+	for _, s := range sts {
+		next, err := chain.Apply(id, s)
+		if err != nil {
+			return nil, nil, err
+		}
+		chain = next
+		hashes[chain.Seq] = chain.Head
+	}
+	if chain == nil {
+		return nil, nil, fmt.Errorf("the server serves no membership history for it")
+	}
+	for _, m := range chain.Members {
+		if err := c.pins.checkUser(m.Name, m.User, m.XKey); err != nil {
+			return nil, nil, err
+		}
+	}
+	if len(sts) > 0 {
+		if err := c.pins.setRoom(chain); err != nil {
+			c.log.Warn("cannot save the verified room head", "room", id, "err", err)
+		}
+	}
+	return chain, hashes, nil
+}
+
+// checkServerView compares what the server says of the room with what the
+// verified history proves: a member, epoch or head the history does not
+// show is the server's doing, and the room is not to be trusted.
+func checkServerView(room api.Room, chain *roomchain.State) error {
+	if room.HeadSeq < chain.Seq {
+		return fmt.Errorf("the server's history ends at statement %d, but statement %d was verified before: it was rolled back", room.HeadSeq, chain.Seq)
+	}
+	if room.HeadSeq != chain.Seq || room.HeadHash != chain.Head {
+		return fmt.Errorf("the server names head %d/%.12s… but serves history up to %d/%.12s…", room.HeadSeq, room.HeadHash, chain.Seq, chain.Head)
+	}
+	if room.Epoch != chain.Epoch {
+		return fmt.Errorf("the server says epoch %d, the signed history proves epoch %d", room.Epoch, chain.Epoch)
+	}
+	if room.Encrypted != chain.Encrypted && chain.Seq >= 1 {
+		return fmt.Errorf("the server says encrypted=%v, the creation statement says %v", room.Encrypted, chain.Encrypted)
+	}
+	server := map[string]api.Member{}
+	for _, m := range room.Members {
+		server[m.User] = m
+	}
+	for _, m := range chain.Members {
+		sm, ok := server[m.User]
+		if !ok {
+			return fmt.Errorf("member %s (%s) of the signed history is missing from the server's member list", m.Name, m.User)
+		}
+		if sm.XKey != m.XKey || sm.Name != m.Name {
+			return fmt.Errorf("the server lists member %s with other keys or name than the signed history", m.User)
+		}
+		delete(server, m.User)
+	}
+	for u, m := range server {
+		return fmt.Errorf("the server lists member %s (%s), who is not in the signed history: nothing will be sealed to it", m.Name, u)
+	}
+	return nil
+}
+
+// openSealed opens a room key sealed to the caller, by a sealer who was a
+// member at that epoch according to the verified history, with the
+// sealer's xkey from that history (not from the server's directory).
+func (c *Client) openSealed(room string, chain *roomchain.State, k api.SealedKey) (e2ee.RoomKey, error) {
 	if k.Room != room || k.Member != c.id.UserKey() {
 		return e2ee.RoomKey{}, fmt.Errorf("sealed key names room %s member %s, not this room and caller", k.Room, k.Member)
 	}
-	if err := k.Sealer.Verify(); err != nil {
-		return e2ee.RoomKey{}, fmt.Errorf("sealer identity: %w", err)
+	if _, ok := chain.MemberAt(c.id.UserKey(), k.Epoch); !ok {
+		return e2ee.RoomKey{}, fmt.Errorf("the signed history does not make you a member at epoch %d", k.Epoch)
 	}
-	x, _ := identity.ParseXKey(k.Sealer.XKey)
+	sealer, ok := chain.MemberAt(k.Sealer.User, k.Epoch)
+	if !ok {
+		return e2ee.RoomKey{}, fmt.Errorf("sealer %s was not a member at epoch %d", k.Sealer.User, k.Epoch)
+	}
+	x, err := identity.ParseXKey(sealer.XKey)
+	if err != nil {
+		return e2ee.RoomKey{}, err
+	}
 	sc := e2ee.SealedKeyContext{Room: room, Epoch: k.Epoch, Recipient: c.selfPK}
 	return e2ee.OpenRoomKey(k.SealedKey, sc, c.id.XPrivate(), x)
 }
@@ -167,27 +273,27 @@ func (c *Client) watchRoom(id string, st *roomState) {
 // senderAndKey finds the verified sender of a message and the key of its
 // epoch, refreshing the room at most every minRefreshGap when either is
 // unknown.
-func (c *Client) senderAndKey(ctx context.Context, id string, pk [32]byte, epoch uint64, encrypted bool) (sender, *e2ee.RoomKey, error) {
+func (c *Client) senderAndKey(ctx context.Context, id string, pk [32]byte, epoch uint64, encrypted bool) (roomchain.Member, ed25519.PublicKey, *e2ee.RoomKey, error) {
 	snap, err := c.snapshot(ctx, id)
 	if err != nil {
-		return sender{}, nil, err
+		return roomchain.Member{}, nil, nil, err
 	}
 	for attempt := 0; ; attempt++ {
-		s, okSender := snap.senderAt(pk, epoch)
+		m, pub, okSender := snap.senderAt(pk, epoch)
 		key, okKey := snap.keys[epoch]
 		if okSender && (okKey || !encrypted) {
-			return s, key, nil
+			return m, pub, key, nil
 		}
 		if attempt == 0 && (epoch > snap.room.Epoch || time.Since(snap.at) >= minRefreshGap) {
 			if snap, err = c.refreshRoom(ctx, id); err != nil {
-				return sender{}, nil, err
+				return roomchain.Member{}, nil, nil, err
 			}
 			continue
 		}
 		if !okSender {
-			return sender{}, nil, fmt.Errorf("sender %s was not a member of the room at epoch %d", shortKey(pk), epoch)
+			return roomchain.Member{}, nil, nil, fmt.Errorf("sender %s was not a member of the room at epoch %d according to its signed history", shortKey(pk), epoch)
 		}
-		return s, nil, fmt.Errorf("no key for epoch %d: you were not a member then, or were removed", epoch)
+		return m, pub, nil, fmt.Errorf("no key for epoch %d: you were not a member then, or were removed", epoch)
 	}
 }
 
@@ -197,4 +303,32 @@ func shortKey(pk [32]byte) string {
 		return "?"
 	}
 	return s
+}
+
+// Verified is a room as its signed membership history proves it.
+type Verified struct {
+	Room      string
+	Name      string
+	Encrypted bool
+	Epoch     uint64
+	HeadSeq   uint64
+	HeadHash  string
+	Members   []roomchain.Member
+}
+
+// Verify refreshes the room now, verifying what is new in its membership
+// history and checking the server's view against it, and returns what the
+// history proves. Two members comparing HeadSeq and HeadHash out of band
+// know they see the same membership.
+func (c *Client) Verify(ctx context.Context, roomRef string) (Verified, error) {
+	id, err := c.ResolveRoom(ctx, roomRef)
+	if err != nil {
+		return Verified{}, err
+	}
+	snap, err := c.refreshRoom(ctx, id)
+	if err != nil {
+		return Verified{}, err
+	}
+	ch := snap.chain
+	return Verified{Room: ch.Room, Name: ch.Name, Encrypted: ch.Encrypted, Epoch: ch.Epoch, HeadSeq: ch.Seq, HeadHash: ch.Head, Members: ch.Members}, nil
 }

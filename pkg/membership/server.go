@@ -18,6 +18,7 @@ import (
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/reqsig"
+	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
 // MaxHeaderBytes bounds the request header size (http.Server.MaxHeaderBytes),
@@ -90,6 +91,7 @@ func NewServer(store Store, blobs Blobs, mode AuthMode) *Server {
 	mux.Handle("POST /v1/rooms/{room}/members", s.json(api.MaxJSONBody, s.addMember))
 	mux.Handle("POST /v1/rooms/{room}/rekey", s.json(api.MaxRekeyBody, s.rekey))
 	mux.Handle("GET /v1/rooms/{room}/keys", s.json(0, s.sealedKeys))
+	mux.Handle("GET /v1/rooms/{room}/statements", s.json(0, s.statements))
 	mux.HandleFunc("POST /v1/rooms/{room}/blobs", s.uploadBlob)
 	mux.HandleFunc("GET /v1/rooms/{room}/blobs/{blob}", s.downloadBlob)
 	s.mux = mux
@@ -401,10 +403,8 @@ func (s *Server) createRoom(ctx context.Context, c *call) (int, any, error) {
 	}
 	id := req.ID
 	switch {
-	case id == "" && !req.Cleartext:
-		return 0, nil, api.Errorf(api.CodeInvalid, "an encrypted room needs the id its creator's key was sealed for: draw one with api.NewRoomID")
 	case id == "":
-		id = api.NewRoomID()
+		return 0, nil, api.Errorf(api.CodeInvalid, "a new room needs the id its creation statement names: draw one with api.NewRoomID")
 	case !api.ValidRoomID(id):
 		return 0, nil, api.Errorf(api.CodeInvalid, "room id %q is not 26 characters of [a-z2-7]: draw one with api.NewRoomID", id)
 	}
@@ -419,7 +419,10 @@ func (s *Server) createRoom(ctx context.Context, c *call) (int, any, error) {
 		}
 		key = &api.SealedKey{Room: room.ID, Epoch: 1, Member: c.user.User, Sealer: c.user.Public, SealedKey: req.SealedKey}
 	}
-	if err := s.store.CreateRoom(ctx, room, key); err != nil {
+	if err := checkActor(req.Statement, c.user.User); err != nil {
+		return 0, nil, err
+	}
+	if err := s.store.CreateRoom(ctx, room, key, req.Statement); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusCreated, room, nil
@@ -437,42 +440,38 @@ func checkSealed(b []byte) error {
 
 // memberRoom loads a room the caller is a current member of. A non-member
 // gets not_found, as if the room did not exist, so room ids do not leak.
-func (s *Server) memberRoom(ctx context.Context, c *call) (api.Room, []api.Member, error) {
+func (s *Server) memberRoom(ctx context.Context, c *call) (api.Room, error) {
 	id := c.r.PathValue("room")
 	notFound := api.Errorf(api.CodeNotFound, "room %q not found among your rooms (or you are no longer a member): check `unibus room list`", id)
 	if !api.ValidRoomID(id) {
-		return api.Room{}, nil, notFound
+		return api.Room{}, notFound
 	}
-	room, err := s.store.GetRoom(ctx, id)
+	ok, err := s.store.IsMember(ctx, id, c.user.User)
 	if err != nil {
 		if api.IsCode(err, api.CodeNotFound) {
-			return api.Room{}, nil, notFound
+			return api.Room{}, notFound
 		}
-		return api.Room{}, nil, err
+		return api.Room{}, err
 	}
-	members, err := s.store.Members(ctx, id, false)
-	if err != nil {
-		return api.Room{}, nil, err
+	if !ok {
+		return api.Room{}, notFound
 	}
-	for _, m := range members {
-		if m.User == c.user.User {
-			return room, members, nil
-		}
-	}
-	return api.Room{}, nil, notFound
+	return s.store.GetRoom(ctx, id)
 }
 
 func (s *Server) getRoom(ctx context.Context, c *call) (int, any, error) {
-	room, members, err := s.memberRoom(ctx, c)
+	room, err := s.memberRoom(ctx, c)
 	if err != nil {
 		return 0, nil, err
 	}
-	room.Members = members
+	if room.Members, err = s.store.Members(ctx, room.ID, false); err != nil {
+		return 0, nil, err
+	}
 	return http.StatusOK, room, nil
 }
 
 func (s *Server) listMembers(ctx context.Context, c *call) (int, any, error) {
-	room, _, err := s.memberRoom(ctx, c)
+	room, err := s.memberRoom(ctx, c)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -489,7 +488,7 @@ func (s *Server) listMembers(ctx context.Context, c *call) (int, any, error) {
 }
 
 func (s *Server) addMember(ctx context.Context, c *call) (int, any, error) {
-	room, _, err := s.memberRoom(ctx, c)
+	room, err := s.memberRoom(ctx, c)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -510,7 +509,10 @@ func (s *Server) addMember(ctx context.Context, c *call) (int, any, error) {
 	} else if len(req.SealedKey) > 0 {
 		return 0, nil, api.Errorf(api.CodeInvalid, "room %s is cleartext: send no sealed_key", room.ID)
 	}
-	updated, err := s.store.AddMember(ctx, room.ID, u.User, req.Epoch, key)
+	if err := checkActor(req.Statement, c.user.User); err != nil {
+		return 0, nil, err
+	}
+	updated, err := s.store.AddMember(ctx, room.ID, u.User, req.Epoch, key, req.Statement)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -520,7 +522,7 @@ func (s *Server) addMember(ctx context.Context, c *call) (int, any, error) {
 }
 
 func (s *Server) rekey(ctx context.Context, c *call) (int, any, error) {
-	room, _, err := s.memberRoom(ctx, c)
+	room, err := s.memberRoom(ctx, c)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -528,7 +530,10 @@ func (s *Server) rekey(ctx context.Context, c *call) (int, any, error) {
 	if err := c.decode(&req); err != nil {
 		return 0, nil, err
 	}
-	change := Rekey{Room: room.ID, FromEpoch: req.FromEpoch, Remove: req.Remove, Keys: make([]api.SealedKey, 0, len(req.Keys))}
+	if err := checkActor(req.Statement, c.user.User); err != nil {
+		return 0, nil, err
+	}
+	change := Rekey{Room: room.ID, FromEpoch: req.FromEpoch, Remove: req.Remove, Keys: make([]api.SealedKey, 0, len(req.Keys)), Statement: req.Statement}
 	for _, k := range req.Keys {
 		if err := checkSealed(k.SealedKey); err != nil {
 			return 0, nil, err
@@ -544,6 +549,34 @@ func (s *Server) rekey(ctx context.Context, c *call) (int, any, error) {
 	return http.StatusOK, updated, nil
 }
 
+// checkActor refuses a statement made in another member's name: the
+// caller signs the statements of the changes it asks for.
+func checkActor(st roomchain.Signed, caller string) error {
+	parsed, err := roomchain.Parse(st)
+	if err != nil {
+		return api.Errorf(api.CodeInvalid, "statement: %v (the SDK signs one for every membership change)", err)
+	}
+	if parsed.Actor != caller {
+		return api.Errorf(api.CodeInvalid, "statement is made by %s, not by the caller: sign your own statement", parsed.Actor)
+	}
+	return nil
+}
+
+func (s *Server) statements(ctx context.Context, c *call) (int, any, error) {
+	room, err := s.memberRoom(ctx, c)
+	if err != nil {
+		return 0, nil, err
+	}
+	var after uint64
+	if v := c.r.URL.Query().Get("after"); v != "" {
+		if after, err = strconv.ParseUint(v, 10, 64); err != nil {
+			return 0, nil, api.Errorf(api.CodeInvalid, "after=%q: use a whole number, the last statement you hold", v)
+		}
+	}
+	sts, err := s.store.Statements(ctx, room.ID, after)
+	return http.StatusOK, nonNil(sts), err
+}
+
 // announce tells the room's clients that it changed. Failure is logged:
 // the change is committed, and clients also refresh on an unknown epoch.
 func (s *Server) announce(room api.Room) {
@@ -557,7 +590,7 @@ func (s *Server) announce(room api.Room) {
 }
 
 func (s *Server) sealedKeys(ctx context.Context, c *call) (int, any, error) {
-	room, _, err := s.memberRoom(ctx, c)
+	room, err := s.memberRoom(ctx, c)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -588,7 +621,7 @@ func (s *Server) blobCall(w http.ResponseWriter, r *http.Request, claimed bool) 
 		return nil, api.Room{}, false
 	}
 	c := &call{user: user, r: r}
-	room, _, err := s.memberRoom(r.Context(), c)
+	room, err := s.memberRoom(r.Context(), c)
 	if err != nil {
 		s.writeError(w, r, err)
 		return nil, api.Room{}, false

@@ -19,6 +19,7 @@ import (
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/membership"
 	"github.com/enmanuel/unibus/pkg/reqsig"
+	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
 // apiFixture is a bus with alice (admin, member of an encrypted room and a
@@ -51,10 +52,9 @@ func newAPIFixture(t testing.TB, mode membership.AuthMode) *apiFixture {
 		t.Fatal(err)
 	}
 	f.room = api.NewRoomID()
-	f.mustOK(t, f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: f.room, Name: "ops", SealedKey: sealed73})
-	var clear api.Room
-	f.decodeOK(t, f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{Name: "lobby", Cleartext: true}, &clear)
-	f.clear = clear.ID
+	f.mustOK(t, f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: f.room, Name: "ops", SealedKey: sealed73, Statement: createStatement(t, f.alice, f.room, "ops", true)})
+	f.clear = api.NewRoomID()
+	f.mustOK(t, f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: f.clear, Name: "lobby", Cleartext: true, Statement: createStatement(t, f.alice, f.clear, "lobby", false)})
 	blob := []byte("ciphertext of a file")
 	sum := sha256.Sum256(blob)
 	resp := f.send(t, f.alice, "POST", "/v1/rooms/"+f.room+"/blobs", blob, sum, "application/octet-stream")
@@ -63,6 +63,49 @@ func newAPIFixture(t testing.TB, mode membership.AuthMode) *apiFixture {
 	}
 	f.blob = hex.EncodeToString(sum[:])
 	return f
+}
+
+// createStatement signs the creation statement of a room.
+func createStatement(t testing.TB, actor *identity.Identity, room, name string, encrypted bool) roomchain.Signed {
+	t.Helper()
+	s, err := roomchain.Sign(roomchain.Statement{Version: roomchain.Version, Room: room, Seq: 1, Kind: roomchain.KindCreate, Actor: actor.UserKey(), Epoch: 1, Name: name, Encrypted: encrypted,
+		Members: []roomchain.Member{{Public: actor.Public(), Role: roomchain.RoleAdmin}}, Time: time.Now().UnixMilli()}, actor.SigningKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// next signs, as actor, the statement that follows the room's stored
+// history: kind, epoch, and the current members changed by add and remove.
+func (f *apiFixture) next(t testing.TB, actor *identity.Identity, room, kind string, epoch uint64, add []*identity.Identity, remove []*identity.Identity) roomchain.Signed {
+	t.Helper()
+	sts, err := f.bus.Store.Statements(context.Background(), room, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := roomchain.Verify(room, sts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var members []roomchain.Member
+	for _, m := range st.Members {
+		keep := true
+		for _, r := range remove {
+			keep = keep && m.User != r.UserKey()
+		}
+		if keep {
+			members = append(members, m)
+		}
+	}
+	for _, a := range add {
+		members = append(members, roomchain.Member{Public: a.Public(), Role: roomchain.RoleMember})
+	}
+	s, err := roomchain.Sign(roomchain.Statement{Version: roomchain.Version, Room: room, Seq: st.Seq + 1, Prev: st.Head, Kind: kind, Actor: actor.UserKey(), Epoch: epoch, Members: members, Time: time.Now().UnixMilli()}, actor.SigningKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 type response struct {
@@ -181,6 +224,8 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 	f := newAPIFixture(t, membership.AuthOff)
 	room, clear := "/v1/rooms/"+f.room, "/v1/rooms/"+f.clear
 	big := `{"token":"` + strings.Repeat("a", api.MaxJSONBody) + `"}`
+	rekey2 := f.next(t, f.alice, f.room, roomchain.KindRekey, 2, nil, nil)
+	newID := api.NewRoomID()
 	cases := []struct {
 		name   string
 		who    *identity.Identity
@@ -213,7 +258,10 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"room create: no key", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: api.NewRoomID(), Name: "x"}, 400},
 		{"room create: no id", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{Name: "x", SealedKey: sealed73}, 400},
 		{"room create: bad id", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: "../../etc", Name: "x", SealedKey: sealed73}, 400},
-		{"room create: taken id", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: f.room, Name: "x", SealedKey: sealed73}, 409},
+		{"room create: taken id", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: f.room, Name: "x", SealedKey: sealed73, Statement: createStatement(t, f.alice, f.room, "x", true)}, 409},
+		{"room create: no statement", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: api.NewRoomID(), Name: "x", SealedKey: sealed73}, 400},
+		{"room create: statement for another room", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: api.NewRoomID(), Name: "x", SealedKey: sealed73, Statement: createStatement(t, f.alice, api.NewRoomID(), "x", true)}, 400},
+		{"room create: statement by another user", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: newID, Name: "x", SealedKey: sealed73, Statement: createStatement(t, f.bob, newID, "x", true)}, 400},
 		{"room create: huge key", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{ID: api.NewRoomID(), Name: "x", SealedKey: make([]byte, 1000)}, 400},
 		{"room create: cleartext with key", f.alice, "POST", "/v1/rooms", api.CreateRoomRequest{Name: "x", Cleartext: true, SealedKey: sealed73}, 400},
 		{"room create: wrong content type", f.alice, "POST", "/v1/rooms", nil, 415},
@@ -224,16 +272,21 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"members: bad history", f.alice, "GET", room + "/members?history=maybe", nil, 400},
 		{"member add: non-member caller", f.bob, "POST", room + "/members", api.AddMemberRequest{User: "bob", Epoch: 1, SealedKey: sealed73}, 404},
 		{"member add: unknown user", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "nobody", Epoch: 1, SealedKey: sealed73}, 404},
-		{"member add: revoked user", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "revoked", Epoch: 1, SealedKey: sealed73}, 400},
-		{"member add: stale epoch", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "bob", Epoch: 7, SealedKey: sealed73}, 409},
-		{"member add: already a member", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "alice", Epoch: 1, SealedKey: sealed73}, 409},
+		{"member add: revoked user", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "revoked", Epoch: 1, SealedKey: sealed73, Statement: f.next(t, f.alice, f.room, roomchain.KindAdd, 1, []*identity.Identity{f.revoked}, nil)}, 400},
+		{"member add: no statement", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "bob", Epoch: 1, SealedKey: sealed73}, 400},
+		{"member add: statement adds another user", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "bob", Epoch: 1, SealedKey: sealed73, Statement: f.next(t, f.alice, f.room, roomchain.KindAdd, 1, []*identity.Identity{f.stranger}, nil)}, 400},
+		{"member add: statement signed by a non-member", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "bob", Epoch: 1, SealedKey: sealed73, Statement: f.next(t, f.bob, f.room, roomchain.KindAdd, 1, []*identity.Identity{f.bob}, nil)}, 400},
+		{"member add: stale epoch", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "bob", Epoch: 7, SealedKey: sealed73, Statement: f.next(t, f.alice, f.room, roomchain.KindAdd, 1, []*identity.Identity{f.bob}, nil)}, 409},
+		{"member add: already a member", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "alice", Epoch: 1, SealedKey: sealed73, Statement: f.next(t, f.alice, f.room, roomchain.KindAdd, 1, nil, nil)}, 409},
 		{"member add: no key", f.alice, "POST", room + "/members", api.AddMemberRequest{User: "bob", Epoch: 1}, 400},
 		{"member add: key in cleartext room", f.alice, "POST", clear + "/members", api.AddMemberRequest{User: "bob", Epoch: 1, SealedKey: sealed73}, 400},
-		{"rekey: leaves out a member", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1}, 400},
-		{"rekey: seals for a non-member", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1, Keys: []api.KeyGrant{{Member: f.alice.UserKey(), SealedKey: sealed73}, {Member: f.bob.UserKey(), SealedKey: sealed73}}}, 400},
-		{"rekey: removes a non-member", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1, Remove: []string{f.bob.UserKey()}, Keys: []api.KeyGrant{{Member: f.alice.UserKey(), SealedKey: sealed73}}}, 400},
-		{"rekey: stale epoch", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 5, Keys: []api.KeyGrant{{Member: f.alice.UserKey(), SealedKey: sealed73}}}, 409},
-		{"rekey: empty key", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1, Keys: []api.KeyGrant{{Member: f.alice.UserKey()}}}, 400},
+		{"rekey: leaves out a member", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1, Statement: rekey2}, 400},
+		{"rekey: no statement", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1, Keys: []api.KeyGrant{{Member: f.alice.UserKey(), SealedKey: sealed73}}}, 400},
+		{"rekey: statement of an add", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1, Keys: []api.KeyGrant{{Member: f.alice.UserKey(), SealedKey: sealed73}}, Statement: f.next(t, f.alice, f.room, roomchain.KindAdd, 1, []*identity.Identity{f.bob}, nil)}, 400},
+		{"rekey: seals for a non-member", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1, Keys: []api.KeyGrant{{Member: f.alice.UserKey(), SealedKey: sealed73}, {Member: f.bob.UserKey(), SealedKey: sealed73}}, Statement: rekey2}, 400},
+		{"rekey: removes a non-member", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1, Remove: []string{f.bob.UserKey()}, Keys: []api.KeyGrant{{Member: f.alice.UserKey(), SealedKey: sealed73}}, Statement: rekey2}, 400},
+		{"rekey: stale epoch", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 5, Keys: []api.KeyGrant{{Member: f.alice.UserKey(), SealedKey: sealed73}}, Statement: rekey2}, 409},
+		{"rekey: empty key", f.alice, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1, Keys: []api.KeyGrant{{Member: f.alice.UserKey()}}, Statement: rekey2}, 400},
 		{"rekey: non-member caller", f.bob, "POST", room + "/rekey", api.RekeyRequest{FromEpoch: 1, Keys: []api.KeyGrant{{Member: f.alice.UserKey(), SealedKey: sealed73}}}, 404},
 		{"keys: bad epoch", f.alice, "GET", room + "/keys?epoch=zero", nil, 400},
 		{"keys: epoch 0", f.alice, "GET", room + "/keys?epoch=0", nil, 400},
@@ -312,7 +365,8 @@ func TestBlobUploadRefusals(t *testing.T) {
 
 func TestEnforceModeChecksSignatures(t *testing.T) {
 	f := newAPIFixture(t, membership.AuthEnforce)
-	body := []byte(`{"name":"x","cleartext":true}`)
+	id := api.NewRoomID()
+	body := jsonBody(t, api.CreateRoomRequest{ID: id, Name: "x", Cleartext: true, Statement: createStatement(t, f.alice, id, "x", false)})
 	sign := func(method, uri string, digest [32]byte, at time.Time) string {
 		s, err := reqsig.Sign(f.alice, method, uri, digest, at, nil)
 		if err != nil {
@@ -390,7 +444,7 @@ func TestHealthAndInfoNeedNoSignature(t *testing.T) {
 // FuzzCreateRoomBody sends arbitrary bodies to a JSON route: the answer is
 // a success or a 4xx JSON error, never a 5xx.
 func FuzzCreateRoomBody(f *testing.F) {
-	f.Add([]byte(`{"name":"ops","cleartext":true}`))
+	f.Add([]byte(`{"id":"aaaaaaaaaaaaaaaaaaaaaaaaaa","name":"ops","cleartext":true}`))
 	f.Add([]byte(`{"id":"aaaaaaaaaaaaaaaaaaaaaaaaaa","name":"ops","sealed_key":"` + base64.StdEncoding.EncodeToString(sealed73) + `"}`))
 	f.Add([]byte(`{"name":`))
 	f.Add([]byte(`[]`))

@@ -20,6 +20,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
 // The SQLite backend keeps the whole control plane in one database file.
@@ -463,19 +464,21 @@ func (s *sqliteStore) IsAuthorized(userKey string) bool {
 
 // ---- rooms ----
 
-const roomColumns = `id, name, encrypted, epoch, creator, created_at`
+const roomColumns = `id, name, encrypted, epoch, creator, created_at, head_seq, head_hash`
 
 func scanRoom(sc interface{ Scan(...any) error }) (api.Room, error) {
 	var (
 		r       api.Room
 		epoch   int64
 		created int64
+		head    int64
 	)
-	if err := sc.Scan(&r.ID, &r.Name, &r.Encrypted, &epoch, &r.Creator, &created); err != nil {
+	if err := sc.Scan(&r.ID, &r.Name, &r.Encrypted, &epoch, &r.Creator, &created, &head, &r.HeadHash); err != nil {
 		return api.Room{}, err
 	}
 	r.Epoch = uint64(epoch)
 	r.CreatedAt = fromNanos(created)
+	r.HeadSeq = uint64(head)
 	return r, nil
 }
 
@@ -544,9 +547,65 @@ func checkKey(k *api.SealedKey, room string, epoch uint64, member string) error 
 
 const insertKey = `INSERT INTO sealed_keys (room, member, epoch, sealer, sealed) VALUES (?, ?, ?, ?, ?)`
 
-// CreateRoom stores r at epoch 1 with its creator as the only member. A
-// zero CreatedAt means now; r.Epoch and r.Members are ignored.
-func (s *sqliteStore) CreateRoom(ctx context.Context, r api.Room, creatorKey *api.SealedKey) error {
+const insertStatement = `INSERT INTO statements (room, seq, hash, body, sig) VALUES (?, ?, ?, ?, ?)`
+
+// seqArg is a statement sequence number as an SQLite integer; like
+// epochArg, a number beyond any stored one (only ever a bogus request) is
+// mapped to one that still compares above every row.
+func seqArg(n uint64) int64 {
+	if n > 1<<62 {
+		return 1 << 62
+	}
+	return int64(n)
+}
+
+// headOf loads the last statement of room r, read in the write
+// transaction, for [CheckStatement]. A room created before schema version
+// 2 has none and cannot be changed: no statement can follow it.
+func (s *sqliteStore) headOf(ctx context.Context, tx *sql.Tx, r api.Room, op string) (*roomchain.Signed, error) {
+	if r.HeadSeq == 0 {
+		return nil, api.Errorf(api.CodeInvalid, "room %s has no signed membership history (it predates it) and cannot be changed: create a new room", r.ID)
+	}
+	var head roomchain.Signed
+	err := tx.QueryRowContext(ctx, `SELECT body, sig FROM statements WHERE room = ? AND seq = ?`, r.ID, seqArg(r.HeadSeq)).Scan(&head.Body, &head.Sig)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, s.fail(op, fmt.Errorf("room %s: head statement %d is missing", r.ID, r.HeadSeq))
+	}
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	return &head, nil
+}
+
+// appendStatement stores st, statement seq of room r, checked by
+// [CheckStatement] against the head r names, and moves r's head to it
+// (and its epoch to epoch). The update is conditioned on the head and
+// epoch read in this transaction, as a guard: the write lock already
+// excludes a change in between.
+func (s *sqliteStore) appendStatement(ctx context.Context, tx *sql.Tx, r *api.Room, seq uint64, st roomchain.Signed, epoch uint64, op string) error {
+	hash := st.HashHex()
+	if _, err := tx.ExecContext(ctx, insertStatement, r.ID, seqArg(seq), hash, st.Body, st.Sig); err != nil {
+		return s.fail(op, err)
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE rooms SET epoch = ?, head_seq = ?, head_hash = ? WHERE id = ? AND epoch = ? AND head_seq = ?`,
+		epochArg(epoch), seqArg(seq), hash, r.ID, epochArg(r.Epoch), seqArg(r.HeadSeq))
+	if err != nil {
+		return s.fail(op, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return s.fail(op, fmt.Errorf("room %s: head update touched %d rows (%v)", r.ID, n, err))
+	}
+	r.Epoch, r.HeadSeq, r.HeadHash = epoch, seq, hash
+	return nil
+}
+
+// CreateRoom stores r at epoch 1 with its creator as the only member and
+// st as the first statement of its history. A zero CreatedAt means now;
+// r.Epoch, r.HeadSeq, r.HeadHash and r.Members are ignored. Beyond
+// [CheckStatement], st must name the room's name and encryption as r does
+// (invalid otherwise): clients take both from the statement and refuse a
+// room the server describes otherwise.
+func (s *sqliteStore) CreateRoom(ctx context.Context, r api.Room, creatorKey *api.SealedKey, st roomchain.Signed) error {
 	if !api.ValidRoomID(r.ID) {
 		return api.Errorf(api.CodeInvalid, "invalid room id %q: make one with api.NewRoomID", r.ID)
 	}
@@ -584,8 +643,20 @@ func (s *sqliteStore) CreateRoom(ctx context.Context, r api.Room, creatorKey *ap
 				return err
 			}
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO rooms (`+roomColumns+`) VALUES (?, ?, ?, 1, ?, ?)`,
-			r.ID, r.Name, r.Encrypted, r.Creator, nanos(r.CreatedAt)); err != nil {
+		parsed, err := CheckStatement(r.ID, nil, st, roomchain.KindCreate, 1, []string{r.Creator})
+		if err != nil {
+			return s.fail("create room", err)
+		}
+		if parsed.Name != r.Name || parsed.Encrypted != r.Encrypted {
+			return api.Errorf(api.CodeInvalid, "the creation statement names room %q (encrypted: %v), the request %q (encrypted: %v): sign the statement of this room",
+				parsed.Name, parsed.Encrypted, r.Name, r.Encrypted)
+		}
+		hash := st.HashHex()
+		if _, err := tx.ExecContext(ctx, `INSERT INTO rooms (`+roomColumns+`) VALUES (?, ?, ?, 1, ?, ?, 1, ?)`,
+			r.ID, r.Name, r.Encrypted, r.Creator, nanos(r.CreatedAt), hash); err != nil {
+			return s.fail("create room", err)
+		}
+		if _, err := tx.ExecContext(ctx, insertStatement, r.ID, 1, hash, st.Body, st.Sig); err != nil {
 			return s.fail("create room", err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO members (room, user_key, since) VALUES (?, ?, 1)`, r.ID, r.Creator); err != nil {
@@ -608,7 +679,7 @@ func (s *sqliteStore) GetRoom(ctx context.Context, id string) (api.Room, error) 
 
 // RoomsOf returns the rooms userKey is a member of now, oldest first.
 func (s *sqliteStore) RoomsOf(ctx context.Context, userKey string) ([]api.Room, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT r.id, r.name, r.encrypted, r.epoch, r.creator, r.created_at
+	rows, err := s.db.QueryContext(ctx, `SELECT r.id, r.name, r.encrypted, r.epoch, r.creator, r.created_at, r.head_seq, r.head_hash
 		FROM members m JOIN rooms r ON r.id = m.room
 		WHERE m.user_key = ? AND m.until IS NULL
 		ORDER BY r.created_at, r.rowid`, userKey)
@@ -681,8 +752,31 @@ func (s *sqliteStore) Members(ctx context.Context, room string, history bool) ([
 	return members, nil
 }
 
-// AddMember makes userKey a member of room from its current epoch.
-func (s *sqliteStore) AddMember(ctx context.Context, room, userKey string, epoch uint64, key *api.SealedKey) (api.Room, error) {
+// currentMembers returns the user keys of room's current members, sorted,
+// in one query.
+func (s *sqliteStore) currentMembers(ctx context.Context, q querier, room, op string) ([]string, error) {
+	rows, err := q.QueryContext(ctx, `SELECT user_key FROM members WHERE room = ? AND until IS NULL ORDER BY user_key`, room)
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, s.fail(op, err)
+		}
+		keys = append(keys, k)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(op, err)
+	}
+	return keys, nil
+}
+
+// AddMember makes userKey a member of room from its current epoch and
+// appends st to the room's history.
+func (s *sqliteStore) AddMember(ctx context.Context, room, userKey string, epoch uint64, key *api.SealedKey, st roomchain.Signed) (api.Room, error) {
 	var r api.Room
 	err := s.write(ctx, "add member", func(tx *sql.Tx) error {
 		var err error
@@ -700,14 +794,16 @@ func (s *sqliteStore) AddMember(ctx context.Context, room, userKey string, epoch
 		if r.Epoch != epoch {
 			return api.Errorf(api.CodeConflict, "room %s is at epoch %d, not %d: it was rekeyed meanwhile; fetch the room and try again", room, r.Epoch, epoch)
 		}
-		var one int
-		err = tx.QueryRowContext(ctx, `SELECT 1 FROM members WHERE room = ? AND user_key = ? AND until IS NULL`, room, userKey).Scan(&one)
-		if err == nil {
+		// The member set the add leaves, for the statement check.
+		members, err := s.currentMembers(ctx, tx, room, "add member")
+		if err != nil {
+			return err
+		}
+		i, found := slices.BinarySearch(members, userKey)
+		if found {
 			return api.Errorf(api.CodeConflict, "user %s is already a member of room %s", userKey, room)
 		}
-		if !errors.Is(err, sql.ErrNoRows) {
-			return s.fail("add member", err)
-		}
+		members = slices.Insert(members, i, userKey)
 		if r.Encrypted {
 			if key == nil {
 				return api.Errorf(api.CodeInvalid, "room %s is encrypted: send the key of epoch %d sealed to %s", room, epoch, userKey)
@@ -720,6 +816,17 @@ func (s *sqliteStore) AddMember(ctx context.Context, room, userKey string, epoch
 			}
 		} else if key != nil {
 			return api.Errorf(api.CodeInvalid, "room %s is cleartext: send no sealed key", room)
+		}
+		head, err := s.headOf(ctx, tx, r, "add member")
+		if err != nil {
+			return err
+		}
+		parsed, err := CheckStatement(room, head, st, roomchain.KindAdd, epoch, members)
+		if err != nil {
+			return s.fail("add member", err)
+		}
+		if err := s.appendStatement(ctx, tx, &r, parsed.Seq, st, epoch, "add member"); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO members (room, user_key, since) VALUES (?, ?, ?)`, room, userKey, epochArg(epoch)); err != nil {
 			return s.fail("add member", err)
@@ -739,8 +846,8 @@ func (s *sqliteStore) AddMember(ctx context.Context, room, userKey string, epoch
 
 // Rekey moves the room to c.FromEpoch+1 after checking the rules of
 // [Rekey], all in one BEGIN IMMEDIATE transaction. The member set is read
-// with one query and compared in memory, and the keys are written through
-// one prepared statement: no query per member.
+// with one query and compared in memory (and with the statement), and the
+// keys are written through one prepared statement: no query per member.
 func (s *sqliteStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 	var r api.Room
 	err := s.write(ctx, "rekey", func(tx *sql.Tx) error {
@@ -833,12 +940,27 @@ func (s *sqliteStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 			return err
 		}
 
-		res, err := tx.ExecContext(ctx, `UPDATE rooms SET epoch = ? WHERE id = ? AND epoch = ?`, epochArg(next), c.Room, epochArg(c.FromEpoch))
+		// The statement must name the members that remain.
+		remaining := make([]string, 0, len(order)-len(removed))
+		for _, k := range order {
+			if !removed[k] {
+				remaining = append(remaining, k)
+			}
+		}
+		kind := roomchain.KindRekey
+		if len(c.Remove) > 0 {
+			kind = roomchain.KindRemove
+		}
+		head, err := s.headOf(ctx, tx, r, "rekey")
+		if err != nil {
+			return err
+		}
+		parsed, err := CheckStatement(c.Room, head, c.Statement, kind, next, remaining)
 		if err != nil {
 			return s.fail("rekey", err)
 		}
-		if n, err := res.RowsAffected(); err != nil || n != 1 {
-			return s.fail("rekey", fmt.Errorf("room %s: epoch update touched %d rows (%v)", c.Room, n, err))
+		if err := s.appendStatement(ctx, tx, &r, parsed.Seq, c.Statement, next, "rekey"); err != nil {
+			return err
 		}
 		if len(c.Remove) > 0 {
 			st, err := tx.PrepareContext(ctx, `UPDATE members SET until = ? WHERE room = ? AND user_key = ? AND until IS NULL`)
@@ -872,7 +994,6 @@ func (s *sqliteStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 				}
 			}
 		}
-		r.Epoch = next
 		return nil
 	})
 	if err != nil {
@@ -932,6 +1053,51 @@ func (s *sqliteStore) SealedKeys(ctx context.Context, room, member string, epoch
 		return nil, s.fail("list sealed keys", err)
 	}
 	return keys, nil
+}
+
+// IsMember reports whether userKey is a current member of room: one query,
+// a primary key lookup of the room and one of the member in
+// members_current. not_found if the room does not exist.
+func (s *sqliteStore) IsMember(ctx context.Context, room, userKey string) (bool, error) {
+	var ok bool
+	err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE room = ?1 AND user_key = ?2 AND until IS NULL)
+		FROM rooms WHERE id = ?1`, room, userKey).Scan(&ok)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, roomNotFound(room)
+	}
+	if err != nil {
+		return false, s.fail("check member", err)
+	}
+	return ok, nil
+}
+
+// Statements returns the statements of room after sequence number after,
+// ascending, with the bytes they were stored with. not_found if the room
+// does not exist; an empty list for one created before schema version 2.
+func (s *sqliteStore) Statements(ctx context.Context, room string, after uint64) ([]roomchain.Signed, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT body, sig FROM statements WHERE room = ? AND seq > ? ORDER BY seq`, room, seqArg(after))
+	if err != nil {
+		return nil, s.fail("list statements", err)
+	}
+	defer rows.Close()
+	sts := []roomchain.Signed{}
+	for rows.Next() {
+		var st roomchain.Signed
+		if err := rows.Scan(&st.Body, &st.Sig); err != nil {
+			return nil, s.fail("list statements", err)
+		}
+		sts = append(sts, st)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail("list statements", err)
+	}
+	if len(sts) == 0 {
+		// Nothing after after, or no such room.
+		if _, err := s.getRoom(ctx, s.db, room); err != nil {
+			return nil, err
+		}
+	}
+	return sts, nil
 }
 
 // ---- blobs ----

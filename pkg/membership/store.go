@@ -2,9 +2,12 @@ package membership
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
 // Store is the control-plane state: users, rooms, members and the sealed
@@ -37,8 +40,10 @@ type Store interface {
 
 	// CreateRoom stores a new room at epoch 1 with its creator as the only
 	// member, and, for an encrypted room, the creator's sealed key for epoch
-	// 1. conflict if the id is taken.
-	CreateRoom(ctx context.Context, r api.Room, creatorKey *api.SealedKey) error
+	// 1, with st, the room's creation statement, as the first of its
+	// membership history (checked with [CheckStatement]). conflict if the id
+	// is taken.
+	CreateRoom(ctx context.Context, r api.Room, creatorKey *api.SealedKey, st roomchain.Signed) error
 	// GetRoom returns the room without its members. not_found if unknown.
 	GetRoom(ctx context.Context, id string) (api.Room, error)
 	// RoomsOf returns the rooms userKey is a member of now, oldest first.
@@ -48,15 +53,24 @@ type Store interface {
 	Members(ctx context.Context, room string, history bool) ([]api.Member, error)
 	// AddMember makes userKey a member from the room's current epoch, which
 	// must equal epoch (else conflict: the room was rekeyed meanwhile), with
-	// key as its sealed key for that epoch (nil for a cleartext room).
-	// conflict if already a member; invalid if the user is not active.
-	AddMember(ctx context.Context, room, userKey string, epoch uint64, key *api.SealedKey) (api.Room, error)
+	// key as its sealed key for that epoch (nil for a cleartext room), and
+	// appends st, the add statement, to the room's history.
+	// conflict if already a member or if st does not follow the room's head;
+	// invalid if the user is not active or st does not verify.
+	AddMember(ctx context.Context, room, userKey string, epoch uint64, key *api.SealedKey, st roomchain.Signed) (api.Room, error)
 	// Rekey moves the room from c.FromEpoch to c.FromEpoch+1 in one atomic
 	// change. See [Rekey] for the rules it checks.
 	Rekey(ctx context.Context, c Rekey) (api.Room, error)
 	// SealedKeys returns the sealed keys of member in room, for one epoch or,
 	// with epoch 0, for all epochs, ascending.
 	SealedKeys(ctx context.Context, room, member string, epoch uint64) ([]api.SealedKey, error)
+	// IsMember reports whether userKey is a current member of room, in one
+	// lookup (the API asks it on every room request). not_found if the room
+	// is unknown.
+	IsMember(ctx context.Context, room, userKey string) (bool, error)
+	// Statements returns the room's membership history after sequence
+	// number after (0: all of it), in order, exactly as stored.
+	Statements(ctx context.Context, room string, after uint64) ([]roomchain.Signed, error)
 
 	// AddBlob records that blob b belongs to room b.Room (idempotent).
 	AddBlob(ctx context.Context, b api.Blob) error
@@ -71,18 +85,63 @@ type Store interface {
 // Rekey is one atomic epoch change of a room.
 //
 // The store refuses it unless, at the moment of writing:
+//
 //   - the room exists and its epoch is FromEpoch (conflict otherwise: two
 //     concurrent rekeys cannot both win);
+//
 //   - every user in Remove is a current member (invalid otherwise);
+//
 //   - Keys holds exactly one key for each member that remains, and none for
 //     anyone else (invalid otherwise), or no keys at all for a cleartext
 //     room; every remaining member must be an active user.
 //
+//   - Statement, the remove (when Remove is not empty) or rekey statement,
+//     follows the room's head (conflict otherwise) and verifies
+//     ([CheckStatement]).
+//
 // On success the epoch is FromEpoch+1, the removed members' Until is the
-// new epoch, and the keys are stored for it.
+// new epoch, the keys are stored for it and Statement is appended to the
+// room's history.
 type Rekey struct {
 	Room      string
 	FromEpoch uint64
-	Remove    []string
+	Remove    []string // user keys
 	Keys      []api.SealedKey
+	Statement roomchain.Signed
+}
+
+// CheckStatement is the check every backend makes, inside the transaction
+// that writes a membership change, before it appends next to a room's
+// history: next must follow head (nil for a new room; conflict if another
+// change came first), verify against it ([roomchain.State.Apply]), be of
+// the given kind and name exactly the member set (user keys, sorted) and
+// epoch the change leaves the room with. It returns the statement.
+func CheckStatement(room string, head *roomchain.Signed, next roomchain.Signed, kind string, epoch uint64, members []string) (roomchain.Statement, error) {
+	st, err := roomchain.Parse(next)
+	if err != nil {
+		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	var state *roomchain.State
+	if head != nil {
+		if state, err = roomchain.After(room, *head); err != nil {
+			return roomchain.Statement{}, fmt.Errorf("stored head of room %s: %w", room, err)
+		}
+		if st.Seq != state.Seq+1 || st.Prev != state.Head {
+			return roomchain.Statement{}, api.Errorf(api.CodeConflict, "room %s changed (its history is at statement %d): fetch the room and try again", room, state.Seq)
+		}
+	}
+	after, err := state.Apply(room, next)
+	if err != nil {
+		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "%v", err)
+	}
+	if st.Kind != kind {
+		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "the change is a %s, but its statement is a %s", kind, st.Kind)
+	}
+	if after.Epoch != epoch {
+		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement names epoch %d; the change leaves the room at epoch %d", after.Epoch, epoch)
+	}
+	if got := roomchain.Users(after.Members); !slices.Equal(got, members) {
+		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement names members %v; the change leaves the room with %v", got, members)
+	}
+	return st, nil
 }

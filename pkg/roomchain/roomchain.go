@@ -227,6 +227,25 @@ func Restore(s State, spans []Span) *State {
 	return &out
 }
 
+// After returns the state a chain is in right after head, read from head
+// alone, without verifying the history before it: for a server that
+// verified every statement as it stored it and checks only the next one.
+// It has no membership spans (MemberAt knows only current members).
+func After(room string, head Signed) (*State, error) {
+	st, err := Parse(head)
+	if err != nil {
+		return nil, err
+	}
+	if st.Room != room {
+		return nil, invalid("statement for room %q in the history of %q", st.Room, room)
+	}
+	s := &State{Room: st.Room, Name: st.Name, Encrypted: st.Encrypted, Seq: st.Seq, Head: head.HashHex(), Epoch: st.Epoch, Members: st.Members, spans: map[string][]Span{}}
+	for _, m := range st.Members {
+		s.spans[m.User] = []Span{{Member: m, Since: st.Epoch}}
+	}
+	return s, nil
+}
+
 // Verify checks a whole chain from its creation statement.
 func Verify(room string, chain []Signed) (*State, error) {
 	var st *State

@@ -6,6 +6,7 @@ import (
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
 var sealedKeyCases = []testCase{
@@ -13,8 +14,8 @@ var sealedKeyCases = []testCase{
 		alice, bob, carol := f.user("alice"), f.user("bob"), f.user("carol")
 		r := f.room(alice, true)
 		f.add(r.ID, bob, alice)
-		f.rekey(change(r.ID, 1, bob, nil, alice, bob))   // epoch 2, sealed by bob
-		f.rekey(change(r.ID, 2, alice, nil, alice, bob)) // epoch 3, sealed by alice
+		f.rekey(f.change(r.ID, 1, bob, nil, alice, bob))   // epoch 2, sealed by bob
+		f.rekey(f.change(r.ID, 2, alice, nil, alice, bob)) // epoch 3, sealed by alice
 		aliceKeys := []api.SealedKey{key(r.ID, 1, alice, alice), key(r.ID, 2, alice, bob), key(r.ID, 3, alice, alice)}
 		wantKeys(f, f.keys(r.ID, alice, 0), aliceKeys, "all of alice's keys")
 		for i, k := range aliceKeys {
@@ -36,9 +37,11 @@ var sealedKeyCases = []testCase{
 		r := f.room(alice, true)
 		k := key(r.ID, 1, bob, alice)
 		k.Sealer = identity.Public{User: alice.User}
-		if _, err := f.s.AddMember(f.ctx, r.ID, bob.User, 1, &k); err != nil {
+		st := f.addStatement(r.ID, alice, bob.Public, roomchain.RoleMember)
+		if _, err := f.s.AddMember(f.ctx, r.ID, bob.User, 1, &k, st); err != nil {
 			f.Fatal(err)
 		}
+		f.accept(r.ID, st)
 		if _, err := f.s.RevokeUser(f.ctx, alice.User, f.now()); err != nil {
 			f.Fatal(err)
 		}
@@ -127,10 +130,14 @@ func testLargeRoom(f *fixture, n int) {
 	}
 	wg.Wait()
 	for i, id := range ids {
+		f.ids[id.UserKey()] = id
 		users[i] = f.create(id.Public(), api.RoleMember)
 	}
 	owner := users[0]
 	r := f.room(owner, true)
+	// Each add statement lists every member: the history is about 500 MB,
+	// too much to keep a copy of.
+	f.rooms[r.ID].lean = true
 	for _, u := range users[1:] {
 		f.add(r.ID, u, owner)
 	}
@@ -148,16 +155,28 @@ func testLargeRoom(f *fixture, n int) {
 		}
 	}
 	// Refused: the last member is left out; nothing changes.
-	short := change(r.ID, 1, owner, []api.User{gone}, keep[:len(keep)-1]...)
+	short := f.change(r.ID, 1, owner, []api.User{gone}, keep[:len(keep)-1]...)
 	_, err := f.s.Rekey(f.ctx, short)
 	wantCode(f, err, api.CodeInvalid, "large Rekey leaving out a member")
 	wantMention(f, err, last.User, "large Rekey leaving out a member")
 	f.unchanged(before, "large Rekey leaving out a member")
+	// Refused: the keys are right, the statement still lists the removed
+	// member.
+	stale := f.change(r.ID, 1, owner, []api.User{gone}, keep...)
+	stale.Statement = f.rekeyStatement(r.ID, owner, 2, nil)
+	_, err = f.s.Rekey(f.ctx, stale)
+	wantCode(f, err, api.CodeInvalid, "large Rekey whose statement keeps the removed member")
+	f.unchanged(before, "large Rekey whose statement keeps the removed member")
 
-	got := f.rekey(change(r.ID, 1, owner, []api.User{gone}, keep...))
+	c := f.change(r.ID, 1, owner, []api.User{gone}, keep...)
+	got := f.rekey(c)
 	if got.Epoch != 2 {
 		f.Fatalf("epoch %d, want 2", got.Epoch)
 	}
+	if got.HeadSeq != uint64(n+1) {
+		f.Fatalf("head %d after %d adds and a rekey, want %d", got.HeadSeq, n-1, n+1)
+	}
+	f.wantStatements(r.ID, uint64(n), []roomchain.Signed{c.Statement}, "the large rekey's statement")
 	ms := f.members(r.ID, false)
 	if len(ms) != n-1 {
 		f.Fatalf("%d members after removing one, want %d", len(ms), n-1)

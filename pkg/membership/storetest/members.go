@@ -2,6 +2,8 @@ package storetest
 
 import (
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
 var memberCases = []testCase{
@@ -10,14 +12,23 @@ var memberCases = []testCase{
 		bob := f.user("bob")
 		r := f.room(alice, true)
 		k := key(r.ID, 1, bob, alice)
-		got, err := f.s.AddMember(f.ctx, r.ID, bob.User, 1, &k)
+		st := f.addStatement(r.ID, alice, bob.Public, roomchain.RoleMember)
+		got, err := f.s.AddMember(f.ctx, r.ID, bob.User, 1, &k, st)
 		if err != nil {
 			f.Fatal(err)
 		}
-		wantRoom(f, got, r, "AddMember's room")
+		f.accept(r.ID, st)
+		f.wantRoom(got, r, "AddMember's room")
+		if got.HeadSeq != 2 || got.HeadHash != st.HashHex() {
+			f.Fatalf("AddMember's room has head %d/%s, want 2/%s", got.HeadSeq, got.HeadHash, st.HashHex())
+		}
+		f.wantRoom(f.getRoom(r.ID), r, "GetRoom after AddMember")
 		wantMembers(f, f.members(r.ID, false), []api.Member{member(alice, 1, 0), member(bob, 1, 0)}, "Members")
 		wantKeys(f, f.keys(r.ID, bob, 0), []api.SealedKey{k}, "SealedKeys of the new member")
-		wantRoomIDs(f, f.roomsOf(bob), []string{r.ID}, "RoomsOf(new member)")
+		f.wantRoomIDs(f.roomsOf(bob), []string{r.ID}, "RoomsOf(new member)")
+		if !f.isMember(r.ID, bob) {
+			f.Fatal("IsMember of the new member is false")
+		}
 	}},
 
 	{"add_cleartext", func(f *fixture) {
@@ -27,14 +38,16 @@ var memberCases = []testCase{
 		r := f.room(alice, false)
 		before := f.snapshot(r.ID, alice, bob, carol)
 		k := key(r.ID, 1, bob, alice)
-		_, err := f.s.AddMember(f.ctx, r.ID, bob.User, 1, &k)
+		st := f.addStatement(r.ID, alice, bob.Public, roomchain.RoleMember)
+		_, err := f.s.AddMember(f.ctx, r.ID, bob.User, 1, &k, st)
 		wantCode(f, err, api.CodeInvalid, "AddMember with a key to a cleartext room")
 		f.unchanged(before, "AddMember with a key to a cleartext room")
-		got, err := f.s.AddMember(f.ctx, r.ID, bob.User, 1, nil)
+		got, err := f.s.AddMember(f.ctx, r.ID, bob.User, 1, nil, st)
 		if err != nil {
 			f.Fatal(err)
 		}
-		wantRoom(f, got, r, "AddMember's room")
+		f.accept(r.ID, st)
+		f.wantRoom(got, r, "AddMember's room")
 		wantMembers(f, f.members(r.ID, false), []api.Member{member(alice, 1, 0), member(bob, 1, 0)}, "Members")
 		wantKeys(f, f.keys(r.ID, bob, 0), nil, "SealedKeys in a cleartext room")
 	}},
@@ -47,7 +60,7 @@ var memberCases = []testCase{
 		stranger := f.newIdentity("eve").Public()
 		r := f.room(alice, true)
 		f.add(r.ID, bob, alice)
-		f.rekey(change(r.ID, 1, alice, nil, alice, bob)) // now at epoch 2
+		f.rekey(f.change(r.ID, 1, alice, nil, alice, bob)) // now at epoch 2
 		before := f.snapshot(r.ID, alice, bob, carol, dave)
 		good := key(r.ID, 2, dave, alice)
 		with := func(mod func(k *api.SealedKey)) *api.SealedKey {
@@ -58,25 +71,26 @@ var memberCases = []testCase{
 		for _, c := range []struct {
 			what  string
 			room  string
-			user  string
+			user  identity.Public
 			epoch uint64
 			key   *api.SealedKey
 			code  string
 		}{
-			{"a revoked user", r.ID, carol.User, 2, &api.SealedKey{Room: r.ID, Epoch: 2, Member: carol.User, Sealer: alice.Public, SealedKey: []byte("k")}, api.CodeInvalid},
-			{"an unknown user", r.ID, stranger.User, 2, &api.SealedKey{Room: r.ID, Epoch: 2, Member: stranger.User, Sealer: alice.Public, SealedKey: []byte("k")}, api.CodeNotFound},
-			{"an unknown room", api.NewRoomID(), dave.User, 2, &good, api.CodeNotFound},
-			{"a current member", r.ID, bob.User, 2, &api.SealedKey{Room: r.ID, Epoch: 2, Member: bob.User, Sealer: alice.Public, SealedKey: []byte("k")}, api.CodeConflict},
-			{"a stale epoch", r.ID, dave.User, 1, with(func(k *api.SealedKey) { k.Epoch = 1 }), api.CodeConflict},
-			{"a future epoch", r.ID, dave.User, 3, with(func(k *api.SealedKey) { k.Epoch = 3 }), api.CodeConflict},
-			{"no key", r.ID, dave.User, 2, nil, api.CodeInvalid},
-			{"a key for another member", r.ID, dave.User, 2, with(func(k *api.SealedKey) { k.Member = bob.User }), api.CodeInvalid},
-			{"a key for another epoch", r.ID, dave.User, 2, with(func(k *api.SealedKey) { k.Epoch = 1 }), api.CodeInvalid},
-			{"a key for another room", r.ID, dave.User, 2, with(func(k *api.SealedKey) { k.Room = api.NewRoomID() }), api.CodeInvalid},
-			{"an empty key", r.ID, dave.User, 2, with(func(k *api.SealedKey) { k.SealedKey = []byte{} }), api.CodeInvalid},
-			{"a key sealed by an unknown user", r.ID, dave.User, 2, with(func(k *api.SealedKey) { k.Sealer = stranger }), api.CodeInvalid},
+			{"a revoked user", r.ID, carol.Public, 2, &api.SealedKey{Room: r.ID, Epoch: 2, Member: carol.User, Sealer: alice.Public, SealedKey: []byte("k")}, api.CodeInvalid},
+			{"an unknown user", r.ID, stranger, 2, &api.SealedKey{Room: r.ID, Epoch: 2, Member: stranger.User, Sealer: alice.Public, SealedKey: []byte("k")}, api.CodeNotFound},
+			{"an unknown room", api.NewRoomID(), dave.Public, 2, &good, api.CodeNotFound},
+			{"a current member", r.ID, bob.Public, 2, &api.SealedKey{Room: r.ID, Epoch: 2, Member: bob.User, Sealer: alice.Public, SealedKey: []byte("k")}, api.CodeConflict},
+			{"a stale epoch", r.ID, dave.Public, 1, with(func(k *api.SealedKey) { k.Epoch = 1 }), api.CodeConflict},
+			{"a future epoch", r.ID, dave.Public, 3, with(func(k *api.SealedKey) { k.Epoch = 3 }), api.CodeConflict},
+			{"no key", r.ID, dave.Public, 2, nil, api.CodeInvalid},
+			{"a key for another member", r.ID, dave.Public, 2, with(func(k *api.SealedKey) { k.Member = bob.User }), api.CodeInvalid},
+			{"a key for another epoch", r.ID, dave.Public, 2, with(func(k *api.SealedKey) { k.Epoch = 1 }), api.CodeInvalid},
+			{"a key for another room", r.ID, dave.Public, 2, with(func(k *api.SealedKey) { k.Room = api.NewRoomID() }), api.CodeInvalid},
+			{"an empty key", r.ID, dave.Public, 2, with(func(k *api.SealedKey) { k.SealedKey = []byte{} }), api.CodeInvalid},
+			{"a key sealed by an unknown user", r.ID, dave.Public, 2, with(func(k *api.SealedKey) { k.Sealer = stranger }), api.CodeInvalid},
 		} {
-			_, err := f.s.AddMember(f.ctx, c.room, c.user, c.epoch, c.key)
+			st := f.addStatement(c.room, alice, c.user, roomchain.RoleMember)
+			_, err := f.s.AddMember(f.ctx, c.room, c.user.User, c.epoch, c.key, st)
 			wantCode(f, err, c.code, "AddMember of "+c.what)
 			if c.what == "a revoked user" {
 				wantMention(f, err, carol.User, "AddMember of a revoked user")
@@ -84,10 +98,12 @@ var memberCases = []testCase{
 			f.unchanged(before, "AddMember of "+c.what)
 		}
 		// The valid add then succeeds.
-		got, err := f.s.AddMember(f.ctx, r.ID, dave.User, 2, &good)
+		st := f.addStatement(r.ID, alice, dave.Public, roomchain.RoleMember)
+		got, err := f.s.AddMember(f.ctx, r.ID, dave.User, 2, &good, st)
 		if err != nil {
 			f.Fatalf("AddMember after the refused ones: %v", err)
 		}
+		f.accept(r.ID, st)
 		if got.Epoch != 2 {
 			f.Fatalf("AddMember returned epoch %d, want 2 (adding does not rekey)", got.Epoch)
 		}
@@ -100,23 +116,32 @@ var memberCases = []testCase{
 		carol := f.user("carol")
 		r := f.room(alice, true)
 		f.add(r.ID, bob, alice)
-		f.add(r.ID, carol, alice)
-		f.rekey(change(r.ID, 1, alice, []api.User{bob}, alice, carol))
+		f.addAs(r.ID, carol, alice, roomchain.RoleAdmin) // so that she may add bob again
+		f.rekey(f.change(r.ID, 1, alice, []api.User{bob}, alice, carol))
+		if f.isMember(r.ID, bob) {
+			f.Fatal("IsMember of a removed member is true")
+		}
 		wantMembers(f, f.members(r.ID, false), []api.Member{member(alice, 1, 0), member(carol, 1, 0)}, "Members after removing bob")
 		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 2), member(carol, 1, 0)}, "Members with history after removing bob")
-		wantRoomIDs(f, f.roomsOf(bob), nil, "RoomsOf(bob) after his removal")
+		f.wantRoomIDs(f.roomsOf(bob), nil, "RoomsOf(bob) after his removal")
 
 		// Removed members can be added again, from the current epoch.
 		f.add(r.ID, bob, carol)
 		wantMembers(f, f.members(r.ID, false), []api.Member{member(alice, 1, 0), member(carol, 1, 0), member(bob, 2, 0)}, "Members after re-adding bob")
 		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 2), member(carol, 1, 0), member(bob, 2, 0)}, "history after re-adding bob")
-		wantRoomIDs(f, f.roomsOf(bob), []string{r.ID}, "RoomsOf(bob) after re-adding him")
+		f.wantRoomIDs(f.roomsOf(bob), []string{r.ID}, "RoomsOf(bob) after re-adding him")
+		if !f.isMember(r.ID, bob) {
+			f.Fatal("IsMember of a re-added member is false")
+		}
 		wantKeys(f, f.keys(r.ID, bob, 0), []api.SealedKey{key(r.ID, 1, bob, alice), key(r.ID, 2, bob, carol)}, "bob's keys")
-		_, err := f.s.AddMember(f.ctx, r.ID, bob.User, 2, &api.SealedKey{Room: r.ID, Epoch: 2, Member: bob.User, Sealer: alice.Public, SealedKey: []byte("k")})
+		before := f.snapshot(r.ID, alice, bob, carol)
+		_, err := f.s.AddMember(f.ctx, r.ID, bob.User, 2, &api.SealedKey{Room: r.ID, Epoch: 2, Member: bob.User, Sealer: alice.Public, SealedKey: []byte("k")},
+			f.addStatement(r.ID, alice, bob.Public, roomchain.RoleMember))
 		wantCode(f, err, api.CodeConflict, "AddMember of a re-added member")
+		f.unchanged(before, "AddMember of a re-added member")
 
 		// Removed twice, added three times.
-		f.rekey(change(r.ID, 2, alice, []api.User{bob}, alice, carol))
+		f.rekey(f.change(r.ID, 2, alice, []api.User{bob}, alice, carol))
 		f.add(r.ID, bob, alice)
 		wantMembers(f, f.members(r.ID, true), []api.Member{
 			member(alice, 1, 0), member(bob, 1, 2), member(carol, 1, 0), member(bob, 2, 3), member(bob, 3, 0),

@@ -7,41 +7,48 @@ import (
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
 // trio makes alice, bob and carol and an encrypted room of all three, made
-// by alice, at epoch 1.
-func (f *fixture) trio() (r api.Room, alice, bob, carol api.User) {
+// by alice, at epoch 1. alice is the room's admin, bob has role bobRole
+// (a plain member if none), carol is a plain member.
+func (f *fixture) trio(bobRole ...string) (r api.Room, alice, bob, carol api.User) {
 	f.Helper()
 	alice, bob, carol = f.user("alice"), f.user("bob"), f.user("carol")
 	r = f.room(alice, true)
-	f.add(r.ID, bob, alice)
+	role := roomchain.RoleMember
+	if len(bobRole) > 0 {
+		role = bobRole[0]
+	}
+	f.addAs(r.ID, bob, alice, role)
 	f.add(r.ID, carol, alice)
 	return r, alice, bob, carol
 }
 
 var rekeyCases = []testCase{
 	{"with_removal", func(f *fixture) {
-		r, alice, bob, carol := f.trio()
-		c := change(r.ID, 1, bob, []api.User{carol}, alice, bob)
+		// By a room admin other than the creator.
+		r, alice, bob, carol := f.trio(roomchain.RoleAdmin)
+		c := f.change(r.ID, 1, bob, []api.User{carol}, alice, bob)
 		got := f.rekey(c)
 		want := r
 		want.Epoch = 2
-		wantRoom(f, got, want, "Rekey's room")
-		wantRoom(f, f.getRoom(r.ID), want, "GetRoom after Rekey")
+		f.wantRoom(got, want, "Rekey's room")
+		f.wantRoom(f.getRoom(r.ID), want, "GetRoom after Rekey")
 		wantMembers(f, f.members(r.ID, false), []api.Member{member(alice, 1, 0), member(bob, 1, 0)}, "Members after Rekey")
 		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 0), member(carol, 1, 2)}, "history after Rekey")
 		wantKeys(f, f.keys(r.ID, alice, 2), []api.SealedKey{key(r.ID, 2, alice, bob)}, "alice's new key")
 		wantKeys(f, f.keys(r.ID, bob, 2), []api.SealedKey{key(r.ID, 2, bob, bob)}, "bob's new key")
 		wantKeys(f, f.keys(r.ID, carol, 2), nil, "the removed member's new key")
 		wantKeys(f, f.keys(r.ID, carol, 0), []api.SealedKey{key(r.ID, 1, carol, alice)}, "the removed member's old keys")
-		wantRoomIDs(f, f.roomsOf(carol), nil, "RoomsOf(removed member)")
+		f.wantRoomIDs(f.roomsOf(carol), nil, "RoomsOf(removed member)")
 	}},
 
 	{"without_removal", func(f *fixture) {
 		r, alice, bob, carol := f.trio()
-		f.rekey(change(r.ID, 1, alice, nil, alice, bob, carol))
-		f.rekey(change(r.ID, 2, carol, nil, carol, bob, alice))
+		f.rekey(f.change(r.ID, 1, alice, nil, alice, bob, carol))
+		f.rekey(f.change(r.ID, 2, carol, nil, carol, bob, alice))
 		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 0), member(carol, 1, 0)}, "history after two rekeys")
 		wantKeys(f, f.keys(r.ID, bob, 0), []api.SealedKey{key(r.ID, 1, bob, alice), key(r.ID, 2, bob, alice), key(r.ID, 3, bob, carol)}, "bob's keys")
 	}},
@@ -50,7 +57,7 @@ var rekeyCases = []testCase{
 		r, alice, bob, carol := f.trio()
 		dave := f.user("dave") // registered, not a member
 		stranger := f.newIdentity("eve").Public()
-		f.rekey(change(r.ID, 1, alice, nil, alice, bob, carol)) // at epoch 2
+		f.rekey(f.change(r.ID, 1, alice, nil, alice, bob, carol)) // at epoch 2
 		before := f.snapshot(r.ID, alice, bob, carol, dave)
 		type refusal struct {
 			what    string
@@ -63,26 +70,26 @@ var rekeyCases = []testCase{
 			mod(&c.Keys[len(c.Keys)-1])
 			return c
 		}
-		ok := change(r.ID, 2, alice, []api.User{carol}, alice, bob)
+		ok := f.change(r.ID, 2, alice, []api.User{carol}, alice, bob)
 		for _, x := range []refusal{
-			{"that leaves out a member", change(r.ID, 2, alice, nil, alice, carol), api.CodeInvalid, bob.User},
-			{"that leaves out a member while removing another", change(r.ID, 2, alice, []api.User{carol}, alice), api.CodeInvalid, bob.User},
-			{"with no keys", change(r.ID, 2, alice, nil), api.CodeInvalid, ""},
-			{"with a key for a non-member", change(r.ID, 2, alice, []api.User{carol}, alice, bob, dave), api.CodeInvalid, dave.User},
-			{"with a key for an unknown user", withKey(change(r.ID, 2, alice, []api.User{carol}, alice, bob, dave), func(k *api.SealedKey) { k.Member = stranger.User }), api.CodeInvalid, stranger.User},
-			{"with a key for a removed member", change(r.ID, 2, alice, []api.User{carol}, alice, bob, carol), api.CodeInvalid, carol.User},
-			{"with two keys for one member", change(r.ID, 2, alice, []api.User{carol}, alice, bob, bob), api.CodeInvalid, bob.User},
+			{"that leaves out a member", f.change(r.ID, 2, alice, nil, alice, carol), api.CodeInvalid, bob.User},
+			{"that leaves out a member while removing another", f.change(r.ID, 2, alice, []api.User{carol}, alice), api.CodeInvalid, bob.User},
+			{"with no keys", f.change(r.ID, 2, alice, nil), api.CodeInvalid, ""},
+			{"with a key for a non-member", f.change(r.ID, 2, alice, []api.User{carol}, alice, bob, dave), api.CodeInvalid, dave.User},
+			{"with a key for an unknown user", withKey(f.change(r.ID, 2, alice, []api.User{carol}, alice, bob, dave), func(k *api.SealedKey) { k.Member = stranger.User }), api.CodeInvalid, stranger.User},
+			{"with a key for a removed member", f.change(r.ID, 2, alice, []api.User{carol}, alice, bob, carol), api.CodeInvalid, carol.User},
+			{"with two keys for one member", f.change(r.ID, 2, alice, []api.User{carol}, alice, bob, bob), api.CodeInvalid, bob.User},
 			{"with a key for the old epoch", withKey(ok, func(k *api.SealedKey) { k.Epoch = 2 }), api.CodeInvalid, ""},
 			{"with a key for a later epoch", withKey(ok, func(k *api.SealedKey) { k.Epoch = 4 }), api.CodeInvalid, ""},
 			{"with a key for another room", withKey(ok, func(k *api.SealedKey) { k.Room = api.NewRoomID() }), api.CodeInvalid, ""},
 			{"with an empty key", withKey(ok, func(k *api.SealedKey) { k.SealedKey = nil }), api.CodeInvalid, ""},
 			{"with a key sealed by an unknown user", withKey(ok, func(k *api.SealedKey) { k.Sealer = stranger }), api.CodeInvalid, ""},
-			{"removing a non-member", change(r.ID, 2, alice, []api.User{dave}, alice, bob, carol), api.CodeInvalid, dave.User},
-			{"removing a member twice", change(r.ID, 2, alice, []api.User{carol, carol}, alice, bob), api.CodeInvalid, carol.User},
-			{"from an old epoch", change(r.ID, 1, alice, []api.User{carol}, alice, bob), api.CodeConflict, ""},
-			{"from a future epoch", change(r.ID, 3, alice, []api.User{carol}, alice, bob), api.CodeConflict, ""},
-			{"from epoch 0", change(r.ID, 0, alice, []api.User{carol}, alice, bob), api.CodeConflict, ""},
-			{"of an unknown room", change(api.NewRoomID(), 2, alice, nil, alice), api.CodeNotFound, ""},
+			{"removing a non-member", f.change(r.ID, 2, alice, []api.User{dave}, alice, bob, carol), api.CodeInvalid, dave.User},
+			{"removing a member twice", f.change(r.ID, 2, alice, []api.User{carol, carol}, alice, bob), api.CodeInvalid, carol.User},
+			{"from an old epoch", f.change(r.ID, 1, alice, []api.User{carol}, alice, bob), api.CodeConflict, ""},
+			{"from a future epoch", f.change(r.ID, 3, alice, []api.User{carol}, alice, bob), api.CodeConflict, ""},
+			{"from epoch 0", f.change(r.ID, 0, alice, []api.User{carol}, alice, bob), api.CodeConflict, ""},
+			{"of an unknown room", f.change(api.NewRoomID(), 2, alice, nil, alice), api.CodeNotFound, ""},
 		} {
 			_, err := f.s.Rekey(f.ctx, x.c)
 			wantCode(f, err, x.code, "Rekey "+x.what)
@@ -102,11 +109,11 @@ var rekeyCases = []testCase{
 			f.Fatal(err)
 		}
 		before := f.snapshot(r.ID, alice, bob, carol)
-		_, err := f.s.Rekey(f.ctx, change(r.ID, 1, alice, nil, alice, bob, carol))
+		_, err := f.s.Rekey(f.ctx, f.change(r.ID, 1, alice, nil, alice, bob, carol))
 		wantCode(f, err, api.CodeInvalid, "Rekey keeping a revoked member")
 		wantMention(f, err, carol.User, "Rekey keeping a revoked member")
 		f.unchanged(before, "Rekey keeping a revoked member")
-		f.rekey(change(r.ID, 1, alice, []api.User{carol}, alice, bob))
+		f.rekey(f.change(r.ID, 1, alice, []api.User{carol}, alice, bob))
 		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 0), member(carol, 1, 2)}, "history after removing the revoked member")
 	}},
 
@@ -116,31 +123,42 @@ var rekeyCases = []testCase{
 		f.add(r.ID, bob, alice)
 		f.add(r.ID, carol, alice)
 		before := f.snapshot(r.ID, alice, bob, carol)
-		_, err := f.s.Rekey(f.ctx, change(r.ID, 1, alice, []api.User{carol}, alice, bob))
+		_, err := f.s.Rekey(f.ctx, f.change(r.ID, 1, alice, []api.User{carol}, alice, bob))
 		wantCode(f, err, api.CodeInvalid, "Rekey of a cleartext room with keys")
 		f.unchanged(before, "Rekey of a cleartext room with keys")
-		_, err = f.s.Rekey(f.ctx, change(r.ID, 1, alice, []api.User{bob, alice, bob}))
+		_, err = f.s.Rekey(f.ctx, f.change(r.ID, 1, alice, []api.User{bob, alice, bob}))
 		wantCode(f, err, api.CodeInvalid, "Rekey of a cleartext room removing a member twice")
 		f.unchanged(before, "Rekey of a cleartext room removing a member twice")
-		got := f.rekey(change(r.ID, 1, alice, []api.User{carol}))
+		got := f.rekey(f.change(r.ID, 1, alice, []api.User{carol}))
 		if got.Encrypted {
 			f.Fatal("the cleartext room became encrypted")
 		}
 		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 0), member(carol, 1, 2)}, "history after the cleartext rekey")
 		wantKeys(f, f.keys(r.ID, alice, 0), nil, "keys of a cleartext room")
-		f.rekey(change(r.ID, 2, alice, nil)) // a bare epoch change
+		f.rekey(f.change(r.ID, 2, alice, nil)) // a bare epoch change
 		if e := f.getRoom(r.ID).Epoch; e != 3 {
 			f.Fatalf("epoch %d, want 3", e)
 		}
 	}},
 
 	{"remove_everyone", func(f *fixture) {
-		// The rules do not forbid it: nobody remains, so no keys.
+		// The membership history forbids it (a remove statement keeps at
+		// least one member), so the store refuses it; members may leave,
+		// though, down to the last one.
 		r, alice, bob, carol := f.trio()
-		f.rekey(change(r.ID, 1, alice, []api.User{alice, bob, carol}))
-		wantMembers(f, f.members(r.ID, false), nil, "Members of an emptied room")
-		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 2), member(bob, 1, 2), member(carol, 1, 2)}, "history of an emptied room")
-		wantRoomIDs(f, f.roomsOf(alice), nil, "RoomsOf(alice) after leaving")
+		before := f.snapshot(r.ID, alice, bob, carol)
+		_, err := f.s.Rekey(f.ctx, f.change(r.ID, 1, alice, []api.User{alice, bob, carol}))
+		wantCode(f, err, api.CodeInvalid, "Rekey removing every member")
+		f.unchanged(before, "Rekey removing every member")
+		f.rekey(f.change(r.ID, 1, carol, []api.User{carol}, alice, bob)) // carol leaves
+		f.rekey(f.change(r.ID, 2, alice, []api.User{alice}, bob))        // alice leaves
+		wantMembers(f, f.members(r.ID, false), []api.Member{member(bob, 1, 0)}, "Members after two left")
+		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 3), member(bob, 1, 0), member(carol, 1, 2)}, "history after two left")
+		f.wantRoomIDs(f.roomsOf(alice), nil, "RoomsOf(alice) after leaving")
+		before = f.snapshot(r.ID, alice, bob, carol)
+		_, err = f.s.Rekey(f.ctx, f.change(r.ID, 3, bob, []api.User{bob}))
+		wantCode(f, err, api.CodeInvalid, "Rekey removing the last member")
+		f.unchanged(before, "Rekey removing the last member")
 	}},
 
 	{"concurrent", func(f *fixture) {
@@ -149,7 +167,7 @@ var rekeyCases = []testCase{
 		errs := make([]error, n)
 		changes := make([]membership.Rekey, n)
 		for i := range changes {
-			c := change(r.ID, 1, alice, []api.User{carol}, alice, bob)
+			c := f.change(r.ID, 1, alice, []api.User{carol}, alice, bob)
 			for j := range c.Keys {
 				c.Keys[j].SealedKey = fmt.Appendf(nil, "attempt %d for %s", i, c.Keys[j].Member)
 			}
@@ -183,6 +201,8 @@ var rekeyCases = []testCase{
 		if winner < 0 {
 			f.Fatal("no concurrent rekey succeeded")
 		}
+		f.accept(r.ID, changes[winner].Statement)
+		f.wantStatements(r.ID, 0, f.rooms[r.ID].chain, "history after the concurrent rekeys")
 		if e := f.getRoom(r.ID).Epoch; e != 2 {
 			f.Fatalf("epoch %d after the concurrent rekeys, want 2", e)
 		}
@@ -194,6 +214,6 @@ var rekeyCases = []testCase{
 			}
 		}
 		// The losers may retry from the new epoch; again one wins.
-		f.rekey(change(r.ID, 2, bob, nil, alice, bob))
+		f.rekey(f.change(r.ID, 2, bob, nil, alice, bob))
 	}},
 }

@@ -7,10 +7,17 @@
 //
 // The suite uses only the Store interface, so it checks what the interface
 // promises, not how a backend keeps it. Every refused change is also
-// checked to have left the store exactly as it was.
+// checked to have left the store exactly as it was, its membership history
+// included.
+//
+// Every change carries a signed statement (pkg/roomchain) made the way an
+// honest client makes it: the fixture keeps the private keys of the
+// identities it generates and, per room, the state of the history the
+// store accepted, and signs the next statement after it.
 package storetest
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"reflect"
@@ -22,6 +29,7 @@ import (
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
 // Run runs the whole suite, each subtest on a fresh store from open. open
@@ -39,6 +47,7 @@ func Run(t *testing.T, open func(t testing.TB) membership.Store) {
 		{"rekey", rekeyCases},
 		{"sealed_keys", sealedKeyCases},
 		{"blobs", blobCases},
+		{"history", historyCases},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
@@ -66,6 +75,20 @@ type fixture struct {
 	s     membership.Store
 	ctx   context.Context
 	clock time.Time
+	// ids holds, by user key, every identity the fixture generated: the
+	// private keys that sign statements.
+	ids map[string]*identity.Identity
+	// rooms holds, by room id, the verified state of the history the store
+	// accepted and that history, as the fixture sent it.
+	rooms map[string]*history
+}
+
+// history is what the fixture knows of one room's membership history.
+type history struct {
+	state *roomchain.State
+	chain []roomchain.Signed
+	// lean: chain is not kept (a large room's history is hundreds of MB).
+	lean bool
 }
 
 func newFixture(t testing.TB, open func(t testing.TB) membership.Store) *fixture {
@@ -75,6 +98,8 @@ func newFixture(t testing.TB, open func(t testing.TB) membership.Store) *fixture
 		s:     open(t),
 		ctx:   context.Background(),
 		clock: time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.UTC),
+		ids:   map[string]*identity.Identity{},
+		rooms: map[string]*history{},
 	}
 }
 
@@ -91,6 +116,17 @@ func (f *fixture) newIdentity(name string) *identity.Identity {
 	id, err := identity.Generate(name, nil)
 	if err != nil {
 		f.Fatalf("generate identity %q: %v", name, err)
+	}
+	f.ids[id.UserKey()] = id
+	return id
+}
+
+// identity returns the identity, private keys included, of user key u.
+func (f *fixture) identity(u string) *identity.Identity {
+	f.Helper()
+	id, ok := f.ids[u]
+	if !ok {
+		f.Fatalf("no identity generated for %s", u)
 	}
 	return id
 }
@@ -132,6 +168,112 @@ func key(room string, epoch uint64, member, sealer api.User) api.SealedKey {
 	}
 }
 
+// ---- statements ----
+
+// state returns the verified state of room's history (nil before its
+// creation).
+func (f *fixture) state(room string) *roomchain.State {
+	if h := f.rooms[room]; h != nil {
+		return h.state
+	}
+	return nil
+}
+
+// sign signs st by actor as the next statement of st.Room: version, actor
+// and time filled in, and Seq and Prev following the fixture's state of
+// the room (a creation statement is always the first).
+func (f *fixture) sign(actor string, st roomchain.Statement) roomchain.Signed {
+	f.Helper()
+	return f.signWith(f.identity(actor), actor, st)
+}
+
+// signWith is sign with the signature made by signer, who may not be the
+// actor.
+func (f *fixture) signWith(signer *identity.Identity, actor string, st roomchain.Statement) roomchain.Signed {
+	f.Helper()
+	st.Version, st.Actor, st.Time = roomchain.Version, actor, f.clock.UnixMilli()
+	st.Seq, st.Prev = 1, ""
+	if s := f.state(st.Room); s != nil && st.Kind != roomchain.KindCreate {
+		st.Seq, st.Prev = s.Seq+1, s.Head
+	}
+	return f.signRaw(signer, st)
+}
+
+// signRaw signs st as it is.
+func (f *fixture) signRaw(signer *identity.Identity, st roomchain.Statement) roomchain.Signed {
+	f.Helper()
+	signed, err := roomchain.Sign(st, signer.SigningKey())
+	if err != nil {
+		f.Fatalf("sign statement: %v", err)
+	}
+	return signed
+}
+
+// createStatement is the creation statement of r, by its creator.
+func (f *fixture) createStatement(r api.Room) roomchain.Signed {
+	f.Helper()
+	creator := f.identity(r.Creator)
+	return f.sign(r.Creator, roomchain.Statement{Room: r.ID, Kind: roomchain.KindCreate, Epoch: 1, Name: r.Name, Encrypted: r.Encrypted,
+		Members: []roomchain.Member{{Public: creator.Public(), Role: roomchain.RoleAdmin}}})
+}
+
+// addStatement is actor's statement adding u to room with role, at the
+// room's current epoch.
+func (f *fixture) addStatement(room string, actor api.User, u identity.Public, role string) roomchain.Signed {
+	f.Helper()
+	var epoch uint64
+	var members []roomchain.Member
+	if s := f.state(room); s != nil {
+		epoch, members = s.Epoch, slices.Clone(s.Members)
+	}
+	members = append(members, roomchain.Member{Public: u, Role: role})
+	return f.sign(actor.User, roomchain.Statement{Room: room, Kind: roomchain.KindAdd, Epoch: epoch, Members: members})
+}
+
+// rekeyStatement is actor's statement of the rekey of room to epoch that
+// removes remove: a remove statement, or a rekey one if remove is empty.
+func (f *fixture) rekeyStatement(room string, actor api.User, epoch uint64, remove []string) roomchain.Signed {
+	f.Helper()
+	var members []roomchain.Member
+	if s := f.state(room); s != nil {
+		members = slices.DeleteFunc(slices.Clone(s.Members), func(m roomchain.Member) bool { return slices.Contains(remove, m.User) })
+	}
+	kind := roomchain.KindRekey
+	if len(remove) > 0 {
+		kind = roomchain.KindRemove
+	}
+	return f.sign(actor.User, roomchain.Statement{Room: room, Kind: kind, Epoch: epoch, Members: members})
+}
+
+// accept records st, which the store just accepted, as the next statement
+// of room's history; it must verify after the fixture's state.
+func (f *fixture) accept(room string, st roomchain.Signed) {
+	f.Helper()
+	h := f.rooms[room]
+	if h == nil {
+		h = &history{}
+		f.rooms[room] = h
+	}
+	next, err := h.state.Apply(room, st)
+	if err != nil {
+		f.Fatalf("the store accepted statement %d of room %s, which does not verify: %v", len(h.chain)+1, room, err)
+	}
+	h.state = next
+	if !h.lean {
+		h.chain = append(h.chain, st)
+	}
+}
+
+// withHead is r with the head of the fixture's history of it.
+func (f *fixture) withHead(r api.Room) api.Room {
+	if s := f.state(r.ID); s != nil {
+		r.HeadSeq, r.HeadHash = s.Seq, s.Head
+	}
+	return r
+}
+
+// ---- changes ----
+
 // room creates a room by creator.
 func (f *fixture) room(creator api.User, encrypted bool) api.Room {
 	f.Helper()
@@ -141,25 +283,44 @@ func (f *fixture) room(creator api.User, encrypted bool) api.Room {
 		kk := key(r.ID, 1, creator, creator)
 		k = &kk
 	}
-	if err := f.s.CreateRoom(f.ctx, r, k); err != nil {
-		f.Fatalf("CreateRoom: %v", err)
-	}
-	return r
+	f.createRoom(r, k)
+	return f.withHead(r)
 }
 
-// add adds u to room at its current epoch, the key sealed by sealer.
-func (f *fixture) add(room string, u, sealer api.User) api.Room {
+// createRoom creates r with the creator's key k and a valid creation
+// statement.
+func (f *fixture) createRoom(r api.Room, k *api.SealedKey) {
+	f.Helper()
+	st := f.createStatement(r)
+	if err := f.s.CreateRoom(f.ctx, r, k, st); err != nil {
+		f.Fatalf("CreateRoom: %v", err)
+	}
+	f.accept(r.ID, st)
+}
+
+// add adds u to room as a plain member at its current epoch, the key
+// sealed and the statement signed by actor, a room admin.
+func (f *fixture) add(room string, u, actor api.User) api.Room {
+	f.Helper()
+	return f.addAs(room, u, actor, roomchain.RoleMember)
+}
+
+// addAs is add with the room role of u.
+func (f *fixture) addAs(room string, u, actor api.User, role string) api.Room {
 	f.Helper()
 	r := f.getRoom(room)
 	var k *api.SealedKey
 	if r.Encrypted {
-		kk := key(room, r.Epoch, u, sealer)
+		kk := key(room, r.Epoch, u, actor)
 		k = &kk
 	}
-	got, err := f.s.AddMember(f.ctx, room, u.User, r.Epoch, k)
+	st := f.addStatement(room, actor, u.Public, role)
+	got, err := f.s.AddMember(f.ctx, room, u.User, r.Epoch, k, st)
 	if err != nil {
 		f.Fatalf("AddMember %s: %v", u.Name, err)
 	}
+	f.accept(room, st)
+	f.wantRoom(got, r, "AddMember's room")
 	return got
 }
 
@@ -173,15 +334,18 @@ func (f *fixture) getRoom(id string) api.Room {
 }
 
 // change builds the rekey of room from epoch from that removes remove and
-// seals the new key to keep, sealed by sealer.
-func change(room string, from uint64, sealer api.User, remove []api.User, keep ...api.User) membership.Rekey {
+// seals the new key to keep, the keys sealed and the statement (to epoch
+// from+1, after the fixture's head of the room) signed by actor.
+func (f *fixture) change(room string, from uint64, actor api.User, remove []api.User, keep ...api.User) membership.Rekey {
+	f.Helper()
 	c := membership.Rekey{Room: room, FromEpoch: from}
 	for _, u := range remove {
 		c.Remove = append(c.Remove, u.User)
 	}
 	for _, u := range keep {
-		c.Keys = append(c.Keys, key(room, from+1, u, sealer))
+		c.Keys = append(c.Keys, key(room, from+1, u, actor))
 	}
+	c.Statement = f.rekeyStatement(room, actor, from+1, c.Remove)
 	return c
 }
 
@@ -194,6 +358,8 @@ func (f *fixture) rekey(c membership.Rekey) api.Room {
 	if r.Epoch != c.FromEpoch+1 {
 		f.Fatalf("Rekey returned epoch %d, want %d", r.Epoch, c.FromEpoch+1)
 	}
+	f.accept(c.Room, c.Statement)
+	f.wantHead(r, "Rekey's room")
 	return r
 }
 
@@ -213,6 +379,48 @@ func (f *fixture) keys(room string, member api.User, epoch uint64) []api.SealedK
 		f.Fatalf("SealedKeys %s %s %d: %v", room, member.Name, epoch, err)
 	}
 	return ks
+}
+
+func (f *fixture) statements(room string, after uint64) []roomchain.Signed {
+	f.Helper()
+	sts, err := f.s.Statements(f.ctx, room, after)
+	if err != nil {
+		f.Fatalf("Statements %s after %d: %v", room, after, err)
+	}
+	return sts
+}
+
+// wantStatements fails unless Statements(room, after) returns want, byte
+// for byte, in order.
+func (f *fixture) wantStatements(room string, after uint64, want []roomchain.Signed, what string) {
+	f.Helper()
+	got := f.statements(room, after)
+	if got == nil {
+		f.Fatalf("%s: Statements returned nil, want an empty list", what)
+	}
+	same := len(got) == len(want)
+	for i := 0; same && i < len(got); i++ {
+		same = bytes.Equal(got[i].Body, want[i].Body) && bytes.Equal(got[i].Sig, want[i].Sig)
+	}
+	if !same {
+		var b strings.Builder
+		for _, st := range got {
+			fmt.Fprintf(&b, "\n got %.100s… sig %x", st.Body, st.Sig)
+		}
+		for _, st := range want {
+			fmt.Fprintf(&b, "\nwant %.100s… sig %x", st.Body, st.Sig)
+		}
+		f.Fatalf("%s: %d statements, want %d:%s", what, len(got), len(want), b.String())
+	}
+}
+
+func (f *fixture) isMember(room string, u api.User) bool {
+	f.Helper()
+	ok, err := f.s.IsMember(f.ctx, room, u.User)
+	if err != nil {
+		f.Fatalf("IsMember %s %s: %v", room, u.Name, err)
+	}
+	return ok
 }
 
 func (f *fixture) roomsOf(u api.User) []api.Room {
@@ -288,16 +496,31 @@ func wantUser(t testing.TB, got, want api.User, what string) {
 	}
 }
 
-func wantRoom(t testing.TB, got, want api.Room, what string) {
-	t.Helper()
+// wantRoom fails unless got is want, without members and with the head of
+// the fixture's history of the room (want's head is not looked at).
+func (f *fixture) wantRoom(got, want api.Room, what string) {
+	f.Helper()
 	if got.ID != want.ID || got.Name != want.Name || got.Encrypted != want.Encrypted || got.Epoch != want.Epoch ||
 		got.Creator != want.Creator || !got.CreatedAt.Equal(want.CreatedAt) || len(got.Members) != 0 {
-		t.Fatalf("%s:\n got %+v\nwant %+v", what, got, want)
+		f.Fatalf("%s:\n got %+v\nwant %+v", what, got, want)
+	}
+	f.wantHead(got, what)
+}
+
+// wantHead fails unless r names the last statement of the fixture's
+// history of it.
+func (f *fixture) wantHead(r api.Room, what string) {
+	f.Helper()
+	want := f.withHead(api.Room{ID: r.ID})
+	if r.HeadSeq != want.HeadSeq || r.HeadHash != want.HeadHash {
+		f.Fatalf("%s: head %d/%q, want %d/%q (the last statement)", what, r.HeadSeq, r.HeadHash, want.HeadSeq, want.HeadHash)
 	}
 }
 
-func wantRoomIDs(t testing.TB, got []api.Room, want []string, what string) {
-	t.Helper()
+// wantRoomIDs fails unless got are the rooms want, in order, each with
+// the head of the fixture's history of it.
+func (f *fixture) wantRoomIDs(got []api.Room, want []string, what string) {
+	f.Helper()
 	ids := []string{}
 	for _, r := range got {
 		ids = append(ids, r.ID)
@@ -306,7 +529,10 @@ func wantRoomIDs(t testing.TB, got []api.Room, want []string, what string) {
 		want = []string{}
 	}
 	if !slices.Equal(ids, want) {
-		t.Fatalf("%s: got rooms %v, want %v", what, ids, want)
+		f.Fatalf("%s: got rooms %v, want %v", what, ids, want)
+	}
+	for _, r := range got {
+		f.wantHead(r, what)
 	}
 }
 
@@ -328,23 +554,32 @@ func wantKeys(t testing.TB, got, want []api.SealedKey, what string) {
 }
 
 // state is what a refused change must leave untouched: the users, and for
-// one room its record, full member history, the given users' keys in it
-// and the given users' rooms.
+// one room its record (head included), full member history, the last
+// statements of its membership history (at most snapshotStatements: with
+// the head, enough to see that nothing was appended or replaced, without
+// reading the whole history of a large room), the given users' keys in it
+// and the given users' rooms and membership.
 type state struct {
-	Users   []api.User
-	Room    api.Room
-	Members []api.Member
-	Keys    map[string][]api.SealedKey
-	RoomsOf map[string][]api.Room
+	Users      []api.User
+	Room       api.Room
+	Members    []api.Member
+	Statements []roomchain.Signed
+	Keys       map[string][]api.SealedKey
+	RoomsOf    map[string][]api.Room
+	IsMember   map[string]bool
 
 	room  string
 	users []api.User
 }
 
+// snapshotStatements is how many of a room's last statements a snapshot
+// keeps.
+const snapshotStatements = 8
+
 // snapshot reads the state of room (none if "") as seen by users.
 func (f *fixture) snapshot(room string, users ...api.User) state {
 	f.Helper()
-	st := state{Keys: map[string][]api.SealedKey{}, RoomsOf: map[string][]api.Room{}, room: room, users: users}
+	st := state{Keys: map[string][]api.SealedKey{}, RoomsOf: map[string][]api.Room{}, IsMember: map[string]bool{}, room: room, users: users}
 	var err error
 	if st.Users, err = f.s.ListUsers(f.ctx); err != nil {
 		f.Fatalf("ListUsers: %v", err)
@@ -352,8 +587,10 @@ func (f *fixture) snapshot(room string, users ...api.User) state {
 	if room != "" {
 		st.Room = f.getRoom(room)
 		st.Members = f.members(room, true)
+		st.Statements = f.statements(room, st.Room.HeadSeq-min(st.Room.HeadSeq, snapshotStatements))
 		for _, u := range users {
 			st.Keys[u.User] = f.keys(room, u, 0)
+			st.IsMember[u.User] = f.isMember(room, u)
 		}
 	}
 	for _, u := range users {

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/enmanuel/unibus/internal/testbus"
+	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/identity"
+)
+
+// benchUser registers a user of role on bus and saves its identity file.
+func benchUser(t *testing.T, bus *testbus.Bus, name, role string) []string {
+	t.Helper()
+	id, _ := bus.User(t, name, role)
+	path := filepath.Join(t.TempDir(), name+".json")
+	if err := id.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"--server", bus.HTTP.URL, "--identity", path}
+}
+
+// TestBenchJSON runs every part of a small bench as an admin and checks
+// that the figures are there and positive, and that it cleaned up. It
+// asserts nothing about speed.
+func TestBenchJSON(t *testing.T) {
+	t.Parallel()
+	bus := testbus.Start(t, testbus.Options{})
+	settings := benchUser(t, bus, "alice", api.RoleAdmin)
+	r := runCLI(t, "", append([]string{"bench", "--msgs", "500", "--rekey-members", "20", "--duration", "300ms", "--json"}, settings...)...)
+	if r.code != 0 {
+		t.Fatalf("bench: exit %d: %s", r.code, r.stderr)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatalf("bench --json printed %q: %v", r.stdout, err)
+	}
+	for _, path := range []string{
+		"raw.msgs_per_s", "raw.mb_per_s", "raw.p50_ms", "raw.p99_ms", "raw.max_ms",
+		"e2e.msgs_per_s", "e2e.mb_per_s", "e2e.p50_ms", "e2e.p90_ms", "e2e.p99_ms", "e2e.max_ms",
+		"ratio",
+		"api.concurrency", "api.room_list.per_s", "api.room_list.requests", "api.key_fetch.per_s", "api.key_fetch.p99_ms",
+		"rekey.members", "rekey.seconds", "rekey.seal_upload_seconds", "rekey.fetch_seconds",
+	} {
+		v, ok := lookupNumber(doc, path)
+		if !ok || v <= 0 {
+			t.Errorf("bench --json: %s = %v (present %v); want a positive number", path, v, ok)
+		}
+	}
+	if v, _ := lookupNumber(doc, "rekey.members"); v != 20 {
+		t.Errorf("rekey.members = %v; want 20", v)
+	}
+	for _, path := range []string{"raw.lost", "e2e.lost"} {
+		if v, _ := lookupNumber(doc, path); v != 0 {
+			t.Errorf("%s = %v; want 0 on loopback", path, v)
+		}
+	}
+	room, _ := doc["room"].(string)
+	if !api.ValidRoomID(room) {
+		t.Fatalf("room = %q; want the scratch room's id", room)
+	}
+
+	// Clean-up: the throwaway users are revoked and the room's history
+	// purged; only alice is still active.
+	users, err := bus.Store.ListUsers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(users) != 20 {
+		t.Errorf("%d users registered; want alice and 19 throwaway users", len(users))
+	}
+	for _, u := range users {
+		if u.Name != "alice" && u.Active() {
+			t.Errorf("throwaway user %s is still active after the bench", u.Name)
+		}
+	}
+	s, err := bus.JS.Stream(context.Background(), api.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background(), jetstream.WithSubjectFilter(api.RoomSubject(room)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects[api.RoomSubject(room)]; n != 0 {
+		t.Errorf("the scratch room keeps %d messages in history after the bench; want them purged", n)
+	}
+}
+
+// TestBenchTable runs a short bench as a plain member: the people's table
+// is printed, and the rekey run is skipped with the reason.
+func TestBenchTable(t *testing.T) {
+	t.Parallel()
+	bus := testbus.Start(t, testbus.Options{})
+	settings := benchUser(t, bus, "bob", api.RoleMember)
+	r := runCLI(t, "", append([]string{"bench", "--msgs", "200", "--size", "64", "--rate", "2000", "--skip", "api", "--rekey-members", "5"}, settings...)...)
+	if r.code != 0 {
+		t.Fatalf("bench: exit %d: %s", r.code, r.stderr)
+	}
+	for _, want := range []string{"raw NATS", "end to end", "E2E/raw", "P99", "skipped rekey:", "needs an admin", "stays"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("bench output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "Control plane") {
+		t.Errorf("bench --skip api still ran the API part:\n%s", r.stdout)
+	}
+}
+
+func TestBenchUsage(t *testing.T) {
+	t.Parallel()
+	id, err := identity.Generate("carol", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "carol.json")
+	if err := id.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--skip", "raw,disk"}, `--skip "disk"`},
+		{[]string{"--size", "8"}, "--size 8"},
+		{[]string{"--msgs", "0"}, "--msgs 0"},
+		{[]string{"--rekey-members", "1"}, "at least 2 members"},
+		{[]string{"--concurrency", "0"}, "--concurrency 0"},
+		{[]string{"--pub", "3", "--msgs", "2"}, "every publisher needs a message"},
+	}
+	for _, tt := range tests {
+		args := append([]string{"bench", "--identity", path, "--server", "http://127.0.0.1:1"}, tt.args...)
+		r := runCLI(t, "", args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tt.want) {
+			t.Errorf("unibus %q = exit %d, stderr %q; want exit 2 and %q", args, r.code, r.stderr, tt.want)
+		}
+	}
+}
+
+// lookupNumber finds a number in decoded JSON by a dotted path.
+func lookupNumber(doc map[string]any, path string) (float64, bool) {
+	var v any = doc
+	for _, k := range strings.Split(path, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return 0, false
+		}
+		if v, ok = m[k]; !ok {
+			return 0, false
+		}
+	}
+	f, ok := v.(float64)
+	return f, ok
+}

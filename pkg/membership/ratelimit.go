@@ -1,0 +1,254 @@
+package membership
+
+import (
+	"container/list"
+	"encoding/json"
+	"math"
+	"net"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/reqsig"
+)
+
+// Default API rate limit of one client: a steady 20 requests a second with
+// bursts of 40, far above what the CLI or the SDK sends, so that only a
+// flood is slowed.
+const (
+	DefaultRatePerSecond = 20
+	DefaultRateBurst     = 40
+)
+
+// DefaultMaxRateKeys is how many clients a [RateLimiter] tracks at most
+// unless told otherwise.
+const DefaultMaxRateKeys = 10000
+
+// RateLimit is a token bucket: PerSecond tokens flow in each second, up to
+// Burst; each request takes one. PerSecond <= 0 means no limit; Burst < 1
+// means max(1, ceil(PerSecond)).
+type RateLimit struct {
+	PerSecond float64
+	Burst     int
+}
+
+// RateLimiter slows clients that send more than their [RateLimit]: each key
+// (a client, see [RequestKey]) has its own token bucket, and a request that
+// finds its bucket empty is answered 429 with a Retry-After header and the
+// API's JSON error (code rate_limited), without reaching the handler.
+//
+// Limits are per server node: a token bucket lives in the memory of one
+// process, so behind a load balancer over n nodes a client may send up to n
+// times the limit. It guards the node it runs on, before the work a
+// request costs (signature checks, store reads); it is not shared state,
+// and it is reset by a restart.
+//
+// Memory is bounded: a bucket that has refilled completely is
+// indistinguishable from a new one and is dropped, and at most MaxKeys
+// buckets are kept; past that the least recently used is dropped (that
+// client starts again with a full bucket).
+//
+// A user's claimed key is not verified before the limiter runs (see
+// [RequestKey]), so a server bounds both the claimed user and the address:
+//
+//	perUser := NewRateLimiter(RateLimit{PerSecond: DefaultRatePerSecond, Burst: DefaultRateBurst})
+//	perAddr := NewRateLimiter(RateLimit{PerSecond: 5 * DefaultRatePerSecond, Burst: 5 * DefaultRateBurst})
+//	handler := perAddr.Middleware(perUser.Middleware(srv, RequestKey), RemoteIPKey)
+//
+// A RateLimiter is safe for concurrent use. Set its fields before the first
+// request.
+type RateLimiter struct {
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// MaxKeys bounds the number of tracked keys; 0 or less means
+	// DefaultMaxRateKeys.
+	MaxKeys int
+
+	rate  float64 // tokens per second; 0 means no limit
+	burst float64
+
+	mu      sync.Mutex
+	buckets map[string]*list.Element // of *bucket
+	lru     list.List                // most recently used first
+}
+
+// bucket is one key's token bucket.
+type bucket struct {
+	key    string
+	tokens float64
+	last   time.Time // when tokens was computed
+}
+
+// NewRateLimiter returns a limiter that gives every key the limit l.
+func NewRateLimiter(l RateLimit) *RateLimiter {
+	rl := &RateLimiter{buckets: map[string]*list.Element{}}
+	if l.PerSecond > 0 && !math.IsInf(l.PerSecond, 1) && !math.IsNaN(l.PerSecond) {
+		rl.rate = l.PerSecond
+		rl.burst = float64(l.Burst)
+		if l.Burst < 1 {
+			rl.burst = max(1, math.Ceil(l.PerSecond))
+		}
+	}
+	return rl
+}
+
+// Middleware returns a handler that takes one token from the bucket of
+// key(r) for each request and passes it to next, or answers 429 when the
+// bucket is empty. A nil key, or an empty key(r), means [RemoteIPKey].
+func (rl *RateLimiter) Middleware(next http.Handler, key func(*http.Request) string) http.Handler {
+	if rl.rate == 0 {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k := ""
+		if key != nil {
+			k = key(r)
+		}
+		if k == "" {
+			k = RemoteIPKey(r)
+		}
+		ok, wait := rl.Allow(k)
+		if !ok {
+			writeRateLimited(w, wait)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Allow takes a token from key's bucket. It reports whether there was one,
+// and if not, how long until there is.
+func (rl *RateLimiter) Allow(key string) (ok bool, wait time.Duration) {
+	if rl.rate == 0 {
+		return true, 0
+	}
+	now := rl.now()
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	rl.evictIdle(now)
+	var b *bucket
+	if e, found := rl.buckets[key]; found {
+		rl.lru.MoveToFront(e)
+		b = e.Value.(*bucket)
+		rl.refill(b, now)
+	} else {
+		if len(rl.buckets) >= rl.maxKeys() {
+			rl.remove(rl.lru.Back())
+		}
+		b = &bucket{key: key, tokens: rl.burst, last: now}
+		rl.buckets[key] = rl.lru.PushFront(b)
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return true, 0
+	}
+	// Capped so that a tiny rate cannot overflow the duration.
+	return false, time.Duration(min((1-b.tokens)/rl.rate, maxRetryAfter.Seconds()) * float64(time.Second))
+}
+
+// maxRetryAfter bounds the wait Allow reports.
+const maxRetryAfter = 24 * time.Hour
+
+// Len returns the number of keys tracked.
+func (rl *RateLimiter) Len() int {
+	rl.mu.Lock()
+	defer rl.mu.Unlock()
+	return len(rl.buckets)
+}
+
+// refill adds the tokens that flowed in since b was last computed.
+func (rl *RateLimiter) refill(b *bucket, now time.Time) {
+	if elapsed := now.Sub(b.last); elapsed > 0 {
+		b.tokens = min(rl.burst, b.tokens+elapsed.Seconds()*rl.rate)
+		b.last = now
+	}
+}
+
+// evictIdle drops the least recently used buckets that have refilled
+// completely by now. The list is ordered by last use, so it stops at the
+// first bucket still short of tokens.
+func (rl *RateLimiter) evictIdle(now time.Time) {
+	for e := rl.lru.Back(); e != nil; e = rl.lru.Back() {
+		b := e.Value.(*bucket)
+		if b.tokens+now.Sub(b.last).Seconds()*rl.rate < rl.burst {
+			return
+		}
+		rl.remove(e)
+	}
+}
+
+func (rl *RateLimiter) remove(e *list.Element) {
+	if e == nil {
+		return
+	}
+	delete(rl.buckets, e.Value.(*bucket).key)
+	rl.lru.Remove(e)
+}
+
+func (rl *RateLimiter) maxKeys() int {
+	if rl.MaxKeys > 0 {
+		return rl.MaxKeys
+	}
+	return DefaultMaxRateKeys
+}
+
+func (rl *RateLimiter) now() time.Time {
+	if rl.Now != nil {
+		return rl.Now()
+	}
+	return time.Now()
+}
+
+// writeRateLimited answers 429 with a Retry-After of at least one second.
+func writeRateLimited(w http.ResponseWriter, wait time.Duration) {
+	secs := max(1, int64(math.Ceil(wait.Seconds())))
+	e := api.Errorf(api.CodeRateLimited, "too many requests: slow down and retry in %d s", secs)
+	h := w.Header()
+	h.Set("Retry-After", strconv.FormatInt(secs, 10))
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(api.HTTPStatus(e.Code))
+	json.NewEncoder(w).Encode(e)
+}
+
+// RequestKey identifies the client of r for rate limiting: "user:" and the
+// user key claimed by its request signature (the user= field of the
+// Authorization header) when the header parses, else [RemoteIPKey].
+//
+// The claim is not verified here (the limiter runs before the signature
+// check, to spare the node that work), so a client can spread a flood over
+// many claimed keys, or spend another user's budget by claiming its key.
+// Put a limiter keyed by [RemoteIPKey], with a larger budget, in front of
+// one keyed by RequestKey to bound both.
+func RequestKey(r *http.Request) string {
+	if sig, err := reqsig.Parse(r.Header.Get("Authorization")); err == nil {
+		return "user:" + sig.User
+	}
+	return RemoteIPKey(r)
+}
+
+// RemoteIPKey identifies the client of r by the address of its connection:
+// "ip:" and the IPv4 address, or the /64 network of an IPv6 address (one
+// host commonly holds a whole /64). Forwarding headers such as
+// X-Forwarded-For are ignored: any client can set them.
+func RemoteIPKey(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return "ip:" + host
+	}
+	addr = addr.Unmap().WithZone("")
+	if addr.Is6() {
+		if p, err := addr.Prefix(64); err == nil {
+			return "ip:" + p.String()
+		}
+	}
+	return "ip:" + addr.String()
+}
