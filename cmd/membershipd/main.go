@@ -199,6 +199,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// and --tls-cert/--tls-key turn on TLS. An external NATS manages its own
 	// auth/TLS, so those flags do not apply to it.
 	var ns *server.Server
+	var guard *dataPlane // set with the embedded server in enforce mode
 	var natsOpts []nats.Option
 	natsClientURL := *natsURL
 	if natsClientURL == "" {
@@ -245,9 +246,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if err != nil {
 				return fmt.Errorf("service nkey: %w", err)
 			}
-			auth := busauth.NewNkeyAuthenticator(func(userKey string) bool {
-				return userKey == svcKey || store.IsAuthorized(userKey)
-			})
+			// Per-room subject permissions and instant revocation: see
+			// dataplane.go.
+			guard = &dataPlane{store: store, serviceKey: svcKey, log: slogger}
+			auth := busauth.NewNkeyAuthenticator(guard.authorized)
+			auth.Permissions = guard.permissions
 			auth.Logger = slogger
 			cfg.Auth = auth
 			natsOpts = append(natsOpts, nats.Nkey(svcKey, svc.Sign))
@@ -270,6 +273,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			ns.WaitForShutdown()
 		}()
 		natsClientURL = embeddednats.ClientURL(ns)
+		if guard != nil {
+			guard.ns = ns
+		}
 		logger.Printf("embedded NATS (JetStream) ready: %s", natsClientURL)
 	} else {
 		logger.Printf("using external NATS: %s", redactURL(natsClientURL))
@@ -295,6 +301,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return nil
 		}
 		return err
+	}
+
+	if guard != nil {
+		guardCtx, stopGuard := context.WithCancel(ctx)
+		guardDone := make(chan struct{})
+		go func() { defer close(guardDone); guard.run(guardCtx, nc) }()
+		defer func() { stopGuard(); <-guardDone }()
+		logger.Printf("NATS per-room permissions: ON; revocations close connections within %s", revocationPoll)
 	}
 
 	srv := membership.NewServer(store, blobs, authMode)

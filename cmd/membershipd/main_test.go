@@ -24,6 +24,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/subjects"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/reqsig"
 )
@@ -322,12 +323,33 @@ func TestRunEnforceEmbedded(t *testing.T) {
 		t.Error("unknown user's NATS connection admitted under enforce")
 	}
 	userCLI(t, 0, "seed", "--db", db, alice.Public().Token())
-	nc, err := nats.Connect(info.NATSURL, nats.Nkey(alice.UserKey(), alice.NkeySign))
+	nc, err := nats.Connect(info.NATSURL, nats.Nkey(alice.UserKey(), alice.NkeySign), nats.CustomInboxPrefix(subjects.InboxPrefix(alice.UserKey())))
 	if err != nil {
 		t.Fatalf("seeded user's NATS connection refused: %v", err)
 	}
-	checkHistoryStream(t, nc)
-	nc.Close()
+	defer nc.Close()
+	checkUserSeesHistory(t, nc)
+}
+
+// checkUserSeesHistory checks, through a user's connection under enforce,
+// that the history stream exists: a user may not inspect streams (per-room
+// permissions), but the account shows the stream membershipd made through
+// its service key.
+func checkUserSeesHistory(t testing.TB, nc *nats.Conn) {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	ai, err := js.AccountInfo(ctx)
+	if err != nil || ai.Streams != 1 {
+		t.Fatalf("account info = %+v, %v; want the history stream", ai, err)
+	}
+	if _, err := js.Stream(ctx, api.HistoryStream); err == nil {
+		t.Fatal("a user read the history stream's info under enforce")
+	}
 }
 
 // checkHistoryStream checks that the history stream exists where nc is

@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/subjects"
 )
 
 // selfSigned writes a self-signed certificate for 127.0.0.1 and its key to
@@ -106,10 +107,10 @@ func TestRunTLS(t *testing.T) {
 	}
 	alice := newIdentity(t, "alice")
 	userCLI(t, 0, "seed", "--db", filepath.Join(dir, "unibus.db"), alice.Public().Token())
-	nc, err := nats.Connect(info.NATSURL, nats.RootCAs(filepath.Join(dir, "server.crt")), nats.Nkey(alice.UserKey(), alice.NkeySign))
+	nc, err := nats.Connect(info.NATSURL, nats.RootCAs(filepath.Join(dir, "server.crt")), nats.Nkey(alice.UserKey(), alice.NkeySign), nats.CustomInboxPrefix(subjects.InboxPrefix(alice.UserKey())))
 	if err != nil {
 		t.Fatalf("TLS NATS connection of a seeded user: %v", err)
 	}
-	checkHistoryStream(t, nc)
+	checkUserSeesHistory(t, nc)
 	nc.Close()
 }

@@ -217,4 +217,8 @@ func RoomEventSubject(room string) string { return SubjectPrefix + room + ".even
 type RoomEvent struct {
 	Room  string `json:"room"`
 	Epoch uint64 `json:"epoch"`
+	// Users are the users whose membership changed (added or removed):
+	// every node closes their NATS connections so that they reconnect with
+	// permissions for their new set of rooms.
+	Users []string `json:"users,omitempty"`
 }

@@ -54,6 +54,7 @@ import (
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/reqsig"
+	"github.com/enmanuel/unibus/pkg/subjects"
 )
 
 // DefaultServer is the control-plane URL used when none is given.
@@ -273,6 +274,9 @@ func (c *Client) connectNATS(ctx context.Context) error {
 		}
 		opts := []nats.Option{
 			nats.Name("unibus " + c.id.Name()),
+			// Replies come to an inbox only this user may subscribe to
+			// (the per-user permissions of an enforcing bus).
+			nats.CustomInboxPrefix(subjects.InboxPrefix(c.id.UserKey())),
 			nats.MaxReconnects(-1),
 			nats.ReconnectWait(250 * time.Millisecond),
 		}

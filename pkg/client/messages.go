@@ -13,6 +13,7 @@ import (
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/e2ee"
+	"github.com/enmanuel/unibus/pkg/subjects"
 )
 
 // Message is what a sender puts in a room: text, a file, or both.
@@ -138,7 +139,9 @@ func (c *Client) Read(ctx context.Context, roomRef string, opts ReadOptions, fn 
 	if lastSeq == 0 && !opts.Follow {
 		return nil
 	}
-	cons, err := c.js.OrderedConsumer(ctx, api.HistoryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}})
+	// A random name prefix: consumer names cannot be tied to their creator
+	// by NATS permissions, so they must not be guessable by other users.
+	cons, err := c.js.OrderedConsumer(ctx, api.HistoryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, NamePrefix: subjects.NewConsumerPrefix()})
 	if err != nil {
 		return fmt.Errorf("read room %s history: %w", id, err)
 	}

@@ -425,6 +425,7 @@ func (s *Server) createRoom(ctx context.Context, c *call) (int, any, error) {
 	if err := s.store.CreateRoom(ctx, room, key, req.Statement); err != nil {
 		return 0, nil, err
 	}
+	s.announce(room, c.user.User)
 	return http.StatusCreated, room, nil
 }
 
@@ -517,7 +518,7 @@ func (s *Server) addMember(ctx context.Context, c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	s.log().Info("member added", "room", room.ID, "user", u.User, "by", c.user.User, "epoch", updated.Epoch)
-	s.announce(updated)
+	s.announce(updated, u.User)
 	return http.StatusOK, updated, nil
 }
 
@@ -545,7 +546,7 @@ func (s *Server) rekey(ctx context.Context, c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	s.log().Info("room rekeyed", "room", room.ID, "epoch", updated.Epoch, "removed", len(req.Remove), "by", c.user.User)
-	s.announce(updated)
+	s.announce(updated, req.Remove...)
 	return http.StatusOK, updated, nil
 }
 
@@ -579,11 +580,11 @@ func (s *Server) statements(ctx context.Context, c *call) (int, any, error) {
 
 // announce tells the room's clients that it changed. Failure is logged:
 // the change is committed, and clients also refresh on an unknown epoch.
-func (s *Server) announce(room api.Room) {
+func (s *Server) announce(room api.Room, changed ...string) {
 	if s.Events == nil {
 		return
 	}
-	b, _ := json.Marshal(api.RoomEvent{Room: room.ID, Epoch: room.Epoch})
+	b, _ := json.Marshal(api.RoomEvent{Room: room.ID, Epoch: room.Epoch, Users: changed})
 	if err := s.Events.Publish(api.RoomEventSubject(room.ID), b); err != nil {
 		s.log().Warn("announce room change", "room", room.ID, "err", err)
 	}

@@ -1,0 +1,239 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/client"
+	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/subjects"
+)
+
+// enforceBus is a real membershipd in enforce mode with alice (admin) and
+// bob seeded on the host, and their SDK clients.
+type enforceBus struct {
+	srv        *testServer
+	db         string
+	info       api.Info
+	alice, bob *client.Client
+	aliceID    *identity.Identity
+	bobID      *identity.Identity
+}
+
+func startEnforce(t *testing.T) *enforceBus {
+	t.Helper()
+	dir := t.TempDir()
+	e := &enforceBus{srv: startServer(t, dir, "--bus-auth", "enforce"), db: filepath.Join(dir, "unibus.db")}
+	e.aliceID, e.bobID = newIdentity(t, "alice"), newIdentity(t, "bob")
+	userCLI(t, 0, "seed", "--db", e.db, "--admin", e.aliceID.Public().Token())
+	userCLI(t, 0, "seed", "--db", e.db, e.bobID.Public().Token())
+	e.alice, e.bob = e.client(t, e.aliceID), e.client(t, e.bobID)
+	var err error
+	if e.info, err = e.alice.Info(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *enforceBus) client(t testing.TB, id *identity.Identity) *client.Client {
+	t.Helper()
+	c, err := client.New(client.Config{Server: e.srv.URL, Identity: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// rawConn connects to NATS as id, with the same options the SDK uses.
+func (e *enforceBus) rawConn(t testing.TB, id *identity.Identity, errs chan<- error) *nats.Conn {
+	t.Helper()
+	nc, err := nats.Connect(e.info.NATSURL,
+		nats.Nkey(id.UserKey(), id.NkeySign),
+		nats.CustomInboxPrefix(subjects.InboxPrefix(id.UserKey())),
+		nats.MaxReconnects(0),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errs != nil {
+				select {
+				case errs <- err:
+				default:
+				}
+			}
+		}))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", id.Name(), err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// waitFor polls cond every 10ms until it holds or the deadline passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestEnforceMembersTalkNonMembersCannot(t *testing.T) {
+	t.Parallel()
+	e := startEnforce(t)
+	room, err := e.alice.CreateRoom(ctxT(t), "ops", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := e.bob.CreateRoom(ctxT(t), "bob's", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.alice.Send(ctxT(t), room.ID, client.Message{Text: "members only"}); err != nil {
+		t.Fatal(err)
+	}
+
+	// bob is not a member of alice's room: the data plane refuses him its
+	// subjects and its history, even as ciphertext.
+	errs := make(chan error, 10)
+	nc := e.rawConn(t, e.bobID, errs)
+	got := make(chan *nats.Msg, 1)
+	if _, err := nc.Subscribe(api.RoomSubject(room.ID), func(m *nats.Msg) { got <- m }); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	select {
+	case err := <-errs:
+		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			t.Fatalf("subscribe error = %v; want a permissions violation", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("subscription to another room's subject was not refused")
+	}
+	js, _ := jetstream.New(nc)
+	short, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := js.Publish(short, api.RoomSubject(room.ID), []byte("junk"), jetstream.WithRetryAttempts(0)); err == nil {
+		t.Fatal("non-member published into the room's history")
+	}
+	short, cancel = context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := js.OrderedConsumer(short, api.HistoryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{api.RoomSubject(room.ID)}}); err == nil {
+		t.Fatal("non-member created a consumer on the room's history")
+	}
+	// His own room works.
+	if _, err := e.bob.Send(ctxT(t), other.ID, client.Message{Text: "mine"}); err != nil {
+		t.Fatalf("bob's own room: %v", err)
+	}
+	// Nothing of bob's reached alice's room.
+	var texts []string
+	e.alice.Read(ctxT(t), room.ID, client.ReadOptions{}, func(r client.Received) error { texts = append(texts, r.Text); return nil })
+	if len(texts) != 1 || texts[0] != "members only" {
+		t.Fatalf("alice's room holds %q", texts)
+	}
+	select {
+	case m := <-got:
+		t.Fatalf("non-member received %q", m.Data)
+	default:
+	}
+}
+
+func TestEnforceAddedMemberGetsAccessUnnoticed(t *testing.T) {
+	t.Parallel()
+	e := startEnforce(t)
+	room, err := e.alice.CreateRoom(ctxT(t), "ops", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// bob's SDK is connected (to his own room) before he is added.
+	mine, err := e.bob.CreateRoom(ctxT(t), "mine", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.bob.Send(ctxT(t), mine.ID, client.Message{Text: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.alice.AddMember(ctxT(t), room.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	// His connection is closed and reopened with the new room: the SDK
+	// retries without the application noticing.
+	var sendErr error
+	waitFor(t, 10*time.Second, "bob sends in the room he was added to", func() bool {
+		_, sendErr = e.bob.Send(ctxT(t), room.ID, client.Message{Text: "hello alice"})
+		return sendErr == nil
+	})
+}
+
+func TestEnforceRemovedMemberAndRevokedUserAreCutWithinASecond(t *testing.T) {
+	t.Parallel()
+	e := startEnforce(t)
+	carolID := newIdentity(t, "carol")
+	userCLI(t, 0, "seed", "--db", e.db, carolID.Public().Token())
+	room, err := e.alice.CreateRoom(ctxT(t), "ops", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"bob", "carol"} {
+		if _, err := e.alice.AddMember(ctxT(t), room.ID, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Live raw subscriptions of bob and carol on the room's subject.
+	subscribe := func(id *identity.Identity) (*nats.Conn, *sync.Map) {
+		nc := e.rawConn(t, id, nil)
+		seen := &sync.Map{}
+		if _, err := nc.Subscribe(api.RoomSubject(room.ID), func(m *nats.Msg) { seen.Store(string(m.Data[:min(len(m.Data), 40)]), true) }); err != nil {
+			t.Fatal(err)
+		}
+		nc.Flush()
+		return nc, seen
+	}
+	bobNC, _ := subscribe(e.bobID)
+	carolNC, _ := subscribe(carolID)
+
+	start := time.Now()
+	if _, err := e.alice.RemoveMember(ctxT(t), room.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Second, "removed member's connection closed", func() bool { return !bobNC.IsConnected() })
+	t.Logf("removed member cut after %s", time.Since(start))
+
+	start = time.Now()
+	userCLI(t, 0, "revoke", "--db", e.db, "carol")
+	waitFor(t, time.Second, "revoked user's connection closed", func() bool { return !carolNC.IsConnected() })
+	t.Logf("revoked user cut after %s", time.Since(start))
+
+	// Neither gets back in: bob lacks the room's subjects, carol any access.
+	if _, err := nats.Connect(e.info.NATSURL, nats.Nkey(carolID.UserKey(), carolID.NkeySign), nats.MaxReconnects(0)); err == nil {
+		t.Fatal("revoked user reconnected")
+	}
+	errs := make(chan error, 4)
+	nc := e.rawConn(t, e.bobID, errs)
+	nc.Subscribe(api.RoomSubject(room.ID), func(*nats.Msg) {})
+	nc.Flush()
+	select {
+	case err := <-errs:
+		if !errors.Is(err, nats.ErrPermissionViolation) && !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			t.Fatalf("removed member's subscribe = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("removed member could subscribe to the room again")
+	}
+}
