@@ -43,6 +43,12 @@ import (
 //     second waits, then reads what the first wrote, instead of failing
 //     with SQLITE_BUSY when it tries to write. Read-only work runs outside
 //     transactions and takes no write lock.
+//
+// Membership history (migrations/0002_history.sql): every room change runs
+// the checks of its documented error codes first, then, still inside its
+// transaction, [CheckStatement] against the room's head statement, and
+// only then writes: its rows, its statement (verbatim) and the room's new
+// head. A refused change therefore writes nothing.
 
 // busyTimeout is how long a write waits for another process's write.
 const busyTimeout = 5 * time.Second

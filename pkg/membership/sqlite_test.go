@@ -164,6 +164,179 @@ func TestNewerSchemaRefused(t *testing.T) {
 	}
 }
 
+// TestMigrateFromVersion1 opens a database as a version-1 membershipd left
+// it (migration 0001 only, with data) and checks that migration 0002 keeps
+// the data, gives the old rooms no history (head 0, which also leaves them
+// unchangeable) and new rooms one, and that statements survive a reopen.
+func TestMigrateFromVersion1(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "unibus.db")
+	v1, err := os.ReadFile("migrations/0001_init.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceID, alice := newIdentity(t, "alice")
+	bob, carol := newUser(t, "bob"), newUser(t, "carol")
+	legacy := api.NewRoomID()
+	blobID := strings.Repeat("cd", 32)
+	db, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What Open of version 1 ran (see applyMigration), then a room of two
+	// members, rekeyed once to remove bob, and a blob.
+	for _, q := range []struct {
+		sql  string
+		args []any
+	}{
+		{`CREATE TABLE schema_migrations (version INTEGER NOT NULL PRIMARY KEY, applied_at INTEGER NOT NULL)`, nil},
+		{string(v1), nil},
+		{`INSERT INTO schema_migrations (version, applied_at) VALUES (1, 12345)`, nil},
+		{`INSERT INTO users (user_key, name, xkey, binding, role, status, created_at) VALUES (?, ?, ?, ?, 'admin', 'active', 1), (?, ?, ?, ?, 'member', 'active', 2), (?, ?, ?, ?, 'member', 'active', 3)`,
+			[]any{alice.User, alice.Name, alice.XKey, alice.Binding, bob.User, bob.Name, bob.XKey, bob.Binding, carol.User, carol.Name, carol.XKey, carol.Binding}},
+		{`INSERT INTO rooms (id, name, encrypted, epoch, creator, created_at) VALUES (?, 'old', 1, 2, ?, 4)`, []any{legacy, alice.User}},
+		{`INSERT INTO members (room, user_key, since, until) VALUES (?, ?, 1, NULL), (?, ?, 1, 2)`, []any{legacy, alice.User, legacy, bob.User}},
+		{`INSERT INTO sealed_keys (room, epoch, member, sealer, sealed) VALUES (?, 1, ?, ?, x'01'), (?, 1, ?, ?, x'02'), (?, 2, ?, ?, x'03')`,
+			[]any{legacy, alice.User, alice.User, legacy, bob.User, alice.User, legacy, alice.User, alice.User}},
+		{`INSERT INTO blobs (room, id, size, uploader, created_at) VALUES (?, ?, 7, ?, 5)`, []any{legacy, blobID, alice.User}},
+	} {
+		if _, err := db.Exec(q.sql, q.args...); err != nil {
+			t.Fatalf("version-1 database: %v", err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	s, err := membership.Open(path)
+	if err != nil {
+		t.Fatalf("Open of a version-1 database: %v", err)
+	}
+	raw := rawDB(t, path)
+	got := applied(t, raw)
+	if len(got) != 2 || got[0] != (appliedMigration{1, 12345}) || got[1].version != 2 {
+		t.Fatalf("schema_migrations after the upgrade: %+v", got)
+	}
+	var (
+		headSeq  int64
+		headHash string
+		n        int
+	)
+	if err := raw.QueryRow(`SELECT head_seq, head_hash FROM rooms WHERE id = ?`, legacy).Scan(&headSeq, &headHash); err != nil || headSeq != 0 || headHash != "" {
+		t.Fatalf("old room's head after the upgrade: %d %q, %v; want 0 and ''", headSeq, headHash, err)
+	}
+	if err := raw.QueryRow(`SELECT count(*) FROM statements`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d statements after the upgrade (%v), want none", n, err)
+	}
+
+	// The old data reads as before.
+	r, err := s.GetRoom(ctx, legacy)
+	if err != nil || r.Name != "old" || !r.Encrypted || r.Epoch != 2 || r.Creator != alice.User || r.HeadSeq != 0 || r.HeadHash != "" {
+		t.Fatalf("old room after the upgrade: %+v, %v", r, err)
+	}
+	ms, err := s.Members(ctx, legacy, true)
+	if err != nil || len(ms) != 2 {
+		t.Fatalf("old room's members after the upgrade: %+v, %v", ms, err)
+	}
+	for _, m := range ms {
+		if want := map[string]uint64{alice.User: 0, bob.User: 2}[m.User]; m.Since != 1 || m.Until != want {
+			t.Fatalf("old room's members after the upgrade: %+v", ms)
+		}
+	}
+	if ks, err := s.SealedKeys(ctx, legacy, alice.User, 0); err != nil || len(ks) != 2 || ks[1].SealedKey[0] != 3 || ks[1].Sealer.Name != "alice" {
+		t.Fatalf("old room's keys after the upgrade: %+v, %v", ks, err)
+	}
+	if b, err := s.GetBlob(ctx, legacy, blobID); err != nil || b.Size != 7 {
+		t.Fatalf("old blob after the upgrade: %+v, %v", b, err)
+	}
+	if rs, err := s.RoomsOf(ctx, alice.User); err != nil || len(rs) != 1 || rs[0].ID != legacy || rs[0].HeadSeq != 0 {
+		t.Fatalf("RoomsOf(alice) after the upgrade: %+v, %v", rs, err)
+	}
+	if sts, err := s.Statements(ctx, legacy, 0); err != nil || sts == nil || len(sts) != 0 {
+		t.Fatalf("Statements of an old room: %v, %v; want an empty list", sts, err)
+	}
+	if ok, err := s.IsMember(ctx, legacy, alice.User); err != nil || !ok {
+		t.Fatalf("IsMember(alice) of the old room: %v, %v", ok, err)
+	}
+	if ok, err := s.IsMember(ctx, legacy, bob.User); err != nil || ok {
+		t.Fatalf("IsMember(bob) of the old room: %v, %v", ok, err)
+	}
+
+	// The old room cannot be changed: no statement follows a missing head.
+	pretend := &chain{tb: t}
+	create := pretend.create(aliceID, api.Room{ID: legacy, Name: "old", Encrypted: true})
+	pretend.accept(create)
+	kc := api.SealedKey{Room: legacy, Epoch: 2, Member: carol.User, Sealer: alice.Public, SealedKey: []byte("k")}
+	for what, st := range map[string]roomchain.Signed{"a creation statement": create, "an add statement": pretend.add(aliceID, carol.Public)} {
+		_, err := s.AddMember(ctx, legacy, carol.User, 2, &kc, st)
+		if api.ErrorCode(err) != api.CodeInvalid || !strings.Contains(err.Error(), "no signed membership history") {
+			t.Fatalf("AddMember to an old room with %s: %v, want invalid (no history)", what, err)
+		}
+	}
+	_, err = s.Rekey(ctx, membership.Rekey{Room: legacy, FromEpoch: 2, Keys: []api.SealedKey{sealed(legacy, 3, alice, alice)}, Statement: pretend.rekey(aliceID)})
+	if api.ErrorCode(err) != api.CodeInvalid {
+		t.Fatalf("Rekey of an old room: %v, want invalid", err)
+	}
+	if r, err := s.GetRoom(ctx, legacy); err != nil || r.Epoch != 2 || r.HeadSeq != 0 {
+		t.Fatalf("old room after the refused changes: %+v, %v", r, err)
+	}
+	if ok, err := s.IsMember(ctx, legacy, carol.User); err != nil || ok {
+		t.Fatalf("IsMember(carol) after the refused add: %v, %v", ok, err)
+	}
+
+	// A new room has a history, kept across a reopen.
+	r = api.Room{ID: api.NewRoomID(), Name: "new", Encrypted: true, Creator: alice.User}
+	c := createRoom(t, s, aliceID, r)
+	st := c.add(aliceID, bob.Public)
+	kb := sealed(r.ID, 1, bob, alice)
+	if _, err := s.AddMember(ctx, r.ID, bob.User, 1, &kb, st); err != nil {
+		t.Fatal(err)
+	}
+	c.accept(st)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openAt(t, path)
+	if got := applied(t, raw); len(got) != 2 {
+		t.Fatalf("schema_migrations after a reopen: %+v", got)
+	}
+	sts, err := s.Statements(ctx, r.ID, 0)
+	if err != nil || !sameStatements(sts, c.all) {
+		t.Fatalf("statements after a reopen: %d, %v; want the %d stored", len(sts), err, len(c.all))
+	}
+	if got, err := s.GetRoom(ctx, r.ID); err != nil || got.HeadSeq != 2 || got.HeadHash != st.HashHex() {
+		t.Fatalf("new room after a reopen: %+v, %v", got, err)
+	}
+}
+
+// TestCreationStatementMatchesRoom checks what the SQLite store checks of a
+// creation statement beyond [membership.CheckStatement]: the room's name
+// and encryption, which clients take from the statement.
+func TestCreationStatementMatchesRoom(t *testing.T) {
+	ctx := context.Background()
+	s := openTemp(t)
+	aliceID, alice := newIdentity(t, "alice")
+	if err := s.CreateUser(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	r := api.Room{ID: api.NewRoomID(), Name: "plans", Encrypted: true, Creator: alice.User}
+	k := sealed(r.ID, 1, alice, alice)
+	renamed, cleartext := r, r
+	renamed.Name = "other"
+	cleartext.Encrypted = false
+	for what, claimed := range map[string]api.Room{"another name": renamed, "a cleartext room": cleartext} {
+		st := (&chain{tb: t}).create(aliceID, claimed)
+		err := s.CreateRoom(ctx, r, &k, st)
+		if api.ErrorCode(err) != api.CodeInvalid {
+			t.Fatalf("CreateRoom with a statement naming %s: %v, want invalid", what, err)
+		}
+		if _, err := s.GetRoom(ctx, r.ID); api.ErrorCode(err) != api.CodeNotFound {
+			t.Fatalf("GetRoom after the refused CreateRoom: %v, want not_found", err)
+		}
+	}
+	createRoom(t, s, aliceID, r)
+}
+
 func TestOpenCreatesPrivateFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state dir", "membership?#%")
 	path := filepath.Join(dir, "unibus.db")
@@ -676,7 +849,7 @@ func BenchmarkRekey10000(b *testing.B) {
 		return c
 	}
 	c := next()
-	b.ReportMetric(float64(len(c.Statement.Body)), "statement-bytes")
+	size := len(c.Statement.Body)
 	for b.Loop() {
 		// b.Loop times only the loop body; prepare the next request
 		// while the timer is stopped.
@@ -689,4 +862,5 @@ func BenchmarkRekey10000(b *testing.B) {
 		c = next()
 		b.StartTimer()
 	}
+	b.ReportMetric(float64(size), "statement-bytes")
 }
