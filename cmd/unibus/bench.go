@@ -35,6 +35,7 @@ import (
 	"github.com/enmanuel/unibus/pkg/e2ee"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/reqsig"
+	"github.com/enmanuel/unibus/pkg/subjects"
 )
 
 // `unibus bench` measures a running deployment with the caller's identity,
@@ -161,6 +162,8 @@ type benchReport struct {
 	Skipped  map[string]string `json:"skipped,omitempty"`
 	Cleanup  []string          `json:"cleanup,omitempty"`
 	Warnings []string          `json:"warnings,omitempty"`
+	// Error is why the run stopped early, if it did.
+	Error string `json:"error,omitempty"`
 }
 
 // flowResult is one publish/subscribe run.
@@ -316,7 +319,11 @@ func bench(ctx context.Context, x *invocation, _ []string) error {
 	if len(r.rep.Skipped) == 0 {
 		r.rep.Skipped = nil
 	}
-	if r.rep.Raw != nil || r.rep.E2E != nil || r.rep.API != nil || r.rep.Rekey != nil || runErr == nil {
+	// A failed run still reports what it measured and what it left.
+	if runErr != nil {
+		r.rep.Error = runErr.Error()
+	}
+	if r.rep.Room != "" || runErr == nil {
 		var werr error
 		if x.opts.json {
 			werr = writeJSON(x.stdout, r.rep)
@@ -399,11 +406,15 @@ func (r *benchRun) newClient() (*client.Client, error) {
 // since is the time since the run began, from the monotonic clock.
 func (r *benchRun) since() int64 { return int64(time.Since(r.base)) }
 
-// connectNATS dials NATS the way the SDK does: the user's nkey when the bus
-// enforces authentication, TLS when a CA is given.
+// connectNATS dials NATS the way the SDK does: the user's own inbox prefix,
+// the user's nkey when the bus enforces authentication, TLS when a CA is
+// given.
 func (r *benchRun) connectNATS(name string, asyncErr *firstError) (*nats.Conn, error) {
 	opts := []nats.Option{
 		nats.Name("unibus bench " + name),
+		nats.CustomInboxPrefix(subjects.InboxPrefix(r.id.UserKey())),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { asyncErr.set(err) }),
 	}
 	if r.info.AuthMode == "enforce" {
@@ -1287,7 +1298,7 @@ func (r *benchRun) cleanup(ctx context.Context, created []string) {
 	}
 	if _, skipped := r.rep.Skipped["e2e"]; !skipped {
 		if err := r.purge(ctx, r.rep.Room); err != nil {
-			r.warn("cleanup: could not purge the scratch room's messages from %s: %v", api.HistoryStream, err)
+			r.warn("cleanup: could not purge the scratch room's messages from %s (%v): an operator can, with `nats stream purge %s --subject %s`", api.HistoryStream, err, api.HistoryStream, api.RoomSubject(r.rep.Room))
 		} else {
 			r.rep.Cleanup = append(r.rep.Cleanup, fmt.Sprintf("purged the scratch room's messages from the %s stream", api.HistoryStream))
 		}
@@ -1295,8 +1306,11 @@ func (r *benchRun) cleanup(ctx context.Context, created []string) {
 	r.rep.Cleanup = append(r.rep.Cleanup, fmt.Sprintf("the scratch room %s (%s) stays: the API has no way to delete a room", r.rep.RoomName, r.rep.Room))
 }
 
-// purge removes the room's messages from the history stream.
+// purge removes the room's messages from the history stream. A bus that
+// gives users only their rooms' subjects refuses it.
 func (r *benchRun) purge(ctx context.Context, room string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	var asyncErr firstError
 	nc, err := r.connectNATS("cleanup", &asyncErr)
 	if err != nil {
@@ -1394,6 +1408,9 @@ func (rep *benchReport) write(w io.Writer) error {
 		for _, s := range rep.Cleanup {
 			fmt.Fprintf(&b, "  %s\n", s)
 		}
+	}
+	if rep.Error != "" {
+		fmt.Fprintf(&b, "\nStopped early: %s\n", rep.Error)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

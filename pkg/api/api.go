@@ -101,12 +101,13 @@ type CreateRoomRequest struct {
 	Statement roomchain.Signed `json:"statement"`
 }
 
-// AddMemberRequest is the body of POST /v1/rooms/{room}/members: the new
-// member and the current epoch's key sealed to it by the caller.
-type AddMemberRequest struct {
-	User      string `json:"user"`
-	Epoch     uint64 `json:"epoch"`
-	SealedKey []byte `json:"sealed_key,omitempty"`
+// AddMembersRequest is the body of POST /v1/rooms/{room}/members: the new
+// members (by user key or name) with, for an encrypted room, the current
+// epoch's key sealed to each by the caller, and the add statement naming
+// them all. A bulk add is one request, one transaction, one statement.
+type AddMembersRequest struct {
+	Epoch   uint64     `json:"epoch"`
+	Members []KeyGrant `json:"members"`
 	// Statement is the add statement, signed by the caller.
 	Statement roomchain.Signed `json:"statement"`
 }
@@ -123,10 +124,10 @@ type RekeyRequest struct {
 	Statement roomchain.Signed `json:"statement"`
 }
 
-// KeyGrant is one sealed key in a rekey.
+// KeyGrant is one member with its sealed key (none in a cleartext room).
 type KeyGrant struct {
 	Member    string `json:"member"`
-	SealedKey []byte `json:"sealed_key"`
+	SealedKey []byte `json:"sealed_key,omitempty"`
 }
 
 // SealedKey is a room key of one epoch sealed to one member by another.

@@ -164,19 +164,38 @@ func (c *Client) statement(chain *roomchain.State, kind string, epoch uint64, me
 // epoch's key to it, and signs the add statement. The new member can read
 // the room from this epoch on. Only room admins may add members.
 func (c *Client) AddMember(ctx context.Context, roomRef, user string) (api.Room, error) {
+	return c.AddMembers(ctx, roomRef, []string{user})
+}
+
+// AddMembers adds users (names or keys) in one request and one statement:
+// a room of thousands is built in one step. Each user's identity binding is
+// verified and its keys pinned before anything is sealed to it.
+func (c *Client) AddMembers(ctx context.Context, roomRef string, users []string) (api.Room, error) {
 	id, err := c.ResolveRoom(ctx, roomRef)
 	if err != nil {
 		return api.Room{}, err
 	}
-	u, err := c.User(ctx, user)
-	if err != nil {
-		return api.Room{}, err
+	if len(users) == 0 {
+		return api.Room{}, errors.New("no users to add")
 	}
-	if !u.Active() {
-		return api.Room{}, api.Errorf(api.CodeInvalid, "user %s is revoked: it cannot be added", u.Name)
-	}
-	if err := c.pins.checkUser(u.Name, u.User, u.XKey); err != nil {
-		return api.Room{}, err
+	added := make([]roomchain.Member, 0, len(users))
+	seen := make(map[string]bool, len(users))
+	for _, name := range users {
+		u, err := c.User(ctx, name)
+		if err != nil {
+			return api.Room{}, err
+		}
+		if !u.Active() {
+			return api.Room{}, api.Errorf(api.CodeInvalid, "user %s is revoked: it cannot be added", u.Name)
+		}
+		if err := c.pins.checkUser(u.Name, u.User, u.XKey); err != nil {
+			return api.Room{}, err
+		}
+		if seen[u.User] {
+			continue
+		}
+		seen[u.User] = true
+		added = append(added, roomchain.Member{Public: u.Public, Role: roomchain.RoleMember})
 	}
 	// One retry: the room may have changed between our read and write.
 	for attempt := 0; ; attempt++ {
@@ -185,14 +204,16 @@ func (c *Client) AddMember(ctx context.Context, roomRef, user string) (api.Room,
 			return api.Room{}, err
 		}
 		chain := snap.chain
-		if _, ok := chain.Member(u.User); ok {
-			return api.Room{}, api.Errorf(api.CodeConflict, "%s is already a member of room %s", u.Name, id)
+		for _, m := range added {
+			if _, ok := chain.Member(m.User); ok {
+				return api.Room{}, api.Errorf(api.CodeConflict, "%s is already a member of room %s", m.Name, id)
+			}
 		}
 		if me, _ := chain.Member(c.id.UserKey()); me.Role != roomchain.RoleAdmin {
 			return api.Room{}, api.Errorf(api.CodeForbidden, "only room admins add members, and you are not one in room %s", id)
 		}
-		members := append(slices.Clone(chain.Members), roomchain.Member{Public: u.Public, Role: roomchain.RoleMember})
-		req := api.AddMemberRequest{User: u.User, Epoch: chain.Epoch}
+		members := append(slices.Clone(chain.Members), added...)
+		req := api.AddMembersRequest{Epoch: chain.Epoch}
 		if req.Statement, err = c.statement(chain, roomchain.KindAdd, chain.Epoch, members); err != nil {
 			return api.Room{}, err
 		}
@@ -201,8 +222,12 @@ func (c *Client) AddMember(ctx context.Context, roomRef, user string) (api.Room,
 			if !ok {
 				return api.Room{}, fmt.Errorf("room %s: you hold no key for its current epoch %d, so you cannot share it; ask a member to rekey", id, chain.Epoch)
 			}
-			if req.SealedKey, err = c.seal(*key, id, chain.Epoch, u.Public); err != nil {
+			if req.Members, err = c.sealAll(*key, id, chain.Epoch, added); err != nil {
 				return api.Room{}, err
+			}
+		} else {
+			for _, m := range added {
+				req.Members = append(req.Members, api.KeyGrant{Member: m.User})
 			}
 		}
 		var r api.Room

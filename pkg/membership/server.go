@@ -88,7 +88,7 @@ func NewServer(store Store, blobs Blobs, mode AuthMode) *Server {
 	mux.Handle("POST /v1/rooms", s.json(api.MaxJSONBody, s.createRoom))
 	mux.Handle("GET /v1/rooms/{room}", s.json(0, s.getRoom))
 	mux.Handle("GET /v1/rooms/{room}/members", s.json(0, s.listMembers))
-	mux.Handle("POST /v1/rooms/{room}/members", s.json(api.MaxJSONBody, s.addMember))
+	mux.Handle("POST /v1/rooms/{room}/members", s.json(api.MaxRekeyBody, s.addMembers))
 	mux.Handle("POST /v1/rooms/{room}/rekey", s.json(api.MaxRekeyBody, s.rekey))
 	mux.Handle("GET /v1/rooms/{room}/keys", s.json(0, s.sealedKeys))
 	mux.Handle("GET /v1/rooms/{room}/statements", s.json(0, s.statements))
@@ -488,37 +488,44 @@ func (s *Server) listMembers(ctx context.Context, c *call) (int, any, error) {
 	return http.StatusOK, nonNil(members), err
 }
 
-func (s *Server) addMember(ctx context.Context, c *call) (int, any, error) {
+func (s *Server) addMembers(ctx context.Context, c *call) (int, any, error) {
 	room, err := s.memberRoom(ctx, c)
 	if err != nil {
 		return 0, nil, err
 	}
-	var req api.AddMemberRequest
+	var req api.AddMembersRequest
 	if err := c.decode(&req); err != nil {
 		return 0, nil, err
 	}
-	u, err := s.store.GetUser(ctx, req.User)
-	if err != nil {
-		return 0, nil, err
+	if len(req.Members) == 0 {
+		return 0, nil, api.Errorf(api.CodeInvalid, "members is empty: name at least one user to add")
 	}
-	var key *api.SealedKey
-	if room.Encrypted {
-		if err := checkSealed(req.SealedKey); err != nil {
+	add := Add{Room: room.ID, Epoch: req.Epoch, Users: make([]string, len(req.Members)), Statement: req.Statement}
+	for i, m := range req.Members {
+		u, err := s.store.GetUser(ctx, m.Member)
+		if err != nil {
 			return 0, nil, err
 		}
-		key = &api.SealedKey{Room: room.ID, Epoch: req.Epoch, Member: u.User, Sealer: c.user.Public, SealedKey: req.SealedKey}
-	} else if len(req.SealedKey) > 0 {
-		return 0, nil, api.Errorf(api.CodeInvalid, "room %s is cleartext: send no sealed_key", room.ID)
+		add.Users[i] = u.User
+		switch {
+		case room.Encrypted:
+			if err := checkSealed(m.SealedKey); err != nil {
+				return 0, nil, err
+			}
+			add.Keys = append(add.Keys, api.SealedKey{Room: room.ID, Epoch: req.Epoch, Member: u.User, Sealer: c.user.Public, SealedKey: m.SealedKey})
+		case len(m.SealedKey) > 0:
+			return 0, nil, api.Errorf(api.CodeInvalid, "room %s is cleartext: send no sealed_key", room.ID)
+		}
 	}
 	if err := checkActor(req.Statement, c.user.User); err != nil {
 		return 0, nil, err
 	}
-	updated, err := s.store.AddMember(ctx, room.ID, u.User, req.Epoch, key, req.Statement)
+	updated, err := s.store.AddMembers(ctx, add)
 	if err != nil {
 		return 0, nil, err
 	}
-	s.log().Info("member added", "room", room.ID, "user", u.User, "by", c.user.User, "epoch", updated.Epoch)
-	s.announce(updated, u.User)
+	s.log().Info("members added", "room", room.ID, "count", len(add.Users), "by", c.user.User, "epoch", updated.Epoch)
+	s.announce(updated, add.Users...)
 	return http.StatusOK, updated, nil
 }
 

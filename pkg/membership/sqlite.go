@@ -780,66 +780,89 @@ func (s *sqliteStore) currentMembers(ctx context.Context, q querier, room, op st
 	return keys, nil
 }
 
-// AddMember makes userKey a member of room from its current epoch and
-// appends st to the room's history.
-func (s *sqliteStore) AddMember(ctx context.Context, room, userKey string, epoch uint64, key *api.SealedKey, st roomchain.Signed) (api.Room, error) {
+// AddMembers adds a.Users at the room's current epoch after checking the
+// rules of [Store.AddMembers], in one BEGIN IMMEDIATE transaction: the
+// member set is read with one query, users' status with one per user.
+func (s *sqliteStore) AddMembers(ctx context.Context, a Add) (api.Room, error) {
 	var r api.Room
-	err := s.write(ctx, "add member", func(tx *sql.Tx) error {
+	err := s.write(ctx, "add members", func(tx *sql.Tx) error {
 		var err error
-		r, err = s.getRoom(ctx, tx, room)
+		r, err = s.getRoom(ctx, tx, a.Room)
 		if err != nil {
 			return err
 		}
-		status, err := s.userStatus(ctx, tx, userKey)
-		if err != nil {
-			return err
+		if len(a.Users) == 0 {
+			return api.Errorf(api.CodeInvalid, "no members to add")
 		}
-		if status != api.StatusActive {
-			return api.Errorf(api.CodeInvalid, "user %s is revoked: it cannot be added", userKey)
+		for _, u := range a.Users {
+			status, err := s.userStatus(ctx, tx, u)
+			if err != nil {
+				return err
+			}
+			if status != api.StatusActive {
+				return api.Errorf(api.CodeInvalid, "user %s is revoked: it cannot be added", u)
+			}
 		}
-		if r.Epoch != epoch {
-			return api.Errorf(api.CodeConflict, "room %s is at epoch %d, not %d: it was rekeyed meanwhile; fetch the room and try again", room, r.Epoch, epoch)
+		if r.Epoch != a.Epoch {
+			return api.Errorf(api.CodeConflict, "room %s is at epoch %d, not %d: it was rekeyed meanwhile; fetch the room and try again", a.Room, r.Epoch, a.Epoch)
 		}
 		// The member set the add leaves, for the statement check.
-		members, err := s.currentMembers(ctx, tx, room, "add member")
+		members, err := s.currentMembers(ctx, tx, a.Room, "add members")
 		if err != nil {
 			return err
 		}
-		i, found := slices.BinarySearch(members, userKey)
-		if found {
-			return api.Errorf(api.CodeConflict, "user %s is already a member of room %s", userKey, room)
+		adding := make(map[string]bool, len(a.Users))
+		for _, u := range a.Users {
+			i, found := slices.BinarySearch(members, u)
+			if found {
+				if adding[u] {
+					return api.Errorf(api.CodeInvalid, "user %s is listed twice", u)
+				}
+				return api.Errorf(api.CodeConflict, "user %s is already a member of room %s", u, a.Room)
+			}
+			adding[u] = true
+			members = slices.Insert(members, i, u)
 		}
-		members = slices.Insert(members, i, userKey)
 		if r.Encrypted {
-			if key == nil {
-				return api.Errorf(api.CodeInvalid, "room %s is encrypted: send the key of epoch %d sealed to %s", room, epoch, userKey)
+			if len(a.Keys) != len(a.Users) {
+				return api.Errorf(api.CodeInvalid, "room %s is encrypted: send the key of epoch %d sealed to each new member (%d keys for %d members)", a.Room, a.Epoch, len(a.Keys), len(a.Users))
 			}
-			if err := checkKey(key, room, epoch, userKey); err != nil {
+			seen := make(map[string]bool, len(a.Keys))
+			for i := range a.Keys {
+				k := &a.Keys[i]
+				if !adding[k.Member] || seen[k.Member] {
+					return api.Errorf(api.CodeInvalid, "the add seals a key for %s, who is not one of the new members or has a key already", k.Member)
+				}
+				seen[k.Member] = true
+				if err := checkKey(k, a.Room, a.Epoch, k.Member); err != nil {
+					return err
+				}
+			}
+			if err := s.checkSealers(ctx, tx, a.Keys); err != nil {
 				return err
 			}
-			if err := s.checkSealers(ctx, tx, []api.SealedKey{*key}); err != nil {
-				return err
-			}
-		} else if key != nil {
-			return api.Errorf(api.CodeInvalid, "room %s is cleartext: send no sealed key", room)
+		} else if len(a.Keys) != 0 {
+			return api.Errorf(api.CodeInvalid, "room %s is cleartext: send no sealed key", a.Room)
 		}
-		head, err := s.headOf(ctx, tx, r, "add member")
+		head, err := s.headOf(ctx, tx, r, "add members")
 		if err != nil {
 			return err
 		}
-		parsed, err := CheckStatement(room, head, st, roomchain.KindAdd, epoch, members)
+		parsed, err := CheckStatement(a.Room, head, a.Statement, roomchain.KindAdd, a.Epoch, members)
 		if err != nil {
-			return s.fail("add member", err)
+			return s.fail("add members", err)
 		}
-		if err := s.appendStatement(ctx, tx, &r, parsed.Seq, st, epoch, "add member"); err != nil {
+		if err := s.appendStatement(ctx, tx, &r, parsed.Seq, a.Statement, a.Epoch, "add members"); err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO members (room, user_key, since) VALUES (?, ?, ?)`, room, userKey, epochArg(epoch)); err != nil {
-			return s.fail("add member", err)
+		for _, u := range a.Users {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO members (room, user_key, since) VALUES (?, ?, ?)`, a.Room, u, epochArg(a.Epoch)); err != nil {
+				return s.fail("add members", err)
+			}
 		}
-		if key != nil {
-			if _, err := tx.ExecContext(ctx, insertKey, room, userKey, epochArg(epoch), key.Sealer.User, key.SealedKey); err != nil {
-				return s.fail("add member", err)
+		for _, k := range a.Keys {
+			if _, err := tx.ExecContext(ctx, insertKey, a.Room, k.Member, epochArg(a.Epoch), k.Sealer.User, k.SealedKey); err != nil {
+				return s.fail("add members", err)
 			}
 		}
 		return nil

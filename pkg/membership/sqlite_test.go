@@ -268,7 +268,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	pretend.accept(create)
 	kc := api.SealedKey{Room: legacy, Epoch: 2, Member: carol.User, Sealer: alice.Public, SealedKey: []byte("k")}
 	for what, st := range map[string]roomchain.Signed{"a creation statement": create, "an add statement": pretend.add(aliceID, carol.Public)} {
-		_, err := s.AddMember(ctx, legacy, carol.User, 2, &kc, st)
+		_, err := storetest.AddOne(ctx, s, legacy, carol.User, 2, &kc, st)
 		if api.ErrorCode(err) != api.CodeInvalid || !strings.Contains(err.Error(), "no signed membership history") {
 			t.Fatalf("AddMember to an old room with %s: %v, want invalid (no history)", what, err)
 		}
@@ -289,7 +289,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	c := createRoom(t, s, aliceID, r)
 	st := c.add(aliceID, bob.Public)
 	kb := sealed(r.ID, 1, bob, alice)
-	if _, err := s.AddMember(ctx, r.ID, bob.User, 1, &kb, st); err != nil {
+	if _, err := storetest.AddOne(ctx, s, r.ID, bob.User, 1, &kb, st); err != nil {
 		t.Fatal(err)
 	}
 	c.accept(st)
@@ -587,7 +587,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 	c := createRoom(t, s, aliceID, r)
 	kb := sealed(r.ID, 1, bob, alice)
 	st := c.add(aliceID, bob.Public)
-	if _, err := s.AddMember(ctx, r.ID, bob.User, 1, &kb, st); err != nil {
+	if _, err := storetest.AddOne(ctx, s, r.ID, bob.User, 1, &kb, st); err != nil {
 		t.Fatal(err)
 	}
 	c.accept(st)
@@ -717,7 +717,7 @@ func bigRoom(b *testing.B, path string, s membership.Store, n int) (api.Room, []
 			}
 			k := sealed(r.ID, 1, u, owner)
 			st := c.add(ownerID, u.Public)
-			if _, err := s.AddMember(ctx, r.ID, u.User, 1, &k, st); err != nil {
+			if _, err := storetest.AddOne(ctx, s, r.ID, u.User, 1, &k, st); err != nil {
 				b.Fatal(err)
 			}
 			c.accept(st)

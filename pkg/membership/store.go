@@ -2,6 +2,7 @@ package membership
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -51,13 +52,15 @@ type Store interface {
 	// Members returns the room's current members, or with history also the
 	// former ones (Until set), ordered by Since then user key.
 	Members(ctx context.Context, room string, history bool) ([]api.Member, error)
-	// AddMember makes userKey a member from the room's current epoch, which
-	// must equal epoch (else conflict: the room was rekeyed meanwhile), with
-	// key as its sealed key for that epoch (nil for a cleartext room), and
-	// appends st, the add statement, to the room's history.
-	// conflict if already a member or if st does not follow the room's head;
-	// invalid if the user is not active or st does not verify.
-	AddMember(ctx context.Context, room, userKey string, epoch uint64, key *api.SealedKey, st roomchain.Signed) (api.Room, error)
+	// AddMembers makes a.Users members from the room's current epoch, which
+	// must equal a.Epoch (else conflict: the room was rekeyed meanwhile),
+	// with a.Keys their sealed keys for that epoch (exactly one each for an
+	// encrypted room, none for a cleartext one), and appends a.Statement,
+	// the add statement, to the room's history. conflict if a user is
+	// already a member or the statement does not follow the room's head;
+	// invalid if a user is not active, a key is missing or extra, or the
+	// statement does not verify. A bulk add is one change and one statement.
+	AddMembers(ctx context.Context, a Add) (api.Room, error)
 	// Rekey moves the room from c.FromEpoch to c.FromEpoch+1 in one atomic
 	// change. See [Rekey] for the rules it checks.
 	Rekey(ctx context.Context, c Rekey) (api.Room, error)
@@ -80,6 +83,15 @@ type Store interface {
 
 	// Close releases the backend.
 	Close() error
+}
+
+// Add is one atomic addition of members to a room.
+type Add struct {
+	Room      string
+	Epoch     uint64
+	Users     []string // user keys
+	Keys      []api.SealedKey
+	Statement roomchain.Signed
 }
 
 // Rekey is one atomic epoch change of a room.
@@ -117,20 +129,17 @@ type Rekey struct {
 // the given kind and name exactly the member set (user keys, sorted) and
 // epoch the change leaves the room with. It returns the statement.
 func CheckStatement(room string, head *roomchain.Signed, next roomchain.Signed, kind string, epoch uint64, members []string) (roomchain.Statement, error) {
-	st, err := roomchain.Parse(next)
-	if err != nil {
-		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "%v", err)
-	}
 	var state *roomchain.State
 	if head != nil {
+		var err error
 		if state, err = roomchain.After(room, *head); err != nil {
 			return roomchain.Statement{}, fmt.Errorf("stored head of room %s: %w", room, err)
 		}
-		if st.Seq != state.Seq+1 || st.Prev != state.Head {
-			return roomchain.Statement{}, api.Errorf(api.CodeConflict, "room %s changed (its history is at statement %d): fetch the room and try again", room, state.Seq)
-		}
 	}
-	after, err := state.Apply(room, next)
+	after, st, err := state.ApplyStatement(room, next)
+	if errors.Is(err, roomchain.ErrNotNext) && state != nil {
+		return roomchain.Statement{}, api.Errorf(api.CodeConflict, "room %s changed (its history is at statement %d): fetch the room and try again", room, state.Seq)
+	}
 	if err != nil {
 		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "%v", err)
 	}
@@ -141,7 +150,21 @@ func CheckStatement(room string, head *roomchain.Signed, next roomchain.Signed, 
 		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement names epoch %d; the change leaves the room at epoch %d", after.Epoch, epoch)
 	}
 	if got := roomchain.Users(after.Members); !slices.Equal(got, members) {
-		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement names members %v; the change leaves the room with %v", got, members)
+		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement names %d members; the change leaves the room with %d (first difference: %s)", len(got), len(members), firstDifference(got, members))
 	}
 	return st, nil
+}
+
+// firstDifference names the first user key in one sorted list and not the
+// other, to keep errors short for large rooms.
+func firstDifference(a, b []string) string {
+	for i := 0; i < len(a) || i < len(b); i++ {
+		switch {
+		case i >= len(a):
+			return b[i] + " missing from the statement"
+		case i >= len(b) || a[i] != b[i]:
+			return a[i] + " in the statement"
+		}
+	}
+	return "none"
 }

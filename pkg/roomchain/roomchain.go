@@ -22,7 +22,7 @@
 //     the list is sorted by user key without repeats, and a member already
 //     in S keeps its exact record (key, xkey, name, role);
 //   - create (Seq 1 only): epoch 1, the actor alone, as admin;
-//   - add: same epoch, exactly one member more; the actor is an admin;
+//   - add: same epoch, one or more members more; the actor is an admin;
 //   - remove: next epoch, one or more members fewer, at least one left; the
 //     actor is an admin or removes only itself;
 //   - rekey: next epoch, the same members; any member may rekey.
@@ -74,6 +74,10 @@ const MaxStatementBytes = 8 << 20
 // Errors; every verification error wraps [ErrInvalid].
 var (
 	ErrInvalid = errors.New("membership history does not verify")
+	// ErrNotNext is a statement that does not follow the state it is
+	// applied to (another Seq or Prev): out of order, or prepared from an
+	// older head. It wraps ErrInvalid.
+	ErrNotNext = fmt.Errorf("%w: not the next statement", ErrInvalid)
 )
 
 // Member is one member record: the public identity the actor vouched for,
@@ -265,10 +269,21 @@ func Verify(room string, chain []Signed) (*State, error) {
 // Apply verifies the next statement after s (nil: the creation statement of
 // room) and returns the state after it.
 func (s *State) Apply(room string, sig Signed) (*State, error) {
+	next, _, err := s.ApplyStatement(room, sig)
+	return next, err
+}
+
+// ApplyStatement is Apply that also returns the decoded statement.
+func (s *State) ApplyStatement(room string, sig Signed) (*State, Statement, error) {
 	st, err := Parse(sig)
 	if err != nil {
-		return nil, err
+		return nil, Statement{}, err
 	}
+	next, err := s.apply(room, sig, st)
+	return next, st, err
+}
+
+func (s *State) apply(room string, sig Signed, st Statement) (*State, error) {
 	var seq uint64
 	prev := ""
 	if s != nil {
@@ -281,9 +296,9 @@ func (s *State) Apply(room string, sig Signed) (*State, error) {
 	case st.Room != room:
 		return nil, invalid("statement for room %q in the history of %q", st.Room, room)
 	case st.Seq != seq+1:
-		return nil, invalid("statement %d follows statement %d: history out of order or missing a statement", st.Seq, seq)
+		return nil, fmt.Errorf("%w: statement %d follows statement %d: history out of order or missing a statement", ErrNotNext, st.Seq, seq)
 	case st.Prev != prev:
-		return nil, invalid("statement %d does not chain to the statement before it (prev %.12s…, want %.12s…)", st.Seq, st.Prev, prev)
+		return nil, fmt.Errorf("%w: statement %d does not chain to the statement before it (prev %.12s…, want %.12s…)", ErrNotNext, st.Seq, st.Prev, prev)
 	}
 	actorKey, err := identity.ParseUserKey(st.Actor)
 	if err != nil {
@@ -314,8 +329,8 @@ func (s *State) Apply(room string, sig Signed) (*State, error) {
 	}
 	switch st.Kind {
 	case KindAdd:
-		if st.Epoch != s.Epoch || len(added) != 1 || len(removed) != 0 {
-			return nil, invalid("statement %d (add) must add exactly one member in the same epoch", st.Seq)
+		if st.Epoch != s.Epoch || len(added) == 0 || len(removed) != 0 {
+			return nil, invalid("statement %d (add) must add members, remove none, and keep the epoch", st.Seq)
 		}
 		if actor.Role != RoleAdmin {
 			return nil, invalid("statement %d: %s adds a member but is not a room admin", st.Seq, actor.Name)

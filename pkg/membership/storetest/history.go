@@ -33,7 +33,7 @@ func (f *fixture) refuseAdds(room string, u api.User, watch []api.User, adds []a
 	k := key(room, r.Epoch, u, creator)
 	before := f.snapshot(room, watch...)
 	for _, x := range adds {
-		_, err := f.s.AddMember(f.ctx, room, u.User, r.Epoch, &k, x.st)
+		_, err := AddOne(f.ctx, f.s, room, u.User, r.Epoch, &k, x.st)
 		wantCode(f, err, x.code, "AddMember with "+x.what)
 		f.unchanged(before, "AddMember with "+x.what)
 	}
@@ -173,7 +173,7 @@ var historyCases = []testCase{
 		st := f.addStatement(r.ID, alice, carol.Public, roomchain.RoleMember)
 		sent := roomchain.Signed{Body: bytes.Clone(st.Body), Sig: bytes.Clone(st.Sig)}
 		k := key(r.ID, 1, carol, alice)
-		if _, err := f.s.AddMember(f.ctx, r.ID, carol.User, 1, &k, sent); err != nil {
+		if _, err := AddOne(f.ctx, f.s, r.ID, carol.User, 1, &k, sent); err != nil {
 			f.Fatal(err)
 		}
 		f.accept(r.ID, st)
@@ -190,16 +190,16 @@ var historyCases = []testCase{
 		kd, ke := key(r.ID, 1, dave, alice), key(r.ID, 1, erin, alice)
 		forDave := f.addStatement(r.ID, alice, dave.Public, roomchain.RoleMember)
 		forErin := f.addStatement(r.ID, alice, erin.Public, roomchain.RoleMember)
-		if _, err := f.s.AddMember(f.ctx, r.ID, dave.User, 1, &kd, forDave); err != nil {
+		if _, err := AddOne(f.ctx, f.s, r.ID, dave.User, 1, &kd, forDave); err != nil {
 			f.Fatal(err)
 		}
 		f.accept(r.ID, forDave)
 		before := f.snapshot(r.ID, watch...)
-		_, err := f.s.AddMember(f.ctx, r.ID, erin.User, 1, &ke, forErin)
+		_, err := AddOne(f.ctx, f.s, r.ID, erin.User, 1, &ke, forErin)
 		wantCode(f, err, api.CodeConflict, "AddMember with a statement after a stale head")
 		f.unchanged(before, "AddMember with a statement after a stale head")
 		// The same statement again: also stale.
-		_, err = f.s.AddMember(f.ctx, r.ID, dave.User, 1, &kd, forDave)
+		_, err = AddOne(f.ctx, f.s, r.ID, dave.User, 1, &kd, forDave)
 		wantCode(f, err, api.CodeConflict, "AddMember replayed")
 		f.unchanged(before, "AddMember replayed")
 
@@ -249,7 +249,7 @@ var historyCases = []testCase{
 			go func() {
 				defer wg.Done()
 				<-start
-				_, errs[i] = f.s.AddMember(f.ctx, r.ID, users[i].User, 1, &keys[i], sts[i])
+				_, errs[i] = AddOne(f.ctx, f.s, r.ID, users[i].User, 1, &keys[i], sts[i])
 			}()
 		}
 		close(start)

@@ -13,7 +13,7 @@ var memberCases = []testCase{
 		r := f.room(alice, true)
 		k := key(r.ID, 1, bob, alice)
 		st := f.addStatement(r.ID, alice, bob.Public, roomchain.RoleMember)
-		got, err := f.s.AddMember(f.ctx, r.ID, bob.User, 1, &k, st)
+		got, err := AddOne(f.ctx, f.s, r.ID, bob.User, 1, &k, st)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -39,10 +39,10 @@ var memberCases = []testCase{
 		before := f.snapshot(r.ID, alice, bob, carol)
 		k := key(r.ID, 1, bob, alice)
 		st := f.addStatement(r.ID, alice, bob.Public, roomchain.RoleMember)
-		_, err := f.s.AddMember(f.ctx, r.ID, bob.User, 1, &k, st)
+		_, err := AddOne(f.ctx, f.s, r.ID, bob.User, 1, &k, st)
 		wantCode(f, err, api.CodeInvalid, "AddMember with a key to a cleartext room")
 		f.unchanged(before, "AddMember with a key to a cleartext room")
-		got, err := f.s.AddMember(f.ctx, r.ID, bob.User, 1, nil, st)
+		got, err := AddOne(f.ctx, f.s, r.ID, bob.User, 1, nil, st)
 		if err != nil {
 			f.Fatal(err)
 		}
@@ -90,7 +90,7 @@ var memberCases = []testCase{
 			{"a key sealed by an unknown user", r.ID, dave.Public, 2, with(func(k *api.SealedKey) { k.Sealer = stranger }), api.CodeInvalid},
 		} {
 			st := f.addStatement(c.room, alice, c.user, roomchain.RoleMember)
-			_, err := f.s.AddMember(f.ctx, c.room, c.user.User, c.epoch, c.key, st)
+			_, err := AddOne(f.ctx, f.s, c.room, c.user.User, c.epoch, c.key, st)
 			wantCode(f, err, c.code, "AddMember of "+c.what)
 			if c.what == "a revoked user" {
 				wantMention(f, err, carol.User, "AddMember of a revoked user")
@@ -99,7 +99,7 @@ var memberCases = []testCase{
 		}
 		// The valid add then succeeds.
 		st := f.addStatement(r.ID, alice, dave.Public, roomchain.RoleMember)
-		got, err := f.s.AddMember(f.ctx, r.ID, dave.User, 2, &good, st)
+		got, err := AddOne(f.ctx, f.s, r.ID, dave.User, 2, &good, st)
 		if err != nil {
 			f.Fatalf("AddMember after the refused ones: %v", err)
 		}
@@ -135,7 +135,7 @@ var memberCases = []testCase{
 		}
 		wantKeys(f, f.keys(r.ID, bob, 0), []api.SealedKey{key(r.ID, 1, bob, alice), key(r.ID, 2, bob, carol)}, "bob's keys")
 		before := f.snapshot(r.ID, alice, bob, carol)
-		_, err := f.s.AddMember(f.ctx, r.ID, bob.User, 2, &api.SealedKey{Room: r.ID, Epoch: 2, Member: bob.User, Sealer: alice.Public, SealedKey: []byte("k")},
+		_, err := AddOne(f.ctx, f.s, r.ID, bob.User, 2, &api.SealedKey{Room: r.ID, Epoch: 2, Member: bob.User, Sealer: alice.Public, SealedKey: []byte("k")},
 			f.addStatement(r.ID, alice, bob.Public, roomchain.RoleMember))
 		wantCode(f, err, api.CodeConflict, "AddMember of a re-added member")
 		f.unchanged(before, "AddMember of a re-added member")

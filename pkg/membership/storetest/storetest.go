@@ -87,8 +87,6 @@ type fixture struct {
 type history struct {
 	state *roomchain.State
 	chain []roomchain.Signed
-	// lean: chain is not kept (a large room's history is hundreds of MB).
-	lean bool
 }
 
 func newFixture(t testing.TB, open func(t testing.TB) membership.Store) *fixture {
@@ -259,9 +257,7 @@ func (f *fixture) accept(room string, st roomchain.Signed) {
 		f.Fatalf("the store accepted statement %d of room %s, which does not verify: %v", len(h.chain)+1, room, err)
 	}
 	h.state = next
-	if !h.lean {
-		h.chain = append(h.chain, st)
-	}
+	h.chain = append(h.chain, st)
 }
 
 // withHead is r with the head of the fixture's history of it.
@@ -315,12 +311,35 @@ func (f *fixture) addAs(room string, u, actor api.User, role string) api.Room {
 		k = &kk
 	}
 	st := f.addStatement(room, actor, u.Public, role)
-	got, err := f.s.AddMember(f.ctx, room, u.User, r.Epoch, k, st)
+	got, err := AddOne(f.ctx, f.s, room, u.User, r.Epoch, k, st)
 	if err != nil {
 		f.Fatalf("AddMember %s: %v", u.Name, err)
 	}
 	f.accept(room, st)
 	f.wantRoom(got, r, "AddMember's room")
+	return got
+}
+
+// addAll adds users to room in one bulk add (one statement) by actor.
+func (f *fixture) addAll(room string, users []api.User, actor api.User) api.Room {
+	f.Helper()
+	r := f.getRoom(room)
+	s := f.state(room)
+	members := slices.Clone(s.Members)
+	a := membership.Add{Room: room, Epoch: r.Epoch}
+	for _, u := range users {
+		members = append(members, roomchain.Member{Public: u.Public, Role: roomchain.RoleMember})
+		a.Users = append(a.Users, u.User)
+		if r.Encrypted {
+			a.Keys = append(a.Keys, key(room, r.Epoch, u, actor))
+		}
+	}
+	a.Statement = f.sign(actor.User, roomchain.Statement{Room: room, Kind: roomchain.KindAdd, Epoch: r.Epoch, Members: members})
+	got, err := f.s.AddMembers(f.ctx, a)
+	if err != nil {
+		f.Fatalf("AddMembers of %d: %v", len(users), err)
+	}
+	f.accept(room, a.Statement)
 	return got
 }
 
@@ -607,4 +626,14 @@ func (f *fixture) unchanged(before state, what string) {
 	if !reflect.DeepEqual(before, after) {
 		f.Fatalf("%s was refused but changed the store:\nbefore %+v\n after %+v", what, before, after)
 	}
+}
+
+// AddOne adds one member through [membership.Store.AddMembers], with key
+// as its sealed key (nil for a cleartext room).
+func AddOne(ctx context.Context, s membership.Store, room, user string, epoch uint64, key *api.SealedKey, st roomchain.Signed) (api.Room, error) {
+	a := membership.Add{Room: room, Epoch: epoch, Users: []string{user}, Statement: st}
+	if key != nil {
+		a.Keys = []api.SealedKey{*key}
+	}
+	return s.AddMembers(ctx, a)
 }
