@@ -24,9 +24,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/pkg/api"
-	"github.com/enmanuel/unibus/pkg/subjects"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/reqsig"
+	"github.com/enmanuel/unibus/pkg/subjects"
 )
 
 // verbose reports whether tests show the server's log (UNIBUS_TEST_LOG=debug).
