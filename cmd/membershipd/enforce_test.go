@@ -101,10 +101,6 @@ func TestEnforceMembersTalkNonMembersCannot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	other, err := e.bob.CreateRoom(ctxT(t), "bob's", false)
-	if err != nil {
-		t.Fatal(err)
-	}
 	if _, err := e.alice.Send(ctxT(t), room.ID, client.Message{Text: "members only"}); err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +134,10 @@ func TestEnforceMembersTalkNonMembersCannot(t *testing.T) {
 		t.Fatal("non-member created a consumer on the room's history")
 	}
 	// His own room works.
+	other, err := e.bob.CreateRoom(ctxT(t), "bob's", false)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := e.bob.Send(ctxT(t), other.ID, client.Message{Text: "mine"}); err != nil {
 		t.Fatalf("bob's own room: %v", err)
 	}

@@ -323,13 +323,17 @@ func TestRunEnforceEmbedded(t *testing.T) {
 		t.Error("unknown user's NATS connection admitted under enforce")
 	}
 	userCLI(t, 0, "seed", "--db", db, alice.Public().Token())
-	nc, err := nats.Connect(info.NATSURL, nats.Nkey(alice.UserKey(), alice.NkeySign), nats.CustomInboxPrefix(subjects.InboxPrefix(alice.UserKey())))
+	nc, err := nats.Connect(info.NATSURL, nats.Nkey(alice.UserKey(), alice.NkeySign), nats.CustomInboxPrefix(subjects.InboxPrefix(alice.UserKey())), quietErrors)
 	if err != nil {
 		t.Fatalf("seeded user's NATS connection refused: %v", err)
 	}
 	defer nc.Close()
 	checkUserSeesHistory(t, nc)
 }
+
+// quietErrors keeps the expected permission violations of a user's
+// connection out of the test output.
+var quietErrors = nats.ErrorHandler(func(*nats.Conn, *nats.Subscription, error) {})
 
 // checkUserSeesHistory checks, through a user's connection under enforce,
 // that the history stream exists: a user may not inspect streams (per-room

@@ -107,7 +107,7 @@ func TestRunTLS(t *testing.T) {
 	}
 	alice := newIdentity(t, "alice")
 	userCLI(t, 0, "seed", "--db", filepath.Join(dir, "unibus.db"), alice.Public().Token())
-	nc, err := nats.Connect(info.NATSURL, nats.RootCAs(filepath.Join(dir, "server.crt")), nats.Nkey(alice.UserKey(), alice.NkeySign), nats.CustomInboxPrefix(subjects.InboxPrefix(alice.UserKey())))
+	nc, err := nats.Connect(info.NATSURL, nats.RootCAs(filepath.Join(dir, "server.crt")), nats.Nkey(alice.UserKey(), alice.NkeySign), nats.CustomInboxPrefix(subjects.InboxPrefix(alice.UserKey())), quietErrors)
 	if err != nil {
 		t.Fatalf("TLS NATS connection of a seeded user: %v", err)
 	}

@@ -174,11 +174,12 @@ func BenchmarkAPIBigRoom(b *testing.B) {
 		others[i] = testbus.NewIdentity(b, fmt.Sprintf("member%04d", i))
 		f.bus.AddUser(b, others[i], api.RoleMember)
 	}
-	// One add at a time: each follows the room's state.
-	for _, id := range others {
-		if _, err := f.sdk.AddMember(ctx, f.room, id.UserKey()); err != nil {
-			b.Fatal(err)
-		}
+	keys := make([]string, len(others))
+	for i, id := range others {
+		keys[i] = id.UserKey()
+	}
+	if _, err := f.sdk.AddMembers(ctx, f.room, keys); err != nil {
+		b.Fatal(err)
 	}
 
 	b.Run("key_fetch", func(b *testing.B) {

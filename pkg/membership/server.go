@@ -298,6 +298,19 @@ func (s *Server) checkSignature(r *http.Request, sig *reqsig.Signature, body [32
 	if sig.Body != body {
 		return api.Errorf(api.CodeUnauthorized, "request signature covers another body: sign the body you send")
 	}
+	// A request that changes something is accepted once: its nonce is kept
+	// in the store (so also across restarts and nodes) until the signature's
+	// window has passed. Reads are not recorded; a replayed read returns
+	// only what is sealed for the signer.
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		expires := sig.TimeValue().Add(SignatureWindow + time.Second)
+		if err := s.store.UseNonce(r.Context(), sig.User+":"+hex.EncodeToString(sig.Nonce[:]), expires); err != nil {
+			if api.IsCode(err, api.CodeConflict) {
+				return api.Errorf(api.CodeUnauthorized, "replayed request: sign every request anew")
+			}
+			return err
+		}
+	}
 	return nil
 }
 

@@ -428,6 +428,43 @@ func TestEnforceModeChecksSignatures(t *testing.T) {
 	}
 }
 
+func TestEnforceModeRefusesReplaysAcrossRestarts(t *testing.T) {
+	f := newAPIFixture(t, membership.AuthEnforce)
+	id := api.NewRoomID()
+	body := jsonBody(t, api.CreateRoomRequest{ID: id, Name: "once", Cleartext: true, Statement: createStatement(t, f.alice, id, "once", false)})
+	sig, err := reqsig.Sign(f.alice, "POST", "/v1/rooms", sha256.Sum256(body), time.Now(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func() int {
+		req, _ := http.NewRequest("POST", f.bus.HTTP.URL+"/v1/rooms", bytes.NewReader(body))
+		req.Header.Set("Authorization", sig.String())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post(); got != 201 {
+		t.Fatalf("first request = %d; want 201", got)
+	}
+	// The nonce outlives a restart of the server.
+	f.bus.HTTP.Close()
+	f.bus.Conn.Close()
+	f.bus.NATS.Shutdown()
+	f.bus.NATS.WaitForShutdown()
+	f.bus.Store.Close()
+	f.bus = testbus.Start(t, testbus.Options{Mode: membership.AuthEnforce, Dir: f.bus.Dir})
+	before := f.dump(t)
+	if got := post(); got != 401 {
+		t.Fatalf("replayed request = %d; want 401", got)
+	}
+	if f.dump(t) != before {
+		t.Fatal("replayed request changed the store")
+	}
+}
+
 func TestHealthAndInfoNeedNoSignature(t *testing.T) {
 	f := newAPIFixture(t, membership.AuthEnforce)
 	for _, p := range []string{"/healthz", "/v1/info"} {

@@ -1173,3 +1173,22 @@ func (s *sqliteStore) GetBlob(ctx context.Context, room, id string) (api.Blob, e
 	b.CreatedAt = fromNanos(created)
 	return b, nil
 }
+
+// UseNonce records nonce until expires in one transaction that also drops
+// a batch of expired nonces, so the table stays the size of one window.
+func (s *sqliteStore) UseNonce(ctx context.Context, nonce string, expires time.Time) error {
+	now := nanos(time.Now())
+	return s.write(ctx, "use nonce", func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM request_nonces WHERE nonce IN (SELECT nonce FROM request_nonces WHERE expires < ? LIMIT 100)`, now); err != nil {
+			return s.fail("use nonce", err)
+		}
+		res, err := tx.ExecContext(ctx, `INSERT INTO request_nonces (nonce, expires) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING`, nonce, nanos(expires))
+		if err != nil {
+			return s.fail("use nonce", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return api.Errorf(api.CodeConflict, "request already used")
+		}
+		return nil
+	})
+}

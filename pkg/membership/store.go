@@ -81,6 +81,11 @@ type Store interface {
 	// does not belong to that room.
 	GetBlob(ctx context.Context, room, id string) (api.Blob, error)
 
+	// UseNonce records a signed request's nonce until expires: conflict if
+	// it is recorded and not yet expired (a replay). Expired nonces are
+	// forgotten by the store itself.
+	UseNonce(ctx context.Context, nonce string, expires time.Time) error
+
 	// Close releases the backend.
 	Close() error
 }

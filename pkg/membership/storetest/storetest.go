@@ -47,6 +47,7 @@ func Run(t *testing.T, open func(t testing.TB) membership.Store) {
 		{"rekey", rekeyCases},
 		{"sealed_keys", sealedKeyCases},
 		{"blobs", blobCases},
+		{"nonces", nonceCases},
 		{"history", historyCases},
 	}
 	for _, g := range groups {
