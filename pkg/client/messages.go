@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/pkg/api"
@@ -100,10 +101,50 @@ func (c *Client) Send(ctx context.Context, roomRef string, msg Message) (string,
 	if max := c.nc.MaxPayload(); int64(len(env)) > max {
 		return "", fmt.Errorf("message of %d bytes is over the bus limit of %d: send it as a file with --file", len(env), max)
 	}
-	if _, err := c.js.Publish(ctx, api.RoomSubject(id), env, jetstream.WithMsgID(h.MessageID())); err != nil {
+	if err := c.publish(ctx, api.RoomSubject(id), env, h.MessageID()); err != nil {
 		return "", fmt.Errorf("publish to room %s: %w", id, err)
 	}
 	return h.MessageID(), nil
+}
+
+// retryablePublish tells a lost publish or acknowledgement, worth sending
+// again, from a refusal.
+func retryablePublish(err error) bool {
+	for _, e := range []error{context.DeadlineExceeded, jetstream.ErrNoStreamResponse, nats.ErrNoResponders, nats.ErrTimeout, nats.ErrDisconnected} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// publishAttempt bounds one wait for JetStream's acknowledgement.
+const publishAttempt = 2 * time.Second
+
+// publish stores env in the room's history and waits for the
+// acknowledgement, retrying until ctx ends when none comes: on an enforcing
+// bus a membership change closes the connection so that it reopens with
+// new permissions, and a publish caught in between is lost. Retries carry
+// the same message id, which JetStream deduplicates, so a message is
+// stored once however often it is sent.
+func (c *Client) publish(ctx context.Context, subject string, env []byte, msgID string) error {
+	for {
+		attempt, cancel := context.WithTimeout(ctx, publishAttempt)
+		_, err := c.js.Publish(attempt, subject, env, jetstream.WithMsgID(msgID))
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if !retryablePublish(err) || ctx.Err() != nil {
+			return err
+		}
+		c.log.Debug("publish not acknowledged; retrying", "subject", subject, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // ReadOptions selects what Read delivers.

@@ -70,11 +70,17 @@ func (c *Client) roomState(id string) *roomState {
 
 func (c *Client) markStale(id string) { c.roomState(id).stale.Store(true) }
 
+// maxSnapshotAge bounds how long a room's state is trusted without asking
+// the server, in case a change announcement was lost (a reconnect, a
+// subscription refused while permissions were being updated).
+const maxSnapshotAge = 5 * time.Second
+
 // snapshot returns the room's cached state, refreshing it first when it
-// was never loaded or a change was announced.
+// was never loaded, a change was announced, or it is older than
+// maxSnapshotAge.
 func (c *Client) snapshot(ctx context.Context, id string) (*roomSnapshot, error) {
 	st := c.roomState(id)
-	if s := st.snap.Load(); s != nil && !st.stale.Load() {
+	if s := st.snap.Load(); s != nil && !st.stale.Load() && time.Since(s.at) < maxSnapshotAge {
 		return s, nil
 	}
 	return c.refreshRoom(ctx, id)
