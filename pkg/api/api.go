@@ -79,6 +79,9 @@ type Member struct {
 	identity.Public
 	Since uint64 `json:"since"`
 	Until uint64 `json:"until,omitempty"`
+	// Revoked is set when the user has been revoked: the room's members
+	// rekey it out before they send again.
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // MemberAt reports whether m belonged to the room at epoch e.

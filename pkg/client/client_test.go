@@ -470,3 +470,35 @@ func TestUnknownAndRevokedUsersRefused(t *testing.T) {
 		t.Fatalf("member's AddUser = %v; want forbidden", err)
 	}
 }
+
+func TestRevokedMemberIsRekeyedOutByTheNextSender(t *testing.T) {
+	bus, alice, bob, room := twoMembers(t)
+	carolID, carol := bus.User(t, "carol", api.RoleMember)
+	if _, err := alice.AddMember(ctxT(t), room, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, carol, room, "carol was here") // carol holds the epoch 1 key
+	if _, err := alice.RevokeUser(ctxT(t), "carol"); err != nil {
+		t.Fatal(err)
+	}
+	// bob, a plain member, is the next to send: his SDK rekeys carol out
+	// first.
+	mustSend(t, bob, room, "after carol's revocation")
+	r, err := bob.Verify(ctxT(t), room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Epoch != 2 || len(r.Members) != 2 {
+		t.Fatalf("room after bob's send: epoch %d, %d members; want epoch 2 without carol", r.Epoch, len(r.Members))
+	}
+	msgs := readAll(t, alice, room)
+	last := msgs[len(msgs)-1]
+	if last.Text != "after carol's revocation" || last.Epoch != 2 {
+		t.Fatalf("last message %+v; want bob's at epoch 2", last)
+	}
+	// carol kept her epoch 1 key, but nothing was sealed to her for epoch 2.
+	keys, err := bus.Store.SealedKeys(context.Background(), room, carolID.UserKey(), 2)
+	if err != nil || len(keys) != 0 {
+		t.Fatalf("carol holds %d keys for epoch 2 (%v); want none", len(keys), err)
+	}
+}

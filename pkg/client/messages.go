@@ -77,6 +77,19 @@ func (c *Client) Send(ctx context.Context, roomRef string, msg Message) (string,
 	if err != nil {
 		return "", err
 	}
+	if len(snap.revoked()) > 0 {
+		// A revoked user still holds the current key: rekey it out first,
+		// so that it cannot read this message even with what it kept.
+		if _, err := c.rekey(ctx, snap, nil); err != nil && !api.IsCode(err, api.CodeConflict) {
+			return "", fmt.Errorf("rekey room %s to remove revoked members before sending: %w", id, err)
+		}
+		if snap, err = c.refreshRoom(ctx, id); err != nil {
+			return "", err
+		}
+		if len(snap.revoked()) > 0 {
+			return "", fmt.Errorf("room %s still has revoked members after a rekey: try again", id)
+		}
+	}
 	plain, err := json.Marshal(payload{Text: msg.Text, File: msg.File, Head: &head{Seq: snap.chain.Seq, Hash: snap.chain.Head}})
 	if err != nil {
 		return "", err

@@ -154,9 +154,13 @@ func (c *Client) seal(key e2ee.RoomKey, room string, epoch uint64, to identity.P
 
 // statement signs the next statement of a verified room history.
 func (c *Client) statement(chain *roomchain.State, kind string, epoch uint64, members []roomchain.Member) (roomchain.Signed, error) {
+	return c.statementWithReason(chain, kind, epoch, members, "")
+}
+
+func (c *Client) statementWithReason(chain *roomchain.State, kind string, epoch uint64, members []roomchain.Member, reason string) (roomchain.Signed, error) {
 	return roomchain.Sign(roomchain.Statement{
 		Version: roomchain.Version, Room: chain.Room, Seq: chain.Seq + 1, Prev: chain.Head, Kind: kind,
-		Actor: c.id.UserKey(), Epoch: epoch, Members: members, Time: c.now().UnixMilli(),
+		Actor: c.id.UserKey(), Epoch: epoch, Members: members, Time: c.now().UnixMilli(), Reason: reason,
 	}, c.id.SigningKey())
 }
 
@@ -288,6 +292,19 @@ func (c *Client) rekey(ctx context.Context, snap *roomSnapshot, remove []string)
 	for _, r := range remove {
 		gone[r] = true
 	}
+	// Revoked users go with every rekey: the server refuses a key for them,
+	// and any member may remove them.
+	allRevoked := true
+	revoked := snap.revoked()
+	for _, r := range remove {
+		allRevoked = allRevoked && revoked[r]
+	}
+	for u := range revoked {
+		if !gone[u] {
+			gone[u] = true
+			remove = append(remove, u)
+		}
+	}
 	var keep []roomchain.Member
 	for _, m := range chain.Members {
 		if !gone[m.User] {
@@ -303,8 +320,12 @@ func (c *Client) rekey(ctx context.Context, snap *roomSnapshot, remove []string)
 	}
 	next := chain.Epoch + 1
 	req := api.RekeyRequest{FromEpoch: chain.Epoch, Remove: remove}
+	reason := ""
+	if len(remove) > 0 && allRevoked {
+		reason = roomchain.ReasonRevoked
+	}
 	var err error
-	if req.Statement, err = c.statement(chain, kind, next, keep); err != nil {
+	if req.Statement, err = c.statementWithReason(chain, kind, next, keep, reason); err != nil {
 		return api.Room{}, err
 	}
 	if snap.room.Encrypted {

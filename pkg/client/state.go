@@ -37,6 +37,17 @@ type roomSnapshot struct {
 	at      time.Time
 }
 
+// revoked returns the verified members the server reports revoked.
+func (s *roomSnapshot) revoked() map[string]bool {
+	out := map[string]bool{}
+	for _, m := range s.room.Members {
+		if _, ok := s.chain.Member(m.User); ok && m.Revoked {
+			out[m.User] = true
+		}
+	}
+	return out
+}
+
 // senderAt returns the verified member record of the sender of a message
 // at epoch e, with its key ready to verify.
 func (s *roomSnapshot) senderAt(pk [32]byte, epoch uint64) (roomchain.Member, ed25519.PublicKey, bool) {

@@ -708,11 +708,11 @@ func (s *sqliteStore) RoomsOf(ctx context.Context, userKey string) ([]api.Room, 
 }
 
 const (
-	membersQuery = `SELECT u.name, u.user_key, u.xkey, u.binding, m.since, m.until
+	membersQuery = `SELECT u.name, u.user_key, u.xkey, u.binding, m.since, m.until, u.status = 'revoked'
 		FROM members m JOIN users u ON u.user_key = m.user_key
 		WHERE m.room = ? AND m.until IS NULL
 		ORDER BY m.since, m.user_key`
-	memberHistoryQuery = `SELECT u.name, u.user_key, u.xkey, u.binding, m.since, m.until
+	memberHistoryQuery = `SELECT u.name, u.user_key, u.xkey, u.binding, m.since, m.until, u.status = 'revoked'
 		FROM members m JOIN users u ON u.user_key = m.user_key
 		WHERE m.room = ?
 		ORDER BY m.since, m.user_key`
@@ -737,7 +737,7 @@ func (s *sqliteStore) Members(ctx context.Context, room string, history bool) ([
 			since int64
 			until sql.NullInt64
 		)
-		if err := rows.Scan(&m.Name, &m.User, &m.XKey, &m.Binding, &since, &until); err != nil {
+		if err := rows.Scan(&m.Name, &m.User, &m.XKey, &m.Binding, &since, &until, &m.Revoked); err != nil {
 			return nil, s.fail("list members", err)
 		}
 		m.Since = uint64(since)
@@ -987,6 +987,13 @@ func (s *sqliteStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 		parsed, err := CheckStatement(c.Room, head, c.Statement, kind, next, remaining)
 		if err != nil {
 			return s.fail("rekey", err)
+		}
+		if parsed.Reason == roomchain.ReasonRevoked {
+			for _, u := range c.Remove {
+				if status, err := s.userStatus(ctx, tx, u); err != nil || status != api.StatusRevoked {
+					return api.Errorf(api.CodeInvalid, "the statement removes %s as revoked, but that user is not revoked", u)
+				}
+			}
 		}
 		if err := s.appendStatement(ctx, tx, &r, parsed.Seq, c.Statement, next, "rekey"); err != nil {
 			return err

@@ -50,7 +50,8 @@ type Store interface {
 	// RoomsOf returns the rooms userKey is a member of now, oldest first.
 	RoomsOf(ctx context.Context, userKey string) ([]api.Room, error)
 	// Members returns the room's current members, or with history also the
-	// former ones (Until set), ordered by Since then user key.
+	// former ones (Until set), ordered by Since then user key, each with
+	// Revoked set if its user is revoked.
 	Members(ctx context.Context, room string, history bool) ([]api.Member, error)
 	// AddMembers makes a.Users members from the room's current epoch, which
 	// must equal a.Epoch (else conflict: the room was rekeyed meanwhile),
@@ -114,7 +115,9 @@ type Add struct {
 //
 //   - Statement, the remove (when Remove is not empty) or rekey statement,
 //     follows the room's head (conflict otherwise) and verifies
-//     ([CheckStatement]).
+//     ([CheckStatement]); a statement with reason "revoked"
+//     ([roomchain.ReasonRevoked]) removes only revoked users (invalid
+//     otherwise).
 //
 // On success the epoch is FromEpoch+1, the removed members' Until is the
 // new epoch, the keys are stored for it and Statement is appended to the

@@ -24,7 +24,8 @@
 //   - create (Seq 1 only): epoch 1, the actor alone, as admin;
 //   - add: same epoch, one or more members more; the actor is an admin;
 //   - remove: next epoch, one or more members fewer, at least one left; the
-//     actor is an admin or removes only itself;
+//     actor is an admin, removes only itself, or removes users the server
+//     revoked (Reason "revoked": the server checks they are);
 //   - rekey: next epoch, the same members; any member may rekey.
 //
 // [State] is immutable; [State.Apply] returns a new one. Safe for
@@ -100,7 +101,14 @@ type Statement struct {
 	Encrypted bool     `json:"encrypted,omitempty"`
 	Members   []Member `json:"members"`
 	Time      int64    `json:"time"`
+	// Reason is set on a remove of users the server has revoked
+	// (ReasonRevoked): any member may make it, so that the next member who
+	// sends can rekey a revoked user out.
+	Reason string `json:"reason,omitempty"`
 }
+
+// ReasonRevoked marks the removal of revoked users.
+const ReasonRevoked = "revoked"
 
 // Signed is a statement as it travels and is stored: its exact encoded
 // bytes and the actor's signature over them.
@@ -327,6 +335,9 @@ func (s *State) apply(room string, sig Signed, st Statement) (*State, error) {
 	if err := checkBindings(st.Seq, added); err != nil {
 		return nil, err
 	}
+	if st.Reason != "" && (st.Kind != KindRemove || st.Reason != ReasonRevoked) {
+		return nil, invalid("statement %d (%s) gives reason %q", st.Seq, st.Kind, st.Reason)
+	}
 	switch st.Kind {
 	case KindAdd:
 		if st.Epoch != s.Epoch || len(added) == 0 || len(removed) != 0 {
@@ -339,7 +350,7 @@ func (s *State) apply(room string, sig Signed, st Statement) (*State, error) {
 		if st.Epoch != s.Epoch+1 || len(added) != 0 || len(removed) == 0 || len(st.Members) == 0 {
 			return nil, invalid("statement %d (remove) must remove members, keep at least one, and start the next epoch", st.Seq)
 		}
-		if actor.Role != RoleAdmin && !(len(removed) == 1 && removed[0].User == actor.User) {
+		if actor.Role != RoleAdmin && st.Reason != ReasonRevoked && !(len(removed) == 1 && removed[0].User == actor.User) {
 			return nil, invalid("statement %d: %s removes others but is not a room admin", st.Seq, actor.Name)
 		}
 	case KindRekey:

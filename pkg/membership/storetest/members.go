@@ -159,6 +159,8 @@ var memberCases = []testCase{
 		if _, err := f.s.RevokeUser(f.ctx, bob.User, f.now()); err != nil {
 			f.Fatal(err)
 		}
-		wantMembers(f, f.members(r.ID, false), []api.Member{member(alice, 1, 0), member(bob, 1, 0)}, "Members after revoking bob")
+		revokedBob := member(bob, 1, 0)
+		revokedBob.Revoked = true
+		wantMembers(f, f.members(r.ID, false), []api.Member{member(alice, 1, 0), revokedBob}, "Members after revoking bob (flagged revoked)")
 	}},
 }

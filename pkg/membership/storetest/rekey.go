@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/enmanuel/unibus/pkg/api"
@@ -114,7 +115,33 @@ var rekeyCases = []testCase{
 		wantMention(f, err, carol.User, "Rekey keeping a revoked member")
 		f.unchanged(before, "Rekey keeping a revoked member")
 		f.rekey(f.change(r.ID, 1, alice, []api.User{carol}, alice, bob))
-		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 0), member(carol, 1, 2)}, "history after removing the revoked member")
+		former := member(carol, 1, 2)
+		former.Revoked = true
+		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 0), former}, "history after removing the revoked member")
+	}},
+
+	{"any_member_removes_revoked_users", func(f *fixture) {
+		r, alice, bob, carol := f.trio() // bob is a plain member
+		revokedRemoval := func(actor api.User, remove api.User, keep ...api.User) membership.Rekey {
+			c := f.change(r.ID, 1, actor, []api.User{remove}, keep...)
+			s := f.state(r.ID)
+			members := slices.DeleteFunc(slices.Clone(s.Members), func(m roomchain.Member) bool { return m.User == remove.User })
+			c.Statement = f.sign(actor.User, roomchain.Statement{Room: r.ID, Kind: roomchain.KindRemove, Epoch: 2, Members: members, Reason: roomchain.ReasonRevoked})
+			return c
+		}
+		// Not revoked: a member may not remove another, reason or not.
+		before := f.snapshot(r.ID, alice, bob, carol)
+		_, err := f.s.Rekey(f.ctx, revokedRemoval(bob, carol, alice, bob))
+		wantCode(f, err, api.CodeInvalid, "removal of an active user as revoked")
+		f.unchanged(before, "removal of an active user as revoked")
+		// Revoked: any member rekeys it out.
+		if _, err := f.s.RevokeUser(f.ctx, carol.User, f.now()); err != nil {
+			f.Fatal(err)
+		}
+		got := f.rekey(revokedRemoval(bob, carol, alice, bob))
+		if got.Epoch != 2 {
+			f.Fatalf("epoch %d after removing the revoked user, want 2", got.Epoch)
+		}
 	}},
 
 	{"cleartext", func(f *fixture) {
