@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -235,5 +236,37 @@ func TestEnforceRemovedMemberAndRevokedUserAreCutWithinASecond(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("removed member could subscribe to the room again")
+	}
+}
+
+func TestAPIFloodIsSlowedForTheFlooderOnly(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s := startServer(t, dir, "--api-rate", "5", "--api-burst", "5")
+	db := filepath.Join(dir, "unibus.db")
+	alice, bob := newIdentity(t, "alice"), newIdentity(t, "bob")
+	userCLI(t, 0, "seed", "--db", db, alice.Public().Token())
+	userCLI(t, 0, "seed", "--db", db, bob.Public().Token())
+	limited := 0
+	for range 30 {
+		if code := getMe(t, s.URL, alice); code == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Fatal("30 quick requests over a 5/s limit were all served")
+	}
+	if code := getMe(t, s.URL, bob); code != http.StatusOK {
+		t.Fatalf("another user's request during the flood = %d; want 200", code)
+	}
+	// The refusal is the API's JSON error with a Retry-After.
+	resp, err := http.DefaultClient.Do(signedGet(t, s.URL+"/v1/me", alice))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var e api.Error
+	if resp.StatusCode != http.StatusTooManyRequests || jsonDecode(resp, &e) != nil || e.Code != api.CodeRateLimited || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("flooded request = %d %+v (Retry-After %q); want 429 rate_limited with Retry-After", resp.StatusCode, e, resp.Header.Get("Retry-After"))
 	}
 }

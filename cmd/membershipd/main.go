@@ -121,6 +121,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		historyMaxAge      = fs.Duration("history-max-age", 0, "how long room history is kept in JetStream, e.g. 720h; 0 keeps it forever")
 		historyMaxBytes    = fs.Int64("history-max-bytes", -1, "size ceiling of the whole history stream in bytes, oldest messages dropped first; -1 = unlimited")
 		historyMaxMsgsRoom = fs.Int64("history-max-msgs-per-room", -1, "messages kept per room, oldest dropped first; -1 = unlimited")
+		apiRate            = fs.Float64("api-rate", membership.DefaultRatePerSecond, "API requests per second allowed to one user (bursts of --api-burst); answered 429 beyond; 0 = unlimited")
+		apiBurst           = fs.Int("api-burst", membership.DefaultRateBurst, "API request burst allowed to one user")
 		logLevel           slog.Level
 	)
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "structured log level: debug|info|warn|error")
@@ -327,8 +329,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger.Printf("control-plane auth: %s", authMode)
 
+	// Flood protection: per claimed user, and per address in front of it
+	// (ten times as generous) since the claim is not verified before the
+	// limiter runs. Limits are per node.
+	var handler http.Handler = srv
+	if *apiRate > 0 {
+		perUser := membership.NewRateLimiter(membership.RateLimit{PerSecond: *apiRate, Burst: *apiBurst})
+		perIP := membership.NewRateLimiter(membership.RateLimit{PerSecond: 10 * *apiRate, Burst: 10 * *apiBurst})
+		handler = perIP.Middleware(perUser.Middleware(srv, membership.RequestKey), membership.RemoteIPKey)
+		logger.Printf("API rate limit: %g requests/s per user (burst %d), %g per address", *apiRate, *apiBurst, 10**apiRate)
+	}
+
 	httpSrv := &http.Server{
-		Handler: srv,
+		Handler: handler,
 		// Bound request header size so a peer cannot exhaust memory with huge
 		// headers before any body limit applies (the body ceilings live in the
 		// membership middleware).

@@ -193,15 +193,22 @@ func jsonDecode(resp *http.Response, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-// getMe calls GET /v1/me signed by id and returns the status.
-func getMe(t testing.TB, base string, id *identity.Identity) int {
+// signedGet is a GET of url signed by id.
+func signedGet(t testing.TB, url string, id *identity.Identity) *http.Request {
 	t.Helper()
-	req := mustRequest(t, http.MethodGet, base+"/v1/me")
-	sig, err := reqsig.Sign(id, http.MethodGet, "/v1/me", reqsig.EmptyBody, time.Now(), nil)
+	req := mustRequest(t, http.MethodGet, url)
+	sig, err := reqsig.Sign(id, http.MethodGet, req.URL.RequestURI(), reqsig.EmptyBody, time.Now(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	req.Header.Set("Authorization", sig.String())
+	return req
+}
+
+// getMe calls GET /v1/me signed by id and returns the status.
+func getMe(t testing.TB, base string, id *identity.Identity) int {
+	t.Helper()
+	req := signedGet(t, base+"/v1/me", id)
 	var me api.User
 	status := doJSON(t, req, &me)
 	if status == http.StatusOK && me.User != id.UserKey() {

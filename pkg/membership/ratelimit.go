@@ -15,12 +15,13 @@ import (
 	"github.com/enmanuel/unibus/pkg/reqsig"
 )
 
-// Default API rate limit of one client: a steady 20 requests a second with
-// bursts of 40, far above what the CLI or the SDK sends, so that only a
-// flood is slowed.
+// Default API rate limit of one client: a steady 100 requests a second
+// with bursts of 200, far above what the CLI or the SDK sends, so that only
+// a flood is slowed. Benchmarks of the API raise it (membershipd
+// --api-rate 0).
 const (
-	DefaultRatePerSecond = 20
-	DefaultRateBurst     = 40
+	DefaultRatePerSecond = 100
+	DefaultRateBurst     = 200
 )
 
 // DefaultMaxRateKeys is how many clients a [RateLimiter] tracks at most
