@@ -60,11 +60,21 @@ func roomShow(ctx context.Context, x *invocation, args []string) error {
 	if err != nil {
 		return err
 	}
+	// Show only what the room's signed membership history proves: the
+	// verification fails loudly if the server's view differs from it.
+	v, err := c.Verify(ctx, r.ID)
+	if err != nil {
+		return err
+	}
 	if r.Members == nil {
 		r.Members = []api.Member{}
 	}
 	if x.opts.json {
 		return writeJSON(x.stdout, r)
+	}
+	roles := map[string]string{}
+	for _, m := range v.Members {
+		roles[m.User] = m.Role
 	}
 	creator := r.Creator
 	for _, m := range r.Members {
@@ -79,14 +89,15 @@ func roomShow(ctx context.Context, x *invocation, args []string) error {
 	fmt.Fprintf(tw, "encrypted:\t%s\n", yesNo(r.Encrypted))
 	fmt.Fprintf(tw, "creator:\t%s\n", creator)
 	fmt.Fprintf(tw, "created:\t%s\n", localTime(r.CreatedAt))
+	fmt.Fprintf(tw, "history:\tstatement %d, head %s (verified; compare out of band)\n", v.HeadSeq, v.HeadHash)
 	fmt.Fprintf(tw, "members:\t%d\n", len(r.Members))
 	if err := tw.Flush(); err != nil {
 		return err
 	}
 	tw = tabwriter.NewWriter(x.stdout, 0, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "  NAME\tUSER\tSINCE")
+	fmt.Fprintln(tw, "  NAME\tUSER\tROLE\tSINCE")
 	for _, m := range r.Members {
-		fmt.Fprintf(tw, "  %s\t%s\tepoch %d\n", m.Name, m.User, m.Since)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\tepoch %d\n", m.Name, m.User, roles[m.User], m.Since)
 	}
 	return tw.Flush()
 }

@@ -47,6 +47,9 @@ type User struct {
 	Status    string     `json:"status"`
 	CreatedAt time.Time  `json:"created_at"`
 	RevokedAt *time.Time `json:"revoked_at,omitempty"`
+	// Registration is the admin-signed registration of a user added over
+	// the API; nil for a user seeded on the host.
+	Registration *identity.SignedRegistration `json:"registration,omitempty"`
 }
 
 // Active reports whether the user may use the bus.
@@ -56,6 +59,9 @@ func (u User) Active() bool { return u.Status == StatusActive }
 type AddUserRequest struct {
 	Token string `json:"token"`
 	Admin bool   `json:"admin,omitempty"`
+	// Registration is the caller's signed registration of exactly this
+	// identity and role.
+	Registration identity.SignedRegistration `json:"registration"`
 }
 
 // Room is a room as the caller sees it.

@@ -259,3 +259,32 @@ func TestForkedHistoriesAreDetected(t *testing.T) {
 		t.Fatalf("carol did not detect the fork (read error %v)", rerr)
 	}
 }
+
+// TestSwappedRegisteredUserIsRefused: an identity swapped wholesale in the
+// store (new keys, a valid binding, the same name) for a user an admin
+// registered over the API no longer matches the admin's signed
+// registration, even for a client that never saw the user before.
+func TestSwappedRegisteredUserIsRefused(t *testing.T) {
+	bus := testbus.Start(t, testbus.Options{})
+	aliceID, alice := bus.User(t, "alice", api.RoleAdmin)
+	dave := testbus.NewIdentity(t, "dave")
+	if _, err := alice.AddUser(ctxT(t), dave.Public().Token(), false); err != nil {
+		t.Fatal(err)
+	}
+	room, err := alice.CreateRoom(ctxT(t), "ops", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := testbus.NewIdentity(t, "dave")
+	fp := fake.Public()
+	d := db(t, bus)
+	exec(t, d, `UPDATE users SET user_key = ?, xkey = ?, binding = ? WHERE name = 'dave'`, fp.User, fp.XKey, fp.Binding)
+	fresh := bus.Client(t, aliceID) // no pins: first sight of dave
+	if _, err := fresh.AddMember(ctxT(t), room.ID, "dave"); !errors.Is(err, identity.ErrBadRegistration) {
+		t.Fatalf("AddMember of a swapped registered user = %v; want ErrBadRegistration", err)
+	}
+	keys, _ := bus.Store.SealedKeys(context.Background(), room.ID, fp.User, 0)
+	if len(keys) != 0 {
+		t.Fatal("a key was sealed to the swapped identity")
+	}
+}

@@ -27,12 +27,23 @@ func (c *Client) Me(ctx context.Context) (api.User, error) {
 }
 
 // AddUser registers the user whose public identity token is given (admins only).
+// The caller signs the registration, so that the directory the server
+// serves can be checked against what an admin vouched for.
 func (c *Client) AddUser(ctx context.Context, token string, admin bool) (api.User, error) {
-	if _, err := identity.ParseToken(token); err != nil {
+	pub, err := identity.ParseToken(token)
+	if err != nil {
+		return api.User{}, err
+	}
+	role := api.RoleMember
+	if admin {
+		role = api.RoleAdmin
+	}
+	reg, err := identity.SignRegistration(identity.Registration{User: pub, Role: role, By: c.id.UserKey(), Time: c.now().UnixMilli()}, c.id.SigningKey())
+	if err != nil {
 		return api.User{}, err
 	}
 	var u api.User
-	err := c.do(ctx, http.MethodPost, "/v1/users", nil, api.AddUserRequest{Token: strings.TrimSpace(token), Admin: admin}, &u)
+	err = c.do(ctx, http.MethodPost, "/v1/users", nil, api.AddUserRequest{Token: strings.TrimSpace(token), Admin: admin, Registration: reg}, &u)
 	return u, err
 }
 
@@ -53,7 +64,38 @@ func (c *Client) User(ctx context.Context, user string) (api.User, error) {
 	if err := u.Public.Verify(); err != nil {
 		return api.User{}, fmt.Errorf("server returned user %q with an identity that does not verify: %w", user, err)
 	}
+	if err := c.checkRegistration(ctx, u); err != nil {
+		return api.User{}, err
+	}
 	return u, nil
+}
+
+// checkRegistration verifies a user's admin-signed registration: it must
+// register exactly this identity and role, and be signed by an admin whose
+// own keys pass this client's pins. A user without one was seeded on the
+// host.
+func (c *Client) checkRegistration(ctx context.Context, u api.User) error {
+	if u.Registration == nil {
+		return nil
+	}
+	reg, err := u.Registration.Verify()
+	if err != nil {
+		return fmt.Errorf("user %s: %w", u.Name, err)
+	}
+	if !reg.Matches(u.Public) || reg.Role != u.Role {
+		return fmt.Errorf("user %s: %w: the directory's keys or role differ from what admin %s registered", u.Name, identity.ErrBadRegistration, reg.By)
+	}
+	if reg.By == u.User {
+		return nil
+	}
+	var admin api.User
+	if err := c.do(ctx, http.MethodGet, "/v1/users/"+url.PathEscape(reg.By), nil, nil, &admin); err != nil {
+		return fmt.Errorf("user %s: look up the admin who registered it: %w", u.Name, err)
+	}
+	if admin.User != reg.By || admin.Role != api.RoleAdmin || admin.Public.Verify() != nil {
+		return fmt.Errorf("user %s: %w: registered by %s, who is not a valid admin", u.Name, identity.ErrBadRegistration, reg.By)
+	}
+	return c.pins.checkUser(admin.Name, admin.User, admin.XKey)
 }
 
 // RevokeUser revokes a user by name or user key (admins only).

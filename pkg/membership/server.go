@@ -368,6 +368,14 @@ func (s *Server) addUser(ctx context.Context, c *call) (int, any, error) {
 	if req.Admin {
 		u.Role = api.RoleAdmin
 	}
+	reg, err := req.Registration.Verify()
+	if err != nil {
+		return 0, nil, api.Errorf(api.CodeInvalid, "%v: the SDK signs a registration for every user it adds", err)
+	}
+	if !reg.Matches(pub) || reg.Role != u.Role || reg.By != c.user.User {
+		return 0, nil, api.Errorf(api.CodeInvalid, "the registration does not register this identity with role %s by the caller", u.Role)
+	}
+	u.Registration = &req.Registration
 	if err := s.store.CreateUser(ctx, u); err != nil {
 		return 0, nil, err
 	}

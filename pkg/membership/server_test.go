@@ -65,6 +65,16 @@ func newAPIFixture(t testing.TB, mode membership.AuthMode) *apiFixture {
 	return f
 }
 
+// register signs admin's registration of user with role.
+func register(t testing.TB, admin, user *identity.Identity, role string) identity.SignedRegistration {
+	t.Helper()
+	r, err := identity.SignRegistration(identity.Registration{User: user.Public(), Role: role, By: admin.UserKey(), Time: time.Now().UnixMilli()}, admin.SigningKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // createStatement signs the creation statement of a room.
 func createStatement(t testing.TB, actor *identity.Identity, room, name string, encrypted bool) roomchain.Signed {
 	t.Helper()
@@ -247,7 +257,11 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"user add: bad token", f.alice, "POST", "/v1/users", api.AddUserRequest{Token: "unibus1:x"}, 400},
 		{"user add: oversize", f.alice, "POST", "/v1/users", big, 413},
 		{"user add: by a member", f.bob, "POST", "/v1/users", api.AddUserRequest{Token: f.stranger.Public().Token()}, 403},
-		{"user add: duplicate", f.alice, "POST", "/v1/users", api.AddUserRequest{Token: f.bob.Public().Token()}, 409},
+		{"user add: duplicate", f.alice, "POST", "/v1/users", api.AddUserRequest{Token: f.bob.Public().Token(), Registration: register(t, f.alice, f.bob, api.RoleMember)}, 409},
+		{"user add: no registration", f.alice, "POST", "/v1/users", api.AddUserRequest{Token: f.stranger.Public().Token()}, 400},
+		{"user add: registration of another identity", f.alice, "POST", "/v1/users", api.AddUserRequest{Token: f.stranger.Public().Token(), Registration: register(t, f.alice, f.bob, api.RoleMember)}, 400},
+		{"user add: registration with another role", f.alice, "POST", "/v1/users", api.AddUserRequest{Token: f.stranger.Public().Token(), Admin: true, Registration: register(t, f.alice, f.stranger, api.RoleMember)}, 400},
+		{"user add: registration by someone else", f.alice, "POST", "/v1/users", api.AddUserRequest{Token: f.stranger.Public().Token(), Registration: register(t, f.bob, f.stranger, api.RoleMember)}, 400},
 		{"user list: by a member", f.bob, "GET", "/v1/users", nil, 403},
 		{"user get: unknown", f.alice, "GET", "/v1/users/nobody", nil, 404},
 		{"user revoke: unknown", f.alice, "POST", "/v1/users/nobody/revoke", nil, 404},
@@ -480,19 +494,29 @@ func TestHealthAndInfoNeedNoSignature(t *testing.T) {
 	}
 }
 
-// FuzzCreateRoomBody sends arbitrary bodies to a JSON route: the answer is
+// FuzzJSONBodies sends arbitrary bodies to every JSON route: the answer is
 // a success or a 4xx JSON error, never a 5xx.
-func FuzzCreateRoomBody(f *testing.F) {
-	f.Add([]byte(`{"id":"aaaaaaaaaaaaaaaaaaaaaaaaaa","name":"ops","cleartext":true}`))
-	f.Add([]byte(`{"id":"aaaaaaaaaaaaaaaaaaaaaaaaaa","name":"ops","sealed_key":"` + base64.StdEncoding.EncodeToString(sealed73) + `"}`))
-	f.Add([]byte(`{"name":`))
-	f.Add([]byte(`[]`))
-	f.Add([]byte(`{"name":"\u0000"}`))
+func FuzzJSONBodies(f *testing.F) {
 	fx := newAPIFixture(f, membership.AuthOff)
-	f.Fuzz(func(t *testing.T, body []byte) {
-		r := fx.send(t, fx.alice, "POST", "/v1/rooms", body, sha256.Sum256(body), "application/json")
+	routes := []string{"/v1/rooms", "/v1/users", "/v1/rooms/" + fx.room + "/members", "/v1/rooms/" + fx.room + "/rekey", "/v1/users/bob/revoke"}
+	seeds := [][]byte{
+		[]byte(`{"id":"aaaaaaaaaaaaaaaaaaaaaaaaaa","name":"ops","cleartext":true}`),
+		[]byte(`{"id":"aaaaaaaaaaaaaaaaaaaaaaaaaa","name":"ops","sealed_key":"` + base64.StdEncoding.EncodeToString(sealed73) + `"}`),
+		[]byte(`{"token":"unibus1:a:b:c:d","admin":true}`),
+		[]byte(`{"epoch":1,"members":[{"member":"bob","sealed_key":"AQ=="}]}`),
+		[]byte(`{"from_epoch":1,"remove":["x"],"keys":[{"member":"y","sealed_key":"AQ=="}],"statement":{"body":"e30=","sig":"AA=="}}`),
+		[]byte(`{"name":`), []byte(`[]`), []byte(`{"name":"\u0000"}`), []byte(`{}`), []byte(`null`),
+	}
+	for i := range routes {
+		for _, b := range seeds {
+			f.Add(uint8(i), b)
+		}
+	}
+	f.Fuzz(func(t *testing.T, route uint8, body []byte) {
+		path := routes[int(route)%len(routes)]
+		r := fx.send(t, fx.alice, "POST", path, body, sha256.Sum256(body), "application/json")
 		if r.status >= 500 {
-			t.Fatalf("body %q = %d %s", body, r.status, r.body)
+			t.Fatalf("POST %s %q = %d %s", path, body, r.status, r.body)
 		}
 		if r.status >= 400 {
 			var e api.Error

@@ -20,6 +20,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
@@ -316,16 +317,20 @@ func epochArg(e uint64) int64 {
 
 // ---- users ----
 
-const userColumns = `user_key, name, xkey, binding, role, status, created_at, revoked_at`
+const userColumns = `user_key, name, xkey, binding, role, status, created_at, revoked_at, registration_body, registration_sig`
 
 func scanUser(sc interface{ Scan(...any) error }) (api.User, error) {
 	var (
-		u       api.User
-		created int64
-		revoked sql.NullInt64
+		u        api.User
+		created  int64
+		revoked  sql.NullInt64
+		reg, sig []byte
 	)
-	if err := sc.Scan(&u.User, &u.Name, &u.XKey, &u.Binding, &u.Role, &u.Status, &created, &revoked); err != nil {
+	if err := sc.Scan(&u.User, &u.Name, &u.XKey, &u.Binding, &u.Role, &u.Status, &created, &revoked, &reg, &sig); err != nil {
 		return api.User{}, err
+	}
+	if reg != nil {
+		u.Registration = &identity.SignedRegistration{Body: reg, Sig: sig}
 	}
 	u.CreatedAt = fromNanos(created)
 	if revoked.Valid {
@@ -394,8 +399,12 @@ func (s *sqliteStore) CreateUser(ctx context.Context, u api.User) error {
 		case !errors.Is(err, sql.ErrNoRows):
 			return s.fail("create user", err)
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-			u.User, u.Name, u.XKey, u.Binding, u.Role, u.Status, nanos(u.CreatedAt), revoked)
+		var reg, sig []byte
+		if u.Registration != nil {
+			reg, sig = u.Registration.Body, u.Registration.Sig
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			u.User, u.Name, u.XKey, u.Binding, u.Role, u.Status, nanos(u.CreatedAt), revoked, reg, sig)
 		if err != nil {
 			return s.fail("create user", err)
 		}
