@@ -9,6 +9,7 @@ package testbus
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http/httptest"
 	"os"
@@ -62,53 +63,73 @@ func Logger() *slog.Logger {
 // Start starts a bus and registers its teardown.
 func Start(t testing.TB, opts Options) *Bus {
 	t.Helper()
-	b := &Bus{Dir: opts.Dir}
-	if b.Dir == "" {
-		b.Dir = t.TempDir()
+	if opts.Dir == "" {
+		opts.Dir = t.TempDir()
 	}
+	b, err := New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// New starts a bus in opts.Dir (which must be set); Close stops it. Start
+// is the form for tests; New serves examples, which have no testing.TB.
+func New(opts Options) (*Bus, error) {
+	b := &Bus{Dir: opts.Dir}
 	b.DBPath = filepath.Join(b.Dir, "unibus.db")
 	b.BlobDir = filepath.Join(b.Dir, "blobs")
 	b.NATSDir = filepath.Join(b.Dir, "jetstream")
 	store, err := membership.Open(b.DBPath)
 	if err != nil {
-		t.Fatalf("open store: %v", err)
+		return nil, fmt.Errorf("open store: %w", err)
 	}
 	b.Store = store
 	blobs, err := blobstore.New(b.BlobDir)
 	if err != nil {
-		t.Fatalf("open blob store: %v", err)
+		store.Close()
+		return nil, fmt.Errorf("open blob store: %w", err)
 	}
 	ns, err := embeddednats.StartServer(embeddednats.ServerConfig{StoreDir: b.NATSDir, Host: "127.0.0.1", Port: -1, Logger: Logger()})
 	if err != nil {
-		t.Fatalf("start nats: %v", err)
+		store.Close()
+		return nil, fmt.Errorf("start nats: %w", err)
 	}
 	b.NATS, b.NATSURL = ns, embeddednats.ClientURL(ns)
+	fail := func(err error) (*Bus, error) {
+		ns.Shutdown()
+		store.Close()
+		return nil, err
+	}
 	nc, err := nats.Connect("", nats.InProcessServer(ns))
 	if err != nil {
-		t.Fatalf("connect nats: %v", err)
+		return fail(fmt.Errorf("connect nats: %w", err))
 	}
 	b.Conn = nc
 	if b.JS, err = jetstream.New(nc); err != nil {
-		t.Fatal(err)
+		return fail(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := membership.EnsureHistoryStream(ctx, b.JS, membership.HistoryLimits{}); err != nil {
-		t.Fatalf("history stream: %v", err)
+		return fail(fmt.Errorf("history stream: %w", err))
 	}
 	b.Server = membership.NewServer(store, blobs, opts.Mode)
 	b.Server.NATSURL = b.NATSURL
 	b.Server.Events = nc
 	b.Server.Logger = Logger()
 	b.HTTP = httptest.NewServer(b.Server)
-	t.Cleanup(func() {
-		b.HTTP.Close()
-		nc.Close()
-		ns.Shutdown()
-		ns.WaitForShutdown()
-		store.Close()
-	})
-	return b
+	return b, nil
+}
+
+// Close stops the bus.
+func (b *Bus) Close() {
+	b.HTTP.Close()
+	b.Conn.Close()
+	b.NATS.Shutdown()
+	b.NATS.WaitForShutdown()
+	b.Store.Close()
 }
 
 // NewIdentity makes a fresh identity.
