@@ -1,14 +1,18 @@
-// Package blobstore keeps encrypted media blobs in a directory, addressed by
-// the lowercase hex SHA-256 of their bytes.
+// Package blobstore keeps encrypted media blobs, addressed by the lowercase
+// hex SHA-256 of their bytes, behind one interface ([Backend]) with two
+// implementations: a directory on the local disk ([Store]) and a JetStream
+// Object Store bucket ([ObjectStore], see objectstore.go) that several
+// servers can share.
 //
-// Blobs are streamed to a temporary file while their digest is computed,
-// flushed to disk and then renamed into place, so a blob is either absent or
-// complete. The layout is dir/ab/abcdef... (the first two hex characters
-// fan the blobs out over 256 subdirectories); temporary files live in
-// dir/tmp and leftovers older than an hour are removed by New.
+// In the directory store, blobs are streamed to a temporary file while their
+// digest is computed, flushed to disk and then renamed into place, so a blob
+// is either absent or complete. The layout is dir/ab/abcdef... (the first two
+// hex characters fan the blobs out over 256 subdirectories); temporary files
+// live in dir/tmp and leftovers older than an hour are removed by New.
 //
 // Identifiers are validated strictly (64 lowercase hex characters) before
-// any path is built, so a caller-supplied id can never escape the store.
+// any path or subject is built, so a caller-supplied id can never escape the
+// store.
 package blobstore
 
 import (
@@ -22,7 +26,35 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
+)
+
+// Backend is what every blob store offers. Both [*Store] and [*ObjectStore]
+// implement it with the same behaviour, checked by the shared suite in
+// package blobtest.
+type Backend interface {
+	// Put streams r into the store and returns the blob's id (hex SHA-256)
+	// and size. It reads at most maxBytes bytes (which must be positive); a
+	// longer stream fails with ErrTooLarge. When wantSHA256 is not empty the
+	// content must hash to it, or Put fails with ErrDigestMismatch. Nothing
+	// is stored when Put fails, and content that is already stored is still
+	// read and verified in full before Put succeeds.
+	Put(ctx context.Context, r io.Reader, maxBytes int64, wantSHA256 string) (id string, size int64, err error)
+	// Open returns the blob's content and size; the caller must close it.
+	// It fails with ErrInvalidID or ErrNotFound.
+	Open(ctx context.Context, id string) (io.ReadCloser, int64, error)
+	// Delete removes the blob; a missing blob gives ErrNotFound.
+	Delete(ctx context.Context, id string) error
+	// Has reports whether the blob is stored.
+	Has(ctx context.Context, id string) (bool, error)
+	// List returns the ids of all stored blobs in ascending order.
+	List(ctx context.Context) ([]string, error)
+}
+
+var (
+	_ Backend = (*Store)(nil)
+	_ Backend = (*ObjectStore)(nil)
 )
 
 // The sentinel errors below are matched with errors.Is. Each also has a
@@ -135,8 +167,7 @@ func ValidID(id string) bool {
 		return false
 	}
 	for i := 0; i < len(id); i++ {
-		c := id[i]
-		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+		if !isLowerHex(id[i]) {
 			return false
 		}
 	}
@@ -300,6 +331,48 @@ func (s *Store) Has(ctx context.Context, id string) (bool, error) {
 		return false, fmt.Errorf("blobstore: stat blob: %w", err)
 	}
 	return info.Mode().IsRegular(), nil
+}
+
+// List returns the ids of all blobs in the store, in ascending order. Files
+// that do not follow the store's layout are ignored.
+func (s *Store) List(ctx context.Context) ([]string, error) {
+	fanout, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("blobstore: list %s: %w", s.dir, err)
+	}
+	var ids []string
+	for _, d := range fanout {
+		name := d.Name()
+		if !d.IsDir() || !isFanoutDir(name) {
+			continue
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		sub := filepath.Join(s.dir, name)
+		entries, err := os.ReadDir(sub)
+		if err != nil {
+			return nil, fmt.Errorf("blobstore: list %s: %w", sub, err)
+		}
+		for _, e := range entries {
+			if id := e.Name(); e.Type().IsRegular() && ValidID(id) && id[:2] == name {
+				ids = append(ids, id)
+			}
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// isFanoutDir reports whether name is a fan-out directory name: two
+// lowercase hex characters.
+func isFanoutDir(name string) bool {
+	return len(name) == 2 && isLowerHex(name[0]) && isLowerHex(name[1])
+}
+
+// isLowerHex reports whether c is a lowercase hex digit.
+func isLowerHex(c byte) bool {
+	return ('0' <= c && c <= '9') || ('a' <= c && c <= 'f')
 }
 
 // syncDir flushes a directory so that entries created, renamed or removed
