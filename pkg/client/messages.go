@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -206,40 +208,93 @@ func (c *Client) Read(ctx context.Context, roomRef string, opts ReadOptions, fn 
 	defer it.Stop()
 	stop := context.AfterFunc(ctx, it.Stop)
 	defer stop()
-	skip := uint64(0)
-	first := true
-	for {
-		m, err := it.Next()
-		if err != nil {
-			if ctx.Err() != nil {
-				if opts.Follow {
-					return nil
+	return c.deliver(ctx, id, it, lastSeq, opts, fn)
+}
+
+// pending is a message being opened by a worker; done is closed when r is
+// ready.
+type pending struct {
+	r    Received
+	data []byte
+	done chan struct{}
+}
+
+// deliver reads the consumer and hands fn the opened messages in order.
+// Opening (signature check and decryption, the costly part) is spread over
+// the machine's cores; a reorder queue keeps the room's order.
+func (c *Client) deliver(ctx context.Context, id string, it jetstream.MessagesContext, lastSeq uint64, opts ReadOptions, fn func(Received) error) error {
+	workers := runtime.GOMAXPROCS(0)
+	work := make(chan *pending, 4*workers)
+	queue := make(chan *pending, 4*workers)
+	readErr := make(chan error, 1)
+	quit := make(chan struct{})
+	defer close(quit)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for p := range work {
+				seq := p.r.Seq
+				p.r = c.open(ctx, id, p.data)
+				p.r.Seq = seq
+				close(p.done)
+			}
+		}()
+	}
+	// The reader: one goroutine, in stream order, into both the workers'
+	// channel and the ordered queue.
+	go func() {
+		defer func() { close(work); wg.Wait(); close(queue) }()
+		skip := uint64(0)
+		first := true
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if ctx.Err() != nil && opts.Follow {
+					err = nil
+				} else if ctx.Err() != nil {
+					err = ctx.Err()
+				} else {
+					err = fmt.Errorf("read room %s: %w", id, err)
 				}
-				return ctx.Err()
+				readErr <- err
+				return
 			}
-			return fmt.Errorf("read room %s: %w", id, err)
-		}
-		md, err := m.Metadata()
-		if err != nil {
-			return fmt.Errorf("read room %s: %w", id, err)
-		}
-		if first && opts.Last > 0 && md.NumPending+1 > uint64(opts.Last) {
-			skip = md.NumPending + 1 - uint64(opts.Last)
-		}
-		first = false
-		if skip > 0 {
-			skip--
-		} else {
-			r := c.open(ctx, id, m.Data())
-			r.Seq = md.Sequence.Stream
-			if err := fn(r); err != nil {
-				return err
+			md, err := m.Metadata()
+			if err != nil {
+				readErr <- fmt.Errorf("read room %s: %w", id, err)
+				return
+			}
+			if first && opts.Last > 0 && md.NumPending+1 > uint64(opts.Last) {
+				skip = md.NumPending + 1 - uint64(opts.Last)
+			}
+			first = false
+			if skip > 0 {
+				skip--
+			} else {
+				p := &pending{r: Received{Seq: md.Sequence.Stream}, data: m.Data(), done: make(chan struct{})}
+				select {
+				case queue <- p:
+				case <-quit:
+					return
+				}
+				work <- p
+			}
+			if !opts.Follow && md.Sequence.Stream >= lastSeq {
+				readErr <- nil
+				return
 			}
 		}
-		if !opts.Follow && md.Sequence.Stream >= lastSeq {
-			return nil
+	}()
+	for p := range queue {
+		<-p.done
+		if err := fn(p.r); err != nil {
+			it.Stop()
+			return err
 		}
 	}
+	return <-readErr
 }
 
 // lastSeq returns the stream sequence of the subject's last message, 0 if
