@@ -32,9 +32,15 @@ type roomSnapshot struct {
 	room    api.Room
 	chain   *roomchain.State
 	keys    map[uint64]*e2ee.RoomKey
-	senders map[[32]byte]ed25519.PublicKey // parsed once per member key
+	senders map[[32]byte]senderKey // parsed once per member key
 	hashes  map[uint64]string              // statement hashes verified in this process, by seq
 	at      time.Time
+}
+
+// senderKey is a member's key in both forms, made once per refresh.
+type senderKey struct {
+	pub  ed25519.PublicKey
+	user string
 }
 
 // revoked returns the verified members the server reports revoked.
@@ -51,13 +57,12 @@ func (s *roomSnapshot) revoked() map[string]bool {
 // senderAt returns the verified member record of the sender of a message
 // at epoch e, with its key ready to verify.
 func (s *roomSnapshot) senderAt(pk [32]byte, epoch uint64) (roomchain.Member, ed25519.PublicKey, bool) {
-	pub, ok := s.senders[pk]
+	k, ok := s.senders[pk]
 	if !ok {
 		return roomchain.Member{}, nil, false
 	}
-	user, _ := identity.UserKeyString(pk[:])
-	m, ok := s.chain.MemberAt(user, epoch)
-	return m, pub, ok
+	m, ok := s.chain.MemberAt(k.user, epoch)
+	return m, k.pub, ok
 }
 
 // roomState caches one room for the client's lifetime.
@@ -129,13 +134,13 @@ func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, err
 	if err := checkServerView(room, chain); err != nil {
 		return nil, &HistoryError{Room: id, Err: err}
 	}
-	snap := &roomSnapshot{room: room, chain: chain, keys: map[uint64]*e2ee.RoomKey{}, senders: map[[32]byte]ed25519.PublicKey{}, hashes: hashes, at: time.Now()}
+	snap := &roomSnapshot{room: room, chain: chain, keys: map[uint64]*e2ee.RoomKey{}, senders: map[[32]byte]senderKey{}, hashes: hashes, at: time.Now()}
 	for _, sp := range chain.Spans() {
 		pub, err := identity.ParseUserKey(sp.User)
 		if err != nil {
 			continue
 		}
-		snap.senders[[32]byte(pub)] = pub
+		snap.senders[[32]byte(pub)] = senderKey{pub: pub, user: sp.User}
 	}
 	if room.Encrypted {
 		var sealed []api.SealedKey
