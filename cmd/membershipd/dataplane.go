@@ -1,14 +1,22 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/busauth"
@@ -30,17 +38,31 @@ const revocationPoll = 250 * time.Millisecond
 // revocations it sees to its own connections.
 type dataPlane struct {
 	ns         *server.Server
-	store      membership.Store
 	serviceKey string
 	log        *slog.Logger
+	// store is set once the store is open (the KV store opens after NATS):
+	// until then only the service key is admitted.
+	store atomic.Pointer[storeRef]
 
 	mu      sync.Mutex
 	revoked map[string]bool
 }
 
+type storeRef struct{ membership.Store }
+
+func (d *dataPlane) setStore(s membership.Store) {
+	if s != nil {
+		d.store.Store(&storeRef{s})
+	}
+}
+
 // authorized admits membershipd's own service key and active users.
 func (d *dataPlane) authorized(userKey string) bool {
-	return userKey == d.serviceKey || d.store.IsAuthorized(userKey)
+	if userKey == d.serviceKey {
+		return true
+	}
+	s := d.store.Load()
+	return s != nil && s.IsAuthorized(userKey)
 }
 
 // permissions gives the service key everything and a user its rooms.
@@ -50,7 +72,11 @@ func (d *dataPlane) permissions(userKey string) *server.Permissions {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	rooms, err := d.store.RoomsOf(ctx, userKey)
+	s := d.store.Load()
+	if s == nil {
+		return busauth.RoomPermissions(userKey, nil)
+	}
+	rooms, err := s.RoomsOf(ctx, userKey)
 	if err != nil {
 		d.log.Warn("cannot read rooms for NATS permissions: no room access", "user", userKey, "err", err)
 	}
@@ -118,7 +144,11 @@ func (d *dataPlane) run(ctx context.Context, nc *nats.Conn) {
 // pollRevocations closes the connections of users revoked since the last
 // look (and, on the first look, of every revoked user).
 func (d *dataPlane) pollRevocations(ctx context.Context, first bool) {
-	users, err := d.store.ListUsers(ctx)
+	s := d.store.Load()
+	if s == nil {
+		return
+	}
+	users, err := s.ListUsers(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.Warn("cannot read users for revocations", "err", err)
@@ -136,4 +166,31 @@ func (d *dataPlane) pollRevocations(ctx context.Context, first bool) {
 			d.log.Info("revoked user disconnected", "user", u.User, "name", u.Name, "connections", n)
 		}
 	}
+}
+
+// loadOrCreateServiceKey reads membershipd's service nkey seed from path,
+// or makes one there (0600). Host tools with access to the file act with
+// membershipd's own rights, like the host's `membershipd user` commands.
+func loadOrCreateServiceKey(path string) (nkeys.KeyPair, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		kp, err := nkeys.FromSeed(bytes.TrimSpace(b))
+		if err != nil {
+			return nil, fmt.Errorf("service key %s is not an nkey seed: move it away to make a new one", path)
+		}
+		return kp, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read service key: %w", err)
+	}
+	kp, err := nkeys.CreateUser()
+	if err != nil {
+		return nil, fmt.Errorf("create service nkey: %w", err)
+	}
+	seed, _ := kp.Seed()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("service key directory: %w", err)
+	}
+	if err := os.WriteFile(path, append(seed, '\n'), 0o600); err != nil {
+		return nil, fmt.Errorf("write service key: %w", err)
+	}
+	return kp, nil
 }

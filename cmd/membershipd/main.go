@@ -20,13 +20,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
 	server "github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/blobstore"
@@ -121,6 +121,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		historyMaxAge      = fs.Duration("history-max-age", 0, "how long room history is kept in JetStream, e.g. 720h; 0 keeps it forever")
 		historyMaxBytes    = fs.Int64("history-max-bytes", -1, "size ceiling of the whole history stream in bytes, oldest messages dropped first; -1 = unlimited")
 		historyMaxMsgsRoom = fs.Int64("history-max-msgs-per-room", -1, "messages kept per room, oldest dropped first; -1 = unlimited")
+		storeKind          = fs.String("store", "sqlite", "control-plane store: sqlite (the --db file, blobs in --store-dir) or kv (replicated JetStream KV buckets on the bus, blobs in its Object Store; see migrate-to-kv)")
+		kvReplicas         = fs.Int("kv-replicas", 1, "copies of each KV bucket and of the blob bucket with --store kv (3 in a three-node cluster)")
+		serviceKeyPath     = fs.String("service-key", "", "file with membershipd's own NATS nkey seed under --bus-auth enforce, made (0600) if missing; host tools such as migrate-to-kv use it; empty: <nats-store>/service.nk")
 		apiRate            = fs.Float64("api-rate", membership.DefaultRatePerSecond, "API requests per second allowed to one user (bursts of --api-burst); answered 429 beyond; 0 = unlimited")
 		apiBurst           = fs.Int("api-burst", membership.DefaultRateBurst, "API request burst allowed to one user")
 		logLevel           slog.Level
@@ -159,6 +162,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return errors.New("--tls-cert and --tls-key must be set together")
 		}
 	}
+	if *storeKind != "sqlite" && *storeKind != "kv" {
+		return fmt.Errorf("invalid --store %q: use sqlite or kv", *storeKind)
+	}
 	if *maxBlobBytes <= 0 {
 		return fmt.Errorf("--max-blob-bytes %d: use a positive number of bytes", *maxBlobBytes)
 	}
@@ -182,19 +188,31 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}()
 
 	// Control plane store first: the NATS authenticator consults IsAuthorized, so
-	// the store must exist before the embedded server starts.
-	store, err := membership.Open(*dbPath)
-	if err != nil {
-		return fmt.Errorf("open membership store: %w", err)
-	}
-	defer store.Close()
-	logger.Printf("membership store: %s", *dbPath)
+	// the store must exist before the embedded server starts. The KV store
+	// lives on the bus itself, so it opens once NATS is up; until then the
+	// authenticator admits only membershipd's own service key.
+	var (
+		store membership.Store
+		blobs membership.Blobs
+	)
+	switch *storeKind {
+	case "sqlite":
+		st, err := membership.Open(*dbPath)
+		if err != nil {
+			return fmt.Errorf("open membership store: %w", err)
+		}
+		defer st.Close()
+		store = st
+		logger.Printf("membership store: %s", *dbPath)
 
-	blobs, err := blobstore.New(*storeDir, blobstore.WithLogger(slogger))
-	if err != nil {
-		return fmt.Errorf("open blob store: %w", err)
+		dir, err := blobstore.New(*storeDir, blobstore.WithLogger(slogger))
+		if err != nil {
+			return fmt.Errorf("open blob store: %w", err)
+		}
+		blobs = dir
+		logger.Printf("blob store: %s", *storeDir)
+	case "kv":
 	}
-	logger.Printf("blob store: %s", *storeDir)
 
 	// Data plane: embedded or external NATS. For the embedded server, enforce
 	// turns on the nkey authenticator (only allowlisted identities may connect)
@@ -214,6 +232,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			Port:       *natsPort,
 			ServerName: *serverName,
 			Logger:     natsLogger(logger, logLevel),
+			// The KV store's acknowledged writes must survive a crash of
+			// every replica: sync each write before acknowledging it.
+			SyncAlways: *storeKind == "kv",
 		}
 		// Cluster (issue 0003a): with a cluster name, join the route layer for HA.
 		if *clusterName != "" {
@@ -240,9 +261,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			// membershipd connects to its own data plane (room events, the
 			// history stream) with an ephemeral service key that lives only in
 			// this process's memory: admitted next to the active users.
-			svc, err := nkeys.CreateUser()
+			keyPath := *serviceKeyPath
+			if keyPath == "" {
+				keyPath = filepath.Join(*natsStore, "service.nk")
+			}
+			svc, err := loadOrCreateServiceKey(keyPath)
 			if err != nil {
-				return fmt.Errorf("create service nkey: %w", err)
+				return err
 			}
 			svcKey, err := svc.PublicKey()
 			if err != nil {
@@ -250,7 +275,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			// Per-room subject permissions and instant revocation: see
 			// dataplane.go.
-			guard = &dataPlane{store: store, serviceKey: svcKey, log: slogger}
+			guard = &dataPlane{serviceKey: svcKey, log: slogger}
+			guard.setStore(store)
 			auth := busauth.NewNkeyAuthenticator(guard.authorized)
 			auth.Permissions = guard.permissions
 			auth.Logger = slogger
@@ -294,6 +320,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
+	}
+	if *storeKind == "kv" {
+		kv, err := membership.OpenKV(ctx, js, membership.KVConfig{Replicas: *kvReplicas, Logger: slogger})
+		if err != nil {
+			return fmt.Errorf("open KV store: %w", err)
+		}
+		defer kv.Close()
+		store = kv
+		if guard != nil {
+			guard.setStore(kv)
+		}
+		obj, err := blobstore.NewObjectStore(ctx, js, blobstore.ObjectConfig{Replicas: *kvReplicas, Logger: slogger})
+		if err != nil {
+			return fmt.Errorf("open blob object store: %w", err)
+		}
+		blobs = obj
+		logger.Printf("membership store: JetStream KV (%d replica(s)); blobs: object store %s", max(1, *kvReplicas), obj.Bucket())
 	}
 	limits := membership.HistoryLimits{MaxAge: *historyMaxAge, MaxBytes: *historyMaxBytes, MaxMsgsPerSubject: *historyMaxMsgsRoom}
 	if err := ensureHistory(ctx, js, limits, logger); err != nil {

@@ -66,6 +66,12 @@ type ServerConfig struct {
 	// MonitorPort enables the HTTP monitoring endpoint on 127.0.0.1 at this
 	// port; 0 leaves it off and -1 picks a random free port.
 	MonitorPort int
+	// SyncAlways makes JetStream sync every write to disk before
+	// acknowledging it (nats-server's sync_interval: always). Without it
+	// JetStream syncs lazily, and writes acknowledged shortly before a crash
+	// of every replica are lost. It is server-wide and costs write
+	// throughput; the control-plane KV store needs it.
+	SyncAlways bool
 }
 
 // ClusterConfig describes how a server joins its cluster.
@@ -161,6 +167,7 @@ func buildOptions(cfg ServerConfig) (*server.Options, error) {
 		Host:                   cfg.Host,
 		Port:                   cfg.Port,
 		JetStream:              true,
+		SyncAlways:             cfg.SyncAlways,
 		StoreDir:               cfg.StoreDir,
 		JetStreamMaxMemory:     cfg.JetStreamMaxMemory,
 		JetStreamMaxStore:      cfg.JetStreamMaxStore,

@@ -1,0 +1,17 @@
+package membership
+
+// SetKVTestHook makes the JetStream KV store s call fn at the named steps
+// of every change ("commit": its data is written, its room document not
+// yet); an error from fn stops the change there, as a crash would. nil
+// removes the hook. For tests only.
+func SetKVTestHook(s Store, fn func(step string) error) {
+	s.(*jetstreamStore).hook = fn
+}
+
+// SetKVValueSizes makes the JetStream KV store s store values in parts
+// of part bytes and keep room states of up to inline bytes in their
+// documents, so that tests exercise large values with small rooms.
+func SetKVValueSizes(s Store, part, inline int) {
+	js := s.(*jetstreamStore)
+	js.part, js.inlineMax = part, inline
+}

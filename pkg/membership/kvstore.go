@@ -1,0 +1,642 @@
+package membership
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/enmanuel/unibus/pkg/api"
+)
+
+// The JetStream KV backend keeps the control plane in five KV buckets, so
+// that several membershipd nodes share one state and no state lives in
+// one process or on one disk. docs/kv-store.md explains the choices below
+// at more length.
+//
+// Buckets (P is KVConfig.Prefix, "unibus" by default) and keys:
+//
+//	P_users     u.<user key>          the user (JSON: identity, role, status, times)
+//	            n.<name>              the user key holding that name (uniqueness)
+//	P_rooms     <room id>             the room document: the commit point of
+//	                                  every membership change
+//	P_roomdata  t.<room>.<change>     a change's statement (body and signature)
+//	            k.<room>.<change>.<member>   a sealed key written by a change
+//	            s.<room>.<change>     the room state after a change, when too
+//	                                  large to sit in the room document
+//	P_blobs     <room>.<blob id>      which room a blob belongs to
+//	P_nonces    <nonce>               a used request nonce and its expiry
+//
+// Tokens that may hold characters a KV key cannot (names, blob ids,
+// nonces) are escaped by kvToken. A value larger than one NATS message is
+// stored in parts: <key>, <key>.1, <key>.2… (see putLarge).
+//
+// # Atomic changes
+//
+// A room change (creation, add, rekey, removal) is made under a fresh
+// change id. Its bulk data, the statement and every sealed key, and the
+// new room state if large, are written first, under keys holding the
+// change id, pipelined with asynchronous publishes. Then the room
+// document is written with a revision-checked update (a create for a new
+// room): the commit point. The document names the room's epoch and head
+// and holds (or points to) the room state: every membership span and the
+// change id holding each statement and each epoch's keys. Readers follow
+// only what a document commits, so a change is seen whole or not at all:
+// a writer that crashes before its commit, or loses the race for it to a
+// concurrent writer, leaves only data no document names. The loser of a
+// race gets conflict and purges its own data; a crash leaves it for
+// [jetstreamStore.Sweep].
+//
+// Creating a user writes two keys, the user and its name, in one atomic
+// batch publish (nats-server 2.12 and later), each with an expected last
+// subject sequence of 0, so that the key and the name are both unique and
+// a crash cannot leave one without the other.
+//
+// # Reads
+//
+// Every bucket is created with direct gets off, so that every read is
+// answered by the stream leader: reads that feed a change are never from
+// a replica that is behind. Each change re-reads the room document and
+// commits only if its revision has not moved.
+//
+// The hot reads (IsAuthorized, GetUser, GetRoom, IsMember, RoomsOf) are
+// served from an in-memory cache of the users and rooms buckets kept
+// current by KV watches (kvcache.go): derived state, rebuilt from the
+// buckets at open, that sees a change written by any node within
+// milliseconds. A change made through this store updates its cache
+// before returning. Checks made inside a change (is this user active?)
+// first bring the cache up to the bucket's last sequence, read from the
+// leader.
+//
+// # Durability
+//
+// The buckets use file storage with KVConfig.Replicas copies. JetStream
+// acknowledges a write before it is synced to disk unless the server runs
+// with sync_interval: always (server.Options.SyncAlways), a server-wide
+// setting that no stream or client can ask for: without it, writes
+// acknowledged in the last sync interval (2 minutes by default) are lost
+// when every replica crashes together. The embedded server must set it.
+
+// KVConfig configures [OpenKV].
+type KVConfig struct {
+	// Replicas is the number of copies of each bucket in a cluster; below
+	// 1 means 1.
+	Replicas int
+	// Prefix starts every bucket name; empty means "unibus". Letters,
+	// digits, '-' and '_'.
+	Prefix string
+	// Logger receives the store's log; nil discards it.
+	Logger *slog.Logger
+}
+
+// Bucket names, after the prefix and an underscore.
+const (
+	bucketUsers    = "users"
+	bucketRooms    = "rooms"
+	bucketRoomData = "roomdata"
+	bucketBlobs    = "blobs"
+	bucketNonces   = "nonces"
+)
+
+// kvBuckets are the bucket names of one prefix.
+type kvBuckets struct{ users, rooms, data, blobs, nonces string }
+
+func bucketsOf(prefix string) kvBuckets {
+	return kvBuckets{
+		users:  prefix + "_" + bucketUsers,
+		rooms:  prefix + "_" + bucketRooms,
+		data:   prefix + "_" + bucketRoomData,
+		blobs:  prefix + "_" + bucketBlobs,
+		nonces: prefix + "_" + bucketNonces,
+	}
+}
+
+var validPrefix = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// kvOpTimeout bounds a store operation that the caller gave no deadline.
+const kvOpTimeout = 30 * time.Second
+
+// jetstreamStore is the JetStream KV [Store].
+type jetstreamStore struct {
+	js      jetstream.JetStream
+	nc      *nats.Conn
+	log     *slog.Logger
+	buckets kvBuckets
+
+	users, rooms, data, blobs, nonces    jetstream.KeyValue
+	usersStream, roomsStream, dataStream jetstream.Stream
+
+	// part is the largest value stored in one message (see putLarge),
+	// and inlineMax the largest encoded room state kept in its document.
+	part, inlineMax int
+
+	cache  *kvCache
+	cancel context.CancelFunc
+	done   chan struct{}
+	closed sync.Once
+
+	// hook, when set (tests only), is called at the named steps of a
+	// change; an error it returns stops the change there, as a crash
+	// would.
+	hook func(step string) error
+}
+
+// OpenKV opens the control-plane store on the JetStream KV buckets named
+// by cfg, creating or updating them as needed (idempotent: safe on every
+// start and on every node), and loads its cache from them. It needs
+// nats-server 2.12 or later (atomic batch publish), run with
+// sync_interval: always for acknowledged writes to be durable (see
+// docs/kv-store.md). js must allow at least 1,024 unacknowledged
+// asynchronous publishes (jetstream.New's default is 4,000). Close stops
+// its watches; it does not close js's connection.
+func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (Store, error) {
+	s, err := openKV(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func openKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*jetstreamStore, error) {
+	s, err := bindKV(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	wctx, cancel := context.WithCancel(context.Background())
+	s.cancel, s.done = cancel, make(chan struct{})
+	s.cache = newKVCache(s)
+	if err := s.cache.start(ctx, wctx, s.done); err != nil {
+		cancel()
+		<-s.done
+		return nil, fmt.Errorf("kv store: load cache: %w", err)
+	}
+	return s, nil
+}
+
+// bindKV creates or updates the buckets of cfg and binds them, without
+// the cache: enough to import a snapshot, not to serve.
+func bindKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*jetstreamStore, error) {
+	prefix := cfg.Prefix
+	if prefix == "" {
+		prefix = "unibus"
+	}
+	if !validPrefix.MatchString(prefix) {
+		return nil, fmt.Errorf("kv store: bucket prefix %q: use 1 to 64 letters, digits, '-' or '_'", prefix)
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &jetstreamStore{js: js, nc: js.Conn(), log: log, buckets: bucketsOf(prefix)}
+	if err := s.ensureBuckets(ctx, max(1, cfg.Replicas)); err != nil {
+		return nil, err
+	}
+	// One value part is a message less room for its subject and headers.
+	s.part = max(64<<10, int(s.nc.MaxPayload())-8<<10)
+	s.inlineMax = inlineStateMax
+	return s, nil
+}
+
+// ensureBuckets creates or updates the streams behind the buckets and
+// binds them. The streams are configured as nats.go's CreateKeyValue
+// would, except:
+//   - direct gets are off: every read is answered by the stream leader,
+//     never by a replica that may be behind;
+//   - users allows atomic batch publish (CreateUser writes two keys);
+//   - nonces allows per-message TTLs, so that expired nonces go away.
+func (s *jetstreamStore) ensureBuckets(ctx context.Context, replicas int) error {
+	type bucket struct {
+		name, desc  string
+		atomic, ttl bool
+		kv          *jetstream.KeyValue
+		stream      *jetstream.Stream
+	}
+	for _, b := range []bucket{
+		{name: s.buckets.users, desc: "unibus users and their names", atomic: true, kv: &s.users, stream: &s.usersStream},
+		{name: s.buckets.rooms, desc: "unibus room documents (the commit point of every membership change)", kv: &s.rooms, stream: &s.roomsStream},
+		{name: s.buckets.data, desc: "unibus statements, sealed keys and large room states, by change", kv: &s.data, stream: &s.dataStream},
+		{name: s.buckets.blobs, desc: "unibus blob records", kv: &s.blobs},
+		{name: s.buckets.nonces, desc: "unibus used request nonces", ttl: true, kv: &s.nonces},
+	} {
+		cfg := kvStreamConfig(b.name, replicas, b.desc)
+		cfg.AllowAtomicPublish = b.atomic
+		cfg.AllowMsgTTL = b.ttl
+		st, err := s.js.CreateOrUpdateStream(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("kv store: bucket %s: %w", b.name, err)
+		}
+		if got := st.CachedInfo().Config; got.AllowAtomicPublish != cfg.AllowAtomicPublish || got.AllowMsgTTL != cfg.AllowMsgTTL {
+			return fmt.Errorf("kv store: bucket %s: the NATS server ignored atomic batch publish or message TTLs: use nats-server 2.12 or later", b.name)
+		}
+		kv, err := s.js.KeyValue(ctx, b.name)
+		if err != nil {
+			return fmt.Errorf("kv store: bucket %s: %w", b.name, err)
+		}
+		*b.kv = kv
+		if b.stream != nil {
+			*b.stream = st
+		}
+	}
+	return nil
+}
+
+// kvStreamConfig is the stream of a KV bucket as nats.go makes it, with
+// one value per key, file storage, and direct gets off.
+func kvStreamConfig(bucket string, replicas int, desc string) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              "KV_" + bucket,
+		Description:       desc,
+		Subjects:          []string{"$KV." + bucket + ".>"},
+		MaxMsgsPerSubject: 1,
+		MaxMsgs:           -1,
+		MaxBytes:          -1,
+		MaxMsgSize:        -1,
+		MaxConsumers:      -1,
+		Storage:           jetstream.FileStorage,
+		Replicas:          replicas,
+		Discard:           jetstream.DiscardNew,
+		AllowRollup:       true,
+		DenyDelete:        true,
+		AllowDirect:       false,
+		Duplicates:        2 * time.Minute,
+	}
+}
+
+// Close stops the cache's watches. It does not close the NATS connection.
+func (s *jetstreamStore) Close() error {
+	s.closed.Do(func() {
+		if s.cancel != nil {
+			s.cancel()
+			<-s.done
+		}
+	})
+	return nil
+}
+
+// ---- errors ----
+
+// fail turns an error of the NATS client into the error a caller gets:
+// an *api.Error as is, the context's error wrapped, unavailable when
+// JetStream cannot be reached, internal otherwise.
+func (s *jetstreamStore) fail(op string, err error) error {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("membership store: %s: %w", op, err)
+	}
+	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionClosed) ||
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+		s.log.Warn("kv store unavailable", "op", op, "err", err)
+		return api.Errorf(api.CodeUnavailable, "the membership store (NATS JetStream) is unavailable: try again")
+	}
+	return fmt.Errorf("membership store: %s: %w", op, err)
+}
+
+// isWrongLastSeq reports whether err is JetStream refusing a write whose
+// expected last sequence (a revision check) did not hold.
+func isWrongLastSeq(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
+// withTimeout gives ctx a deadline if it has none.
+func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	if _, ok := ctx.Deadline(); ok {
+		return context.WithCancel(ctx)
+	}
+	return context.WithTimeout(ctx, kvOpTimeout)
+}
+
+// step calls the test hook, if any, at a named step of a change.
+func (s *jetstreamStore) step(name string) error {
+	if s.hook == nil {
+		return nil
+	}
+	return s.hook(name)
+}
+
+// ---- keys ----
+
+// kvToken escapes s for use as one token of a KV key: as is if it holds
+// only letters, digits, '-' and '_', else '=' and its unpadded base64url
+// encoding ('=' never appears in the first form, so both are unambiguous).
+func kvToken(s string) string {
+	plain := s != ""
+	for i := 0; plain && i < len(s); i++ {
+		c := s[i]
+		plain = c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+	}
+	if plain {
+		return s
+	}
+	return "=" + base64.RawURLEncoding.EncodeToString([]byte(s))
+}
+
+// fromKVToken reverses kvToken.
+func fromKVToken(t string) (string, bool) {
+	if !strings.HasPrefix(t, "=") {
+		return t, t != ""
+	}
+	b, err := base64.RawURLEncoding.DecodeString(t[1:])
+	return string(b), err == nil
+}
+
+func userKey(u string) string       { return "u." + kvToken(u) }
+func nameKey(name string) string    { return "n." + kvToken(name) }
+func stmtKey(room, c string) string { return "t." + room + "." + c }
+func sealedKey(room, c, member string) string {
+	return "k." + room + "." + c + "." + kvToken(member)
+}
+func stateKey(room, c string) string    { return "s." + room + "." + c }
+func blobKey(room, id string) string    { return kvToken(room) + "." + kvToken(id) }
+func subject(bucket, key string) string { return "$KV." + bucket + "." + key }
+
+// roomKey is the key of room id in the rooms bucket, or "" if id cannot
+// be a room (no room has such an id).
+func roomKey(id string) string {
+	if !api.ValidRoomID(id) {
+		return ""
+	}
+	return id
+}
+
+var changeIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// newChangeID makes a fresh change id: 16 random bytes, 26 characters of
+// [a-z2-7]. Imported data uses other, shorter ids (see importSnapshot).
+func newChangeID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	return changeIDEncoding.EncodeToString(b[:])
+}
+
+// ---- reads ----
+
+// get reads key from kv (the stream leader); ok is false if it does not
+// exist.
+func (s *jetstreamStore) get(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, bool, error) {
+	e, err := kv.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return e, true, nil
+}
+
+// largeHeader starts every value written by putLarge: a version byte and
+// the number of parts.
+const largeVersion = 1
+
+// getLarge reads a value written by putLarge; ok is false if it does not
+// exist. Its parts after the first are read concurrently.
+func (s *jetstreamStore) getLarge(ctx context.Context, kv jetstream.KeyValue, key string) ([]byte, bool, error) {
+	e, ok, err := s.get(ctx, kv, key)
+	if err != nil || !ok {
+		return nil, ok, err
+	}
+	v := e.Value()
+	if len(v) < 2 || v[0] != largeVersion {
+		return nil, false, fmt.Errorf("value %s: unknown format", key)
+	}
+	n, k := binary.Uvarint(v[1:])
+	if k <= 0 || n < 1 || n > 1<<20 {
+		return nil, false, fmt.Errorf("value %s: bad part count", key)
+	}
+	first := v[1+k:]
+	if n == 1 {
+		return bytes.Clone(first), true, nil
+	}
+	parts := make([][]byte, n)
+	parts[0] = first
+	err = parallel(ctx, int(n-1), func(ctx context.Context, i int) error {
+		e, ok, err := s.get(ctx, kv, key+"."+strconv.Itoa(i+1))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return fmt.Errorf("value %s: part %d of %d is missing", key, i+1, n)
+		}
+		parts[i+1] = e.Value()
+		return nil
+	})
+	if err != nil {
+		return nil, false, err
+	}
+	return bytes.Join(parts, nil), true, nil
+}
+
+// kvParallelism bounds the requests one call keeps in flight.
+const kvParallelism = 32
+
+// parallel runs fn(0) … fn(n-1) on up to kvParallelism goroutines and
+// returns the first error.
+func parallel(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	if n == 1 {
+		return fn(ctx, 0)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  int
+	)
+	for range min(n, kvParallelism) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				mu.Lock()
+				i := next
+				next++
+				stop := first != nil
+				mu.Unlock()
+				if i >= n || stop {
+					return
+				}
+				if err := fn(ctx, i); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+						cancel()
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// ---- writes ----
+
+// pipeline publishes many messages asynchronously, keeping a bounded
+// number unacknowledged, and reports the first failure. Nothing it writes
+// counts until wait has returned nil.
+type pipeline struct {
+	js      jetstream.JetStream
+	pending []jetstream.PubAckFuture
+	weights []int // records each pending message completes (see progress)
+	err     error
+	// progress, if set, is called with the number of records whose
+	// messages were acknowledged since its last call.
+	progress func(records int)
+}
+
+// pipelineWindow is how many publishes a pipeline keeps unacknowledged:
+// below nats.go's default async limit (4,000), so that it never stalls.
+const pipelineWindow = 1024
+
+func (s *jetstreamStore) pipeline() *pipeline { return &pipeline{js: s.js} }
+
+// put publishes data on subject subj (a KV key as $KV.<bucket>.<key>);
+// its acknowledgement completes weight records for progress.
+func (p *pipeline) put(ctx context.Context, subj string, data []byte, weight int) {
+	if p.err != nil {
+		return
+	}
+	if len(p.pending) >= pipelineWindow {
+		p.drain(ctx, len(p.pending)/2)
+		if p.err != nil {
+			return
+		}
+	}
+	f, err := p.js.PublishAsync(subj, data)
+	if err != nil {
+		p.err = err
+		return
+	}
+	p.pending = append(p.pending, f)
+	p.weights = append(p.weights, weight)
+}
+
+// drain waits for the oldest n acknowledgements.
+func (p *pipeline) drain(ctx context.Context, n int) {
+	records := 0
+	for i, f := range p.pending[:n] {
+		if p.err != nil {
+			break
+		}
+		select {
+		case <-f.Ok():
+			records += p.weights[i]
+		case err := <-f.Err():
+			p.err = err
+		case <-ctx.Done():
+			p.err = ctx.Err()
+		}
+	}
+	p.pending, p.weights = p.pending[n:], p.weights[n:]
+	if p.progress != nil && records > 0 {
+		p.progress(records)
+	}
+}
+
+// wait waits for every acknowledgement; nil means all is stored.
+func (p *pipeline) wait(ctx context.Context) error {
+	p.drain(ctx, len(p.pending))
+	return p.err
+}
+
+// putLarge queues value under key of bucket: in one message with a small
+// header if it fits in part bytes, else as key (header and first part),
+// key.1, key.2… Its last part completes weight records.
+func (s *jetstreamStore) putLarge(ctx context.Context, p *pipeline, bucket, key string, value []byte, weight int) {
+	n := max(1, (len(value)+s.part-1)/s.part)
+	head := binary.AppendUvarint([]byte{largeVersion}, uint64(n))
+	first := value[:min(len(value), s.part)]
+	w := func(i int) int {
+		if i == n-1 {
+			return weight
+		}
+		return 0
+	}
+	p.put(ctx, subject(bucket, key), append(head, first...), w(0))
+	for i := 1; i < n; i++ {
+		p.put(ctx, subject(bucket, key+"."+strconv.Itoa(i)), value[i*s.part:min(len(value), (i+1)*s.part)], w(i))
+	}
+}
+
+// purge removes every message under the subject filter of bucket's
+// stream, without leaving markers: the cleanup of data no document
+// names.
+func (s *jetstreamStore) purge(ctx context.Context, st jetstream.Stream, bucket, filter string) error {
+	return st.Purge(ctx, jetstream.WithPurgeSubject(subject(bucket, filter)))
+}
+
+// batchAck is the answer to the commit of an atomic batch publish.
+type batchAck struct {
+	Stream string `json:"stream"`
+	Seq    uint64 `json:"seq"`
+	Batch  string `json:"batch"`
+	Count  int    `json:"count"`
+	Error  *struct {
+		Code        int    `json:"code"`
+		ErrCode     uint16 `json:"err_code"`
+		Description string `json:"description"`
+	} `json:"error"`
+}
+
+// atomicCreate writes every message of msgs in one atomic batch publish
+// (Nats-Batch-Id, Nats-Batch-Sequence, Nats-Batch-Commit), each with an
+// expected last subject sequence of 0: all of them are stored, or, if any
+// subject already has a message, none. It returns the stream sequence of
+// the last message.
+func (s *jetstreamStore) atomicCreate(ctx context.Context, msgs []*nats.Msg) (uint64, error) {
+	id := newChangeID()
+	for i, m := range msgs {
+		if m.Header == nil {
+			m.Header = nats.Header{}
+		}
+		m.Header.Set("Nats-Batch-Id", id)
+		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
+		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, "0")
+		if i < len(msgs)-1 {
+			if err := s.nc.PublishMsg(m); err != nil {
+				return 0, err
+			}
+			continue
+		}
+		m.Header.Set("Nats-Batch-Commit", "1")
+	}
+	resp, err := s.nc.RequestMsgWithContext(ctx, msgs[len(msgs)-1])
+	if err != nil {
+		return 0, err
+	}
+	var ack batchAck
+	if err := json.Unmarshal(resp.Data, &ack); err != nil {
+		return 0, fmt.Errorf("atomic batch publish: bad answer %q: %w", resp.Data, err)
+	}
+	if ack.Error != nil {
+		return 0, &jetstream.APIError{Code: ack.Error.Code, ErrorCode: jetstream.ErrorCode(ack.Error.ErrCode), Description: ack.Error.Description}
+	}
+	if ack.Count != len(msgs) {
+		return 0, fmt.Errorf("atomic batch publish: %d of %d messages stored", ack.Count, len(msgs))
+	}
+	return ack.Seq, nil
+}
