@@ -33,7 +33,7 @@ type roomSnapshot struct {
 	chain   *roomchain.State
 	keys    map[uint64]*e2ee.RoomKey
 	senders map[[32]byte]senderKey // parsed once per member key
-	hashes  map[uint64]string              // statement hashes verified in this process, by seq
+	hashes  map[uint64]string      // statement hashes verified in this process, by seq
 	at      time.Time
 }
 
