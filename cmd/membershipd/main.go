@@ -57,6 +57,12 @@ func main() {
 		os.Exit(runUserCLI(os.Args[2:], os.Stdout, os.Stderr))
 	}
 	// `membershipd tls ...` makes development certificates (tlscli.go).
+	// `membershipd migrate-to-kv` is the one-time, idempotent SQLite->JetStream KV
+	// data move for decentralization (issue 0003c). Like the user CLI it runs on
+	// the host and is dispatched before the server flag set parses os.Args.
+	if len(os.Args) > 1 && os.Args[1] == "migrate-to-kv" {
+		os.Exit(runMigrateCLI(os.Args[2:], os.Stdout, os.Stderr))
+	}
 	if len(os.Args) > 1 && os.Args[1] == "tls" {
 		os.Exit(runTLSCLI(os.Args[2:], os.Stdout, os.Stderr))
 	}

@@ -288,7 +288,17 @@ func (c *Client) connectNATS(ctx context.Context) error {
 		if c.cfg.TLS != nil {
 			opts = append(opts, nats.Secure(c.cfg.TLS.Clone()))
 		}
-		nc, err := nats.Connect(natsURL, opts...)
+		// A connection can be closed while it is being made: on an
+		// enforcing bus, membershipd closes a user's connections when its
+		// rooms change. Try again a few times, except when refused.
+		var nc *nats.Conn
+		for attempt := 0; ; attempt++ {
+			nc, err = nats.Connect(natsURL, opts...)
+			if err == nil || attempt == 4 || errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization") || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
+		}
 		if err != nil {
 			c.natsErr = fmt.Errorf("connect to NATS at %s: %w (pass --nats URL if the advertised one is not reachable from here)", natsURL, err)
 			return
