@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/enmanuel/unibus/pkg/client"
 )
@@ -108,6 +109,22 @@ func TestMigrateToKVThenServeFromKV(t *testing.T) {
 	}
 	if _, err := alice2.Send(ctxT(t), room.ID, client.Message{Text: "after the move"}); err != nil {
 		t.Fatal(err)
+	}
+
+	// The host's user commands work on the KV store too, and the running
+	// server sees their changes at once.
+	kvInfo, err := alice2.Info(ctxT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobID := newIdentity(t, "bob")
+	userCLI(t, 0, "seed", "--store", "kv", "--nats-url", kvInfo.NATSURL, bobID.Public().Token())
+	waitFor(t, 2*time.Second, "bob seeded on the KV store is known", func() bool { return getMe(t, kv.URL, bobID) == 200 })
+	userCLI(t, 0, "revoke", "--store", "kv", "--nats-url", kvInfo.NATSURL, "bob")
+	waitFor(t, time.Second, "bob revoked on the KV store is refused", func() bool { return getMe(t, kv.URL, bobID) == 403 })
+	out, _ := userCLI(t, 0, "list", "--store", "kv", "--nats-url", kvInfo.NATSURL)
+	if !strings.Contains(out, "alice") || !strings.Contains(out, "revoked") {
+		t.Fatalf("user list on the KV store:\n%s", out)
 	}
 }
 

@@ -12,6 +12,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/membership"
@@ -28,6 +30,9 @@ const userUsage = `usage:
 The user CLI works on the database directly, on the bus host, and may run
 while membershipd serves: the server reads users on every call, so a change
 takes effect at once. --db must name the server's database (default %s).
+For a server with --store kv, pass --store kv [--nats-url URL] [--nkey PATH]
+[--ca CERT]: the change is written to the KV buckets on the bus and every
+node applies it within a second.
 `
 
 // userCmd is one sub-command of `membershipd user`.
@@ -41,9 +46,13 @@ type userCmd struct {
 
 // userOpts are the flags of the user sub-commands.
 type userOpts struct {
-	db    string
-	admin bool
-	json  bool
+	db      string
+	admin   bool
+	json    bool
+	store   string
+	natsURL string
+	nkey    string
+	ca      string
 }
 
 var userCmds = []userCmd{
@@ -83,6 +92,10 @@ func runUserCLI(args []string, stdout, stderr io.Writer) int {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&opts.db, "db", defaultDBPath, "SQLite database path of the membershipd server")
+	fs.StringVar(&opts.store, "store", "sqlite", "the server's store: sqlite (--db) or kv (the KV buckets on the bus at --nats-url)")
+	fs.StringVar(&opts.natsURL, "nats-url", "nats://127.0.0.1:4250", "with --store kv: NATS URL of the bus")
+	fs.StringVar(&opts.nkey, "nkey", "", "with --store kv: nkey seed to connect with (default: ./local_files/jetstream/service.nk if present)")
+	fs.StringVar(&opts.ca, "ca", "", "with --store kv: PEM CA for a tls:// NATS URL")
 	switch cmd.name {
 	case "seed":
 		fs.BoolVar(&opts.admin, "admin", false, "register the user as an admin (admins manage users over the API)")
@@ -107,24 +120,47 @@ func runUserCLI(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	if cmd.name != "seed" {
-		// Only seed may create the database: listing or revoking in a
-		// database that does not exist means --db names the wrong file.
-		if _, err := os.Stat(opts.db); err != nil {
-			fmt.Fprintf(stderr, "membershipd user %s: no database at %s: pass the server's --db path\n", cmd.name, opts.db)
-			return 1
-		}
-	}
-	store, err := membership.Open(opts.db)
-	if err != nil {
-		fmt.Fprintf(stderr, "membershipd user %s: open %s: %v\n", cmd.name, opts.db, err)
-		return 1
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	var store membership.Store
+	switch opts.store {
+	case "sqlite":
+		if cmd.name != "seed" {
+			// Only seed may create the database: listing or revoking in a
+			// database that does not exist means --db names the wrong file.
+			if _, err := os.Stat(opts.db); err != nil {
+				fmt.Fprintf(stderr, "membershipd user %s: no database at %s: pass the server's --db path\n", cmd.name, opts.db)
+				return 1
+			}
+		}
+		if store, err = membership.Open(opts.db); err != nil {
+			fmt.Fprintf(stderr, "membershipd user %s: open %s: %v\n", cmd.name, opts.db, err)
+			return 1
+		}
+	case "kv":
+		// The KV store lives on the bus: every node sees the change (a
+		// revocation within a second, through the nodes' watches).
+		nc, err := migration{natsURL: opts.natsURL, nkey: opts.nkey, ca: opts.ca}.connect()
+		if err != nil {
+			fmt.Fprintf(stderr, "membershipd user %s: %v\n", cmd.name, err)
+			return 1
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err == nil {
+			store, err = membership.OpenKV(ctx, js, membership.KVConfig{})
+		}
+		if err != nil {
+			fmt.Fprintf(stderr, "membershipd user %s: open the KV store at %s: %v\n", cmd.name, redactURL(opts.natsURL), err)
+			return 1
+		}
+	default:
+		fmt.Fprintf(stderr, "membershipd user %s: invalid --store %q: use sqlite or kv\n", cmd.name, opts.store)
+		return 2
+	}
 	err = cmd.run(ctx, store, opts, pos, stdout)
 	if cerr := store.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("close %s: %w", opts.db, cerr)
+		err = fmt.Errorf("close the store: %w", cerr)
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "membershipd user %s: %v\n", cmd.name, err)
