@@ -303,7 +303,7 @@ func (c *Client) connectNATS(ctx context.Context) error {
 			c.natsErr = fmt.Errorf("connect to NATS at %s: %w (pass --nats URL if the advertised one is not reachable from here)", natsURL, err)
 			return
 		}
-		js, err := jetstream.New(nc)
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(MaxInFlight))
 		if err != nil {
 			nc.Close()
 			c.natsErr = fmt.Errorf("jetstream: %w", err)

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -500,5 +501,35 @@ func TestRevokedMemberIsRekeyedOutByTheNextSender(t *testing.T) {
 	keys, err := bus.Store.SealedKeys(context.Background(), room, carolID.UserKey(), 2)
 	if err != nil || len(keys) != 0 {
 		t.Fatalf("carol holds %d keys for epoch 2 (%v); want none", len(keys), err)
+	}
+}
+
+func TestStreamSendsManyInOrder(t *testing.T) {
+	_, alice, bob, room := twoMembers(t)
+	s, err := alice.OpenStream(ctxT(t), room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 3000
+	for i := range n {
+		if _, err := s.Send(ctxT(t), client.Message{Text: fmt.Sprint(i)}); err != nil {
+			t.Fatalf("Send %d: %v", i, err)
+		}
+	}
+	if err := s.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	i := 0
+	if err := bob.Read(ctxT(t), room, client.ReadOptions{}, func(r client.Received) error {
+		if r.Err != nil || r.Text != fmt.Sprint(i) {
+			t.Fatalf("message %d = %q (%v); want %d in order", i, r.Text, r.Err, i)
+		}
+		i++
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if i != n {
+		t.Fatalf("bob read %d messages; want %d", i, n)
 	}
 }

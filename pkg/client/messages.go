@@ -75,51 +75,128 @@ func (c *Client) Send(ctx context.Context, roomRef string, msg Message) (string,
 	if err := c.connectNATS(ctx); err != nil {
 		return "", err
 	}
-	snap, err := c.snapshot(ctx, id)
+	env, msgID, err := c.sealMessage(ctx, id, msg)
 	if err != nil {
 		return "", err
+	}
+	if err := c.publish(ctx, api.RoomSubject(id), env, msgID); err != nil {
+		return "", fmt.Errorf("publish to room %s: %w", id, err)
+	}
+	return msgID, nil
+}
+
+// sealMessage makes the envelope of msg for room id at its current epoch (after
+// rekeying revoked members out), signed by the caller.
+func (c *Client) sealMessage(ctx context.Context, id string, msg Message) ([]byte, string, error) {
+	snap, err := c.snapshot(ctx, id)
+	if err != nil {
+		return nil, "", err
 	}
 	if len(snap.revoked()) > 0 {
 		// A revoked user still holds the current key: rekey it out first,
 		// so that it cannot read this message even with what it kept.
 		if _, err := c.rekey(ctx, snap, nil); err != nil && !api.IsCode(err, api.CodeConflict) {
-			return "", fmt.Errorf("rekey room %s to remove revoked members before sending: %w", id, err)
+			return nil, "", fmt.Errorf("rekey room %s to remove revoked members before sending: %w", id, err)
 		}
 		if snap, err = c.refreshRoom(ctx, id); err != nil {
-			return "", err
+			return nil, "", err
 		}
 		if len(snap.revoked()) > 0 {
-			return "", fmt.Errorf("room %s still has revoked members after a rekey: try again", id)
+			return nil, "", fmt.Errorf("room %s still has revoked members after a rekey: try again", id)
 		}
 	}
 	plain, err := json.Marshal(payload{Text: msg.Text, File: msg.File, Head: &head{Seq: snap.chain.Seq, Hash: snap.chain.Head}})
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	if len(plain) > e2ee.MaxPlaintext {
-		return "", fmt.Errorf("message of %d bytes is over the limit of %d: send it as a file with --file", len(plain), e2ee.MaxPlaintext)
+		return nil, "", fmt.Errorf("message of %d bytes is over the limit of %d: send it as a file with --file", len(plain), e2ee.MaxPlaintext)
 	}
 	h := e2ee.Header{Version: e2ee.EnvelopeVersion, Cleartext: !snap.room.Encrypted, Room: id, Epoch: snap.room.Epoch, Sender: c.selfPK, Time: c.now().UnixNano()}
 	if _, err := rand.Read(h.ID[:]); err != nil {
-		return "", err
+		return nil, "", err
 	}
 	var key *e2ee.RoomKey
 	if snap.room.Encrypted {
 		if key = snap.keys[snap.room.Epoch]; key == nil {
-			return "", fmt.Errorf("room %s: you hold no key for its current epoch %d; ask a member to rekey", id, snap.room.Epoch)
+			return nil, "", fmt.Errorf("room %s: you hold no key for its current epoch %d; ask a member to rekey", id, snap.room.Epoch)
 		}
 	}
 	env, err := e2ee.Seal(h, key, plain, c.id.SigningKey(), rand.Reader)
 	if err != nil {
-		return "", err
+		return nil, "", err
 	}
 	if max := c.nc.MaxPayload(); int64(len(env)) > max {
-		return "", fmt.Errorf("message of %d bytes is over the bus limit of %d: send it as a file with --file", len(env), max)
+		return nil, "", fmt.Errorf("message of %d bytes is over the bus limit of %d: send it as a file with --file", len(env), max)
 	}
-	if err := c.publish(ctx, api.RoomSubject(id), env, h.MessageID()); err != nil {
-		return "", fmt.Errorf("publish to room %s: %w", id, err)
+	return env, h.MessageID(), nil
+}
+
+// Stream sends many messages to one room without waiting for each to be
+// stored: up to MaxInFlight are acknowledged in the background. Flush
+// waits for all of them. A Stream is for one goroutine at a time.
+type Stream struct {
+	c       *Client
+	room    string
+	pending []jetstream.PubAckFuture
+}
+
+// MaxInFlight bounds the messages a Stream has sent and not yet seen
+// acknowledged.
+const MaxInFlight = 4096
+
+// OpenStream returns a Stream to the room.
+func (c *Client) OpenStream(ctx context.Context, roomRef string) (*Stream, error) {
+	id, err := c.ResolveRoom(ctx, roomRef)
+	if err != nil {
+		return nil, err
 	}
-	return h.MessageID(), nil
+	if err := c.connectNATS(ctx); err != nil {
+		return nil, err
+	}
+	if _, err := c.snapshot(ctx, id); err != nil {
+		return nil, err
+	}
+	return &Stream{c: c, room: id}, nil
+}
+
+// Send seals msg and publishes it, returning its id without waiting for
+// the acknowledgement (Flush reports failures).
+func (s *Stream) Send(ctx context.Context, msg Message) (string, error) {
+	env, msgID, err := s.c.sealMessage(ctx, s.room, msg)
+	if err != nil {
+		return "", err
+	}
+	if len(s.pending) >= MaxInFlight {
+		if err := s.Flush(ctx); err != nil {
+			return "", err
+		}
+	}
+	f, err := s.c.js.PublishAsync(api.RoomSubject(s.room), env, jetstream.WithMsgID(msgID))
+	if err != nil {
+		return "", fmt.Errorf("publish to room %s: %w", s.room, err)
+	}
+	s.pending = append(s.pending, f)
+	return msgID, nil
+}
+
+// Flush waits until every message sent so far is acknowledged, and returns
+// the first failure.
+func (s *Stream) Flush(ctx context.Context) error {
+	var first error
+	for _, f := range s.pending {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			if first == nil {
+				first = fmt.Errorf("publish to room %s: %w", s.room, err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	s.pending = s.pending[:0]
+	return first
 }
 
 // retryablePublish tells a lost publish or acknowledgement, worth sending
