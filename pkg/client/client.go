@@ -100,6 +100,8 @@ type Client struct {
 	info     api.Info
 
 	pins *pins
+	// pairs caches the X25519 sealing key shared with each recipient xkey.
+	pairs sync.Map
 
 	mu    sync.Mutex
 	rooms map[string]*roomState
