@@ -41,10 +41,13 @@ import (
 // `unibus bench` measures a running deployment with the caller's identity,
 // in one run and with the same connection settings:
 //
-//   - raw: core NATS publish/subscribe on a scratch subject, the baseline;
-//   - e2e: the same load through the SDK in a scratch encrypted room (seal,
-//     sign, publish to JetStream and wait for the ack; a followed Read that
-//     verifies and decrypts);
+//   - raw: core NATS publish/subscribe on a scratch subject of the scratch
+//     room ("unibus.room.<id>.bench", which JetStream does not keep), the
+//     baseline;
+//   - e2e: the same load through the SDK in the scratch room, an encrypted
+//     one (seal, sign, publish to JetStream and wait for the ack; a
+//     followed Read that verifies and decrypts), then the run read back
+//     from history by a fresh client: the receive path alone;
 //   - api: signed control-plane requests per second (room list, key fetch)
 //     at a given concurrency;
 //   - rekey: the rekey of a scratch room of N members, N-1 of them throwaway
@@ -237,17 +240,21 @@ type rekeyResult struct {
 
 // benchRun is one `unibus bench`.
 type benchRun struct {
-	o        benchOptions
-	id       *identity.Identity
-	tls      *tls.Config
-	server   string
-	natsURL  string
-	info     api.Info
-	hc       *http.Client
-	c        *client.Client
-	base     time.Time // the clock the send times are read from
-	progress io.Writer // progress lines, or io.Discard
-	rep      *benchReport
+	o       benchOptions
+	id      *identity.Identity
+	tls     *tls.Config
+	server  string
+	natsURL string
+	info    api.Info
+	hc      *http.Client // waits out the server's rate limit
+	limits  *limitWaiter
+	// hcMeasure sends the measured API calls as they are: a refusal by the
+	// rate limit counts, it is not waited out.
+	hcMeasure *http.Client
+	c         *client.Client
+	base      time.Time // the clock the send times are read from
+	progress  io.Writer // progress lines, or io.Discard
+	rep       *benchReport
 }
 
 func bench(ctx context.Context, x *invocation, _ []string) error {
@@ -288,7 +295,11 @@ func bench(ctx context.Context, x *invocation, _ []string) error {
 	if tlsConfig != nil {
 		tr.TLSClientConfig = tlsConfig.Clone()
 	}
-	r.hc = &http.Client{Transport: tr}
+	// The calls measured go out as they are; every other call (set-up,
+	// clean-up, the SDK's own) waits out the server's rate limit.
+	r.hcMeasure = &http.Client{Transport: tr}
+	r.limits = &limitWaiter{next: tr}
+	r.hc = &http.Client{Transport: r.limits}
 	defer tr.CloseIdleConnections()
 	if r.c, err = r.newClient(); err != nil {
 		return err
@@ -318,6 +329,9 @@ func bench(ctx context.Context, x *invocation, _ []string) error {
 	var created []string // throwaway users, to revoke
 	runErr := r.runParts(ctx, skip, &created)
 	r.cleanup(ctx, created)
+	if n := r.limits.waits.Load(); n > 0 {
+		r.warn("the server's rate limit refused %d of the bench's own requests (set-up, clean-up, SDK calls); each was sent again after the wait the server asked for", n)
+	}
 	if len(r.rep.Skipped) == 0 {
 		r.rep.Skipped = nil
 	}
@@ -801,6 +815,50 @@ func recordMax(v *atomic.Int64, x int64) {
 	}
 }
 
+// limitWaiter is a transport that sends a request again when the server's
+// rate limit refused it (429), after the wait its Retry-After asks for: the
+// set-up of a big rekey run makes thousands of calls as one user.
+type limitWaiter struct {
+	next  http.RoundTripper
+	waits atomic.Int64
+}
+
+func (l *limitWaiter) RoundTrip(req *http.Request) (*http.Response, error) {
+	for {
+		resp, err := l.next.RoundTrip(req)
+		if err != nil || resp.StatusCode != http.StatusTooManyRequests {
+			return resp, err
+		}
+		resend := req
+		if req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return resp, nil // the body cannot be read again
+			}
+			body, err := req.GetBody()
+			if err != nil {
+				return resp, nil
+			}
+			resend = req.Clone(req.Context())
+			resend.Body = body
+		}
+		wait := time.Second
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+			wait = time.Duration(s) * time.Second
+		}
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
+		resp.Body.Close()
+		l.waits.Add(1)
+		t := time.NewTimer(wait)
+		select {
+		case <-req.Context().Done():
+			t.Stop()
+			return nil, req.Context().Err()
+		case <-t.C:
+		}
+		req = resend
+	}
+}
+
 // errBenchDone ends a subscriber's Read once it has every message.
 var errBenchDone = errors.New("bench: all messages received")
 
@@ -970,13 +1028,18 @@ func (r *benchRun) api(ctx context.Context, room string) (*apiResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.o.timeout)
 	defer cancel()
 	res := &apiResult{Concurrency: r.o.concurrency}
+	c, err := client.New(client.Config{Server: r.server, Identity: r.id, TLS: r.tls, NATSURL: r.natsURL, HTTPClient: r.hcMeasure})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
 	res.RoomList = r.hammer(ctx, func(ctx context.Context) error {
-		_, err := r.c.Rooms(ctx)
+		_, err := c.Rooms(ctx)
 		return err
 	})
 	res.KeyFetch = r.hammer(ctx, func(ctx context.Context) error {
 		var keys []api.SealedKey
-		return r.call(ctx, r.id, http.MethodGet, "/v1/rooms/"+room+"/keys", nil, nil, &keys)
+		return r.callWith(ctx, r.hcMeasure, r.id, http.MethodGet, "/v1/rooms/"+room+"/keys", nil, nil, &keys)
 	})
 	for _, call := range []struct {
 		name string
@@ -987,7 +1050,7 @@ func (r *benchRun) api(ctx context.Context, room string) (*apiResult, error) {
 			return nil, fmt.Errorf("%s: every request failed: %s", name, c.FirstError)
 		}
 		if c.RateLimited > 0 {
-			r.warn("%s: the server's rate limit refused %d requests: the figure measures the limit, not the API", name, c.RateLimited)
+			r.warn("%s: the server's rate limit refused %d requests: the figure measures the limit, not the API (membershipd --api-rate 0 lifts it)", name, c.RateLimited)
 		}
 		if c.Errors > c.RateLimited {
 			r.warn("%s: %d requests failed, the first with: %s", name, c.Errors, c.FirstError)
@@ -1061,6 +1124,11 @@ func (r *benchRun) hammer(ctx context.Context, call func(context.Context) error)
 // the answer into out. The bench plays members the SDK cannot be asked to
 // be, so it signs for them itself.
 func (r *benchRun) call(ctx context.Context, id *identity.Identity, method, path string, query url.Values, in, out any) error {
+	return r.callWith(ctx, r.hc, id, method, path, query, in, out)
+}
+
+// callWith is call through the HTTP client hc.
+func (r *benchRun) callWith(ctx context.Context, hc *http.Client, id *identity.Identity, method, path string, query url.Values, in, out any) error {
 	var body []byte
 	if in != nil {
 		var err error
@@ -1088,7 +1156,7 @@ func (r *benchRun) call(ctx context.Context, id *identity.Identity, method, path
 		return err
 	}
 	req.Header.Set("Authorization", sig.String())
-	resp, err := r.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return err
 	}
@@ -1220,6 +1288,7 @@ func (r *benchRun) rekey(ctx context.Context, room string, created *[]string) (*
 
 	// The timed part: the SDK's Rekey (reload, seal for every member,
 	// upload), then every member's fetch and open of the new key.
+	waits := r.limits.waits.Load()
 	t0 := time.Now()
 	updated, err := r.c.Rekey(ctx, room)
 	if err != nil {
@@ -1240,6 +1309,9 @@ func (r *benchRun) rekey(ctx context.Context, room string, created *[]string) (*
 		return nil, err
 	}
 	t2 := time.Now()
+	if n := r.limits.waits.Load() - waits; n > 0 {
+		r.warn("rekey: the server's rate limit delayed %d requests of the timed part: the figure includes those waits (membershipd --api-rate 0 lifts the limit)", n)
+	}
 	for i, k := range keys {
 		if k != keys[0] {
 			return nil, fmt.Errorf("member %s opened another key than %s for epoch %d", members[i].Name(), members[0].Name(), updated.Epoch)
@@ -1301,7 +1373,14 @@ func (r *benchRun) cleanup(ctx context.Context, created []string) {
 	if r.rep.Room == "" {
 		return
 	}
-	if _, skipped := r.rep.Skipped["e2e"]; !skipped {
+	_, skipped := r.rep.Skipped["e2e"]
+	switch {
+	case skipped:
+	case r.info.AuthMode == "enforce":
+		// Users of an enforcing bus get their rooms' subjects, not
+		// stream management: a purge would only time out.
+		r.warn("cleanup: the scratch room's messages stay in %s: an enforcing bus lets users read and write rooms, not manage streams; an operator can purge them with `nats stream purge %s --subject %s`", api.HistoryStream, api.HistoryStream, api.RoomSubject(r.rep.Room))
+	default:
 		if err := r.purge(ctx, r.rep.Room); err != nil {
 			r.warn("cleanup: could not purge the scratch room's messages from %s (%v): an operator can, with `nats stream purge %s --subject %s`", api.HistoryStream, err, api.HistoryStream, api.RoomSubject(r.rep.Room))
 		} else {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/enmanuel/unibus/internal/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/membership"
 )
 
 // benchUser registers a user of role on bus and saves its identity file.
@@ -109,6 +111,36 @@ func TestBenchTable(t *testing.T) {
 	}
 	if strings.Contains(r.stdout, "Control plane") {
 		t.Errorf("bench --skip api still ran the API part:\n%s", r.stdout)
+	}
+}
+
+// TestBenchRateLimited runs the bench against a server that limits each
+// user's requests, as membershipd does by default: the API figures count
+// the refusals, and the rekey's set-up and clean-up wait them out.
+func TestBenchRateLimited(t *testing.T) {
+	t.Parallel()
+	bus := testbus.Start(t, testbus.Options{})
+	perUser := membership.NewRateLimiter(membership.RateLimit{PerSecond: 200, Burst: 20})
+	limited := httptest.NewServer(perUser.Middleware(bus.Server, membership.RequestKey))
+	t.Cleanup(limited.Close)
+	settings := benchUser(t, bus, "alice", api.RoleAdmin)
+	settings[1] = limited.URL
+	r := runCLI(t, "", append([]string{"bench", "--skip", "raw,e2e", "--rekey-members", "12", "--duration", "200ms", "--json"}, settings...)...)
+	if r.code != 0 {
+		t.Fatalf("bench: exit %d: %s", r.code, r.stderr)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatalf("bench --json printed %q: %v", r.stdout, err)
+	}
+	if v, _ := lookupNumber(doc, "api.key_fetch.rate_limited"); v <= 0 {
+		t.Errorf("api.key_fetch.rate_limited = %v; want the refusals counted", v)
+	}
+	if v, _ := lookupNumber(doc, "rekey.members"); v != 12 {
+		t.Errorf("rekey.members = %v; want 12", v)
+	}
+	if !strings.Contains(r.stdout, "rate limit") {
+		t.Errorf("bench --json does not warn of the rate limit:\n%s", r.stdout)
 	}
 }
 

@@ -184,17 +184,6 @@ func (f *apiFixture) mustOK(t testing.TB, id *identity.Identity, method, path st
 	}
 }
 
-func (f *apiFixture) decodeOK(t testing.TB, id *identity.Identity, method, path string, body, out any) {
-	t.Helper()
-	r := f.call(t, id, method, path, body)
-	if r.status >= 300 {
-		t.Fatalf("%s %s = %d %s", method, path, r.status, r.body)
-	}
-	if err := json.Unmarshal(r.body, out); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // dump renders everything the store holds that the API can change.
 func (f *apiFixture) dump(t testing.TB) string {
 	t.Helper()
