@@ -141,6 +141,11 @@ func (d *dataPlane) run(ctx context.Context, nc *nats.Conn) {
 	}
 }
 
+// revokedLister is what a store offers to list revoked users cheaply.
+type revokedLister interface {
+	RevokedUsers(ctx context.Context) ([]string, error)
+}
+
 // pollRevocations closes the connections of users revoked since the last
 // look (and, on the first look, of every revoked user).
 func (d *dataPlane) pollRevocations(ctx context.Context, first bool) {
@@ -148,22 +153,39 @@ func (d *dataPlane) pollRevocations(ctx context.Context, first bool) {
 	if s == nil {
 		return
 	}
-	users, err := s.ListUsers(ctx)
-	if err != nil {
-		if ctx.Err() == nil {
-			d.log.Warn("cannot read users for revocations", "err", err)
+	var revoked []string
+	if rl, ok := s.Store.(revokedLister); ok {
+		keys, err := rl.RevokedUsers(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("cannot read revoked users", "err", err)
+			}
+			return
 		}
-		return
+		revoked = keys
+	} else {
+		users, err := s.ListUsers(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				d.log.Warn("cannot read users for revocations", "err", err)
+			}
+			return
+		}
+		for _, u := range users {
+			if !u.Active() {
+				revoked = append(revoked, u.User)
+			}
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, u := range users {
-		if u.Active() || d.revoked[u.User] {
+	for _, u := range revoked {
+		if d.revoked[u] {
 			continue
 		}
-		d.revoked[u.User] = true
-		if n := d.kick(u.User); n > 0 || !first {
-			d.log.Info("revoked user disconnected", "user", u.User, "name", u.Name, "connections", n)
+		d.revoked[u] = true
+		if n := d.kick(u); n > 0 || !first {
+			d.log.Info("revoked user disconnected", "user", u, "connections", n)
 		}
 	}
 }

@@ -944,7 +944,14 @@ func (r *benchRun) e2e(ctx context.Context, room string) (*flowResult, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c := pubs[p]
+			// Each publisher pipelines through an SDK Stream: sealing and
+			// signing go on while earlier messages await their
+			// acknowledgement, as an application sending a flow would.
+			stream, err := pubs[p].OpenStream(ctx, room)
+			if err != nil {
+				pubErr.set(err)
+				return
+			}
 			text := bytes.Repeat([]byte{'x'}, r.o.size)
 			text[19] = ' '
 			pace := r.newPacer()
@@ -954,10 +961,14 @@ func (r *benchRun) e2e(ctx context.Context, room string) (*flowResult, error) {
 					return
 				}
 				putStamp(text[:19], r.since())
-				if _, err := c.Send(ctx, room, client.Message{Text: string(text)}); err != nil {
+				if _, err := stream.Send(ctx, client.Message{Text: string(text)}); err != nil {
 					pubErr.set(err)
 					return
 				}
+			}
+			if err := stream.Flush(ctx); err != nil {
+				pubErr.set(err)
+				return
 			}
 			recordMax(&pubEnd, r.since())
 		}()

@@ -1299,3 +1299,23 @@ func (s *sqliteStore) ExportSnapshot(ctx context.Context) (*Snapshot, error) {
 	snap.Sort()
 	return snap, nil
 }
+
+// RevokedUsers returns the user keys of every revoked user: one narrow
+// query, for the data plane's revocation watch, which asks several times a
+// second.
+func (s *sqliteStore) RevokedUsers(ctx context.Context) ([]string, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT user_key FROM users WHERE status = 'revoked'`)
+	if err != nil {
+		return nil, s.fail("list revoked users", err)
+	}
+	defer rows.Close()
+	var keys []string
+	for rows.Next() {
+		var k string
+		if err := rows.Scan(&k); err != nil {
+			return nil, s.fail("list revoked users", err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, rows.Err()
+}
