@@ -408,13 +408,13 @@ func (c *Client) open(ctx context.Context, id string, data []byte) Received {
 		r.Err = fmt.Errorf("message for room %s replayed into room %s: %w", env.Room, id, e2ee.ErrWrongRoom)
 		return r
 	}
-	s, pub, key, err := c.senderAndKey(ctx, id, env.Sender, env.Epoch, !env.Cleartext)
+	s, sk, key, err := c.senderAndKey(ctx, id, env.Sender, env.Epoch, !env.Cleartext)
 	if err != nil {
 		r.Err = err
 		return r
 	}
 	r.SenderName = s.Name
-	if err := env.Verify(pub); err != nil {
+	if err := env.VerifyWith(sk.pub, sk.verify); err != nil {
 		r.Err = fmt.Errorf("message from %s does not verify: %w", s.Name, err)
 		return r
 	}

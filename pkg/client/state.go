@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/e2ee"
@@ -37,10 +38,27 @@ type roomSnapshot struct {
 	at      time.Time
 }
 
-// senderKey is a member's key in both forms, made once per refresh.
+// senderKey is a member's key in the forms the receive path needs, made
+// once per refresh: the user key, and the Ed25519 key expanded for
+// verification (about twice as fast as crypto/ed25519.Verify, which
+// decodes the key on every call; see BENCHMARKS.md).
 type senderKey struct {
-	pub  ed25519.PublicKey
-	user string
+	pub      ed25519.PublicKey
+	user     string
+	expanded *voi.ExpandedPublicKey
+}
+
+// voiStdLib makes the faster verifier accept exactly what crypto/ed25519
+// accepts.
+var voiStdLib = &voi.Options{Verify: voi.VerifyOptionsStdLib}
+
+// verify checks sig over msg with the expanded key (pub is the same key,
+// as e2ee.Envelope.VerifyWith passes it).
+func (k senderKey) verify(pub ed25519.PublicKey, msg, sig []byte) bool {
+	if k.expanded == nil {
+		return ed25519.Verify(pub, msg, sig)
+	}
+	return voi.VerifyExpandedWithOptions(k.expanded, msg, sig, voiStdLib)
 }
 
 // revoked returns the verified members the server reports revoked.
@@ -56,13 +74,13 @@ func (s *roomSnapshot) revoked() map[string]bool {
 
 // senderAt returns the verified member record of the sender of a message
 // at epoch e, with its key ready to verify.
-func (s *roomSnapshot) senderAt(pk [32]byte, epoch uint64) (roomchain.Member, ed25519.PublicKey, bool) {
+func (s *roomSnapshot) senderAt(pk [32]byte, epoch uint64) (roomchain.Member, senderKey, bool) {
 	k, ok := s.senders[pk]
 	if !ok {
-		return roomchain.Member{}, nil, false
+		return roomchain.Member{}, senderKey{}, false
 	}
 	m, ok := s.chain.MemberAt(k.user, epoch)
-	return m, k.pub, ok
+	return m, k, ok
 }
 
 // roomState caches one room for the client's lifetime.
@@ -140,7 +158,11 @@ func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, err
 		if err != nil {
 			continue
 		}
-		snap.senders[[32]byte(pub)] = senderKey{pub: pub, user: sp.User}
+		k := senderKey{pub: pub, user: sp.User}
+		if x, err := voi.NewExpandedPublicKey(voi.PublicKey(pub)); err == nil {
+			k.expanded = x
+		}
+		snap.senders[[32]byte(pub)] = k
 	}
 	if room.Encrypted {
 		var sealed []api.SealedKey
@@ -295,10 +317,10 @@ func (c *Client) watchRoom(id string, st *roomState) {
 // senderAndKey finds the verified sender of a message and the key of its
 // epoch, refreshing the room at most every minRefreshGap when either is
 // unknown.
-func (c *Client) senderAndKey(ctx context.Context, id string, pk [32]byte, epoch uint64, encrypted bool) (roomchain.Member, ed25519.PublicKey, *e2ee.RoomKey, error) {
+func (c *Client) senderAndKey(ctx context.Context, id string, pk [32]byte, epoch uint64, encrypted bool) (roomchain.Member, senderKey, *e2ee.RoomKey, error) {
 	snap, err := c.snapshot(ctx, id)
 	if err != nil {
-		return roomchain.Member{}, nil, nil, err
+		return roomchain.Member{}, senderKey{}, nil, err
 	}
 	for attempt := 0; ; attempt++ {
 		m, pub, okSender := snap.senderAt(pk, epoch)
@@ -308,12 +330,12 @@ func (c *Client) senderAndKey(ctx context.Context, id string, pk [32]byte, epoch
 		}
 		if attempt == 0 && (epoch > snap.room.Epoch || time.Since(snap.at) >= minRefreshGap) {
 			if snap, err = c.refreshRoom(ctx, id); err != nil {
-				return roomchain.Member{}, nil, nil, err
+				return roomchain.Member{}, senderKey{}, nil, err
 			}
 			continue
 		}
 		if !okSender {
-			return roomchain.Member{}, nil, nil, fmt.Errorf("sender %s was not a member of the room at epoch %d according to its signed history", shortKey(pk), epoch)
+			return roomchain.Member{}, senderKey{}, nil, fmt.Errorf("sender %s was not a member of the room at epoch %d according to its signed history", shortKey(pk), epoch)
 		}
 		return m, pub, nil, fmt.Errorf("no key for epoch %d: you were not a member then, or were removed", epoch)
 	}

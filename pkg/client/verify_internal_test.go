@@ -1,0 +1,57 @@
+package client
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"math/big"
+	"testing"
+
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
+)
+
+// TestFastVerifierAgreesWithStdlib: the receive path's expanded-key
+// verifier must accept exactly what crypto/ed25519 accepts, including
+// refusing a signature whose S is not reduced (S + L, a malleated copy).
+func TestFastVerifierAgreesWithStdlib(t *testing.T) {
+	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
+	x, err := voi.NewExpandedPublicKey(voi.PublicKey(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := senderKey{pub: pub, expanded: x}
+	l, _ := new(big.Int).SetString("7237005577332262213973186563042994240857116359379907606001950938285454250989", 10)
+	for i := range 200 {
+		msg := make([]byte, i*7)
+		rand.Read(msg)
+		sig := ed25519.Sign(priv, msg)
+		cases := map[string][]byte{"genuine": sig}
+		flipped := append([]byte(nil), sig...)
+		flipped[i%64] ^= 1 << (i % 8)
+		cases["flipped"] = flipped
+		// S + L: the same signature, not in canonical form.
+		s := new(big.Int).SetBytes(reverse(sig[32:]))
+		s.Add(s, l)
+		if sb := s.Bytes(); len(sb) <= 32 {
+			mal := append([]byte(nil), sig[:32]...)
+			mal = append(mal, reverse(leftPad(sb, 32))...)
+			cases["malleated"] = mal
+		}
+		for name, sg := range cases {
+			if got, want := k.verify(pub, msg, sg), ed25519.Verify(pub, msg, sg); got != want {
+				t.Fatalf("%s signature %d: fast verifier %v, stdlib %v", name, i, got, want)
+			}
+		}
+	}
+}
+
+func reverse(b []byte) []byte {
+	out := make([]byte, len(b))
+	for i := range b {
+		out[len(b)-1-i] = b[i]
+	}
+	return out
+}
+
+func leftPad(b []byte, n int) []byte {
+	return append(make([]byte, n-len(b)), b...)
+}
