@@ -515,3 +515,21 @@ func FuzzJSONBodies(f *testing.F) {
 		}
 	})
 }
+
+// TestMemberGetsOnlyItsOwnSealedKeys: a member asking for the room's keys,
+// even naming another member, gets its own sealed keys and no one else's.
+func TestMemberGetsOnlyItsOwnSealedKeys(t *testing.T) {
+	f := newAPIFixture(t, membership.AuthOff)
+	add := api.AddMembersRequest{Epoch: 1, Members: []api.KeyGrant{{Member: f.bob.UserKey(), SealedKey: sealed73}}, Statement: f.next(t, f.alice, f.room, roomchain.KindAdd, 1, []*identity.Identity{f.bob}, nil)}
+	f.mustOK(t, f.alice, "POST", "/v1/rooms/"+f.room+"/members", add)
+	for _, q := range []string{"", "?member=" + f.alice.UserKey(), "?epoch=1&member=" + f.alice.UserKey()} {
+		r := f.call(t, f.bob, "GET", "/v1/rooms/"+f.room+"/keys"+q, nil)
+		var keys []api.SealedKey
+		if r.status != 200 || json.Unmarshal(r.body, &keys) != nil {
+			t.Fatalf("GET keys%s = %d %s", q, r.status, r.body)
+		}
+		if len(keys) != 1 || keys[0].Member != f.bob.UserKey() {
+			t.Fatalf("bob's GET keys%s returned %d keys (%+v); want only his own", q, len(keys), keys)
+		}
+	}
+}
