@@ -343,21 +343,8 @@ func (s *jetstreamStore) checkSealers(keys []api.SealedKey) error {
 // st as the first statement of its history, checked as the SQLite store
 // checks it; the room document is created only if the id is new.
 func (s *jetstreamStore) CreateRoom(ctx context.Context, r api.Room, creatorKey *api.SealedKey, st roomchain.Signed) error {
-	if !api.ValidRoomID(r.ID) {
-		return api.Errorf(api.CodeInvalid, "invalid room id %q: make one with api.NewRoomID", r.ID)
-	}
-	if !api.ValidRoomName(r.Name) {
-		return api.Errorf(api.CodeInvalid, "invalid room name %q: use 1 to %d printable characters without leading or trailing space", r.Name, api.MaxRoomNameLen)
-	}
-	if r.Encrypted {
-		if creatorKey == nil {
-			return api.Errorf(api.CodeInvalid, "an encrypted room needs its creator's sealed key for epoch 1")
-		}
-		if err := checkKey(creatorKey, r.ID, 1, r.Creator); err != nil {
-			return err
-		}
-	} else if creatorKey != nil {
-		return api.Errorf(api.CodeInvalid, "a cleartext room takes no sealed key: send none")
+	if err := checkNewRoom(r, creatorKey); err != nil {
+		return err
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()

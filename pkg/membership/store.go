@@ -176,3 +176,25 @@ func firstDifference(a, b []string) string {
 	}
 	return "none"
 }
+
+// checkNewRoom is what every backend checks of a new room before it looks
+// at its own state: the id, the name, and the creator's key for an
+// encrypted room (none for a cleartext one).
+func checkNewRoom(r api.Room, creatorKey *api.SealedKey) error {
+	if !api.ValidRoomID(r.ID) {
+		return api.Errorf(api.CodeInvalid, "invalid room id %q: make one with api.NewRoomID", r.ID)
+	}
+	if !api.ValidRoomName(r.Name) {
+		return api.Errorf(api.CodeInvalid, "invalid room name %q: use 1 to %d printable characters without leading or trailing space", r.Name, api.MaxRoomNameLen)
+	}
+	if r.Encrypted {
+		if creatorKey == nil {
+			return api.Errorf(api.CodeInvalid, "an encrypted room needs its creator's sealed key for epoch 1")
+		}
+		return checkKey(creatorKey, r.ID, 1, r.Creator)
+	}
+	if creatorKey != nil {
+		return api.Errorf(api.CodeInvalid, "a cleartext room takes no sealed key: send none")
+	}
+	return nil
+}
