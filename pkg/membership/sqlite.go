@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"modernc.org/sqlite"
@@ -105,6 +106,10 @@ func loadMigrations() ([]migration, error) {
 type sqliteStore struct {
 	db   *sql.DB
 	path string
+	// reads runs the read queries through statements prepared once, not
+	// compiled again on every call (the hot API reads were spending a
+	// third of their time in SQLite's prepare).
+	reads *preparedReads
 }
 
 // Open opens, creating it if needed, the SQLite control-plane database at
@@ -140,7 +145,7 @@ func Open(path string) (Store, error) {
 	// Connections are cheap to keep and costly to open (each one reads the
 	// schema and runs the pragmas), so keep a few idle for the hot reads.
 	db.SetMaxIdleConns(8)
-	s := &sqliteStore{db: db, path: abs}
+	s := &sqliteStore{db: db, path: abs, reads: &preparedReads{db: db}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := s.migrate(ctx); err != nil {
@@ -289,7 +294,10 @@ func (s *sqliteStore) fail(op string, err error) error {
 }
 
 // Close closes the database.
-func (s *sqliteStore) Close() error { return s.db.Close() }
+func (s *sqliteStore) Close() error {
+	s.reads.close()
+	return s.db.Close()
+}
 
 // nanos is t in unix nanoseconds; the zero time means now.
 func nanos(t time.Time) int64 {
@@ -414,7 +422,7 @@ func (s *sqliteStore) CreateUser(ctx context.Context, u api.User) error {
 
 // GetUser returns the user with this key or, failing that, this name.
 func (s *sqliteStore) GetUser(ctx context.Context, keyOrName string) (api.User, error) {
-	return s.lookupUser(ctx, s.db, keyOrName)
+	return s.lookupUser(ctx, s.reads, keyOrName)
 }
 
 // ListUsers returns every user, oldest first.
@@ -473,7 +481,7 @@ func (s *sqliteStore) IsAuthorized(userKey string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), authorizeTimeout)
 	defer cancel()
 	var one int
-	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM users WHERE user_key = ? AND status = 'active'`, userKey).Scan(&one)
+	err := s.reads.QueryRowContext(ctx, `SELECT 1 FROM users WHERE user_key = ? AND status = 'active'`, userKey).Scan(&one)
 	return err == nil
 }
 
@@ -676,12 +684,12 @@ func (s *sqliteStore) CreateRoom(ctx context.Context, r api.Room, creatorKey *ap
 
 // GetRoom returns the room without its members.
 func (s *sqliteStore) GetRoom(ctx context.Context, id string) (api.Room, error) {
-	return s.getRoom(ctx, s.db, id)
+	return s.getRoom(ctx, s.reads, id)
 }
 
 // RoomsOf returns the rooms userKey is a member of now, oldest first.
 func (s *sqliteStore) RoomsOf(ctx context.Context, userKey string) ([]api.Room, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT r.id, r.name, r.encrypted, r.epoch, r.creator, r.created_at, r.head_seq, r.head_hash
+	rows, err := s.reads.QueryContext(ctx, `SELECT r.id, r.name, r.encrypted, r.epoch, r.creator, r.created_at, r.head_seq, r.head_hash
 		FROM members m JOIN rooms r ON r.id = m.room
 		WHERE m.user_key = ? AND m.until IS NULL
 		ORDER BY r.created_at, r.rowid`, userKey)
@@ -721,7 +729,7 @@ func (s *sqliteStore) Members(ctx context.Context, room string, history bool) ([
 	if history {
 		q = memberHistoryQuery
 	}
-	rows, err := s.db.QueryContext(ctx, q, room)
+	rows, err := s.reads.QueryContext(ctx, q, room)
 	if err != nil {
 		return nil, s.fail("list members", err)
 	}
@@ -1050,12 +1058,12 @@ func (s *sqliteStore) SealedKeys(ctx context.Context, room, member string, epoch
 		err  error
 	)
 	if epoch != 0 {
-		rows, err = s.db.QueryContext(ctx, `SELECT `+cols+`
+		rows, err = s.reads.QueryContext(ctx, `SELECT `+cols+`
 			FROM sealed_keys k CROSS JOIN users u
 			WHERE k.room = ? AND k.epoch = ? AND k.member = ? AND u.user_key = k.sealer`,
 			room, epochArg(epoch), member)
 	} else {
-		rows, err = s.db.QueryContext(ctx, `WITH RECURSIVE ep (epoch, last) AS (
+		rows, err = s.reads.QueryContext(ctx, `WITH RECURSIVE ep (epoch, last) AS (
 				SELECT m.since, coalesce(m.until - 1, r.epoch)
 				FROM members m JOIN rooms r ON r.id = m.room
 				WHERE m.room = ?1 AND m.user_key = ?2
@@ -1092,7 +1100,7 @@ func (s *sqliteStore) SealedKeys(ctx context.Context, room, member string, epoch
 // members_current. not_found if the room does not exist.
 func (s *sqliteStore) IsMember(ctx context.Context, room, userKey string) (bool, error) {
 	var ok bool
-	err := s.db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE room = ?1 AND user_key = ?2 AND until IS NULL)
+	err := s.reads.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE room = ?1 AND user_key = ?2 AND until IS NULL)
 		FROM rooms WHERE id = ?1`, room, userKey).Scan(&ok)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, roomNotFound(room)
@@ -1107,7 +1115,7 @@ func (s *sqliteStore) IsMember(ctx context.Context, room, userKey string) (bool,
 // ascending, with the bytes they were stored with. not_found if the room
 // does not exist; an empty list for one created before schema version 2.
 func (s *sqliteStore) Statements(ctx context.Context, room string, after uint64) ([]roomchain.Signed, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT body, sig FROM statements WHERE room = ? AND seq > ? ORDER BY seq`, room, seqArg(after))
+	rows, err := s.reads.QueryContext(ctx, `SELECT body, sig FROM statements WHERE room = ? AND seq > ? ORDER BY seq`, room, seqArg(after))
 	if err != nil {
 		return nil, s.fail("list statements", err)
 	}
@@ -1165,7 +1173,7 @@ func (s *sqliteStore) AddBlob(ctx context.Context, b api.Blob) error {
 func (s *sqliteStore) GetBlob(ctx context.Context, room, id string) (api.Blob, error) {
 	b := api.Blob{Room: room, ID: id}
 	var created int64
-	err := s.db.QueryRowContext(ctx, `SELECT size, uploader, created_at FROM blobs WHERE room = ? AND id = ?`, room, id).
+	err := s.reads.QueryRowContext(ctx, `SELECT size, uploader, created_at FROM blobs WHERE room = ? AND id = ?`, room, id).
 		Scan(&b.Size, &b.Uploader, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return api.Blob{}, api.Errorf(api.CodeNotFound, "blob %s not found in room %s: check the room and the blob id", id, room)
@@ -1305,4 +1313,54 @@ func (s *sqliteStore) RevokedUsers(ctx context.Context) ([]string, error) {
 		keys = append(keys, k)
 	}
 	return keys, rows.Err()
+}
+
+// preparedReads is a querier over the database that prepares each query
+// text once and reuses the statement (database/sql keeps it prepared on
+// each connection it runs on). Safe for concurrent use.
+type preparedReads struct {
+	db    *sql.DB
+	stmts sync.Map // query text -> *sql.Stmt
+}
+
+func (p *preparedReads) stmt(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := p.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := p.db.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := p.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+func (p *preparedReads) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := p.stmt(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+func (p *preparedReads) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := p.stmt(ctx, query)
+	if err != nil {
+		return p.db.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+func (p *preparedReads) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	return p.db.ExecContext(ctx, query, args...)
+}
+
+func (p *preparedReads) close() {
+	p.stmts.Range(func(_, v any) bool {
+		v.(*sql.Stmt).Close()
+		return true
+	})
 }
