@@ -41,8 +41,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/enmanuel/unibus/pkg/identity"
 )
@@ -409,9 +411,27 @@ func checkMembers(st Statement) error {
 // checkBindings verifies the identity bindings of members new to the chain;
 // those already in it were verified when they joined and must be unchanged.
 func checkBindings(seq uint64, ms []Member) error {
-	for _, m := range ms {
-		if err := m.Public.Verify(); err != nil {
-			return invalid("statement %d: member %s: %v", seq, m.Name, err)
+	// A bulk add of thousands is thousands of Ed25519 checks: spread them
+	// over the cores.
+	workers := min(runtime.GOMAXPROCS(0), max(1, len(ms)/64))
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(ms); i += workers {
+				if err := ms[i].Public.Verify(); err != nil {
+					errs[w] = invalid("statement %d: member %s: %v", seq, ms[i].Name, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
 	return nil
