@@ -122,7 +122,7 @@ func (c *Client) sealMessage(ctx context.Context, id string, msg Message) ([]byt
 			return nil, "", fmt.Errorf("room %s: you hold no key for its current epoch %d; ask a member to rekey", id, snap.room.Epoch)
 		}
 	}
-	env, err := e2ee.Seal(h, key, plain, c.id.SigningKey(), rand.Reader)
+	env, err := e2ee.AppendSealWith(nil, h, key, plain, c.id.SigningKey(), fastSign, rand.Reader)
 	if err != nil {
 		return nil, "", err
 	}

@@ -48,6 +48,12 @@ type senderKey struct {
 	expanded *voi.ExpandedPublicKey
 }
 
+// fastSign signs with curve25519-voi: the same deterministic Ed25519
+// signature as crypto/ed25519.Sign, in about half the time.
+func fastSign(priv ed25519.PrivateKey, msg []byte) []byte {
+	return voi.Sign(voi.PrivateKey(priv), msg)
+}
+
 // voiStdLib makes the faster verifier accept exactly what crypto/ed25519
 // accepts.
 var voiStdLib = &voi.Options{Verify: voi.VerifyOptionsStdLib}

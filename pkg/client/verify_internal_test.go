@@ -55,3 +55,16 @@ func reverse(b []byte) []byte {
 func leftPad(b []byte, n int) []byte {
 	return append(make([]byte, n-len(b)), b...)
 }
+
+// TestFastSignerMatchesStdlib: Ed25519 is deterministic, so the faster
+// signer must produce the standard library's bytes exactly.
+func TestFastSignerMatchesStdlib(t *testing.T) {
+	for i := range 100 {
+		_, priv, _ := ed25519.GenerateKey(rand.Reader)
+		msg := make([]byte, i*13)
+		rand.Read(msg)
+		if got, want := fastSign(priv, msg), ed25519.Sign(priv, msg); string(got) != string(want) {
+			t.Fatalf("message %d: fast signature differs from crypto/ed25519's", i)
+		}
+	}
+}

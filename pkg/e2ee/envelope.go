@@ -156,6 +156,13 @@ func Seal(h Header, key *RoomKey, plaintext []byte, signer ed25519.PrivateKey, r
 // gets an all-zero Nonce; otherwise key must not be nil. plaintext is at most
 // MaxPlaintext bytes. On error dst is returned unchanged.
 func AppendSeal(dst []byte, h Header, key *RoomKey, plaintext []byte, signer ed25519.PrivateKey, rand io.Reader) ([]byte, error) {
+	return AppendSealWith(dst, h, key, plaintext, signer, ed25519.Sign, rand)
+}
+
+// AppendSealWith is AppendSeal with the Ed25519 signature made by sign, for
+// callers with a faster signer. sign must produce exactly the signature
+// crypto/ed25519.Sign produces (Ed25519 is deterministic).
+func AppendSealWith(dst []byte, h Header, key *RoomKey, plaintext []byte, signer ed25519.PrivateKey, sign func(ed25519.PrivateKey, []byte) []byte, rand io.Reader) ([]byte, error) {
 	switch h.Version {
 	case 0:
 		h.Version = EnvelopeVersion
@@ -227,7 +234,7 @@ func AppendSeal(dst []byte, h Header, key *RoomKey, plaintext []byte, signer ed2
 		}
 		out = aead.Seal(out, out[nonceStart:hdrEnd], plaintext, out[hdrStart:hdrEnd])
 	}
-	sig := ed25519.Sign(signer, out[start:])
+	sig := sign(signer, out[start:])
 	out = append(out, sig...)
 	// Drop the signature prefix: shift the envelope down over it.
 	n := copy(out[start:], out[start+len(SignaturePrefix):])
