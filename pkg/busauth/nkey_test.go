@@ -313,7 +313,7 @@ func TestNkeyRefusedWithoutNonce(t *testing.T) {
 // rather than an authorization error.
 func TestNkeyInProcessWithTLS(t *testing.T) {
 	ca := newTestCA(t, "ca")
-	certFile, keyFile := ca.issue(t, "server")
+	certFile, keyFile := ca.IssueFiles(t, "server")
 	tlsCfg, err := busauth.ServerTLSConfig(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)

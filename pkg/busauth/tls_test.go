@@ -20,8 +20,8 @@ import (
 
 func TestServerTLSConfig(t *testing.T) {
 	ca := newTestCA(t, "ca")
-	cert, key := ca.issue(t, "server")
-	_, otherKey := ca.issue(t, "other")
+	cert, key := ca.IssueFiles(t, "server")
+	_, otherKey := ca.IssueFiles(t, "other")
 
 	cfg, err := busauth.ServerTLSConfig(cert, key)
 	if err != nil {
@@ -55,8 +55,8 @@ func TestServerTLSConfig(t *testing.T) {
 func TestRouteTLSConfig(t *testing.T) {
 	ca := newTestCA(t, "ca")
 	other := newTestCA(t, "other ca")
-	cert, key := ca.issue(t, "node")
-	foreignCert, foreignKey := other.issue(t, "foreign")
+	cert, key := ca.IssueFiles(t, "node")
+	foreignCert, foreignKey := other.IssueFiles(t, "foreign")
 
 	cfg, err := busauth.RouteTLSConfig(cert, key, ca.CAFile)
 	if err != nil {
@@ -143,8 +143,8 @@ func TestRouteMutualTLS(t *testing.T) {
 		fmt.Sprintf("nats://127.0.0.1:%d", pb),
 		fmt.Sprintf("nats://127.0.0.1:%d", pc),
 	}
-	a := startRouteNode(t, "a", pa, routes, routeCfg(ca.issue(t, "a")), nil)
-	b := startRouteNode(t, "b", pb, routes, routeCfg(ca.issue(t, "b")), nil)
+	a := startRouteNode(t, "a", pa, routes, routeCfg(ca.IssueFiles(t, "a")), nil)
+	b := startRouteNode(t, "b", pb, routes, routeCfg(ca.IssueFiles(t, "b")), nil)
 
 	deadline := time.Now().Add(10 * time.Second)
 	for a.NumRemotes() != 1 || b.NumRemotes() != 1 {
@@ -155,12 +155,12 @@ func TestRouteMutualTLS(t *testing.T) {
 	}
 	// Node c trusts the cluster CA but its own certificate comes from
 	// another CA, so a and b must not accept it (and it never joins).
-	rogueCert, rogueKey := rogue.issue(t, "c")
+	rogueCert, rogueKey := rogue.IssueFiles(t, "c")
 	cert, err := tls.LoadX509KeyPair(rogueCert, rogueKey)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cCfg := routeCfg(ca.issue(t, "placeholder"))
+	cCfg := routeCfg(ca.IssueFiles(t, "placeholder"))
 	cCfg.Certificates = []tls.Certificate{cert}
 	var clog lockedBuffer
 	c := startRouteNode(t, "c", pc, routes, cCfg, slog.New(slog.NewTextHandler(&clog, &slog.HandlerOptions{Level: slog.LevelError})))

@@ -324,7 +324,7 @@ func TestClusterR3(t *testing.T) {
 
 func TestClientTLS(t *testing.T) {
 	ca := newTestCA(t)
-	srvCert := ca.issue(t, "server")
+	srvCert := ca.Issue(t, "server").TLS
 	ns := start(t, embeddednats.ServerConfig{
 		StoreDir: t.TempDir(),
 		Host:     "127.0.0.1",
@@ -336,7 +336,7 @@ func TestClientTLS(t *testing.T) {
 		t.Fatalf("client url = %q, want tls://127.0.0.1:<port>", url)
 	}
 
-	nc := connect(t, url, nats.Secure(&tls.Config{RootCAs: ca.pool, MinVersion: tls.VersionTLS12}))
+	nc := connect(t, url, nats.Secure(&tls.Config{RootCAs: ca.Pool, MinVersion: tls.VersionTLS12}))
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
