@@ -21,6 +21,7 @@ type pins struct {
 	path string // empty: kept in memory only
 
 	mu    sync.Mutex
+	names map[string]string     // user key -> pinned name, derived from Users
 	Users map[string]pinnedUser `json:"users"`
 	Rooms map[string]pinnedRoom `json:"rooms"`
 }
@@ -39,7 +40,7 @@ type pinnedRoom struct {
 var ErrKeyChanged = errors.New("keys changed")
 
 func loadPins(path string) (*pins, error) {
-	p := &pins{path: path, Users: map[string]pinnedUser{}, Rooms: map[string]pinnedRoom{}}
+	p := &pins{path: path, names: map[string]string{}, Users: map[string]pinnedUser{}, Rooms: map[string]pinnedRoom{}}
 	if path == "" {
 		return p, nil
 	}
@@ -59,25 +60,46 @@ func loadPins(path string) (*pins, error) {
 	if p.Rooms == nil {
 		p.Rooms = map[string]pinnedRoom{}
 	}
+	for name, u := range p.Users {
+		p.names[u.User] = name
+	}
 	return p, nil
 }
 
 // checkUser pins name to its keys on first sight and refuses a change.
 func (p *pins) checkUser(name, user, xkey string) error {
+	return p.checkUsers([]pinnedName{{name, pinnedUser{User: user, XKey: xkey}}})
+}
+
+// pinnedName is one name with the keys seen for it.
+type pinnedName struct {
+	name string
+	keys pinnedUser
+}
+
+// checkUsers is checkUser for many names at once, writing the file once:
+// a room of thousands is pinned in one write, not one per member.
+func (p *pins) checkUsers(names []pinnedName) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if old, ok := p.Users[name]; ok {
-		if old.User != user || old.XKey != xkey {
-			return fmt.Errorf("%w: %s was %s (xkey %s) when first seen, and is now %s (xkey %s); if this is expected, compare fingerprints out of band and remove the entry from %s", ErrKeyChanged, name, old.User, old.XKey, user, xkey, p.describe())
+	added := false
+	for _, n := range names {
+		if old, ok := p.Users[n.name]; ok {
+			if old != n.keys {
+				return fmt.Errorf("%w: %s was %s (xkey %s) when first seen, and is now %s (xkey %s); if this is expected, compare fingerprints out of band and remove the entry from %s", ErrKeyChanged, n.name, old.User, old.XKey, n.keys.User, n.keys.XKey, p.describe())
+			}
+			continue
 		}
+		if other, ok := p.names[n.keys.User]; ok && other != n.name {
+			return fmt.Errorf("%w: key %s was named %s when first seen, and is now named %s", ErrKeyChanged, n.keys.User, other, n.name)
+		}
+		p.Users[n.name] = n.keys
+		p.names[n.keys.User] = n.name
+		added = true
+	}
+	if !added {
 		return nil
 	}
-	for n, old := range p.Users {
-		if old.User == user && n != name {
-			return fmt.Errorf("%w: key %s was named %s when first seen, and is now named %s", ErrKeyChanged, user, n, name)
-		}
-	}
-	p.Users[name] = pinnedUser{User: user, XKey: xkey}
 	return p.saveLocked()
 }
 

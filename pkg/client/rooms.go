@@ -261,14 +261,18 @@ func (c *Client) AddMembers(ctx context.Context, roomRef string, users []string)
 		if !u.Active() {
 			return api.Room{}, api.Errorf(api.CodeInvalid, "user %s is revoked: it cannot be added", u.Name)
 		}
-		if err := c.pins.checkUser(u.Name, u.User, u.XKey); err != nil {
-			return api.Room{}, err
-		}
 		if seen[u.User] {
 			continue
 		}
 		seen[u.User] = true
 		added = append(added, roomchain.Member{Public: u.Public, Role: roomchain.RoleMember})
+	}
+	names := make([]pinnedName, len(added))
+	for i, m := range added {
+		names[i] = pinnedName{m.Name, pinnedUser{User: m.User, XKey: m.XKey}}
+	}
+	if err := c.pins.checkUsers(names); err != nil {
+		return api.Room{}, err
 	}
 	// One retry: the room may have changed between our read and write.
 	for attempt := 0; ; attempt++ {

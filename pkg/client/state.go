@@ -146,16 +146,40 @@ func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, err
 	st.refreshMu.Lock()
 	defer st.refreshMu.Unlock()
 	st.stale.Store(false)
-	var room api.Room
-	if err := c.do(ctx, http.MethodGet, "/v1/rooms/"+id, nil, nil, &room); err != nil {
-		return nil, err
-	}
 	old := st.snap.Load()
-	chain, hashes, err := c.verifyHistory(ctx, id, old)
-	if err != nil {
-		return nil, &HistoryError{Room: id, Err: err}
+	var before uint64 // the head verified before this refresh
+	if old != nil {
+		before = old.chain.Seq
+	} else if p := c.pins.room(id); p != nil {
+		before = p.Seq
 	}
-	if err := checkServerView(room, chain); err != nil {
+	var (
+		room   api.Room
+		chain  *roomchain.State
+		hashes map[uint64]string
+	)
+	for attempt := 0; ; attempt++ {
+		room = api.Room{}
+		if err := c.do(ctx, http.MethodGet, "/v1/rooms/"+id, nil, nil, &room); err != nil {
+			return nil, err
+		}
+		if room.HeadSeq < before {
+			return nil, &HistoryError{Room: id, Err: fmt.Errorf("the server's history ends at statement %d, but statement %d was verified before: it was rolled back", room.HeadSeq, before)}
+		}
+		var err error
+		if chain, hashes, err = c.verifyHistory(ctx, id, old); err != nil {
+			return nil, &HistoryError{Room: id, Err: err}
+		}
+		err = checkServerView(room, chain)
+		if err == nil {
+			break
+		}
+		// The room and its history are two reads: a change committed
+		// between them shows as heads that differ. Read again; a server
+		// that keeps disagreeing with itself is not trusted.
+		if room.HeadSeq != chain.Seq && attempt < 2 {
+			continue
+		}
 		return nil, &HistoryError{Room: id, Err: err}
 	}
 	snap := &roomSnapshot{room: room, chain: chain, keys: map[uint64]*e2ee.RoomKey{}, senders: map[[32]byte]senderKey{}, hashes: hashes, at: time.Now()}
@@ -230,8 +254,14 @@ func (c *Client) verifyHistory(ctx context.Context, id string, old *roomSnapshot
 	if chain == nil {
 		return nil, nil, fmt.Errorf("the server serves no membership history for it")
 	}
-	for _, m := range chain.Members {
-		if err := c.pins.checkUser(m.Name, m.User, m.XKey); err != nil {
+	// Members are pinned when the history is first read in this process or
+	// grows; a refresh with nothing new has nothing new to pin.
+	if old == nil || len(sts) > 0 {
+		names := make([]pinnedName, len(chain.Members))
+		for i, m := range chain.Members {
+			names[i] = pinnedName{m.Name, pinnedUser{User: m.User, XKey: m.XKey}}
+		}
+		if err := c.pins.checkUsers(names); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -247,9 +277,6 @@ func (c *Client) verifyHistory(ctx context.Context, id string, old *roomSnapshot
 // verified history proves: a member, epoch or head the history does not
 // show is the server's doing, and the room is not to be trusted.
 func checkServerView(room api.Room, chain *roomchain.State) error {
-	if room.HeadSeq < chain.Seq {
-		return fmt.Errorf("the server's history ends at statement %d, but statement %d was verified before: it was rolled back", room.HeadSeq, chain.Seq)
-	}
 	if room.HeadSeq != chain.Seq || room.HeadHash != chain.Head {
 		return fmt.Errorf("the server names head %d/%.12s… but serves history up to %d/%.12s…", room.HeadSeq, room.HeadHash, chain.Seq, chain.Head)
 	}
