@@ -102,6 +102,9 @@ type Client struct {
 	pins *pins
 	// pairs caches the X25519 sealing key shared with each recipient xkey.
 	pairs sync.Map
+	// admins remembers the registering admins already checked, so a bulk
+	// add looks each one up once, not once per user.
+	admins sync.Map
 
 	mu    sync.Mutex
 	rooms map[string]*roomState

@@ -88,6 +88,9 @@ func (c *Client) checkRegistration(ctx context.Context, u api.User) error {
 	if reg.By == u.User {
 		return nil
 	}
+	if _, ok := c.admins.Load(reg.By); ok {
+		return nil
+	}
 	var admin api.User
 	if err := c.do(ctx, http.MethodGet, "/v1/users/"+url.PathEscape(reg.By), nil, nil, &admin); err != nil {
 		return fmt.Errorf("user %s: look up the admin who registered it: %w", u.Name, err)
@@ -95,7 +98,11 @@ func (c *Client) checkRegistration(ctx context.Context, u api.User) error {
 	if admin.User != reg.By || admin.Role != api.RoleAdmin || admin.Public.Verify() != nil {
 		return fmt.Errorf("user %s: %w: registered by %s, who is not a valid admin", u.Name, identity.ErrBadRegistration, reg.By)
 	}
-	return c.pins.checkUser(admin.Name, admin.User, admin.XKey)
+	if err := c.pins.checkUser(admin.Name, admin.User, admin.XKey); err != nil {
+		return err
+	}
+	c.admins.Store(reg.By, true)
+	return nil
 }
 
 // RevokeUser revokes a user by name or user key (admins only).

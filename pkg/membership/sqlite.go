@@ -148,11 +148,31 @@ func Open(path string) (Store, error) {
 	s := &sqliteStore{db: db, path: abs, reads: &preparedReads{db: db}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("membership database %s: %w", abs, err)
+	// Processes opening a brand-new file at once race to switch it to WAL
+	// mode, and SQLite can answer that race with SQLITE_BUSY without
+	// waiting out the busy timeout: try again for as long as the timeout.
+	deadline := time.Now().Add(busyTimeout)
+	for {
+		err := s.migrate(ctx)
+		if err == nil {
+			return s, nil
+		}
+		if !isBusy(err) || time.Now().After(deadline) {
+			db.Close()
+			return nil, fmt.Errorf("membership database %s: %w", abs, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	return s, nil
+}
+
+// isBusy reports a database locked by another connection or process.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	code := se.Code() & 0xff
+	return code == sqlite3.SQLITE_BUSY || code == sqlite3.SQLITE_LOCKED
 }
 
 // dsn is the modernc.org/sqlite data source name for the file at abs: a
@@ -283,12 +303,8 @@ func (s *sqliteStore) fail(op string, err error) error {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return fmt.Errorf("membership store: %s: %w", op, err)
 	}
-	var se *sqlite.Error
-	if errors.As(err, &se) {
-		switch se.Code() & 0xff {
-		case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED:
-			return api.Errorf(api.CodeUnavailable, "the membership database is busy (another process holds it): try again")
-		}
+	if isBusy(err) {
+		return api.Errorf(api.CodeUnavailable, "the membership database is busy (another process holds it): try again")
 	}
 	return fmt.Errorf("membership store: %s: %w", op, err)
 }

@@ -254,22 +254,7 @@ var historyCases = []testCase{
 		}
 		close(start)
 		wg.Wait()
-		winner := -1
-		for i, err := range errs {
-			switch api.ErrorCode(err) {
-			case "":
-				if winner >= 0 {
-					f.Fatalf("two adds from the same head succeeded: %d and %d", winner, i)
-				}
-				winner = i
-			case api.CodeConflict:
-			default:
-				f.Fatalf("concurrent add %d: %v (code %s), want success or conflict", i, err, api.ErrorCode(err))
-			}
-		}
-		if winner < 0 {
-			f.Fatal("no concurrent add succeeded")
-		}
+		winner := f.oneWinner(errs, "concurrent adds from the same head")
 		f.accept(r.ID, sts[winner])
 		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(users[winner], 1, 0)}, "members after the concurrent adds")
 		f.wantStatements(r.ID, 0, f.rooms[r.ID].chain, "history after the concurrent adds")

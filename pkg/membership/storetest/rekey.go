@@ -212,22 +212,7 @@ var rekeyCases = []testCase{
 		}
 		close(start)
 		wg.Wait()
-		winner := -1
-		for i, err := range errs {
-			switch api.ErrorCode(err) {
-			case "":
-				if winner >= 0 {
-					f.Fatalf("two concurrent rekeys from epoch 1 succeeded: %d and %d", winner, i)
-				}
-				winner = i
-			case api.CodeConflict:
-			default:
-				f.Fatalf("concurrent rekey %d: %v (code %s), want success or conflict", i, err, api.ErrorCode(err))
-			}
-		}
-		if winner < 0 {
-			f.Fatal("no concurrent rekey succeeded")
-		}
+		winner := f.oneWinner(errs, "concurrent rekeys from epoch 1")
 		f.accept(r.ID, changes[winner].Statement)
 		f.wantStatements(r.ID, 0, f.rooms[r.ID].chain, "history after the concurrent rekeys")
 		if e := f.getRoom(r.ID).Epoch; e != 2 {
@@ -243,4 +228,27 @@ var rekeyCases = []testCase{
 		// The losers may retry from the new epoch; again one wins.
 		f.rekey(f.change(r.ID, 2, bob, nil, alice, bob))
 	}},
+}
+
+// oneWinner checks that exactly one of concurrent changes succeeded and the
+// others got conflict, and returns the index of the one that won.
+func (f *fixture) oneWinner(errs []error, what string) int {
+	f.Helper()
+	winner := -1
+	for i, err := range errs {
+		switch api.ErrorCode(err) {
+		case "":
+			if winner >= 0 {
+				f.Fatalf("%s: two succeeded, %d and %d", what, winner, i)
+			}
+			winner = i
+		case api.CodeConflict:
+		default:
+			f.Fatalf("%s: %d failed with %v (code %s), want success or conflict", what, i, err, api.ErrorCode(err))
+		}
+	}
+	if winner < 0 {
+		f.Fatalf("%s: none succeeded", what)
+	}
+	return winner
 }
