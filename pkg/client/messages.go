@@ -16,6 +16,7 @@ import (
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/e2ee"
+	"github.com/enmanuel/unibus/pkg/roomchain"
 	"github.com/enmanuel/unibus/pkg/subjects"
 )
 
@@ -296,13 +297,20 @@ type pending struct {
 	done chan struct{}
 }
 
+// maxBatch bounds the messages a worker opens together, checking their
+// signatures as one batch (e2ee.BatchVerifier: about half the cost of one
+// at a time for 64). A worker takes what is waiting, up to maxBatch, so a
+// message that arrives alone is opened alone, at once.
+const maxBatch = 64
+
 // deliver reads the consumer and hands fn the opened messages in order.
 // Opening (signature check and decryption, the costly part) is spread over
-// the machine's cores; a reorder queue keeps the room's order.
+// the machine's cores, in batches when messages queue up; a reorder queue
+// keeps the room's order.
 func (c *Client) deliver(ctx context.Context, id string, it jetstream.MessagesContext, lastSeq uint64, opts ReadOptions, fn func(Received) error) error {
 	workers := runtime.GOMAXPROCS(0)
-	work := make(chan *pending, 4*workers)
-	queue := make(chan *pending, 4*workers)
+	work := make(chan *pending, maxBatch*workers)
+	queue := make(chan *pending, 2*maxBatch*workers)
 	readErr := make(chan error, 1)
 	quit := make(chan struct{})
 	defer close(quit)
@@ -311,11 +319,23 @@ func (c *Client) deliver(ctx context.Context, id string, it jetstream.MessagesCo
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			o := newOpener(c, id)
+			batch := make([]*pending, 0, maxBatch)
 			for p := range work {
-				seq := p.r.Seq
-				p.r = c.open(ctx, id, p.data)
-				p.r.Seq = seq
-				close(p.done)
+				batch = append(batch[:0], p)
+			fill:
+				for len(batch) < maxBatch {
+					select {
+					case q, ok := <-work:
+						if !ok {
+							break fill
+						}
+						batch = append(batch, q)
+					default:
+						break fill
+					}
+				}
+				o.open(ctx, batch)
 			}
 		}()
 	}
@@ -394,53 +414,106 @@ func (c *Client) lastSeq(ctx context.Context, subject string) (uint64, error) {
 	return seq, nil
 }
 
-// open verifies and decrypts one envelope read from room id.
-func (c *Client) open(ctx context.Context, id string, data []byte) Received {
-	r := Received{Room: id}
-	env, err := e2ee.Parse(data)
+// opener opens the messages of one room for one worker, reusing its
+// buffers from batch to batch.
+type opener struct {
+	c     *Client
+	room  string
+	batch *e2ee.BatchVerifier
+	ready []opening
+}
+
+// opening is a message whose envelope parsed and whose sender and key are
+// known, waiting for its signature check.
+type opening struct {
+	p       *pending
+	env     *e2ee.Envelope
+	sender  roomchain.Member
+	signer  e2ee.SenderKey // the sender's key, from the verified history
+	roomKey *e2ee.RoomKey
+}
+
+func newOpener(c *Client, room string) *opener {
+	return &opener{c: c, room: room, batch: e2ee.NewBatchVerifier()}
+}
+
+// open verifies and decrypts the envelopes of a batch read from the room,
+// setting each pending's Received, and marks each done.
+func (o *opener) open(ctx context.Context, batch []*pending) {
+	o.batch.Reset()
+	o.ready = o.ready[:0]
+	for _, p := range batch {
+		p.r = Received{Room: o.room, Seq: p.r.Seq}
+		if op, ok := o.prepare(ctx, p); ok {
+			o.ready = append(o.ready, op)
+			o.batch.Add(op.signer, op.env.SignedMessage(), op.env.Signature[:])
+		}
+	}
+	valid := o.batch.Verify(nil)
+	for i, op := range o.ready {
+		if !valid[i] {
+			op.p.r.Err = fmt.Errorf("message from %s does not verify: %w", op.sender.Name, e2ee.ErrSignature)
+			continue
+		}
+		o.finish(ctx, op)
+	}
+	clear(o.ready)
+	for _, p := range batch {
+		close(p.done)
+	}
+}
+
+// prepare parses p's envelope and finds its verified sender and the key of
+// its epoch, or sets p.r.Err.
+func (o *opener) prepare(ctx context.Context, p *pending) (opening, bool) {
+	r := &p.r
+	env, err := e2ee.Parse(p.data)
 	if err != nil {
 		r.Err = fmt.Errorf("unreadable message: %w", err)
-		return r
+		return opening{}, false
 	}
 	r.ID, r.Epoch, r.Time = env.MessageID(), env.Epoch, time.Unix(0, env.Time).UTC()
 	r.Sender = shortKey(env.Sender)
-	if env.Room != id {
-		r.Err = fmt.Errorf("message for room %s replayed into room %s: %w", env.Room, id, e2ee.ErrWrongRoom)
-		return r
+	if env.Room != o.room {
+		r.Err = fmt.Errorf("message for room %s replayed into room %s: %w", env.Room, o.room, e2ee.ErrWrongRoom)
+		return opening{}, false
 	}
-	s, sk, key, err := c.senderAndKey(ctx, id, env.Sender, env.Epoch, !env.Cleartext)
+	s, sk, key, err := o.c.senderAndKey(ctx, o.room, env.Sender, env.Epoch, !env.Cleartext)
 	if err != nil {
 		r.Err = err
-		return r
+		return opening{}, false
 	}
-	r.SenderName = s.Name
-	if err := env.VerifyWith(sk.pub, sk.verify); err != nil {
-		r.Err = fmt.Errorf("message from %s does not verify: %w", s.Name, err)
-		return r
-	}
-	snap := c.roomState(id).snap.Load()
+	r.SenderName, r.Sender = s.Name, sk.user
+	// sk is the key the verified history holds for the envelope's sender
+	// field: senderAndKey looked it up by that field.
+	return opening{p: p, env: env, sender: s, signer: sk.SenderKey, roomKey: key}, true
+}
+
+// finish decrypts a verified message and checks what its payload says.
+func (o *opener) finish(ctx context.Context, op opening) {
+	r, env, id := &op.p.r, op.env, o.room
+	snap := o.c.roomState(id).snap.Load()
 	if snap != nil && env.Cleartext == snap.room.Encrypted {
 		r.Err = fmt.Errorf("message cleartext flag does not match the room: %w", e2ee.ErrMalformed)
-		return r
+		return
 	}
-	plain, err := env.Open(id, env.Epoch, key)
+	plain, err := env.Open(id, env.Epoch, op.roomKey)
 	if err != nil {
-		r.Err = fmt.Errorf("message from %s: %w", s.Name, err)
-		return r
+		r.Err = fmt.Errorf("message from %s: %w", op.sender.Name, err)
+		return
 	}
 	var p payload
 	if err := json.Unmarshal(plain, &p); err != nil {
-		r.Err = fmt.Errorf("message from %s has a malformed payload: %w", s.Name, err)
-		return r
+		r.Err = fmt.Errorf("message from %s has a malformed payload: %w", op.sender.Name, err)
+		return
 	}
 	if p.Head != nil {
-		if err := c.checkHead(ctx, id, s.Name, *p.Head); err != nil {
+		if err := o.c.checkHead(ctx, id, op.sender.Name, *p.Head); err != nil {
 			r.Err = err
-			return r
+			return
 		}
 	}
 	r.Text, r.File = p.Text, p.File
-	return r
 }
 
 // ErrForked reports that a message's sender was shown another membership

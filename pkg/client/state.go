@@ -43,28 +43,14 @@ type roomSnapshot struct {
 // verification (about twice as fast as crypto/ed25519.Verify, which
 // decodes the key on every call; see BENCHMARKS.md).
 type senderKey struct {
-	pub      ed25519.PublicKey
-	user     string
-	expanded *voi.ExpandedPublicKey
+	e2ee.SenderKey
+	user string
 }
 
 // fastSign signs with curve25519-voi: the same deterministic Ed25519
 // signature as crypto/ed25519.Sign, in about half the time.
 func fastSign(priv ed25519.PrivateKey, msg []byte) []byte {
 	return voi.Sign(voi.PrivateKey(priv), msg)
-}
-
-// voiStdLib makes the faster verifier accept exactly what crypto/ed25519
-// accepts.
-var voiStdLib = &voi.Options{Verify: voi.VerifyOptionsStdLib}
-
-// verify checks sig over msg with the expanded key (pub is the same key,
-// as e2ee.Envelope.VerifyWith passes it).
-func (k senderKey) verify(pub ed25519.PublicKey, msg, sig []byte) bool {
-	if k.expanded == nil {
-		return ed25519.Verify(pub, msg, sig)
-	}
-	return voi.VerifyExpandedWithOptions(k.expanded, msg, sig, voiStdLib)
 }
 
 // revoked returns the verified members the server reports revoked.
@@ -188,11 +174,7 @@ func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, err
 		if err != nil {
 			continue
 		}
-		k := senderKey{pub: pub, user: sp.User}
-		if x, err := voi.NewExpandedPublicKey(voi.PublicKey(pub)); err == nil {
-			k.expanded = x
-		}
-		snap.senders[[32]byte(pub)] = k
+		snap.senders[[32]byte(pub)] = senderKey{SenderKey: e2ee.NewSenderKey(pub), user: sp.User}
 	}
 	if room.Encrypted {
 		var sealed []api.SealedKey

@@ -18,7 +18,11 @@
 // [Seal] and [AppendSeal] build envelopes. A receiver calls [Parse], then
 // [Envelope.Verify] with the sender key it knows for that member at that
 // epoch, then [Envelope.Open] with the room and epoch the message was read
-// from. Anything that fails any step must not be shown.
+// from. Anything that fails any step must not be shown. Signatures verify
+// under the ZIP-215 rules ([VerifySignature]), so that a receiver may check
+// many at once with a [BatchVerifier] and accept exactly what a receiver
+// checking one at a time accepts; a [SenderKey] keeps a member's key ready
+// for verification.
 //
 // # Sealed room keys
 //

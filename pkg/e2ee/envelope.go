@@ -359,33 +359,40 @@ func (e *Envelope) current() []byte {
 }
 
 // Verify checks that sender is the envelope's Header.Sender and that the
-// signature is valid for it. The receiver passes the Ed25519 key it knows
-// for that member at that epoch, not a key taken from the envelope. Errors
-// wrap [ErrSignature].
+// signature is valid for it under the envelope rule ([VerifySignature]).
+// The receiver passes the Ed25519 key it knows for that member at that
+// epoch, not a key taken from the envelope. Errors wrap [ErrSignature].
 func (e *Envelope) Verify(sender ed25519.PublicKey) error {
-	return e.VerifyWith(sender, ed25519.Verify)
+	return e.VerifyWith(sender, VerifySignature)
 }
 
 // VerifyWith is Verify with the Ed25519 check done by verify, which is
 // given the sender's key, the signed bytes and the signature: for callers
-// that keep senders' keys in a precomputed form a faster verifier can use.
-// verify must accept exactly what crypto/ed25519.Verify accepts.
+// that keep senders' keys in a precomputed form ([SenderKey]). verify must
+// accept exactly what [VerifySignature] accepts.
 func (e *Envelope) VerifyWith(sender ed25519.PublicKey, verify func(pub ed25519.PublicKey, msg, sig []byte) bool) error {
 	if len(sender) != ed25519.PublicKeySize || !bytes.Equal(sender, e.Sender[:]) {
 		return errSenderKey
 	}
-	var msg []byte
-	if r := e.current(); r != nil {
-		msg = r[:len(r)-SignatureSize]
-	} else {
-		msg = make([]byte, 0, len(SignaturePrefix)+fixedHeaderLen+len(e.Room)+4+len(e.Payload))
-		msg = append(msg, SignaturePrefix...)
-		msg = e.appendUnsigned(msg)
-	}
-	if !verify(sender, msg, e.Signature[:]) {
+	if !verify(sender, e.SignedMessage(), e.Signature[:]) {
 		return errBadSignature
 	}
 	return nil
+}
+
+// SignedMessage returns the bytes the envelope's signature covers:
+// [SignaturePrefix] followed by every envelope byte before the signature.
+// For an Envelope from [Parse] it is a view of the parsed bytes, not a
+// copy: callers must not change it. With [BatchVerifier] a receiver checks
+// the signatures of many envelopes at once; it must then also check that
+// each Header.Sender is the key it verified with, as VerifyWith does.
+func (e *Envelope) SignedMessage() []byte {
+	if r := e.current(); r != nil {
+		return r[: len(r)-SignatureSize : len(r)-SignatureSize]
+	}
+	msg := make([]byte, 0, len(SignaturePrefix)+fixedHeaderLen+len(e.Room)+4+len(e.Payload))
+	msg = append(msg, SignaturePrefix...)
+	return e.appendUnsigned(msg)
 }
 
 // Open checks that the envelope is for room and epoch ([ErrWrongRoom],
