@@ -222,8 +222,9 @@ func TestForkedHistoriesAreDetected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	members := append(st3.Members, roomchain.Member{Public: eveID.Public(), Role: roomchain.RoleMember})
-	viewB, err := roomchain.Sign(roomchain.Statement{Version: 1, Room: room.ID, Seq: 4, Prev: st3.Head, Kind: roomchain.KindAdd, Actor: aliceID.UserKey(), Epoch: 1, Members: members, Time: time.Now().UnixMilli()}, aliceID.SigningKey())
+	eve := []roomchain.Member{{Public: eveID.Public(), Role: roomchain.RoleMember}}
+	viewB, err := roomchain.Sign(roomchain.Statement{Version: roomchain.Version, Room: room.ID, Seq: 4, Prev: st3.Head, Kind: roomchain.KindAdd, Actor: aliceID.UserKey(), Epoch: 1,
+		Add: eve, Admins: st3.AdminsAfter(eve, nil), Time: time.Now().UnixMilli()}, aliceID.SigningKey())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/url"
 	"runtime"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -167,7 +166,7 @@ func (c *Client) CreateRoom(ctx context.Context, name string, cleartext bool) (a
 	st, err := roomchain.Sign(roomchain.Statement{
 		Version: roomchain.Version, Room: req.ID, Seq: 1, Kind: roomchain.KindCreate, Actor: self.User,
 		Epoch: 1, Name: name, Encrypted: !cleartext, Time: c.now().UnixMilli(),
-		Members: []roomchain.Member{{Public: self, Role: roomchain.RoleAdmin}},
+		Add: []roomchain.Member{{Public: self, Role: roomchain.RoleAdmin}}, Admins: []string{self.User},
 	}, c.id.SigningKey())
 	if err != nil {
 		return api.Room{}, err
@@ -228,15 +227,13 @@ func (c *Client) sealingPair(xkey string) (*e2ee.PairKey, error) {
 	return p, nil
 }
 
-// statement signs the next statement of a verified room history.
-func (c *Client) statement(chain *roomchain.State, kind string, epoch uint64, members []roomchain.Member) (roomchain.Signed, error) {
-	return c.statementWithReason(chain, kind, epoch, members, "")
-}
-
-func (c *Client) statementWithReason(chain *roomchain.State, kind string, epoch uint64, members []roomchain.Member, reason string) (roomchain.Signed, error) {
+// statement signs the next statement of a verified room history: the
+// change (members added, user keys removed) and the admin set it leaves.
+func (c *Client) statement(chain *roomchain.State, kind string, epoch uint64, add []roomchain.Member, remove []string, reason string) (roomchain.Signed, error) {
 	return roomchain.Sign(roomchain.Statement{
 		Version: roomchain.Version, Room: chain.Room, Seq: chain.Seq + 1, Prev: chain.Head, Kind: kind,
-		Actor: c.id.UserKey(), Epoch: epoch, Members: members, Time: c.now().UnixMilli(), Reason: reason,
+		Actor: c.id.UserKey(), Epoch: epoch, Add: add, Remove: remove, Admins: chain.AdminsAfter(add, remove),
+		Time: c.now().UnixMilli(), Reason: reason,
 	}, c.id.SigningKey())
 }
 
@@ -296,9 +293,8 @@ func (c *Client) AddMembers(ctx context.Context, roomRef string, users []string)
 		if me, _ := chain.Member(c.id.UserKey()); me.Role != roomchain.RoleAdmin {
 			return api.Room{}, api.Errorf(api.CodeForbidden, "only room admins add members, and you are not one in room %s", id)
 		}
-		members := append(slices.Clone(chain.Members), added...)
 		req := api.AddMembersRequest{Epoch: chain.Epoch}
-		if req.Statement, err = c.statement(chain, roomchain.KindAdd, chain.Epoch, members); err != nil {
+		if req.Statement, err = c.statement(chain, roomchain.KindAdd, chain.Epoch, added, nil, ""); err != nil {
 			return api.Room{}, err
 		}
 		if snap.room.Encrypted {
@@ -405,7 +401,7 @@ func (c *Client) rekey(ctx context.Context, snap *roomSnapshot, remove []string)
 		reason = roomchain.ReasonRevoked
 	}
 	var err error
-	if req.Statement, err = c.statementWithReason(chain, kind, next, keep, reason); err != nil {
+	if req.Statement, err = c.statement(chain, kind, next, nil, remove, reason); err != nil {
 		return api.Room{}, err
 	}
 	if snap.room.Encrypted {

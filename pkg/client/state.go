@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -389,5 +390,6 @@ func (c *Client) Verify(ctx context.Context, roomRef string) (Verified, error) {
 		return Verified{}, err
 	}
 	ch := snap.chain
-	return Verified{Room: ch.Room, Name: ch.Name, Encrypted: ch.Encrypted, Epoch: ch.Epoch, HeadSeq: ch.Seq, HeadHash: ch.Head, Members: ch.Members}, nil
+	// A copy: the verified state's list is shared with the states after it.
+	return Verified{Room: ch.Room, Name: ch.Name, Encrypted: ch.Encrypted, Epoch: ch.Epoch, HeadSeq: ch.Seq, HeadHash: ch.Head, Members: slices.Clone(ch.Members)}, nil
 }

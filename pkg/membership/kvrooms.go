@@ -44,8 +44,7 @@ func (d *roomDoc) room() api.Room {
 // roomState is what a room document commits beyond the room record:
 // every membership span, and which change holds each statement and each
 // epoch's keys. It grows with the members and the history, and is
-// rewritten by every change (as the statement, which names every member,
-// is anyway).
+// rewritten by every change.
 type roomState struct {
 	// Spans are the memberships, current (Until 0) and former.
 	Spans []span `json:"spans"`
@@ -366,7 +365,7 @@ func (s *jetstreamStore) CreateRoom(ctx context.Context, r api.Room, creatorKey 
 			return err
 		}
 	}
-	parsed, err := CheckStatement(r.ID, nil, st, roomchain.KindCreate, 1, []string{r.Creator})
+	parsed, err := CheckStatement(r.ID, nil, nil, st, roomchain.KindCreate, 1, []string{r.Creator})
 	if err != nil {
 		return s.fail("create room", err)
 	}
@@ -507,7 +506,8 @@ func (s *jetstreamStore) AddMembers(ctx context.Context, a Add) (api.Room, error
 	if v.doc.Epoch != a.Epoch {
 		return api.Room{}, api.Errorf(api.CodeConflict, "room %s is at epoch %d, not %d: it was rekeyed meanwhile; fetch the room and try again", a.Room, v.doc.Epoch, a.Epoch)
 	}
-	members := v.state.current()
+	before := v.state.current()
+	members := slices.Clone(before) // the member set the add leaves
 	adding := make(map[string]bool, len(a.Users))
 	for _, u := range a.Users {
 		i, found := slices.BinarySearch(members, u)
@@ -545,7 +545,7 @@ func (s *jetstreamStore) AddMembers(ctx context.Context, a Add) (api.Room, error
 	if err != nil {
 		return api.Room{}, err
 	}
-	parsed, err := CheckStatement(a.Room, head, a.Statement, roomchain.KindAdd, a.Epoch, members)
+	parsed, err := CheckStatement(a.Room, head, before, a.Statement, roomchain.KindAdd, a.Epoch, members)
 	if err != nil {
 		return api.Room{}, s.fail("add members", err)
 	}
@@ -653,7 +653,7 @@ func (s *jetstreamStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 	if err != nil {
 		return api.Room{}, err
 	}
-	parsed, err := CheckStatement(c.Room, head, c.Statement, kind, next, remaining)
+	parsed, err := CheckStatement(c.Room, head, order, c.Statement, kind, next, remaining)
 	if err != nil {
 		return api.Room{}, s.fail("rekey", err)
 	}

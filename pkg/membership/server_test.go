@@ -79,7 +79,7 @@ func register(t testing.TB, admin, user *identity.Identity, role string) identit
 func createStatement(t testing.TB, actor *identity.Identity, room, name string, encrypted bool) roomchain.Signed {
 	t.Helper()
 	s, err := roomchain.Sign(roomchain.Statement{Version: roomchain.Version, Room: room, Seq: 1, Kind: roomchain.KindCreate, Actor: actor.UserKey(), Epoch: 1, Name: name, Encrypted: encrypted,
-		Members: []roomchain.Member{{Public: actor.Public(), Role: roomchain.RoleAdmin}}, Time: time.Now().UnixMilli()}, actor.SigningKey())
+		Add: []roomchain.Member{{Public: actor.Public(), Role: roomchain.RoleAdmin}}, Admins: []string{actor.UserKey()}, Time: time.Now().UnixMilli()}, actor.SigningKey())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +87,8 @@ func createStatement(t testing.TB, actor *identity.Identity, room, name string, 
 }
 
 // next signs, as actor, the statement that follows the room's stored
-// history: kind, epoch, and the current members changed by add and remove.
+// history: kind, epoch, the members added (as plain members) and removed,
+// and the admins that leaves.
 func (f *apiFixture) next(t testing.TB, actor *identity.Identity, room, kind string, epoch uint64, add []*identity.Identity, remove []*identity.Identity) roomchain.Signed {
 	t.Helper()
 	sts, err := f.bus.Store.Statements(context.Background(), room, 0)
@@ -98,20 +99,16 @@ func (f *apiFixture) next(t testing.TB, actor *identity.Identity, room, kind str
 	if err != nil {
 		t.Fatal(err)
 	}
-	var members []roomchain.Member
-	for _, m := range st.Members {
-		keep := true
-		for _, r := range remove {
-			keep = keep && m.User != r.UserKey()
-		}
-		if keep {
-			members = append(members, m)
-		}
-	}
+	var added []roomchain.Member
 	for _, a := range add {
-		members = append(members, roomchain.Member{Public: a.Public(), Role: roomchain.RoleMember})
+		added = append(added, roomchain.Member{Public: a.Public(), Role: roomchain.RoleMember})
 	}
-	s, err := roomchain.Sign(roomchain.Statement{Version: roomchain.Version, Room: room, Seq: st.Seq + 1, Prev: st.Head, Kind: kind, Actor: actor.UserKey(), Epoch: epoch, Members: members, Time: time.Now().UnixMilli()}, actor.SigningKey())
+	var removed []string
+	for _, r := range remove {
+		removed = append(removed, r.UserKey())
+	}
+	s, err := roomchain.Sign(roomchain.Statement{Version: roomchain.Version, Room: room, Seq: st.Seq + 1, Prev: st.Head, Kind: kind, Actor: actor.UserKey(), Epoch: epoch,
+		Add: added, Remove: removed, Admins: st.AdminsAfter(added, removed), Time: time.Now().UnixMilli()}, actor.SigningKey())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,9 +48,10 @@ import (
 //
 // Membership history (migrations/0002_history.sql): every room change runs
 // the checks of its documented error codes first, then, still inside its
-// transaction, [CheckStatement] against the room's head statement, and
-// only then writes: its rows, its statement (verbatim) and the room's new
-// head. A refused change therefore writes nothing.
+// transaction, [CheckStatement] against the room's head statement and its
+// current member rows, and only then writes: its rows, its statement
+// (verbatim) and the room's new head. A refused change therefore writes
+// nothing.
 
 // busyTimeout is how long a write waits for another process's write.
 const busyTimeout = 5 * time.Second
@@ -669,7 +670,7 @@ func (s *sqliteStore) CreateRoom(ctx context.Context, r api.Room, creatorKey *ap
 				return err
 			}
 		}
-		parsed, err := CheckStatement(r.ID, nil, st, roomchain.KindCreate, 1, []string{r.Creator})
+		parsed, err := CheckStatement(r.ID, nil, nil, st, roomchain.KindCreate, 1, []string{r.Creator})
 		if err != nil {
 			return s.fail("create room", err)
 		}
@@ -826,11 +827,12 @@ func (s *sqliteStore) AddMembers(ctx context.Context, a Add) (api.Room, error) {
 		if r.Epoch != a.Epoch {
 			return api.Errorf(api.CodeConflict, "room %s is at epoch %d, not %d: it was rekeyed meanwhile; fetch the room and try again", a.Room, r.Epoch, a.Epoch)
 		}
-		// The member set the add leaves, for the statement check.
-		members, err := s.currentMembers(ctx, tx, a.Room, "add members")
+		// The member sets before and after the add, for the statement check.
+		before, err := s.currentMembers(ctx, tx, a.Room, "add members")
 		if err != nil {
 			return err
 		}
+		members := slices.Clone(before)
 		adding := make(map[string]bool, len(a.Users))
 		for _, u := range a.Users {
 			i, found := slices.BinarySearch(members, u)
@@ -868,7 +870,7 @@ func (s *sqliteStore) AddMembers(ctx context.Context, a Add) (api.Room, error) {
 		if err != nil {
 			return err
 		}
-		parsed, err := CheckStatement(a.Room, head, a.Statement, roomchain.KindAdd, a.Epoch, members)
+		parsed, err := CheckStatement(a.Room, head, before, a.Statement, roomchain.KindAdd, a.Epoch, members)
 		if err != nil {
 			return s.fail("add members", err)
 		}
@@ -1004,7 +1006,7 @@ func (s *sqliteStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 		if err != nil {
 			return err
 		}
-		parsed, err := CheckStatement(c.Room, head, c.Statement, kind, next, remaining)
+		parsed, err := CheckStatement(c.Room, head, order, c.Statement, kind, next, remaining)
 		if err != nil {
 			return s.fail("rekey", err)
 		}

@@ -132,19 +132,25 @@ type Rekey struct {
 
 // CheckStatement is the check every backend makes, inside the transaction
 // that writes a membership change, before it appends next to a room's
-// history: next must follow head (nil for a new room; conflict if another
-// change came first), verify against it ([roomchain.State.Apply]), be of
-// the given kind and name exactly the member set (user keys, sorted) and
-// epoch the change leaves the room with. It returns the statement.
-func CheckStatement(room string, head *roomchain.Signed, next roomchain.Signed, kind string, epoch uint64, members []string) (roomchain.Statement, error) {
+// history. The backend holds no member's record, only its rows, and
+// statements carry only their change: the check starts from head (nil for
+// a new room) and before, the user keys (sorted) of the room's members
+// before the change, as the backend's rows hold them ([roomchain.Resume]).
+// next must follow head (conflict if another change came first), verify
+// against that state ([roomchain.State.Apply]), be of the given kind, and
+// leave exactly the member set after (user keys, sorted) and the epoch
+// the change leaves in the rows. It returns the statement.
+func CheckStatement(room string, head *roomchain.Signed, before []string, next roomchain.Signed, kind string, epoch uint64, after []string) (roomchain.Statement, error) {
 	var state *roomchain.State
 	if head != nil {
 		var err error
-		if state, err = roomchain.After(room, *head); err != nil {
+		if state, err = roomchain.Resume(room, *head, before); err != nil {
 			return roomchain.Statement{}, fmt.Errorf("stored head of room %s: %w", room, err)
 		}
+	} else if len(before) != 0 {
+		return roomchain.Statement{}, fmt.Errorf("room %s has %d members but no history", room, len(before))
 	}
-	after, st, err := state.ApplyStatement(room, next)
+	changed, st, err := state.ApplyStatement(room, next)
 	if errors.Is(err, roomchain.ErrNotNext) && state != nil {
 		return roomchain.Statement{}, api.Errorf(api.CodeConflict, "room %s changed (its history is at statement %d): fetch the room and try again", room, state.Seq)
 	}
@@ -154,11 +160,11 @@ func CheckStatement(room string, head *roomchain.Signed, next roomchain.Signed, 
 	if st.Kind != kind {
 		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "the change is a %s, but its statement is a %s", kind, st.Kind)
 	}
-	if after.Epoch != epoch {
-		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement names epoch %d; the change leaves the room at epoch %d", after.Epoch, epoch)
+	if changed.Epoch != epoch {
+		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement names epoch %d; the change leaves the room at epoch %d", changed.Epoch, epoch)
 	}
-	if got := roomchain.Users(after.Members); !slices.Equal(got, members) {
-		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement names %d members; the change leaves the room with %d (first difference: %s)", len(got), len(members), firstDifference(got, members))
+	if got := roomchain.Users(changed.Members); !slices.Equal(got, after) {
+		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement leaves %d members; the change leaves the room with %d (first difference: %s)", len(got), len(after), firstDifference(got, after))
 	}
 	return st, nil
 }

@@ -1,10 +1,13 @@
 // Package roomchain is the signed membership history of a room: a chain of
 // statements, each signed by the member who made the change, naming the new
-// epoch and the exact member set its sealed keys cover, and linked to the
-// previous statement by hash.
+// epoch, the change (the members added, the members removed) and the
+// room's admins after it, and linked to the previous statement by hash.
+// The member set each epoch's sealed keys cover follows from the chain.
 //
 // The server checks and stores statements verbatim and serves them in
-// order; it cannot write one, because it holds no member's key. A client
+// order; it cannot write one, because it holds no member's key. It checks
+// the next statement against its head and its own member rows
+// ([Resume]), without the history before it. A client
 // verifies the chain from the creation statement (or from a head it
 // verified before) and trusts only the member set the chain proves: it
 // seals room keys to nobody else, accepts sealed keys only from members,
@@ -13,22 +16,32 @@
 //
 // # Rules
 //
-// A statement is valid after the state S of the chain before it when:
-//   - it is version 1, names the room, has Seq = S.Seq+1 and Prev = S.Head
+// A statement carries only its change: the members it adds (full
+// records), the user keys it removes, and the room's whole admin set after
+// it. A statement is valid after the state S of the chain before it when:
+//   - it is version 2, names the room, has Seq = S.Seq+1 and Prev = S.Head
 //     (the first statement, Seq 1, has no Prev);
 //   - its actor's signature verifies and the actor is a member of S (the
 //     creator, for the first statement);
-//   - every member record carries a binding that verifies ([identity.Public]),
-//     the list is sorted by user key without repeats, and a member already
-//     in S keeps its exact record (key, xkey, name, role);
-//   - create (Seq 1 only): epoch 1, the actor alone, as admin;
-//   - add: same epoch, one or more members more; the actor is an admin;
-//   - remove: next epoch, one or more members fewer, at least one left; the
-//     actor is an admin, removes only itself, or removes users the server
-//     revoked (Reason "revoked": the server checks they are);
-//   - rekey: next epoch, the same members; any member may rekey.
+//   - Add is sorted by user key without repeats, its roles are admin or
+//     member and its bindings verify ([identity.Public]); Remove and Admins
+//     are sorted without repeats;
+//   - create (Seq 1 only): epoch 1, adds the actor alone, as admin;
+//   - add: same epoch, adds one or more users who are not members, removes
+//     none; the actor is an admin;
+//   - remove: next epoch, removes one or more members, adds none, leaves at
+//     least one; the actor is an admin, removes only itself, or removes
+//     users the server revoked (Reason "revoked": the server checks they
+//     are);
+//   - rekey: next epoch, adds and removes no one; any member may rekey;
+//   - Admins is exactly S's admins, plus the users added as admins, minus
+//     the users removed ([State.AdminsAfter]). It may become empty (the
+//     last admin left, or was removed as revoked): then no one can add
+//     members any more, and members still rekey, leave and talk.
 //
-// [State] is immutable; [State.Apply] returns a new one. Safe for
+// [State] is immutable; [State.Apply] returns a new one, which shares
+// with the state before it whatever the statement did not change: applying
+// a rekey costs the same for a room of 3 members or of 10,000. Safe for
 // concurrent use.
 package roomchain
 
@@ -41,6 +54,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"runtime"
 	"slices"
 	"strings"
@@ -49,8 +63,10 @@ import (
 	"github.com/enmanuel/unibus/pkg/identity"
 )
 
-// Version is the statement format version.
-const Version = 1
+// Version is the statement format version. Version 2 statements carry only
+// their change; version 1 statements, which named the whole member set,
+// are refused.
+const Version = 2
 
 // Statement kinds.
 const (
@@ -70,8 +86,11 @@ const (
 // user key.
 const signContext = "unibus-statement-v1\x00"
 
-// MaxStatementBytes bounds one encoded statement (a 10,000-member rekey is
-// about 2.5 MiB).
+// MaxStatementBytes bounds one encoded statement. A statement carries only
+// its change, so a rekey or a removal is a few hundred bytes whatever the
+// room's size; the largest are bulk adds, about 270 bytes per member added
+// (a 10,000-member add is 2.7 MB), so one add carries at most about 30,000
+// members.
 const MaxStatementBytes = 8 << 20
 
 // Errors; every verification error wraps [ErrInvalid].
@@ -90,19 +109,31 @@ type Member struct {
 	Role string `json:"role"`
 }
 
-// Statement is one change of a room's membership.
+// Statement is one change of a room's membership. It names only the
+// change (who is added, who is removed) and the room's admin set after it;
+// the member set follows from the chain.
 type Statement struct {
-	Version   int      `json:"v"`
-	Room      string   `json:"room"`
-	Seq       uint64   `json:"seq"`
-	Prev      string   `json:"prev,omitempty"`
-	Kind      string   `json:"kind"`
-	Actor     string   `json:"actor"`
-	Epoch     uint64   `json:"epoch"`
-	Name      string   `json:"name,omitempty"`
-	Encrypted bool     `json:"encrypted,omitempty"`
-	Members   []Member `json:"members"`
-	Time      int64    `json:"time"`
+	Version int    `json:"v"`
+	Room    string `json:"room"`
+	Seq     uint64 `json:"seq"`
+	Prev    string `json:"prev,omitempty"`
+	Kind    string `json:"kind"`
+	Actor   string `json:"actor"`
+	Epoch   uint64 `json:"epoch"`
+	// Name and Encrypted are the room's name and mode, on the creation
+	// statement only.
+	Name      string `json:"name,omitempty"`
+	Encrypted bool   `json:"encrypted,omitempty"`
+	// Add are the records of the members the statement adds (create, add),
+	// sorted by user key.
+	Add []Member `json:"add,omitempty"`
+	// Remove are the user keys of the members the statement removes
+	// (remove), sorted.
+	Remove []string `json:"remove,omitempty"`
+	// Admins are the user keys of the room's admins after the change,
+	// sorted ([State.AdminsAfter]); empty once the last admin is gone.
+	Admins []string `json:"admins"`
+	Time   int64    `json:"time"`
 	// Reason is set on a remove of users the server has revoked
 	// (ReasonRevoked): any member may make it, so that the next member who
 	// sends can rekey a revoked user out.
@@ -128,16 +159,24 @@ func (s Signed) HashHex() string {
 	return hex.EncodeToString(h[:])
 }
 
-// Sign encodes st (members sorted by user key) and signs it.
+// Sign encodes st and signs it. It sorts (copies of) Add by user key, and
+// Remove and Admins, so that callers need not; repeats stay, and
+// verification refuses them.
 func Sign(st Statement, key ed25519.PrivateKey) (Signed, error) {
-	st.Members = slices.Clone(st.Members)
-	slices.SortFunc(st.Members, func(a, b Member) int { return strings.Compare(a.User, b.User) })
+	st.Add = slices.Clone(st.Add)
+	slices.SortFunc(st.Add, byUser)
+	st.Remove = slices.Clone(st.Remove)
+	slices.Sort(st.Remove)
+	st.Admins = append([]string{}, st.Admins...) // never nil: "[]", not null
+	slices.Sort(st.Admins)
 	body, err := json.Marshal(st)
 	if err != nil {
 		return Signed{}, err
 	}
 	return Signed{Body: body, Sig: ed25519.Sign(key, signed(body))}, nil
 }
+
+func byUser(a, b Member) int { return strings.Compare(a.User, b.User) }
 
 func signed(body []byte) []byte {
 	return append([]byte(signContext), body...)
@@ -147,9 +186,9 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
 
-// Parse decodes a signed statement strictly: known fields only, and the
-// body must be exactly the encoding Sign would make of it, so that one
-// statement has one form. It does not check the signature; Apply does.
+// Parse decodes a signed statement strictly: version 2, known fields only,
+// and the body must be exactly the encoding Sign would make of it, so that
+// one statement has one form. It does not check the signature; Apply does.
 func Parse(s Signed) (Statement, error) {
 	if len(s.Body) == 0 || len(s.Body) > MaxStatementBytes {
 		return Statement{}, invalid("statement of %d bytes", len(s.Body))
@@ -158,7 +197,23 @@ func Parse(s Signed) (Statement, error) {
 	dec := json.NewDecoder(bytes.NewReader(s.Body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&st); err != nil {
+		// A statement of another version has other fields: say so, rather
+		// than that it is malformed.
+		var other struct {
+			Version int    `json:"v"`
+			Room    string `json:"room"`
+			Seq     uint64 `json:"seq"`
+		}
+		if json.Unmarshal(s.Body, &other) == nil && other.Version != Version {
+			return Statement{}, versionError(other.Version, other.Room, other.Seq)
+		}
 		return Statement{}, invalid("malformed statement: %v", err)
+	}
+	if st.Version != Version {
+		return Statement{}, versionError(st.Version, st.Room, st.Seq)
+	}
+	if st.Admins == nil {
+		return Statement{}, invalid("statement %d names no admins list: write \"admins\": [] for a room without admins", st.Seq)
 	}
 	again, err := json.Marshal(st)
 	if err != nil || !bytes.Equal(again, s.Body) {
@@ -167,7 +222,22 @@ func Parse(s Signed) (Statement, error) {
 	return st, nil
 }
 
+func versionError(v int, room string, seq uint64) error {
+	switch {
+	case v == 1:
+		return invalid("statement version 1 (statement %d of room %s): this history was written by an older unibus; this one reads only version %d: create the room again", seq, room, Version)
+	case v > Version:
+		return invalid("statement version %d (statement %d of room %s): this unibus reads only version %d: upgrade it", v, seq, room, Version)
+	}
+	return invalid("statement version %d (statement %d of room %s), want %d", v, seq, room, Version)
+}
+
 // State is what a verified chain proves about its room.
+//
+// A State is never modified once built. Members, Admins and the spans
+// behind MemberAt are shared with the states before and after it that
+// have the same members (a rekey changes none of them): never modify them
+// in place.
 type State struct {
 	Room      string
 	Name      string
@@ -177,6 +247,7 @@ type State struct {
 	Head      string // hex hash of the last statement
 	Epoch     uint64
 	Members   []Member // sorted by user key
+	Admins    []string // user keys of the room admins, sorted
 	// spans records, per user key, the epochs each membership covered.
 	spans map[string][]Span
 }
@@ -229,11 +300,41 @@ func (s *State) Spans() []Span {
 	return out
 }
 
+// AdminsAfter returns the admin set a statement making this change after s
+// must name: the admins of s, plus the users of add whose role is admin,
+// minus remove, sorted. s is nil before the creation statement.
+func (s *State) AdminsAfter(add []Member, remove []string) []string {
+	var out []string
+	if s != nil {
+		out = slices.Clone(s.Admins)
+	}
+	for _, m := range add {
+		if m.Role == RoleAdmin {
+			out = append(out, m.User)
+		}
+	}
+	if len(remove) > 0 {
+		gone := make(map[string]bool, len(remove))
+		for _, u := range remove {
+			gone[u] = true
+		}
+		out = slices.DeleteFunc(out, func(u string) bool { return gone[u] })
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // Restore rebuilds a State from its exported fields and spans, as saved
-// from a verified chain.
+// from a verified chain. Admins is derived from the members' roles.
 func Restore(s State, spans []Span) *State {
 	out := s
 	out.Members = slices.Clone(s.Members)
+	out.Admins = nil
+	for _, m := range out.Members {
+		if m.Role == RoleAdmin {
+			out.Admins = append(out.Admins, m.User)
+		}
+	}
 	out.spans = map[string][]Span{}
 	for _, sp := range spans {
 		out.spans[sp.User] = append(out.spans[sp.User], sp)
@@ -241,11 +342,18 @@ func Restore(s State, spans []Span) *State {
 	return &out
 }
 
-// After returns the state a chain is in right after head, read from head
-// alone, without verifying the history before it: for a server that
-// verified every statement as it stored it and checks only the next one.
-// It has no membership spans (MemberAt knows only current members).
-func After(room string, head Signed) (*State, error) {
+// Resume returns the state a room's chain is in right after head, for a
+// server that verified every statement as it stored it and checks only
+// the next one: it reads head alone, without the history before it, and
+// takes the current members from members, the user keys (sorted, without
+// repeats) of the server's own member rows.
+//
+// It knows of each member only its user key and its role (admin if head
+// names it among the admins): enough for Apply, which verifies the
+// bindings of added members only. It knows no membership spans (MemberAt
+// reports nothing), and the room's name, mode and creator only if head is
+// the creation statement.
+func Resume(room string, head Signed, members []string) (*State, error) {
 	st, err := Parse(head)
 	if err != nil {
 		return nil, err
@@ -253,9 +361,24 @@ func After(room string, head Signed) (*State, error) {
 	if st.Room != room {
 		return nil, invalid("statement for room %q in the history of %q", st.Room, room)
 	}
-	s := &State{Room: st.Room, Name: st.Name, Encrypted: st.Encrypted, Seq: st.Seq, Head: head.HashHex(), Epoch: st.Epoch, Members: st.Members, spans: map[string][]Span{}}
-	for _, m := range st.Members {
-		s.spans[m.User] = []Span{{Member: m, Since: st.Epoch}}
+	if !strictlySorted(members) {
+		return nil, fmt.Errorf("room %s: the member keys to resume from are not sorted, or repeated", room)
+	}
+	for _, a := range st.Admins {
+		if _, ok := slices.BinarySearch(members, a); !ok {
+			return nil, fmt.Errorf("room %s: its head statement %d names admin %s, who is not a member by the store's rows: the rows and the history disagree", room, st.Seq, a)
+		}
+	}
+	ms := make([]Member, len(members))
+	for i, u := range members {
+		ms[i] = Member{Public: identity.Public{User: u}, Role: RoleMember}
+		if _, ok := slices.BinarySearch(st.Admins, u); ok {
+			ms[i].Role = RoleAdmin
+		}
+	}
+	s := &State{Room: st.Room, Seq: st.Seq, Head: head.HashHex(), Epoch: st.Epoch, Members: ms, Admins: st.Admins}
+	if st.Kind == KindCreate {
+		s.Name, s.Encrypted, s.Creator = st.Name, st.Encrypted, st.Actor
 	}
 	return s, nil
 }
@@ -277,7 +400,8 @@ func Verify(room string, chain []Signed) (*State, error) {
 }
 
 // Apply verifies the next statement after s (nil: the creation statement of
-// room) and returns the state after it.
+// room) and returns the state after it. It costs the size of the change:
+// the state after a rekey shares its members with s.
 func (s *State) Apply(room string, sig Signed) (*State, error) {
 	next, _, err := s.ApplyStatement(room, sig)
 	return next, err
@@ -302,7 +426,7 @@ func (s *State) apply(room string, sig Signed, st Statement) (*State, error) {
 	}
 	switch {
 	case st.Version != Version:
-		return nil, invalid("statement version %d, want %d", st.Version, Version)
+		return nil, versionError(st.Version, st.Room, st.Seq)
 	case st.Room != room:
 		return nil, invalid("statement for room %q in the history of %q", st.Room, room)
 	case st.Seq != seq+1:
@@ -317,7 +441,7 @@ func (s *State) apply(room string, sig Signed, st Statement) (*State, error) {
 	if len(sig.Sig) != ed25519.SignatureSize || !ed25519.Verify(actorKey, signed(sig.Body), sig.Sig) {
 		return nil, invalid("statement %d: signature by %s does not verify", st.Seq, st.Actor)
 	}
-	if err := checkMembers(st); err != nil {
+	if err := checkForm(st); err != nil {
 		return nil, err
 	}
 	if s == nil {
@@ -330,49 +454,74 @@ func (s *State) apply(room string, sig Signed, st Statement) (*State, error) {
 	if st.Name != "" || st.Encrypted {
 		return nil, invalid("statement %d (%s) restates the room's creation fields", st.Seq, st.Kind)
 	}
-	added, removed, err := diff(s.Members, st.Members, st.Seq)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkBindings(st.Seq, added); err != nil {
-		return nil, err
-	}
 	if st.Reason != "" && (st.Kind != KindRemove || st.Reason != ReasonRevoked) {
 		return nil, invalid("statement %d (%s) gives reason %q", st.Seq, st.Kind, st.Reason)
 	}
 	switch st.Kind {
 	case KindAdd:
-		if st.Epoch != s.Epoch || len(added) == 0 || len(removed) != 0 {
+		if st.Epoch != s.Epoch || len(st.Add) == 0 || len(st.Remove) != 0 {
 			return nil, invalid("statement %d (add) must add members, remove none, and keep the epoch", st.Seq)
 		}
 		if actor.Role != RoleAdmin {
-			return nil, invalid("statement %d: %s adds a member but is not a room admin", st.Seq, actor.Name)
+			return nil, invalid("statement %d: %s adds a member but is not a room admin", st.Seq, who(actor))
+		}
+		for _, m := range st.Add {
+			if _, ok := s.Member(m.User); ok {
+				return nil, invalid("statement %d adds %s (%s), who is already a member: a member's record never changes", st.Seq, m.Name, m.User)
+			}
+		}
+		if err := checkBindings(st.Seq, st.Add); err != nil {
+			return nil, err
 		}
 	case KindRemove:
-		if st.Epoch != s.Epoch+1 || len(added) != 0 || len(removed) == 0 || len(st.Members) == 0 {
-			return nil, invalid("statement %d (remove) must remove members, keep at least one, and start the next epoch", st.Seq)
+		if st.Epoch != s.Epoch+1 || len(st.Remove) == 0 || len(st.Add) != 0 {
+			return nil, invalid("statement %d (remove) must remove members, add none, and start the next epoch", st.Seq)
 		}
-		if actor.Role != RoleAdmin && st.Reason != ReasonRevoked && !(len(removed) == 1 && removed[0].User == actor.User) {
-			return nil, invalid("statement %d: %s removes others but is not a room admin", st.Seq, actor.Name)
+		for _, u := range st.Remove {
+			if _, ok := s.Member(u); !ok {
+				return nil, invalid("statement %d removes %s, who is not a member", st.Seq, u)
+			}
+		}
+		if len(st.Remove) == len(s.Members) {
+			return nil, invalid("statement %d removes every member: a room keeps at least one", st.Seq)
+		}
+		if actor.Role != RoleAdmin && st.Reason != ReasonRevoked && !(len(st.Remove) == 1 && st.Remove[0] == actor.User) {
+			return nil, invalid("statement %d: %s removes others but is not a room admin", st.Seq, who(actor))
 		}
 	case KindRekey:
-		if st.Epoch != s.Epoch+1 || len(added) != 0 || len(removed) != 0 {
-			return nil, invalid("statement %d (rekey) must keep the members and start the next epoch", st.Seq)
+		if st.Epoch != s.Epoch+1 || len(st.Add) != 0 || len(st.Remove) != 0 {
+			return nil, invalid("statement %d (rekey) must add and remove no one and start the next epoch", st.Seq)
 		}
 	default:
 		return nil, invalid("statement %d has kind %q", st.Seq, st.Kind)
 	}
-	next := &State{Room: s.Room, Name: s.Name, Encrypted: s.Encrypted, Creator: s.Creator, Seq: st.Seq, Head: sig.HashHex(), Epoch: st.Epoch, Members: st.Members, spans: make(map[string][]Span, len(s.spans)+1)}
-	for u, sps := range s.spans {
-		next.spans[u] = sps
+	admins := s.Admins
+	if len(st.Add) > 0 || len(st.Remove) > 0 {
+		admins = s.AdminsAfter(st.Add, st.Remove)
 	}
-	for _, m := range added {
-		next.spans[m.User] = append(slices.Clone(next.spans[m.User]), Span{Member: m, Since: st.Epoch})
+	if err := checkAdmins(st, admins); err != nil {
+		return nil, err
 	}
-	for _, m := range removed {
-		sps := slices.Clone(next.spans[m.User])
-		sps[len(sps)-1].Until = st.Epoch
-		next.spans[m.User] = sps
+	// What the statement does not change is shared with s, not copied.
+	next := &State{Room: s.Room, Name: s.Name, Encrypted: s.Encrypted, Creator: s.Creator, Seq: st.Seq, Head: sig.HashHex(), Epoch: st.Epoch,
+		Members: s.Members, Admins: admins, spans: s.spans}
+	switch st.Kind {
+	case KindAdd:
+		next.Members = merge(s.Members, st.Add)
+		next.spans = cloneSpans(s.spans)
+		for _, m := range st.Add {
+			next.spans[m.User] = append(slices.Clone(next.spans[m.User]), Span{Member: m, Since: st.Epoch})
+		}
+	case KindRemove:
+		next.Members = without(s.Members, st.Remove)
+		next.spans = cloneSpans(s.spans)
+		for _, u := range st.Remove {
+			// A state from Resume has no spans: nothing to close.
+			if sps := slices.Clone(next.spans[u]); len(sps) > 0 {
+				sps[len(sps)-1].Until = st.Epoch
+				next.spans[u] = sps
+			}
+		}
 	}
 	return next, nil
 }
@@ -381,35 +530,128 @@ func create(st Statement, sig Signed) (*State, error) {
 	if st.Kind != KindCreate || st.Seq != 1 || st.Epoch != 1 {
 		return nil, invalid("the first statement must create the room at epoch 1")
 	}
-	if len(st.Members) != 1 || st.Members[0].User != st.Actor || st.Members[0].Role != RoleAdmin {
-		return nil, invalid("the creation statement must name its creator as the only member, an admin")
+	if len(st.Add) != 1 || st.Add[0].User != st.Actor || st.Add[0].Role != RoleAdmin || len(st.Remove) != 0 {
+		return nil, invalid("the creation statement must add its creator as the only member, an admin, and remove no one")
 	}
 	if st.Name == "" {
 		return nil, invalid("the creation statement names no room name")
 	}
-	if err := checkBindings(1, st.Members); err != nil {
+	if err := checkAdmins(st, []string{st.Actor}); err != nil {
 		return nil, err
 	}
-	s := &State{Room: st.Room, Name: st.Name, Encrypted: st.Encrypted, Creator: st.Actor, Seq: 1, Head: sig.HashHex(), Epoch: 1, Members: st.Members}
-	s.spans = map[string][]Span{st.Actor: {{Member: st.Members[0], Since: 1}}}
+	if st.Reason != "" {
+		return nil, invalid("statement 1 (create) gives reason %q", st.Reason)
+	}
+	if err := checkBindings(1, st.Add); err != nil {
+		return nil, err
+	}
+	creator := st.Add[0]
+	s := &State{Room: st.Room, Name: st.Name, Encrypted: st.Encrypted, Creator: st.Actor, Seq: 1, Head: sig.HashHex(), Epoch: 1,
+		Members: []Member{creator}, Admins: []string{st.Actor}}
+	s.spans = map[string][]Span{st.Actor: {{Member: creator, Since: 1}}}
 	return s, nil
 }
 
-// checkMembers checks the member list's form.
-func checkMembers(st Statement) error {
-	for i, m := range st.Members {
-		if i > 0 && st.Members[i-1].User >= m.User {
-			return invalid("statement %d: members not sorted by user key, or repeated", st.Seq)
+// checkForm checks the form of the statement's lists.
+func checkForm(st Statement) error {
+	for i, m := range st.Add {
+		if i > 0 && st.Add[i-1].User >= m.User {
+			return invalid("statement %d: added members not sorted by user key, or repeated", st.Seq)
 		}
 		if m.Role != RoleAdmin && m.Role != RoleMember {
 			return invalid("statement %d: member %s has role %q", st.Seq, m.Name, m.Role)
 		}
 	}
+	if !strictlySorted(st.Remove) {
+		return invalid("statement %d: removed users not sorted, or repeated", st.Seq)
+	}
+	if !strictlySorted(st.Admins) {
+		return invalid("statement %d: admins not sorted, or repeated", st.Seq)
+	}
 	return nil
 }
 
+// checkAdmins checks that st names exactly the admin set want.
+func checkAdmins(st Statement, want []string) error {
+	if !slices.Equal(st.Admins, want) {
+		return invalid("statement %d names %d admins, but the change leaves %d (first difference: %s)", st.Seq, len(st.Admins), len(want), firstDifference(st.Admins, want))
+	}
+	return nil
+}
+
+func strictlySorted(xs []string) bool {
+	for i := 1; i < len(xs); i++ {
+		if xs[i-1] >= xs[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// firstDifference names the first element of one sorted list and not the
+// other, to keep errors short for large rooms.
+func firstDifference(got, want []string) string {
+	for i := 0; i < len(got) || i < len(want); i++ {
+		switch {
+		case i >= len(got):
+			return want[i] + " missing from the statement"
+		case i >= len(want) || got[i] != want[i]:
+			return got[i] + " in the statement"
+		}
+	}
+	return "none"
+}
+
+func who(m Member) string {
+	if m.Name != "" {
+		return m.Name
+	}
+	return m.User
+}
+
+// merge returns the members of ms and add (both sorted by user key, no
+// user in both), sorted, in a new slice.
+func merge(ms, add []Member) []Member {
+	out := make([]Member, 0, len(ms)+len(add))
+	i, j := 0, 0
+	for i < len(ms) || j < len(add) {
+		if j == len(add) || i < len(ms) && ms[i].User < add[j].User {
+			out = append(out, ms[i])
+			i++
+		} else {
+			out = append(out, add[j])
+			j++
+		}
+	}
+	return out
+}
+
+// without returns the members of ms (sorted by user key) whose user is not
+// in remove (sorted, all of them in ms), in a new slice.
+func without(ms []Member, remove []string) []Member {
+	out := make([]Member, 0, len(ms)-len(remove))
+	j := 0
+	for _, m := range ms {
+		if j < len(remove) && m.User == remove[j] {
+			j++
+			continue
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// cloneSpans copies the map of spans (not the span lists it holds, which
+// are replaced, never modified).
+func cloneSpans(spans map[string][]Span) map[string][]Span {
+	if spans == nil {
+		return map[string][]Span{}
+	}
+	return maps.Clone(spans)
+}
+
 // checkBindings verifies the identity bindings of members new to the chain;
-// those already in it were verified when they joined and must be unchanged.
+// those already in it were verified when they joined and never change.
 func checkBindings(seq uint64, ms []Member) error {
 	// A bulk add of thousands is thousands of Ed25519 checks: spread them
 	// over the cores.
@@ -435,33 +677,6 @@ func checkBindings(seq uint64, ms []Member) error {
 		}
 	}
 	return nil
-}
-
-// diff returns the members of next not in prev and of prev not in next,
-// and refuses a changed record for a member in both.
-func diff(prev, next []Member, seq uint64) (added, removed []Member, err error) {
-	i, j := 0, 0
-	for i < len(prev) || j < len(next) {
-		switch {
-		case j == len(next) || i < len(prev) && prev[i].User < next[j].User:
-			removed = append(removed, prev[i])
-			i++
-		case i == len(prev) || next[j].User < prev[i].User:
-			added = append(added, next[j])
-			j++
-		default:
-			if !sameMember(prev[i], next[j]) {
-				return nil, nil, invalid("statement %d changes the record of member %s (key, xkey, name or role)", seq, prev[i].Name)
-			}
-			i++
-			j++
-		}
-	}
-	return added, removed, nil
-}
-
-func sameMember(a, b Member) bool {
-	return a.Name == b.Name && a.User == b.User && a.XKey == b.XKey && a.Role == b.Role && bytes.Equal(a.Binding, b.Binding)
 }
 
 // Users returns the user keys of members, in order.

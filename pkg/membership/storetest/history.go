@@ -65,10 +65,11 @@ func withStatement(c membership.Rekey, st roomchain.Signed) membership.Rekey {
 }
 
 // next is the statement of kind by actor after the fixture's head of room,
-// at epoch, naming members, filled in and signed by signer as given.
-func (f *fixture) next(room string, signer *identity.Identity, actor api.User, kind string, epoch uint64, members []roomchain.Member) roomchain.Signed {
+// at epoch, adding add and removing remove, filled in (the admins as an
+// honest client names them) and signed by signer as given.
+func (f *fixture) next(room string, signer *identity.Identity, actor api.User, kind string, epoch uint64, add []roomchain.Member, remove ...api.User) roomchain.Signed {
 	f.Helper()
-	return f.signWith(signer, actor.User, roomchain.Statement{Room: room, Kind: kind, Epoch: epoch, Members: members})
+	return f.signWith(signer, actor.User, roomchain.Statement{Room: room, Kind: kind, Epoch: epoch, Add: add, Remove: userKeys(remove)})
 }
 
 // roomMember is u's record in a statement.
@@ -76,11 +77,22 @@ func roomMember(u api.User, role string) roomchain.Member {
 	return roomchain.Member{Public: u.Public, Role: role}
 }
 
-// without is ms less the members us.
-func without(ms []roomchain.Member, us ...api.User) []roomchain.Member {
-	return slices.DeleteFunc(slices.Clone(ms), func(m roomchain.Member) bool {
-		return slices.ContainsFunc(us, func(u api.User) bool { return u.User == m.User })
-	})
+// records are the records of us as plain members, for a statement's Add.
+func records(us ...api.User) []roomchain.Member {
+	out := make([]roomchain.Member, len(us))
+	for i, u := range us {
+		out[i] = roomMember(u, roomchain.RoleMember)
+	}
+	return out
+}
+
+// userKeys are the user keys of us (nil for none).
+func userKeys(us []api.User) []string {
+	var out []string
+	for _, u := range us {
+		out = append(out, u.User)
+	}
+	return out
 }
 
 var historyCases = []testCase{
@@ -205,8 +217,8 @@ var historyCases = []testCase{
 
 		// Seq and Prev must both follow the head.
 		head := f.state(r.ID)
-		members := append(slices.Clone(head.Members), roomMember(erin, roomchain.RoleMember))
-		st := roomchain.Statement{Version: roomchain.Version, Room: r.ID, Kind: roomchain.KindAdd, Actor: alice.User, Epoch: 1, Members: members, Time: f.clock.UnixMilli()}
+		st := roomchain.Statement{Version: roomchain.Version, Room: r.ID, Kind: roomchain.KindAdd, Actor: alice.User, Epoch: 1,
+			Add: records(erin), Admins: head.Admins, Time: f.clock.UnixMilli()}
 		ahead, wrongPrev, noPrev := st, st, st
 		ahead.Seq, ahead.Prev = head.Seq+2, head.Head
 		wrongPrev.Seq, wrongPrev.Prev = head.Seq+1, forErin.HashHex()
@@ -266,26 +278,27 @@ var historyCases = []testCase{
 		dave, erin := f.user("dave"), f.user("erin")
 		watch := []api.User{alice, bob, carol, dave, erin}
 		aliceID := f.identity(alice.User)
-		members := f.state(r.ID).Members
+		admins := f.state(r.ID).Admins // alice
 		forged := dave.Public
 		forged.Name = "mallory" // the binding covers the name
-		promoted := slices.Clone(members)
-		for i := range promoted {
-			if promoted[i].User == bob.User {
-				promoted[i].Role = roomchain.RoleAdmin
-			}
-		}
 		otherRoom := roomchain.Statement{Version: roomchain.Version, Room: api.NewRoomID(), Seq: f.state(r.ID).Seq + 1, Prev: f.state(r.ID).Head,
-			Kind: roomchain.KindAdd, Actor: alice.User, Epoch: 1, Members: append(slices.Clone(members), roomMember(dave, roomchain.RoleMember)), Time: f.clock.UnixMilli()}
+			Kind: roomchain.KindAdd, Actor: alice.User, Epoch: 1, Add: records(dave), Admins: admins, Time: f.clock.UnixMilli()}
+		addDave := func(admins ...api.User) roomchain.Signed {
+			return f.signWith(aliceID, alice.User, roomchain.Statement{Room: r.ID, Kind: roomchain.KindAdd, Epoch: 1, Add: records(dave), Admins: append([]string{}, userKeys(admins)...)})
+		}
 		f.refuseAdds(r.ID, dave, watch, []addRefusal{
 			{"no statement", roomchain.Signed{}, api.CodeInvalid},
 			{"a statement adding another user", f.addStatement(r.ID, alice, erin.Public, roomchain.RoleMember), api.CodeInvalid},
-			{"a statement adding two users", f.next(r.ID, aliceID, alice, roomchain.KindAdd, 1, append(slices.Clone(members), roomMember(dave, roomchain.RoleMember), roomMember(erin, roomchain.RoleMember))), api.CodeInvalid},
-			{"a statement adding nobody", f.next(r.ID, aliceID, alice, roomchain.KindAdd, 1, members), api.CodeInvalid},
-			{"a rekey statement", f.next(r.ID, aliceID, alice, roomchain.KindRekey, 2, members), api.CodeInvalid},
-			{"an add statement at the next epoch", f.next(r.ID, aliceID, alice, roomchain.KindAdd, 2, append(slices.Clone(members), roomMember(dave, roomchain.RoleMember))), api.CodeInvalid},
+			{"a statement adding two users", f.next(r.ID, aliceID, alice, roomchain.KindAdd, 1, records(dave, erin)), api.CodeInvalid},
+			{"a statement adding nobody", f.next(r.ID, aliceID, alice, roomchain.KindAdd, 1, nil), api.CodeInvalid},
+			{"a statement adding a member again", f.next(r.ID, aliceID, alice, roomchain.KindAdd, 1, records(bob, dave)), api.CodeInvalid},
+			{"a rekey statement", f.next(r.ID, aliceID, alice, roomchain.KindRekey, 2, nil), api.CodeInvalid},
+			{"an add statement at the next epoch", f.next(r.ID, aliceID, alice, roomchain.KindAdd, 2, records(dave)), api.CodeInvalid},
+			{"an add statement that also removes", f.next(r.ID, aliceID, alice, roomchain.KindAdd, 1, records(dave), carol), api.CodeInvalid},
 			{"a forged record of the user", f.addStatement(r.ID, alice, forged, roomchain.RoleMember), api.CodeInvalid},
-			{"a statement changing another member's role", f.next(r.ID, aliceID, alice, roomchain.KindAdd, 1, append(promoted, roomMember(dave, roomchain.RoleMember))), api.CodeInvalid},
+			{"a statement promoting another member", addDave(alice, bob), api.CodeInvalid},
+			{"a statement naming the added member an admin", addDave(alice, dave), api.CodeInvalid},
+			{"a statement dropping an admin", addDave(), api.CodeInvalid},
 			{"a statement for another room", f.signRaw(aliceID, otherRoom), api.CodeInvalid},
 			{"a statement in another form", func() roomchain.Signed {
 				st := f.addStatement(r.ID, alice, dave.Public, roomchain.RoleMember)
@@ -294,22 +307,25 @@ var historyCases = []testCase{
 			}(), api.CodeInvalid},
 		})
 
-		remaining := without(members, carol)
 		ok := f.change(r.ID, 1, alice, []api.User{carol}, alice, bob)
 		bare := f.change(r.ID, 1, alice, nil, alice, bob, carol)
 		f.refuseRekeys(r.ID, watch, []rekeyRefusal{
 			{"no statement", withStatement(ok, roomchain.Signed{}), api.CodeInvalid},
-			{"a rekey statement still listing the removed member", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRekey, 2, members)), api.CodeInvalid},
-			{"a remove statement still listing the removed member", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRemove, 2, members)), api.CodeInvalid},
-			{"a remove statement removing another member", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRemove, 2, without(members, bob))), api.CodeInvalid},
-			{"a remove statement removing one more member", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRemove, 2, without(members, bob, carol))), api.CodeInvalid},
-			{"a rekey statement naming the remaining members", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRekey, 2, remaining)), api.CodeInvalid},
-			{"a remove statement at epoch 3", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRemove, 3, remaining)), api.CodeInvalid},
-			{"a remove statement in the same epoch", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRemove, 1, remaining)), api.CodeInvalid},
+			{"a rekey statement for a removal", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRekey, 2, nil)), api.CodeInvalid},
+			{"a remove statement removing nobody", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRemove, 2, nil)), api.CodeInvalid},
+			{"a remove statement removing another member", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRemove, 2, nil, bob)), api.CodeInvalid},
+			{"a remove statement removing one more member", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRemove, 2, nil, bob, carol)), api.CodeInvalid},
+			{"a remove statement removing a non-member", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRemove, 2, nil, carol, dave)), api.CodeInvalid},
+			{"a remove statement that also adds", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRemove, 2, records(dave), carol)), api.CodeInvalid},
+			{"a remove statement at epoch 3", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRemove, 3, nil, carol)), api.CodeInvalid},
+			{"a remove statement in the same epoch", withStatement(ok, f.next(r.ID, aliceID, alice, roomchain.KindRemove, 1, nil, carol)), api.CodeInvalid},
+			{"a remove statement naming the removed member an admin", withStatement(ok, f.signWith(aliceID, alice.User, roomchain.Statement{Room: r.ID, Kind: roomchain.KindRemove, Epoch: 2, Remove: userKeys([]api.User{carol}), Admins: userKeys([]api.User{alice, carol})})), api.CodeInvalid},
 			{"an add statement", withStatement(ok, f.addStatement(r.ID, alice, dave.Public, roomchain.RoleMember)), api.CodeInvalid},
 			{"a remove statement for a bare rekey", withStatement(bare, ok.Statement), api.CodeInvalid},
-			{"a rekey statement at the same epoch", withStatement(bare, f.next(r.ID, aliceID, alice, roomchain.KindRekey, 1, members)), api.CodeInvalid},
-			{"a rekey statement adding a member", withStatement(bare, f.next(r.ID, aliceID, alice, roomchain.KindRekey, 2, append(slices.Clone(members), roomMember(dave, roomchain.RoleMember)))), api.CodeInvalid},
+			{"a rekey statement at the same epoch", withStatement(bare, f.next(r.ID, aliceID, alice, roomchain.KindRekey, 1, nil)), api.CodeInvalid},
+			{"a rekey statement adding a member", withStatement(bare, f.next(r.ID, aliceID, alice, roomchain.KindRekey, 2, records(dave))), api.CodeInvalid},
+			{"a rekey statement removing a member", withStatement(bare, f.next(r.ID, aliceID, alice, roomchain.KindRekey, 2, nil, carol)), api.CodeInvalid},
+			{"a rekey statement dropping the admins", withStatement(bare, f.signWith(aliceID, alice.User, roomchain.Statement{Room: r.ID, Kind: roomchain.KindRekey, Epoch: 2, Admins: []string{}})), api.CodeInvalid},
 		})
 		f.rekey(ok)
 		f.rekey(f.change(r.ID, 2, bob, nil, alice, bob))
@@ -319,27 +335,23 @@ var historyCases = []testCase{
 		r, alice, bob, carol := f.trio()
 		dave := f.user("dave") // registered, not a member
 		watch := []api.User{alice, bob, carol, dave}
-		members := f.state(r.ID).Members
-		plus := func(u api.User) []roomchain.Member {
-			return append(slices.Clone(members), roomMember(u, roomchain.RoleMember))
-		}
 		aliceID, bobID, daveID := f.identity(alice.User), f.identity(bob.User), f.identity(dave.User)
 		valid := f.addStatement(r.ID, alice, dave.Public, roomchain.RoleMember)
 		otherSig := valid
-		otherSig.Sig = f.next(r.ID, aliceID, alice, roomchain.KindRekey, 2, members).Sig
+		otherSig.Sig = f.next(r.ID, aliceID, alice, roomchain.KindRekey, 2, nil).Sig
 		f.refuseAdds(r.ID, dave, watch, []addRefusal{
-			{"a statement by alice signed by bob", f.next(r.ID, bobID, alice, roomchain.KindAdd, 1, plus(dave)), api.CodeInvalid},
-			{"a statement by alice signed by the added user", f.next(r.ID, daveID, alice, roomchain.KindAdd, 1, plus(dave)), api.CodeInvalid},
-			{"a statement by the added user himself", f.next(r.ID, daveID, dave, roomchain.KindAdd, 1, plus(dave)), api.CodeInvalid},
+			{"a statement by alice signed by bob", f.next(r.ID, bobID, alice, roomchain.KindAdd, 1, records(dave)), api.CodeInvalid},
+			{"a statement by alice signed by the added user", f.next(r.ID, daveID, alice, roomchain.KindAdd, 1, records(dave)), api.CodeInvalid},
+			{"a statement by the added user himself", f.next(r.ID, daveID, dave, roomchain.KindAdd, 1, records(dave)), api.CodeInvalid},
 			{"the signature of another statement", otherSig, api.CodeInvalid},
 			{"a truncated signature", roomchain.Signed{Body: valid.Body, Sig: valid.Sig[:32]}, api.CodeInvalid},
 		})
 		ok := f.change(r.ID, 1, alice, []api.User{carol}, alice, bob)
 		bare := f.change(r.ID, 1, alice, nil, alice, bob, carol)
 		f.refuseRekeys(r.ID, watch, []rekeyRefusal{
-			{"a remove statement by alice signed by carol", withStatement(ok, f.next(r.ID, f.identity(carol.User), alice, roomchain.KindRemove, 2, without(members, carol))), api.CodeInvalid},
-			{"a rekey statement by a non-member", withStatement(bare, f.next(r.ID, daveID, dave, roomchain.KindRekey, 2, members)), api.CodeInvalid},
-			{"a rekey statement by an unknown actor", withStatement(bare, f.next(r.ID, aliceID, api.User{Public: identity.Public{User: "U" + string(bytes.Repeat([]byte("A"), 55))}}, roomchain.KindRekey, 2, members)), api.CodeInvalid},
+			{"a remove statement by alice signed by carol", withStatement(ok, f.next(r.ID, f.identity(carol.User), alice, roomchain.KindRemove, 2, nil, carol)), api.CodeInvalid},
+			{"a rekey statement by a non-member", withStatement(bare, f.next(r.ID, daveID, dave, roomchain.KindRekey, 2, nil)), api.CodeInvalid},
+			{"a rekey statement by an unknown actor", withStatement(bare, f.next(r.ID, aliceID, api.User{Public: identity.Public{User: "U" + string(bytes.Repeat([]byte("A"), 55))}}, roomchain.KindRekey, 2, nil)), api.CodeInvalid},
 		})
 		f.rekey(ok)
 	}},

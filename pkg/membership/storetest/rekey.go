@@ -3,7 +3,6 @@ package storetest
 import (
 	"bytes"
 	"fmt"
-	"slices"
 	"sync"
 
 	"github.com/enmanuel/unibus/pkg/api"
@@ -124,9 +123,7 @@ var rekeyCases = []testCase{
 		r, alice, bob, carol := f.trio() // bob is a plain member
 		revokedRemoval := func(actor api.User, remove api.User, keep ...api.User) membership.Rekey {
 			c := f.change(r.ID, 1, actor, []api.User{remove}, keep...)
-			s := f.state(r.ID)
-			members := slices.DeleteFunc(slices.Clone(s.Members), func(m roomchain.Member) bool { return m.User == remove.User })
-			c.Statement = f.sign(actor.User, roomchain.Statement{Room: r.ID, Kind: roomchain.KindRemove, Epoch: 2, Members: members, Reason: roomchain.ReasonRevoked})
+			c.Statement = f.sign(actor.User, roomchain.Statement{Room: r.ID, Kind: roomchain.KindRemove, Epoch: 2, Remove: []string{remove.User}, Reason: roomchain.ReasonRevoked})
 			return c
 		}
 		// Not revoked: a member may not remove another, reason or not.
@@ -172,7 +169,7 @@ var rekeyCases = []testCase{
 		// The membership history forbids it (a remove statement keeps at
 		// least one member), so the store refuses it; members may leave,
 		// though, down to the last one.
-		r, alice, bob, carol := f.trio()
+		r, alice, bob, carol := f.trio(roomchain.RoleAdmin) // bob is an admin too
 		before := f.snapshot(r.ID, alice, bob, carol)
 		_, err := f.s.Rekey(f.ctx, f.change(r.ID, 1, alice, []api.User{alice, bob, carol}))
 		wantCode(f, err, api.CodeInvalid, "Rekey removing every member")
@@ -186,6 +183,35 @@ var rekeyCases = []testCase{
 		_, err = f.s.Rekey(f.ctx, f.change(r.ID, 3, bob, []api.User{bob}))
 		wantCode(f, err, api.CodeInvalid, "Rekey removing the last member")
 		f.unchanged(before, "Rekey removing the last member")
+	}},
+
+	{"last_admin_may_leave", func(f *fixture) {
+		// The last admin may leave; the room then has no admin, and no
+		// one can add members to it any more.
+		r, alice, bob, carol := f.trio() // alice is the only admin
+		f.rekey(f.change(r.ID, 1, alice, []api.User{alice}, bob, carol))
+		dave := f.user("dave")
+		before := f.snapshot(r.ID, bob, carol, dave)
+		k := key(r.ID, 2, dave, bob)
+		_, err := AddOne(f.ctx, f.s, r.ID, dave.User, 2, &k, f.addStatement(r.ID, bob, dave.Public, roomchain.RoleMember))
+		wantCode(f, err, api.CodeInvalid, "AddMember by a plain member of a room without admins")
+		wantMention(f, err, "not a room admin", "AddMember by a plain member of a room without admins")
+		f.unchanged(before, "AddMember by a plain member of a room without admins")
+	}},
+
+	{"revoked_last_admin_removed", func(f *fixture) {
+		// Any member removes a revoked admin, the last one included, so
+		// that the room can be rekeyed without it.
+		r, alice, bob, carol := f.trio()
+		if _, err := f.s.RevokeUser(f.ctx, alice.User, f.now()); err != nil {
+			f.Fatal(err)
+		}
+		c := f.change(r.ID, 1, bob, []api.User{alice}, bob, carol)
+		c.Statement = f.sign(bob.User, roomchain.Statement{Room: r.ID, Kind: roomchain.KindRemove, Epoch: 2, Remove: []string{alice.User}, Reason: roomchain.ReasonRevoked})
+		got := f.rekey(c)
+		if got.Epoch != 2 {
+			f.Errorf("epoch after removing the revoked admin = %d, want 2", got.Epoch)
+		}
 	}},
 
 	{"concurrent", func(f *fixture) {

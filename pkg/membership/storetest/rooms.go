@@ -111,7 +111,7 @@ var roomCases = []testCase{
 		goodSt := f.createStatement(enc)
 		statement := func(st roomchain.Signed) *roomchain.Signed { return &st }
 		creation := roomchain.Statement{Room: id, Kind: roomchain.KindCreate, Epoch: 1, Name: enc.Name, Encrypted: true,
-			Members: []roomchain.Member{{Public: alice.Public, Role: roomchain.RoleAdmin}}}
+			Add: []roomchain.Member{{Public: alice.Public, Role: roomchain.RoleAdmin}}}
 		tampered := goodSt
 		tampered.Body = bytes.Replace(bytes.Clone(goodSt.Body), []byte(`"name":"r"`), []byte(`"name":"s"`), 1)
 		if bytes.Equal(tampered.Body, goodSt.Body) {
@@ -151,12 +151,22 @@ var roomCases = []testCase{
 			}()))},
 			{"a creation statement naming a second member", enc, &good, statement(f.sign(alice.User, func() roomchain.Statement {
 				st := creation
-				st.Members = append(st.Members, roomchain.Member{Public: bob.Public, Role: roomchain.RoleMember})
+				st.Add = []roomchain.Member{st.Add[0], {Public: bob.Public, Role: roomchain.RoleMember}}
 				return st
 			}()))},
 			{"a creation statement making its creator a plain member", enc, &good, statement(f.sign(alice.User, func() roomchain.Statement {
 				st := creation
-				st.Members = []roomchain.Member{{Public: alice.Public, Role: roomchain.RoleMember}}
+				st.Add = []roomchain.Member{{Public: alice.Public, Role: roomchain.RoleMember}}
+				return st
+			}()))},
+			{"a creation statement naming another admin", enc, &good, statement(f.sign(alice.User, func() roomchain.Statement {
+				st := creation
+				st.Admins = []string{alice.User, bob.User}
+				return st
+			}()))},
+			{"a creation statement naming no admin", enc, &good, statement(f.sign(alice.User, func() roomchain.Statement {
+				st := creation
+				st.Admins = []string{}
 				return st
 			}()))},
 		} {

@@ -179,8 +179,10 @@ func (f *fixture) state(room string) *roomchain.State {
 }
 
 // sign signs st by actor as the next statement of st.Room: version, actor
-// and time filled in, and Seq and Prev following the fixture's state of
-// the room (a creation statement is always the first).
+// and time filled in, Seq and Prev following the fixture's state of the
+// room (a creation statement is always the first), and, unless st names
+// them, the admins an honest client names: the room's admins, plus those
+// st adds as admins, minus those it removes.
 func (f *fixture) sign(actor string, st roomchain.Statement) roomchain.Signed {
 	f.Helper()
 	return f.signWith(f.identity(actor), actor, st)
@@ -192,8 +194,15 @@ func (f *fixture) signWith(signer *identity.Identity, actor string, st roomchain
 	f.Helper()
 	st.Version, st.Actor, st.Time = roomchain.Version, actor, f.clock.UnixMilli()
 	st.Seq, st.Prev = 1, ""
-	if s := f.state(st.Room); s != nil && st.Kind != roomchain.KindCreate {
+	s := f.state(st.Room)
+	if st.Kind == roomchain.KindCreate {
+		s = nil
+	}
+	if s != nil {
 		st.Seq, st.Prev = s.Seq+1, s.Head
+	}
+	if st.Admins == nil {
+		st.Admins = s.AdminsAfter(st.Add, st.Remove)
 	}
 	return f.signRaw(signer, st)
 }
@@ -213,7 +222,7 @@ func (f *fixture) createStatement(r api.Room) roomchain.Signed {
 	f.Helper()
 	creator := f.identity(r.Creator)
 	return f.sign(r.Creator, roomchain.Statement{Room: r.ID, Kind: roomchain.KindCreate, Epoch: 1, Name: r.Name, Encrypted: r.Encrypted,
-		Members: []roomchain.Member{{Public: creator.Public(), Role: roomchain.RoleAdmin}}})
+		Add: []roomchain.Member{{Public: creator.Public(), Role: roomchain.RoleAdmin}}})
 }
 
 // addStatement is actor's statement adding u to room with role, at the
@@ -221,27 +230,21 @@ func (f *fixture) createStatement(r api.Room) roomchain.Signed {
 func (f *fixture) addStatement(room string, actor api.User, u identity.Public, role string) roomchain.Signed {
 	f.Helper()
 	var epoch uint64
-	var members []roomchain.Member
 	if s := f.state(room); s != nil {
-		epoch, members = s.Epoch, slices.Clone(s.Members)
+		epoch = s.Epoch
 	}
-	members = append(members, roomchain.Member{Public: u, Role: role})
-	return f.sign(actor.User, roomchain.Statement{Room: room, Kind: roomchain.KindAdd, Epoch: epoch, Members: members})
+	return f.sign(actor.User, roomchain.Statement{Room: room, Kind: roomchain.KindAdd, Epoch: epoch, Add: []roomchain.Member{{Public: u, Role: role}}})
 }
 
 // rekeyStatement is actor's statement of the rekey of room to epoch that
 // removes remove: a remove statement, or a rekey one if remove is empty.
 func (f *fixture) rekeyStatement(room string, actor api.User, epoch uint64, remove []string) roomchain.Signed {
 	f.Helper()
-	var members []roomchain.Member
-	if s := f.state(room); s != nil {
-		members = slices.DeleteFunc(slices.Clone(s.Members), func(m roomchain.Member) bool { return slices.Contains(remove, m.User) })
-	}
 	kind := roomchain.KindRekey
 	if len(remove) > 0 {
 		kind = roomchain.KindRemove
 	}
-	return f.sign(actor.User, roomchain.Statement{Room: room, Kind: kind, Epoch: epoch, Members: members})
+	return f.sign(actor.User, roomchain.Statement{Room: room, Kind: kind, Epoch: epoch, Remove: slices.Clone(remove)})
 }
 
 // accept records st, which the store just accepted, as the next statement
@@ -325,17 +328,16 @@ func (f *fixture) addAs(room string, u, actor api.User, role string) api.Room {
 func (f *fixture) addAll(room string, users []api.User, actor api.User) api.Room {
 	f.Helper()
 	r := f.getRoom(room)
-	s := f.state(room)
-	members := slices.Clone(s.Members)
+	var added []roomchain.Member
 	a := membership.Add{Room: room, Epoch: r.Epoch}
 	for _, u := range users {
-		members = append(members, roomchain.Member{Public: u.Public, Role: roomchain.RoleMember})
+		added = append(added, roomchain.Member{Public: u.Public, Role: roomchain.RoleMember})
 		a.Users = append(a.Users, u.User)
 		if r.Encrypted {
 			a.Keys = append(a.Keys, key(room, r.Epoch, u, actor))
 		}
 	}
-	a.Statement = f.sign(actor.User, roomchain.Statement{Room: room, Kind: roomchain.KindAdd, Epoch: r.Epoch, Members: members})
+	a.Statement = f.sign(actor.User, roomchain.Statement{Room: room, Kind: roomchain.KindAdd, Epoch: r.Epoch, Add: added})
 	got, err := f.s.AddMembers(f.ctx, a)
 	if err != nil {
 		f.Fatalf("AddMembers of %d: %v", len(users), err)
