@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"runtime"
@@ -106,10 +105,7 @@ func (c *Client) sealMessage(ctx context.Context, id string, msg Message) ([]byt
 			return nil, "", fmt.Errorf("room %s still has revoked members after a rekey: try again", id)
 		}
 	}
-	plain, err := json.Marshal(payload{Text: msg.Text, File: msg.File, Head: &head{Seq: snap.chain.Seq, Hash: snap.chain.Head}})
-	if err != nil {
-		return nil, "", err
-	}
+	plain := appendPayload(nil, &payload{Text: msg.Text, File: msg.File, Head: &head{Seq: snap.chain.Seq, Hash: snap.chain.Head}})
 	if len(plain) > e2ee.MaxPlaintext {
 		return nil, "", fmt.Errorf("message of %d bytes is over the limit of %d: send it as a file with --file", len(plain), e2ee.MaxPlaintext)
 	}
@@ -497,13 +493,13 @@ func (o *opener) finish(ctx context.Context, op opening) {
 		r.Err = fmt.Errorf("message cleartext flag does not match the room: %w", e2ee.ErrMalformed)
 		return
 	}
-	plain, err := env.Open(id, env.Epoch, op.roomKey)
+	plain, err := env.OpenInPlace(id, env.Epoch, op.roomKey)
 	if err != nil {
 		r.Err = fmt.Errorf("message from %s: %w", op.sender.Name, err)
 		return
 	}
-	var p payload
-	if err := json.Unmarshal(plain, &p); err != nil {
+	p, err := parsePayload(plain)
+	if err != nil {
 		r.Err = fmt.Errorf("message from %s has a malformed payload: %w", op.sender.Name, err)
 		return
 	}

@@ -403,6 +403,23 @@ func (e *Envelope) SignedMessage() []byte {
 // callers call [Envelope.Verify] first. The returned slice is newly
 // allocated.
 func (e *Envelope) Open(room string, epoch uint64, key *RoomKey) ([]byte, error) {
+	return e.open(room, epoch, key, false)
+}
+
+// OpenInPlace is Open decrypting into the envelope's own copy of the
+// payload rather than a new slice, for a receiver that drops the envelope
+// once opened: the plaintext aliases the Envelope, which is spent (its
+// Payload is then the plaintext, so it no longer verifies or re-encodes as
+// received). Verify first.
+func (e *Envelope) OpenInPlace(room string, epoch uint64, key *RoomKey) ([]byte, error) {
+	pt, err := e.open(room, epoch, key, true)
+	if err == nil && !e.Cleartext {
+		e.raw, e.Payload = nil, pt
+	}
+	return pt, err
+}
+
+func (e *Envelope) open(room string, epoch uint64, key *RoomKey, inPlace bool) ([]byte, error) {
 	if e.Room != room {
 		return nil, errWrongRoomOpen
 	}
@@ -415,6 +432,9 @@ func (e *Envelope) Open(room string, epoch uint64, key *RoomKey) ([]byte, error)
 	if e.Cleartext {
 		if key != nil {
 			return nil, errClearWithKey
+		}
+		if inPlace {
+			return e.Payload, nil
 		}
 		return bytes.Clone(e.Payload), nil
 	}
@@ -431,7 +451,13 @@ func (e *Envelope) Open(room string, epoch uint64, key *RoomKey) ([]byte, error)
 	if err != nil {
 		return nil, fmt.Errorf("e2ee: %w", err)
 	}
-	pt, err := aead.Open(nil, e.Nonce[:], e.Payload, aad)
+	var dst []byte
+	if inPlace {
+		// The AAD is read before the payload is overwritten: it lies
+		// before it in the same buffer, and the AEAD reads it first.
+		dst = e.Payload[:0]
+	}
+	pt, err := aead.Open(dst, e.Nonce[:], e.Payload, aad)
 	if err != nil {
 		return nil, errEnvDecrypt
 	}

@@ -442,3 +442,47 @@ func TestValidRoomID(t *testing.T) {
 		})
 	}
 }
+
+func TestOpenInPlace(t *testing.T) {
+	fx := newFixture()
+	for _, cleartext := range []bool{false, true} {
+		b := fx.mustSeal(t, cleartext, []byte("in place"))
+		var key *e2ee.RoomKey
+		if !cleartext {
+			key = &fx.key
+		}
+		env, err := e2ee.Parse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := env.Open("general", 1, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := env.OpenInPlace("general", 1, key)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("cleartext=%v: OpenInPlace = %q, %v; want %q", cleartext, got, err, want)
+		}
+		// The checks of Open apply: another room, epoch or key fails.
+		for _, c := range []struct {
+			room  string
+			epoch uint64
+			key   *e2ee.RoomKey
+		}{{"other", 1, key}, {"general", 2, key}, {"general", 1, &fx.otherKey}} {
+			env, _ := e2ee.Parse(b)
+			if cleartext && c.key != nil && c.key == &fx.otherKey {
+				continue
+			}
+			if _, err := env.OpenInPlace(c.room, c.epoch, c.key); err == nil {
+				t.Errorf("cleartext=%v: OpenInPlace(%s, %d) succeeded", cleartext, c.room, c.epoch)
+			}
+		}
+	}
+	// A tampered ciphertext fails in place as it does in a copy.
+	b := fx.mustSeal(t, false, []byte("in place"))
+	b[len(b)-e2ee.SignatureSize-1] ^= 1
+	env, _ := e2ee.Parse(b)
+	if _, err := env.OpenInPlace("general", 1, &fx.key); !errors.Is(err, e2ee.ErrDecrypt) {
+		t.Errorf("tampered: %v, want ErrDecrypt", err)
+	}
+}
