@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/enmanuel/unibus/internal/edsig"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/e2ee"
 	"github.com/enmanuel/unibus/pkg/roomchain"
@@ -119,7 +120,7 @@ func (c *Client) sealMessage(ctx context.Context, id string, msg Message) ([]byt
 			return nil, "", fmt.Errorf("room %s: you hold no key for its current epoch %d; ask a member to rekey", id, snap.room.Epoch)
 		}
 	}
-	env, err := e2ee.AppendSealWith(nil, h, key, plain, c.id.SigningKey(), fastSign, rand.Reader)
+	env, err := e2ee.AppendSealWith(nil, h, key, plain, c.id.SigningKey(), edsig.Sign, rand.Reader)
 	if err != nil {
 		return nil, "", err
 	}

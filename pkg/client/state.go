@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/e2ee"
@@ -46,12 +44,6 @@ type roomSnapshot struct {
 type senderKey struct {
 	e2ee.SenderKey
 	user string
-}
-
-// fastSign signs with curve25519-voi: the same deterministic Ed25519
-// signature as crypto/ed25519.Sign, in about half the time.
-func fastSign(priv ed25519.PrivateKey, msg []byte) []byte {
-	return voi.Sign(voi.PrivateKey(priv), msg)
 }
 
 // revoked returns the verified members the server reports revoked.

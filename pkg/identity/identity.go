@@ -38,6 +38,8 @@ import (
 
 	"github.com/nats-io/nkeys"
 	"golang.org/x/crypto/curve25519"
+
+	"github.com/enmanuel/unibus/internal/edsig"
 )
 
 // MaxNameLen is the longest user name accepted.
@@ -150,7 +152,7 @@ func FromSeeds(name, userSeed, xkeySeed string) (*Identity, error) {
 	userPub, _ := nkeys.Encode(nkeys.PrefixByteUser, id.signKey.Public().(ed25519.PublicKey))
 	xPub, _ := nkeys.Encode(nkeys.PrefixByteCurve, id.xpub[:])
 	id.public = Public{Name: name, User: string(userPub), XKey: string(xPub)}
-	id.public.Binding = ed25519.Sign(id.signKey, bindingMessage(name, id.xpub))
+	id.public.Binding = edsig.Sign(id.signKey, bindingMessage(name, id.xpub))
 	return id, nil
 }
 
@@ -175,11 +177,11 @@ func (id *Identity) XPrivate() [32]byte { return id.xpriv }
 func (id *Identity) XPublic() [32]byte { return id.xpub }
 
 // Sign signs msg with the user key. Callers add their own context prefix.
-func (id *Identity) Sign(msg []byte) []byte { return ed25519.Sign(id.signKey, msg) }
+func (id *Identity) Sign(msg []byte) []byte { return edsig.Sign(id.signKey, msg) }
 
 // NkeySign signs a NATS server nonce, for nats.Nkey connection options.
 func (id *Identity) NkeySign(nonce []byte) ([]byte, error) {
-	return ed25519.Sign(id.signKey, nonce), nil
+	return edsig.Sign(id.signKey, nonce), nil
 }
 
 // UserSeed returns the encoded user seed (SU…). Handle with care: never log it.
@@ -241,7 +243,7 @@ func (p Public) Verify() error {
 	if err != nil {
 		return err
 	}
-	if len(p.Binding) != ed25519.SignatureSize || !ed25519.Verify(pub, bindingMessage(p.Name, x), p.Binding) {
+	if len(p.Binding) != ed25519.SignatureSize || !edsig.Verify(pub, bindingMessage(p.Name, x), p.Binding) {
 		return ErrBadBinding
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/enmanuel/unibus/internal/edsig"
 )
 
 // registrationContext separates registration signatures from every other
@@ -44,7 +46,7 @@ func SignRegistration(r Registration, admin ed25519.PrivateKey) (SignedRegistrat
 	if err != nil {
 		return SignedRegistration{}, err
 	}
-	return SignedRegistration{Body: body, Sig: ed25519.Sign(admin, append([]byte(registrationContext), body...))}, nil
+	return SignedRegistration{Body: body, Sig: edsig.Sign(admin, append([]byte(registrationContext), body...))}, nil
 }
 
 // Verify decodes the registration strictly and checks the admin's
@@ -60,7 +62,7 @@ func (s SignedRegistration) Verify() (Registration, error) {
 	if err != nil {
 		return Registration{}, fmt.Errorf("%w: signer: %w", ErrBadRegistration, err)
 	}
-	if len(s.Sig) != ed25519.SignatureSize || !ed25519.Verify(by, append([]byte(registrationContext), s.Body...), s.Sig) {
+	if len(s.Sig) != ed25519.SignatureSize || !edsig.Verify(by, append([]byte(registrationContext), s.Body...), s.Sig) {
 		return Registration{}, fmt.Errorf("%w: signature by %s does not verify", ErrBadRegistration, r.By)
 	}
 	if err := r.User.Verify(); err != nil {

@@ -37,6 +37,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/enmanuel/unibus/internal/edsig"
 	"github.com/enmanuel/unibus/pkg/identity"
 )
 
@@ -81,7 +82,7 @@ func Sign(s Signer, method, requestURI string, body [32]byte, now time.Time, ran
 	if _, err := io.ReadFull(randOrDefault(random), sig.Nonce[:]); err != nil {
 		return Signature{}, fmt.Errorf("request nonce: %w", err)
 	}
-	sig.Sig = ed25519.Sign(s.SigningKey(), sig.message(method, requestURI))
+	sig.Sig = edsig.Sign(s.SigningKey(), sig.message(method, requestURI))
 	return sig, nil
 }
 
@@ -111,7 +112,7 @@ func (s *Signature) Verify(method, requestURI string) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if len(s.Sig) != ed25519.SignatureSize || !ed25519.Verify(pub, s.message(method, requestURI), s.Sig) {
+	if len(s.Sig) != ed25519.SignatureSize || !edsig.Verify(pub, s.message(method, requestURI), s.Sig) {
 		return ErrBadSig
 	}
 	return nil

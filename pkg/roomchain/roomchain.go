@@ -60,6 +60,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/enmanuel/unibus/internal/edsig"
 	"github.com/enmanuel/unibus/pkg/identity"
 )
 
@@ -173,7 +174,7 @@ func Sign(st Statement, key ed25519.PrivateKey) (Signed, error) {
 	if err != nil {
 		return Signed{}, err
 	}
-	return Signed{Body: body, Sig: ed25519.Sign(key, signed(body))}, nil
+	return Signed{Body: body, Sig: edsig.Sign(key, signed(body))}, nil
 }
 
 func byUser(a, b Member) int { return strings.Compare(a.User, b.User) }
@@ -438,7 +439,7 @@ func (s *State) apply(room string, sig Signed, st Statement) (*State, error) {
 	if err != nil {
 		return nil, invalid("statement %d actor: %v", st.Seq, err)
 	}
-	if len(sig.Sig) != ed25519.SignatureSize || !ed25519.Verify(actorKey, signed(sig.Body), sig.Sig) {
+	if len(sig.Sig) != ed25519.SignatureSize || !edsig.Verify(actorKey, signed(sig.Body), sig.Sig) {
 		return nil, invalid("statement %d: signature by %s does not verify", st.Seq, st.Actor)
 	}
 	if err := checkForm(st); err != nil {
