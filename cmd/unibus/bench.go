@@ -1358,7 +1358,13 @@ func (r *benchRun) openKey(ctx context.Context, id *identity.Identity, room stri
 		return e2ee.RoomKey{}, err
 	}
 	sc := e2ee.SealedKeyContext{Room: room, Epoch: epoch, Recipient: [32]byte(id.SigningKey().Public().(ed25519.PublicKey))}
-	return e2ee.OpenRoomKey(k.SealedKey, sc, id.XPrivate(), x)
+	// As the SDK does: the member's own X25519 public key comes with its
+	// identity, not from another scalar multiplication.
+	pair, err := e2ee.XKeyPair{Private: id.XPrivate(), Public: id.XPublic()}.OpeningPairKey(x)
+	if err != nil {
+		return e2ee.RoomKey{}, err
+	}
+	return pair.Open(k.SealedKey, sc)
 }
 
 // cleanup revokes the throwaway users and purges the scratch room's

@@ -219,7 +219,7 @@ func (c *Client) sealingPair(xkey string) (*e2ee.PairKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := e2ee.NewSealingPairKey(c.id.XPrivate(), x)
+	p, err := c.xkeys().SealingPairKey(x)
 	if err != nil {
 		return nil, err
 	}

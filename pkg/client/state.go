@@ -300,7 +300,11 @@ func (c *Client) openSealed(room string, chain *roomchain.State, k api.SealedKey
 		return e2ee.RoomKey{}, err
 	}
 	sc := e2ee.SealedKeyContext{Room: room, Epoch: k.Epoch, Recipient: c.selfPK}
-	return e2ee.OpenRoomKey(k.SealedKey, sc, c.id.XPrivate(), x)
+	pair, err := c.xkeys().OpeningPairKey(x)
+	if err != nil {
+		return e2ee.RoomKey{}, err
+	}
+	return pair.Open(k.SealedKey, sc)
 }
 
 // watchRoom subscribes once to the room's change announcements, when a
@@ -384,4 +388,10 @@ func (c *Client) Verify(ctx context.Context, roomRef string) (Verified, error) {
 	ch := snap.chain
 	// A copy: the verified state's list is shared with the states after it.
 	return Verified{Room: ch.Room, Name: ch.Name, Encrypted: ch.Encrypted, Epoch: ch.Epoch, HeadSeq: ch.Seq, HeadHash: ch.Head, Members: slices.Clone(ch.Members)}, nil
+}
+
+// xkeys returns the caller's X25519 key pair, the public half taken from
+// the identity rather than computed again for every pair key.
+func (c *Client) xkeys() e2ee.XKeyPair {
+	return e2ee.XKeyPair{Private: c.id.XPrivate(), Public: c.id.XPublic()}
 }

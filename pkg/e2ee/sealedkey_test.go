@@ -190,3 +190,37 @@ func TestNewKeys(t *testing.T) {
 		t.Fatal("NewFileKey with an empty reader succeeded")
 	}
 }
+
+// TestXKeyPair: pair keys made from a key pair seal and open exactly as the
+// functions that derive the public key each time; a pair whose public half
+// is not its private key's opens nothing.
+func TestXKeyPair(t *testing.T) {
+	alice, bob := newMember("alice"), newMember("bob")
+	c := e2ee.SealedKeyContext{Room: "general", Epoch: 3, Recipient: bob.user}
+	key := e2ee.RoomKey(stream32("room key"))
+	sealer, err := e2ee.NewXKeyPair(alice.xpriv).SealingPairKey(bob.xpub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := sealer.Seal(key, c, newStream("nonce"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := e2ee.OpenRoomKey(sealed, c, bob.xpriv, alice.xpub); err != nil || got != key {
+		t.Fatalf("OpenRoomKey of a key sealed with an XKeyPair = %x, %v", got, err)
+	}
+	opener, err := e2ee.XKeyPair{Private: bob.xpriv, Public: bob.xpub}.OpeningPairKey(alice.xpub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := opener.Open(sealed, c); err != nil || got != key {
+		t.Fatalf("XKeyPair.OpeningPairKey = %x, %v", got, err)
+	}
+	wrong, err := e2ee.XKeyPair{Private: bob.xpriv, Public: alice.xpub}.OpeningPairKey(alice.xpub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := wrong.Open(sealed, c); err == nil {
+		t.Fatal("a key pair with another public half opened the sealed key")
+	}
+}
