@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"path/filepath"
@@ -268,5 +269,78 @@ func TestAPIFloodIsSlowedForTheFlooderOnly(t *testing.T) {
 	var e api.Error
 	if resp.StatusCode != http.StatusTooManyRequests || jsonDecode(resp, &e) != nil || e.Code != api.CodeRateLimited || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("flooded request = %d %+v (Retry-After %q); want 429 rate_limited with Retry-After", resp.StatusCode, e, resp.Header.Get("Retry-After"))
+	}
+}
+
+// TestEnforceKeyDeliveriesComeOnlyFromTheServer: after a rekey every
+// member gets its new sealed key on its own keys subject; a member cannot
+// write to another's, so a forged delivery never reaches anyone.
+func TestEnforceKeyDeliveriesComeOnlyFromTheServer(t *testing.T) {
+	t.Parallel()
+	e := startEnforce(t)
+	room, err := e.alice.CreateRoom(ctxT(t), "ops", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.alice.AddMember(ctxT(t), room.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.alice.Send(ctxT(t), room.ID, client.Message{Text: "epoch 1"}); err != nil {
+		t.Fatal(err)
+	}
+	deliveries := make(chan *nats.Msg, 4)
+	alice := e.rawConn(t, e.aliceID, nil)
+	if _, err := alice.Subscribe(api.KeysSubject(e.aliceID.UserKey()), func(m *nats.Msg) { deliveries <- m }); err != nil {
+		t.Fatal(err)
+	}
+	alice.Flush()
+
+	// bob writes to alice's keys subject: refused by the bus.
+	errs := make(chan error, 4)
+	bob := e.rawConn(t, e.bobID, errs)
+	forged, _ := json.Marshal(api.KeyDelivery{Room: room.ID})
+	bob.Publish(api.KeysSubject(e.aliceID.UserKey()), forged)
+	bob.Flush()
+	select {
+	case err := <-errs:
+		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			t.Fatalf("publish error = %v; want a permissions violation", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("bob's publish to alice's keys subject was not refused")
+	}
+
+	// bob's rekey through the API: alice's delivery comes from membershipd.
+	updated, err := e.bob.Rekey(ctxT(t), room.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-deliveries:
+		var d api.KeyDelivery
+		if err := json.Unmarshal(m.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		if d.Room != room.ID || d.Key.Member != e.aliceID.UserKey() || d.Key.Epoch != updated.Epoch || d.Key.Sealer.User != e.bobID.UserKey() || len(d.Statement.Body) == 0 {
+			t.Fatalf("delivery = room %s member %s epoch %d sealer %s; want alice's key of epoch %d sealed by bob, with the statement", d.Room, d.Key.Member, d.Key.Epoch, d.Key.Sealer.User, updated.Epoch)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no key delivery after the rekey")
+	}
+	select {
+	case m := <-deliveries:
+		t.Fatalf("a second delivery reached alice: %s", m.Data)
+	case <-time.After(200 * time.Millisecond):
+	}
+	// alice talks at the new epoch; bob reads it.
+	if _, err := e.alice.Send(ctxT(t), room.ID, client.Message{Text: "epoch 2"}); err != nil {
+		t.Fatal(err)
+	}
+	var got []client.Received
+	if err := e.bob.Read(ctxT(t), room.ID, client.ReadOptions{}, func(r client.Received) error { got = append(got, r); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1].Err != nil || got[1].Text != "epoch 2" || got[1].Epoch != updated.Epoch {
+		t.Fatalf("bob read %+v; want alice's message at epoch %d", got, updated.Epoch)
 	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/roomchain"
+	"github.com/enmanuel/unibus/pkg/subjects"
 )
 
 // Roles and statuses of a user.
@@ -221,6 +222,28 @@ func ValidRoomName(s string) bool {
 // that a room changed (a member added, a rekey), so that clients refresh the
 // room's keys and members before their next message instead of polling.
 func RoomEventSubject(room string) string { return SubjectPrefix + room + ".event" }
+
+// KeysSubject is the core-NATS subject on which membershipd delivers a
+// user's new sealed room keys ([KeyDelivery]). It lies in the user's own
+// inbox namespace, which on an enforcing bus only that user may read and
+// no other user may write to.
+func KeysSubject(user string) string { return subjects.InboxPrefix(user) + ".keys" }
+
+// KeyDelivery is the body membershipd publishes on [KeysSubject] of every
+// member a rekey leaves in a room, right after the rekey is stored and
+// before its [RoomEvent]: the member's sealed key of the new epoch and the
+// statement of the rekey. A member whose verified history is at the
+// statement before opens the key at once, without asking the API, so that
+// a rekey of a room of thousands does not turn into thousands of requests.
+// Like a RoomEvent it is a hint: a client applies the statement to the
+// history it verified and opens the key only if sealed by the statement's
+// actor, for itself, for that epoch; anything else it ignores, and reads
+// the room from the API as before.
+type KeyDelivery struct {
+	Room      string           `json:"room"`
+	Statement roomchain.Signed `json:"statement"`
+	Key       SealedKey        `json:"key"`
+}
 
 // RoomEvent is the body published on [RoomEventSubject]. It is a hint, not
 // an authority: clients refresh from the API when they receive one.

@@ -315,6 +315,9 @@ func (c *Client) connectNATS(ctx context.Context) error {
 			return
 		}
 		c.nc, c.js = nc, js
+		if _, err := nc.Subscribe(api.KeysSubject(c.id.UserKey()), c.onKeyDelivery); err != nil {
+			c.log.Warn("cannot receive new room keys as they are made; they will be read from the API", "err", err)
+		}
 	})
 	return c.natsErr
 }

@@ -5,13 +5,16 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,6 +24,8 @@ import (
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/client"
 	"github.com/enmanuel/unibus/pkg/e2ee"
+	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
 func ctxT(t testing.TB) context.Context {
@@ -531,5 +536,125 @@ func TestStreamSendsManyInOrder(t *testing.T) {
 	}
 	if i != n {
 		t.Fatalf("bob read %d messages; want %d", i, n)
+	}
+}
+
+// countingTransport counts the API requests a client makes.
+type countingTransport struct{ n atomic.Int64 }
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// TestRekeyedKeyArrivesWithoutAsking: when another member rekeys, the
+// client holds the new key from membershipd's delivery on NATS (the
+// statement verified against its history, the key opened) and sends at the
+// new epoch without one request to the API.
+func TestRekeyedKeyArrivesWithoutAsking(t *testing.T) {
+	bus := testbus.Start(t, testbus.Options{})
+	aliceID := testbus.NewIdentity(t, "alice")
+	bus.AddUser(t, aliceID, api.RoleAdmin)
+	pins := filepath.Join(t.TempDir(), "alice.pins.json")
+	api_ := &countingTransport{}
+	alice, err := client.New(client.Config{Server: bus.HTTP.URL, Identity: aliceID, HTTPClient: &http.Client{Transport: api_}, PinFile: pins, Logger: testbus.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alice.Close() })
+	_, bob := bus.User(t, "bob", api.RoleMember)
+	room, err := alice.CreateRoom(ctxT(t), "ops", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.AddMember(ctxT(t), room.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, room.ID, "epoch 1")
+	before := api_.n.Load()
+
+	updated, err := bob.Rekey(ctxT(t), room.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	head, err := bob.Verify(ctxT(t), room.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The delivery extends alice's verified history, which she pins.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		b, _ := os.ReadFile(pins)
+		if bytes.Contains(b, []byte(head.HeadHash)) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("alice's pins never reached the rekey's head %.12s…", head.HeadHash)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	id := mustSend(t, alice, room.ID, "epoch 2")
+	if n := api_.n.Load() - before; n != 0 {
+		t.Fatalf("alice made %d API requests to take the new key and send; want 0", n)
+	}
+	msgs := readAll(t, bob, room.ID)
+	if last := msgs[len(msgs)-1]; last.ID != id || last.Err != nil || last.Epoch != updated.Epoch {
+		t.Fatalf("bob read %+v; want alice's message at epoch %d", last, updated.Epoch)
+	}
+}
+
+// TestForgedKeyDeliveryIsIgnored: deliveries are hints. One whose
+// statement does not verify or does not follow the history, or whose key
+// is not the statement's actor's for that epoch, changes nothing: alice
+// stays at the epoch the server holds, and bob reads her.
+func TestForgedKeyDeliveryIsIgnored(t *testing.T) {
+	bus, alice, bob, room := twoMembers(t)
+	mustSend(t, alice, room, "epoch 1")
+	v, err := alice.Verify(ctxT(t), room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliceID, bobID := alice.Identity(), bob.Identity()
+	rekey := func(seq uint64) roomchain.Signed {
+		st, err := roomchain.Sign(roomchain.Statement{Version: roomchain.Version, Room: room, Seq: seq, Prev: v.HeadHash, Kind: roomchain.KindRekey,
+			Actor: bobID.UserKey(), Epoch: v.Epoch + 1, Admins: []string{aliceID.UserKey()}, Time: time.Now().UnixMilli()}, bobID.SigningKey())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	sealed := func(by *identity.Identity, epoch uint64) api.SealedKey {
+		pair, err := e2ee.XKeyPair{Private: by.XPrivate(), Public: by.XPublic()}.SealingPairKey(aliceID.XPublic())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := pair.Seal(e2ee.RoomKey{7}, e2ee.SealedKeyContext{Room: room, Epoch: epoch, Recipient: [32]byte(aliceID.SigningKey().Public().(ed25519.PublicKey))}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return api.SealedKey{Room: room, Epoch: epoch, Member: aliceID.UserKey(), Sealer: by.Public(), SealedKey: b}
+	}
+	badSig := rekey(v.HeadSeq + 1)
+	badSig.Sig = bytes.Clone(badSig.Sig)
+	badSig.Sig[3] ^= 1
+	forgeries := map[string]api.KeyDelivery{
+		"statement signature altered":    {Room: room, Statement: badSig, Key: sealed(bobID, v.Epoch+1)},
+		"statement that does not follow": {Room: room, Statement: rekey(v.HeadSeq + 2), Key: sealed(bobID, v.Epoch+1)},
+		"key sealed by another member":   {Room: room, Statement: rekey(v.HeadSeq + 1), Key: sealed(aliceID, v.Epoch+1)},
+		"key of another epoch":           {Room: room, Statement: rekey(v.HeadSeq + 1), Key: sealed(bobID, v.Epoch)},
+	}
+	for _, d := range forgeries {
+		b, _ := json.Marshal(d)
+		if err := bus.Conn.Publish(api.KeysSubject(aliceID.UserKey()), b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bus.Conn.Publish(api.KeysSubject(aliceID.UserKey()), []byte("not json"))
+	bus.Conn.Flush()
+	time.Sleep(100 * time.Millisecond) // the client's handler has them all
+	id := mustSend(t, alice, room, "after forgeries")
+	msgs := readAll(t, bob, room)
+	if last := msgs[len(msgs)-1]; last.ID != id || last.Err != nil || last.Epoch != v.Epoch {
+		t.Fatalf("bob read %+v; want alice's message at epoch %d", last, v.Epoch)
 	}
 }

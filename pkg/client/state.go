@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -70,8 +71,12 @@ func (s *roomSnapshot) senderAt(pk [32]byte, epoch uint64) (roomchain.Member, se
 
 // roomState caches one room for the client's lifetime.
 type roomState struct {
-	snap      atomic.Pointer[roomSnapshot]
-	stale     atomic.Bool
+	snap  atomic.Pointer[roomSnapshot]
+	stale atomic.Bool
+	// rekeyed is the highest epoch a room event announced for a rekey
+	// (no member added or removed): a snapshot at an older epoch is
+	// stale, unless a key delivery brought it there first.
+	rekeyed   atomic.Uint64
 	refreshMu sync.Mutex
 	sub       *nats.Subscription
 }
@@ -99,7 +104,7 @@ const maxSnapshotAge = 5 * time.Second
 // maxSnapshotAge.
 func (c *Client) snapshot(ctx context.Context, id string) (*roomSnapshot, error) {
 	st := c.roomState(id)
-	if s := st.snap.Load(); s != nil && !st.stale.Load() && time.Since(s.at) < maxSnapshotAge {
+	if s := st.snap.Load(); s != nil && !st.stale.Load() && time.Since(s.at) < maxSnapshotAge && s.room.Epoch >= st.rekeyed.Load() {
 		return s, nil
 	}
 	return c.refreshRoom(ctx, id)
@@ -166,6 +171,14 @@ func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, err
 		pub, err := identity.ParseUserKey(sp.User)
 		if err != nil {
 			continue
+		}
+		if old != nil {
+			// Expanding a key costs a point decompression: keep those
+			// of the members already known.
+			if k, ok := old.senders[[32]byte(pub)]; ok {
+				snap.senders[[32]byte(pub)] = k
+				continue
+			}
 		}
 		snap.senders[[32]byte(pub)] = senderKey{SenderKey: e2ee.NewSenderKey(pub), user: sp.User}
 	}
@@ -315,8 +328,20 @@ func (c *Client) watchRoom(id string, st *roomState) {
 	}
 	sub, err := c.nc.Subscribe(api.RoomEventSubject(id), func(m *nats.Msg) {
 		var ev api.RoomEvent
-		if json.Unmarshal(m.Data, &ev) == nil && ev.Room == id {
-			st.stale.Store(true)
+		if json.Unmarshal(m.Data, &ev) != nil || ev.Room != id {
+			return
+		}
+		if len(ev.Users) > 0 {
+			st.stale.Store(true) // members changed: read the room again
+			return
+		}
+		// A rekey: the key delivery may already have brought the new
+		// epoch; if not, the next use reads the room.
+		for {
+			seen := st.rekeyed.Load()
+			if ev.Epoch <= seen || st.rekeyed.CompareAndSwap(seen, ev.Epoch) {
+				break
+			}
 		}
 	})
 	if err != nil {
@@ -394,4 +419,72 @@ func (c *Client) Verify(ctx context.Context, roomRef string) (Verified, error) {
 // the identity rather than computed again for every pair key.
 func (c *Client) xkeys() e2ee.XKeyPair {
 	return e2ee.XKeyPair{Private: c.id.XPrivate(), Public: c.id.XPublic()}
+}
+
+// onKeyDelivery takes a rekey's statement and this client's new sealed key
+// as membershipd delivers them (api.KeyDelivery): when the statement is
+// the next of the room's verified history, the history is extended with
+// it and the key opened, with no request to the API. Anything else is
+// ignored: the room event of the rekey then makes the next use read the
+// room from the API.
+func (c *Client) onKeyDelivery(m *nats.Msg) {
+	var d api.KeyDelivery
+	if err := json.Unmarshal(m.Data, &d); err != nil {
+		c.log.Debug("ignoring a malformed key delivery", "err", err)
+		return
+	}
+	c.mu.Lock()
+	st := c.rooms[d.Room]
+	c.mu.Unlock()
+	if st == nil {
+		return // a room this client has not loaded: it reads it when used
+	}
+	if err := c.applyKeyDelivery(st, d); err != nil {
+		c.log.Debug("ignoring a key delivery", "room", d.Room, "err", err)
+	}
+}
+
+func (c *Client) applyKeyDelivery(st *roomState, d api.KeyDelivery) error {
+	st.refreshMu.Lock()
+	defer st.refreshMu.Unlock()
+	old := st.snap.Load()
+	if old == nil {
+		return errors.New("room not loaded")
+	}
+	chain, s, err := old.chain.ApplyStatement(d.Room, d.Statement)
+	if err != nil {
+		return err
+	}
+	if s.Kind != roomchain.KindRekey {
+		return fmt.Errorf("a %s statement: members changed, the room is read again", s.Kind)
+	}
+	k := d.Key
+	if k.Epoch != chain.Epoch || k.Sealer.User != s.Actor {
+		return fmt.Errorf("key of epoch %d sealed by %s, not of epoch %d by the rekey's actor %s", k.Epoch, k.Sealer.User, chain.Epoch, s.Actor)
+	}
+	var key *e2ee.RoomKey
+	if old.room.Encrypted {
+		opened, err := c.openSealed(d.Room, chain, k)
+		if err != nil {
+			return err
+		}
+		key = &opened
+	}
+	snap := &roomSnapshot{room: old.room, chain: chain, keys: make(map[uint64]*e2ee.RoomKey, len(old.keys)+1), senders: old.senders, hashes: make(map[uint64]string, len(old.hashes)+1), at: old.at}
+	snap.room.Epoch, snap.room.HeadSeq, snap.room.HeadHash = chain.Epoch, chain.Seq, chain.Head
+	for e, k := range old.keys {
+		snap.keys[e] = k
+	}
+	if key != nil {
+		snap.keys[chain.Epoch] = key
+	}
+	for seq, h := range old.hashes {
+		snap.hashes[seq] = h
+	}
+	snap.hashes[chain.Seq] = chain.Head
+	if err := c.pins.setRoom(chain); err != nil {
+		c.log.Warn("cannot save the verified room head", "room", d.Room, "err", err)
+	}
+	st.snap.Store(snap)
+	return nil
 }

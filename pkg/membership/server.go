@@ -574,6 +574,9 @@ func (s *Server) rekey(ctx context.Context, c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	s.log().Info("room rekeyed", "room", room.ID, "epoch", updated.Epoch, "removed", len(req.Remove), "by", c.user.User)
+	if len(req.Remove) == 0 {
+		s.deliverKeys(room.ID, req.Statement, change.Keys)
+	}
 	s.announce(updated, req.Remove...)
 	return http.StatusOK, updated, nil
 }
@@ -604,6 +607,23 @@ func (s *Server) statements(ctx context.Context, c *call) (int, any, error) {
 	}
 	sts, err := s.store.Statements(ctx, room.ID, after)
 	return http.StatusOK, nonNil(sts), err
+}
+
+// deliverKeys publishes each member's new sealed key with the statement of
+// the rekey that made it ([api.KeyDelivery]): members then hold the new key
+// without a request each. Failure is logged: members that miss a delivery
+// read the key from the API when the room event tells them of the rekey.
+func (s *Server) deliverKeys(room string, st roomchain.Signed, keys []api.SealedKey) {
+	if s.Events == nil {
+		return
+	}
+	for _, k := range keys {
+		b, _ := json.Marshal(api.KeyDelivery{Room: room, Statement: st, Key: k})
+		if err := s.Events.Publish(api.KeysSubject(k.Member), b); err != nil {
+			s.log().Warn("deliver a new room key", "room", room, "member", k.Member, "err", err)
+			return
+		}
+	}
 }
 
 // announce tells the room's clients that it changed. Failure is logged:
