@@ -35,6 +35,7 @@ import (
 	"github.com/enmanuel/unibus/pkg/e2ee"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/reqsig"
+	"github.com/enmanuel/unibus/pkg/roomchain"
 	"github.com/enmanuel/unibus/pkg/subjects"
 )
 
@@ -227,11 +228,21 @@ type rekeyResult struct {
 	Members int `json:"members"`
 	// Seconds runs from the SDK's Rekey call to the last member holding
 	// the new key: SealUploadSeconds (refresh, seal a key per member,
-	// upload) then FetchSeconds (every member's signed fetch and open).
+	// upload) then FetchSeconds (every member taking its key: from the
+	// delivery on NATS, or by a signed fetch from the API).
 	Seconds           float64 `json:"seconds"`
 	SealUploadSeconds float64 `json:"seal_upload_seconds"`
 	FetchSeconds      float64 `json:"fetch_seconds"`
 	Epoch             uint64  `json:"epoch"`
+	// Delivery is how the members took their keys: "nats" (membershipd's
+	// key deliveries, as the SDK takes them) or "api" (a signed fetch
+	// each: on an enforcing bus this process may not read other users'
+	// deliveries).
+	Delivery string `json:"delivery"`
+	// Delivered and Fetched count the members who took their key each way
+	// (a member whose delivery did not come fetches it, as the SDK does).
+	Delivered int `json:"delivered"`
+	Fetched   int `json:"fetched"`
 	// SetupSeconds registered the throwaway users and added them.
 	SetupSeconds float64 `json:"setup_seconds"`
 	// Simulated says how the other members were played.
@@ -1294,8 +1305,21 @@ func (r *benchRun) rekey(ctx context.Context, room string, created *[]string) (*
 		}
 		r.say("  members added: %d of %d", hi, n)
 	}
-	res := &rekeyResult{Members: n + 1, SetupSeconds: time.Since(setup).Seconds(),
-		Simulated: fmt.Sprintf("you rekey through the SDK; the %d other members are played by this process, %d at a time: each fetches its sealed key with a request signed by its own key and opens it with pkg/e2ee, instead of running %d SDK clients", n, r.o.concurrency, n)}
+	res := &rekeyResult{Members: n + 1}
+	members := append([]*identity.Identity{r.id}, ids...)
+	var push *keyDeliveries
+	if r.info.AuthMode == "enforce" {
+		res.Delivery = "api"
+		res.Simulated = fmt.Sprintf("you rekey through the SDK; the %d other members are played by this process, %d at a time: each fetches its sealed key with a request signed by its own key and opens it with pkg/e2ee, instead of running %d SDK clients (on an enforcing bus this process may not read the others' key deliveries)", n, r.o.concurrency, n)
+	} else {
+		res.Delivery = "nats"
+		res.Simulated = fmt.Sprintf("you rekey through the SDK; the %d other members are played by this process: each takes its key delivery from NATS, applies the rekey statement to the room's verified history and opens its key, as the SDK does, on every core, instead of running %d SDK clients", n, n)
+		if push, err = r.listenForKeys(ctx, room, members); err != nil {
+			return nil, err
+		}
+		defer push.close()
+	}
+	res.SetupSeconds = time.Since(setup).Seconds()
 
 	// The timed part: the SDK's Rekey (reload, seal for every member,
 	// upload), then every member's fetch and open of the new key.
@@ -1306,9 +1330,24 @@ func (r *benchRun) rekey(ctx context.Context, room string, created *[]string) (*
 		return nil, err
 	}
 	t1 := time.Now()
-	members := append([]*identity.Identity{r.id}, ids...)
 	keys := make([]e2ee.RoomKey, len(members))
-	err = r.each(ctx, len(members), "members holding the new key", func(ctx context.Context, i int) error {
+	missing := make([]int, 0, len(members))
+	if push != nil {
+		for i, k := range push.wait(ctx, updated.Epoch) {
+			if k == nil {
+				missing = append(missing, i)
+				continue
+			}
+			keys[i] = *k
+			res.Delivered++
+		}
+	} else {
+		for i := range members {
+			missing = append(missing, i)
+		}
+	}
+	err = r.each(ctx, len(missing), "members holding the new key", func(ctx context.Context, j int) error {
+		i := missing[j]
 		k, err := r.openKey(ctx, members[i], room, updated.Epoch)
 		if err != nil {
 			return fmt.Errorf("member %s: %w", members[i].Name(), err)
@@ -1319,6 +1358,7 @@ func (r *benchRun) rekey(ctx context.Context, room string, created *[]string) (*
 	if err != nil {
 		return nil, err
 	}
+	res.Fetched = len(missing)
 	t2 := time.Now()
 	if n := r.limits.waits.Load() - waits; n > 0 {
 		r.warn("rekey: the server's rate limit delayed %d requests of the timed part: the figure includes those waits (membershipd --api-rate 0 lifts the limit)", n)
@@ -1333,6 +1373,153 @@ func (r *benchRun) rekey(ctx context.Context, room string, created *[]string) (*
 	res.FetchSeconds = t2.Sub(t1).Seconds()
 	res.Seconds = t2.Sub(t0).Seconds()
 	return res, nil
+}
+
+// keyDeliveries plays the members of a rekey run taking their new keys as
+// the SDK does, from membershipd's deliveries on NATS (api.KeyDelivery):
+// each member applies the rekey statement to the room's verified history
+// and opens its key, sealed by the statement's actor.
+type keyDeliveries struct {
+	nc      *nats.Conn
+	msgs    chan *nats.Msg
+	room    string
+	state   *roomchain.State // the room's verified history before the rekey
+	members map[string]int   // user key -> index in ids
+	ids     []*identity.Identity
+}
+
+// deliveryIdle is how long the run waits for a delivery that does not
+// come before the members still without a key fetch theirs from the API,
+// as the SDK does when a room event names an epoch it does not hold.
+const deliveryIdle = time.Second
+
+// listenForKeys verifies the room's history as it is before the rekey (the
+// state every member's SDK holds) and subscribes to every user's keys
+// subject: the bus must let this process read them (auth off).
+func (r *benchRun) listenForKeys(ctx context.Context, room string, members []*identity.Identity) (*keyDeliveries, error) {
+	var sts []roomchain.Signed
+	if err := r.call(ctx, r.id, http.MethodGet, "/v1/rooms/"+room+"/statements", url.Values{"after": {"0"}}, nil, &sts); err != nil {
+		return nil, fmt.Errorf("read the scratch room's history: %w", err)
+	}
+	state, err := roomchain.Verify(room, sts)
+	if err != nil {
+		return nil, fmt.Errorf("the scratch room's history: %w", err)
+	}
+	d := &keyDeliveries{msgs: make(chan *nats.Msg, len(members)+16), room: room, state: state, members: make(map[string]int, len(members)), ids: members}
+	for i, id := range members {
+		d.members[id.UserKey()] = i
+	}
+	var asyncErr firstError
+	if d.nc, err = r.connectNATS("key deliveries", &asyncErr); err != nil {
+		return nil, err
+	}
+	// Every user's keys subject (api.KeysSubject: "<inbox>.keys"); the
+	// channel holds a delivery for every member.
+	_, err = d.nc.ChanSubscribe("*.keys", d.msgs)
+	if err == nil {
+		err = d.nc.Flush()
+	}
+	if err != nil {
+		d.nc.Close()
+		return nil, fmt.Errorf("subscribe to the members' key deliveries: %w", err)
+	}
+	return d, nil
+}
+
+func (d *keyDeliveries) close() { d.nc.Close() }
+
+// wait takes deliveries on every core until every member holds the key of
+// epoch, or none has come for deliveryIdle. It returns each member's key,
+// nil for those whose delivery did not come or did not check out.
+func (d *keyDeliveries) wait(ctx context.Context, epoch uint64) []*e2ee.RoomKey {
+	out := make([]*e2ee.RoomKey, len(d.ids))
+	var (
+		mu   sync.Mutex
+		got  int
+		last atomic.Int64
+		wg   sync.WaitGroup
+	)
+	last.Store(time.Now().UnixNano())
+	all := make(chan struct{})
+	quit := make(chan struct{})
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-quit:
+					return
+				case m := <-d.msgs:
+					last.Store(time.Now().UnixNano())
+					i, k, ok := d.take(m, epoch)
+					if !ok {
+						continue
+					}
+					mu.Lock()
+					if out[i] == nil {
+						out[i] = k
+						if got++; got == len(out) {
+							close(all)
+						}
+					}
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+wait:
+	for {
+		select {
+		case <-all:
+			break wait
+		case <-ctx.Done():
+			break wait
+		case <-tick.C:
+			if time.Since(time.Unix(0, last.Load())) > deliveryIdle {
+				break wait
+			}
+		}
+	}
+	close(quit)
+	wg.Wait()
+	return out
+}
+
+// take checks one delivery as the SDK does and opens the member's key.
+func (d *keyDeliveries) take(m *nats.Msg, epoch uint64) (int, *e2ee.RoomKey, bool) {
+	var kd api.KeyDelivery
+	if json.Unmarshal(m.Data, &kd) != nil || kd.Room != d.room {
+		return 0, nil, false
+	}
+	i, ok := d.members[kd.Key.Member]
+	if !ok {
+		return 0, nil, false
+	}
+	next, st, err := d.state.ApplyStatement(d.room, kd.Statement)
+	if err != nil || st.Kind != roomchain.KindRekey || next.Epoch != epoch || kd.Key.Epoch != epoch || kd.Key.Sealer.User != st.Actor {
+		return 0, nil, false
+	}
+	sealer, ok := next.MemberAt(st.Actor, epoch)
+	if !ok {
+		return 0, nil, false
+	}
+	x, err := identity.ParseXKey(sealer.XKey)
+	if err != nil {
+		return 0, nil, false
+	}
+	id := d.ids[i]
+	pair, err := e2ee.XKeyPair{Private: id.XPrivate(), Public: id.XPublic()}.OpeningPairKey(x)
+	if err != nil {
+		return 0, nil, false
+	}
+	k, err := pair.Open(kd.Key.SealedKey, e2ee.SealedKeyContext{Room: d.room, Epoch: epoch, Recipient: [32]byte(id.SigningKey().Public().(ed25519.PublicKey))})
+	if err != nil {
+		return 0, nil, false
+	}
+	return i, &k, true
 }
 
 // openKey fetches id's sealed key of the room's epoch and opens it as the
@@ -1486,7 +1673,12 @@ func (rep *benchReport) write(w io.Writer) error {
 	if k := rep.Rekey; k != nil {
 		fmt.Fprintf(&b, "\nRekey of a room of %s members (epoch %d):\n", count(float64(k.Members)), k.Epoch)
 		fmt.Fprintf(&b, "  reload, seal %s keys, upload   %.3f s\n", count(float64(k.Members)), k.SealUploadSeconds)
-		fmt.Fprintf(&b, "  every member fetches and opens  %.3f s\n", k.FetchSeconds)
+		switch k.Delivery {
+		case "nats":
+			fmt.Fprintf(&b, "  every member takes its key       %.3f s (%d from NATS deliveries, %d fetched from the API)\n", k.FetchSeconds, k.Delivered, k.Fetched)
+		default:
+			fmt.Fprintf(&b, "  every member fetches and opens  %.3f s\n", k.FetchSeconds)
+		}
 		fmt.Fprintf(&b, "  total                           %.3f s\n", k.Seconds)
 		fmt.Fprintf(&b, "  (setup, not timed: %.1f s; %s)\n", k.SetupSeconds, k.Simulated)
 	}

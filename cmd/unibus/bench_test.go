@@ -57,6 +57,17 @@ func TestBenchJSON(t *testing.T) {
 	if v, _ := lookupNumber(doc, "rekey.members"); v != 20 {
 		t.Errorf("rekey.members = %v; want 20", v)
 	}
+	// On a bus without enforce the members take their keys from
+	// membershipd's deliveries, every one of them.
+	if d, _ := doc["rekey"].(map[string]any)["delivery"].(string); d != "nats" {
+		t.Errorf("rekey.delivery = %q; want nats", d)
+	}
+	if v, _ := lookupNumber(doc, "rekey.delivered"); v != 20 {
+		t.Errorf("rekey.delivered = %v; want all 20 members", v)
+	}
+	if v, _ := lookupNumber(doc, "rekey.fetched"); v != 0 {
+		t.Errorf("rekey.fetched = %v; want 0", v)
+	}
 	for _, path := range []string{"raw.lost", "e2e.lost"} {
 		if v, _ := lookupNumber(doc, path); v != 0 {
 			t.Errorf("%s = %v; want 0 on loopback", path, v)
