@@ -250,6 +250,9 @@ type KeyDelivery struct {
 type RoomEvent struct {
 	Room  string `json:"room"`
 	Epoch uint64 `json:"epoch"`
+	// Seq is the room's history head after the change: a client whose
+	// verified history reaches it already knows the change.
+	Seq uint64 `json:"seq,omitempty"`
 	// Users are the users whose membership changed (added or removed):
 	// every node closes their NATS connections so that they reconnect with
 	// permissions for their new set of rooms.

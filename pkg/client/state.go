@@ -331,6 +331,9 @@ func (c *Client) watchRoom(id string, st *roomState) {
 		if json.Unmarshal(m.Data, &ev) != nil || ev.Room != id {
 			return
 		}
+		if s := st.snap.Load(); s != nil && ev.Seq != 0 && s.chain.Seq >= ev.Seq {
+			return // a change this client has verified already (its own, often)
+		}
 		if len(ev.Users) > 0 {
 			st.stale.Store(true) // members changed: read the room again
 			return
@@ -482,9 +485,9 @@ func (c *Client) applyKeyDelivery(st *roomState, d api.KeyDelivery) error {
 		snap.hashes[seq] = h
 	}
 	snap.hashes[chain.Seq] = chain.Head
+	st.snap.Store(snap)
 	if err := c.pins.setRoom(chain); err != nil {
 		c.log.Warn("cannot save the verified room head", "room", d.Room, "err", err)
 	}
-	st.snap.Store(snap)
 	return nil
 }

@@ -632,7 +632,7 @@ func (s *Server) announce(room api.Room, changed ...string) {
 	if s.Events == nil {
 		return
 	}
-	b, _ := json.Marshal(api.RoomEvent{Room: room.ID, Epoch: room.Epoch, Users: changed})
+	b, _ := json.Marshal(api.RoomEvent{Room: room.ID, Epoch: room.Epoch, Seq: room.HeadSeq, Users: changed})
 	if err := s.Events.Publish(api.RoomEventSubject(room.ID), b); err != nil {
 		s.log().Warn("announce room change", "room", room.ID, "err", err)
 	}
