@@ -658,3 +658,45 @@ func TestForgedKeyDeliveryIsIgnored(t *testing.T) {
 		t.Fatalf("bob read %+v; want alice's message at epoch %d", last, v.Epoch)
 	}
 }
+
+// TestForgedRekeyEventCostsOneRead: room events are hints any member can
+// publish. One announcing an epoch the server does not know makes the
+// client read the room once, not on every send after it.
+func TestForgedRekeyEventCostsOneRead(t *testing.T) {
+	bus := testbus.Start(t, testbus.Options{})
+	aliceID := testbus.NewIdentity(t, "alice")
+	bus.AddUser(t, aliceID, api.RoleAdmin)
+	requests := &countingTransport{}
+	alice, err := client.New(client.Config{Server: bus.HTTP.URL, Identity: aliceID, HTTPClient: &http.Client{Transport: requests}, Logger: testbus.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { alice.Close() })
+	room, err := alice.CreateRoom(ctxT(t), "ops", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, room.ID, "before")
+	forged, _ := json.Marshal(api.RoomEvent{Room: room.ID, Epoch: 1_000_000})
+	if err := bus.Conn.Publish(api.RoomEventSubject(room.ID), forged); err != nil {
+		t.Fatal(err)
+	}
+	bus.Conn.Flush()
+	// Send until the event has made the client read the room once.
+	before := requests.n.Load()
+	deadline := time.Now().Add(5 * time.Second)
+	for requests.n.Load() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the forged rekey event never made the client read the room")
+		}
+		mustSend(t, alice, room.ID, "while the event arrives")
+		time.Sleep(5 * time.Millisecond)
+	}
+	after := requests.n.Load()
+	for i := range 5 {
+		mustSend(t, alice, room.ID, fmt.Sprintf("after %d", i))
+	}
+	if n := requests.n.Load() - after; n != 0 {
+		t.Fatalf("%d API requests for 5 sends after the forged event was read off; want 0", n)
+	}
+}

@@ -203,6 +203,15 @@ func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, err
 		}
 	}
 	st.snap.Store(snap)
+	// An announced rekey the server does not know of was not one (room
+	// events are hints anyone in the room can publish): forget it rather
+	// than read the room again on every use.
+	for {
+		r := st.rekeyed.Load()
+		if r <= room.Epoch || st.rekeyed.CompareAndSwap(r, room.Epoch) {
+			break
+		}
+	}
 	c.watchRoom(id, st)
 	return snap, nil
 }
