@@ -257,4 +257,8 @@ type RoomEvent struct {
 	// every node closes their NATS connections so that they reconnect with
 	// permissions for their new set of rooms.
 	Users []string `json:"users,omitempty"`
+	// Revoked are members of the room whose user was just revoked: the
+	// room's members read its member list again, and the next to send
+	// rekeys them out.
+	Revoked []string `json:"revoked,omitempty"`
 }

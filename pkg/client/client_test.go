@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -509,6 +510,42 @@ func TestRevokedMemberIsRekeyedOutByTheNextSender(t *testing.T) {
 	}
 }
 
+// TestRevocationIsAnnouncedToTheRoom: a member whose client already holds
+// the room (and its member list, read less than a minute ago) learns of a
+// revocation from the room event membershipd publishes, and its next send
+// rekeys the revoked user out.
+func TestRevocationIsAnnouncedToTheRoom(t *testing.T) {
+	bus, alice, bob, room := twoMembers(t)
+	_, carol := bus.User(t, "carol", api.RoleMember)
+	if _, err := alice.AddMember(ctxT(t), room, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, carol, room, "carol was here")
+	mustSend(t, bob, room, "bob holds the room") // bob's client has the room
+	if _, err := alice.RevokeUser(ctxT(t), "carol"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mustSend(t, bob, room, "after carol's revocation")
+		r, err := bus.Store.GetRoom(context.Background(), room)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Epoch == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("bob's sends never rekeyed the revoked carol out")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	v, err := bob.Verify(ctxT(t), room)
+	if err != nil || len(v.Members) != 2 {
+		t.Fatalf("room after the rekey: %d members, %v; want alice and bob", len(v.Members), err)
+	}
+}
+
 func TestStreamSendsManyInOrder(t *testing.T) {
 	_, alice, bob, room := twoMembers(t)
 	s, err := alice.OpenStream(ctxT(t), room)
@@ -539,12 +576,27 @@ func TestStreamSendsManyInOrder(t *testing.T) {
 	}
 }
 
-// countingTransport counts the API requests a client makes.
-type countingTransport struct{ n atomic.Int64 }
+// countingTransport counts the API requests a client makes and keeps
+// their paths.
+type countingTransport struct {
+	n   atomic.Int64
+	mu  sync.Mutex
+	log []string
+}
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	c.log = append(c.log, r.URL.RequestURI())
+	c.mu.Unlock()
 	c.n.Add(1)
 	return http.DefaultTransport.RoundTrip(r)
+}
+
+// paths returns the paths and queries of the requests after the first n.
+func (c *countingTransport) paths(n int64) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.log[n:])
 }
 
 // TestRekeyedKeyArrivesWithoutAsking: when another member rekeys, the
@@ -691,6 +743,11 @@ func TestForgedRekeyEventCostsOneRead(t *testing.T) {
 		}
 		mustSend(t, alice, room.ID, "while the event arrives")
 		time.Sleep(5 * time.Millisecond)
+	}
+	// That read was the light one: the room's head and what is new in
+	// its history, no member list, no keys (no new epoch).
+	if got := requests.paths(before); !slices.Equal(got, []string{"/v1/rooms/" + room.ID + "?members=none", "/v1/rooms/" + room.ID + "/statements?after=1"}) {
+		t.Errorf("requests of the refresh: %q; want the room without members and the statements after 1", got)
 	}
 	after := requests.n.Load()
 	for i := range 5 {

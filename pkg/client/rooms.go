@@ -280,7 +280,7 @@ func (c *Client) AddMembers(ctx context.Context, roomRef string, users []string)
 	}
 	// One retry: the room may have changed between our read and write.
 	for attempt := 0; ; attempt++ {
-		snap, err := c.refreshRoom(ctx, id)
+		snap, err := c.readRoom(ctx, id)
 		if err != nil {
 			return api.Room{}, err
 		}
@@ -330,7 +330,7 @@ func (c *Client) RemoveMember(ctx context.Context, roomRef, user string) (api.Ro
 	if err != nil {
 		return api.Room{}, err
 	}
-	snap, err := c.refreshRoom(ctx, id)
+	snap, err := c.readRoom(ctx, id)
 	if err != nil {
 		return api.Room{}, err
 	}
@@ -353,7 +353,7 @@ func (c *Client) Rekey(ctx context.Context, roomRef string) (api.Room, error) {
 	if err != nil {
 		return api.Room{}, err
 	}
-	snap, err := c.refreshRoom(ctx, id)
+	snap, err := c.readRoom(ctx, id)
 	if err != nil {
 		return api.Room{}, err
 	}

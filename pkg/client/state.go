@@ -36,6 +36,9 @@ type roomSnapshot struct {
 	senders map[[32]byte]senderKey // parsed once per member key
 	hashes  map[uint64]string      // statement hashes verified in this process, by seq
 	at      time.Time
+	// listed is when the server's member list was last read and checked
+	// against the history (room.Members is that list).
+	listed time.Time
 }
 
 // senderKey is a member's key in the forms the receive path needs, made
@@ -76,9 +79,12 @@ type roomState struct {
 	// rekeyed is the highest epoch a room event announced for a rekey
 	// (no member added or removed): a snapshot at an older epoch is
 	// stale, unless a key delivery brought it there first.
-	rekeyed   atomic.Uint64
-	refreshMu sync.Mutex
-	sub       *nats.Subscription
+	rekeyed atomic.Uint64
+	// listMembers asks the next refresh to read the server's member list
+	// (members changed, or one was revoked).
+	listMembers atomic.Bool
+	refreshMu   sync.Mutex
+	sub         *nats.Subscription
 }
 
 func (c *Client) roomState(id string) *roomState {
@@ -98,6 +104,13 @@ func (c *Client) markStale(id string) { c.roomState(id).stale.Store(true) }
 // the server, in case a change announcement was lost (a reconnect, a
 // subscription refused while permissions were being updated).
 const maxSnapshotAge = 5 * time.Second
+
+// maxMemberListAge bounds how long the server's member list of a room goes
+// unread. A refresh in between reads the room's head and what is new in
+// its history only: a 10,000-member list is about 2.5 MB. The list is read
+// at once when members change or one is revoked (room events), and when
+// the history shows a member added or removed.
+const maxMemberListAge = time.Minute
 
 // snapshot returns the room's cached state, refreshing it first when it
 // was never loaded, a change was announced, or it is older than
@@ -123,14 +136,24 @@ func (e *HistoryError) Error() string {
 
 func (e *HistoryError) Unwrap() error { return e.Err }
 
+// readRoom is refreshRoom with the server's member list read and checked
+// against the history, whatever its age: for membership changes, rekeys
+// and Verify, which act on or report the member set.
+func (c *Client) readRoom(ctx context.Context, id string) (*roomSnapshot, error) {
+	c.roomState(id).listMembers.Store(true)
+	return c.refreshRoom(ctx, id)
+}
+
 // refreshRoom reloads the room, verifies what is new in its membership
-// history, checks the server's view against it, and opens new keys.
+// history, checks the server's view against it (its member list when that
+// is due: maxMemberListAge), and opens new keys.
 func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, error) {
 	st := c.roomState(id)
 	st.refreshMu.Lock()
 	defer st.refreshMu.Unlock()
 	st.stale.Store(false)
 	old := st.snap.Load()
+	full := old == nil || st.listMembers.Swap(false) || time.Since(old.listed) >= maxMemberListAge
 	var before uint64 // the head verified before this refresh
 	if old != nil {
 		before = old.chain.Seq
@@ -144,7 +167,11 @@ func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, err
 	)
 	for attempt := 0; ; attempt++ {
 		room = api.Room{}
-		if err := c.do(ctx, http.MethodGet, "/v1/rooms/"+id, nil, nil, &room); err != nil {
+		var q url.Values
+		if !full {
+			q = url.Values{"members": {"none"}}
+		}
+		if err := c.do(ctx, http.MethodGet, "/v1/rooms/"+id, q, nil, &room); err != nil {
 			return nil, err
 		}
 		if room.HeadSeq < before {
@@ -154,7 +181,18 @@ func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, err
 		if chain, hashes, err = c.verifyHistory(ctx, id, old); err != nil {
 			return nil, &HistoryError{Room: id, Err: err}
 		}
-		err = checkServerView(room, chain)
+		if !full && !sameMembers(old.chain, chain) {
+			// A member came or went and no announcement said so: read
+			// the member list after all.
+			full = true
+			continue
+		}
+		if full {
+			err = checkServerView(room, chain)
+		} else {
+			err = checkServerHead(room, chain)
+			room.Members = old.room.Members
+		}
 		if err == nil {
 			break
 		}
@@ -166,7 +204,10 @@ func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, err
 		}
 		return nil, &HistoryError{Room: id, Err: err}
 	}
-	snap := &roomSnapshot{room: room, chain: chain, keys: map[uint64]*e2ee.RoomKey{}, senders: map[[32]byte]senderKey{}, hashes: hashes, at: time.Now()}
+	snap := &roomSnapshot{room: room, chain: chain, keys: map[uint64]*e2ee.RoomKey{}, senders: map[[32]byte]senderKey{}, hashes: hashes, at: time.Now(), listed: time.Now()}
+	if !full {
+		snap.listed = old.listed
+	}
 	for _, sp := range chain.Spans() {
 		pub, err := identity.ParseUserKey(sp.User)
 		if err != nil {
@@ -184,8 +225,22 @@ func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, err
 	}
 	if room.Encrypted {
 		var sealed []api.SealedKey
-		if err := c.do(ctx, http.MethodGet, "/v1/rooms/"+id+"/keys", nil, nil, &sealed); err != nil {
-			return nil, err
+		switch {
+		case full || room.Epoch > old.room.Epoch+1:
+			if err := c.do(ctx, http.MethodGet, "/v1/rooms/"+id+"/keys", nil, nil, &sealed); err != nil {
+				return nil, err
+			}
+		case room.Epoch == old.room.Epoch+1:
+			// One new epoch: its key alone.
+			q := url.Values{"epoch": {strconv.FormatUint(room.Epoch, 10)}}
+			if err := c.do(ctx, http.MethodGet, "/v1/rooms/"+id+"/keys", q, nil, &sealed); err != nil {
+				return nil, err
+			}
+		}
+		if !full {
+			for e, k := range old.keys {
+				snap.keys[e] = k
+			}
 		}
 		for _, k := range sealed {
 			if old != nil {
@@ -270,10 +325,25 @@ func (c *Client) verifyHistory(ctx context.Context, id string, old *roomSnapshot
 	return chain, hashes, nil
 }
 
+// sameMembers reports whether b has the members of a: a history that grew
+// by rekeys only shares its member list (roomchain states are immutable).
+func sameMembers(a, b *roomchain.State) bool {
+	return len(a.Members) == len(b.Members) && (len(a.Members) == 0 || &a.Members[0] == &b.Members[0])
+}
+
 // checkServerView compares what the server says of the room with what the
 // verified history proves: a member, epoch or head the history does not
 // show is the server's doing, and the room is not to be trusted.
 func checkServerView(room api.Room, chain *roomchain.State) error {
+	if err := checkServerHead(room, chain); err != nil {
+		return err
+	}
+	return checkServerMembers(room, chain)
+}
+
+// checkServerHead compares the server's head, epoch and mode of the room
+// with the verified history's.
+func checkServerHead(room api.Room, chain *roomchain.State) error {
 	if room.HeadSeq != chain.Seq || room.HeadHash != chain.Head {
 		return fmt.Errorf("the server names head %d/%.12s… but serves history up to %d/%.12s…", room.HeadSeq, room.HeadHash, chain.Seq, chain.Head)
 	}
@@ -283,6 +353,12 @@ func checkServerView(room api.Room, chain *roomchain.State) error {
 	if room.Encrypted != chain.Encrypted && chain.Seq >= 1 {
 		return fmt.Errorf("the server says encrypted=%v, the creation statement says %v", room.Encrypted, chain.Encrypted)
 	}
+	return nil
+}
+
+// checkServerMembers compares the server's member list with the verified
+// history's members.
+func checkServerMembers(room api.Room, chain *roomchain.State) error {
 	server := map[string]api.Member{}
 	for _, m := range room.Members {
 		server[m.User] = m
@@ -340,11 +416,17 @@ func (c *Client) watchRoom(id string, st *roomState) {
 		if json.Unmarshal(m.Data, &ev) != nil || ev.Room != id {
 			return
 		}
+		if len(ev.Revoked) > 0 {
+			st.listMembers.Store(true) // read who is revoked now
+			st.stale.Store(true)
+			return
+		}
 		if s := st.snap.Load(); s != nil && ev.Seq != 0 && s.chain.Seq >= ev.Seq {
 			return // a change this client has verified already (its own, often)
 		}
 		if len(ev.Users) > 0 {
-			st.stale.Store(true) // members changed: read the room again
+			st.listMembers.Store(true) // members changed: read the room again
+			st.stale.Store(true)
 			return
 		}
 		// A rekey: the key delivery may already have brought the new
@@ -418,7 +500,7 @@ func (c *Client) Verify(ctx context.Context, roomRef string) (Verified, error) {
 	if err != nil {
 		return Verified{}, err
 	}
-	snap, err := c.refreshRoom(ctx, id)
+	snap, err := c.readRoom(ctx, id)
 	if err != nil {
 		return Verified{}, err
 	}

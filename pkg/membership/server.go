@@ -403,6 +403,7 @@ func (s *Server) revokeUser(ctx context.Context, c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	s.log().Info("user revoked", "user", u.User, "name", u.Name, "by", c.user.User)
+	s.announceRevoked(ctx, u.User)
 	return http.StatusOK, u, nil
 }
 
@@ -482,12 +483,22 @@ func (s *Server) memberRoom(ctx context.Context, c *call) (api.Room, error) {
 }
 
 func (s *Server) getRoom(ctx context.Context, c *call) (int, any, error) {
+	withMembers := true
+	switch v := c.r.URL.Query().Get("members"); v {
+	case "", "all":
+	case "none":
+		withMembers = false
+	default:
+		return 0, nil, api.Errorf(api.CodeInvalid, "members=%q: use all (the default) or none", v)
+	}
 	room, err := s.memberRoom(ctx, c)
 	if err != nil {
 		return 0, nil, err
 	}
-	if room.Members, err = s.store.Members(ctx, room.ID, false); err != nil {
-		return 0, nil, err
+	if withMembers {
+		if room.Members, err = s.store.Members(ctx, room.ID, false); err != nil {
+			return 0, nil, err
+		}
 	}
 	return http.StatusOK, room, nil
 }
@@ -622,6 +633,27 @@ func (s *Server) deliverKeys(room string, st roomchain.Signed, keys []api.Sealed
 		if err := s.Events.Publish(api.KeysSubject(k.Member), b); err != nil {
 			s.log().Warn("deliver a new room key", "room", room, "member", k.Member, "err", err)
 			return
+		}
+	}
+}
+
+// announceRevoked tells the rooms of a revoked user that one of their
+// members is revoked, so that their members read the member list again
+// and the next to send rekeys the user out. Failure is logged: members
+// also read the member list every minute.
+func (s *Server) announceRevoked(ctx context.Context, user string) {
+	if s.Events == nil {
+		return
+	}
+	rooms, err := s.store.RoomsOf(ctx, user)
+	if err != nil {
+		s.log().Warn("announce a revocation to the user's rooms", "user", user, "err", err)
+		return
+	}
+	for _, r := range rooms {
+		b, _ := json.Marshal(api.RoomEvent{Room: r.ID, Epoch: r.Epoch, Seq: r.HeadSeq, Revoked: []string{user}})
+		if err := s.Events.Publish(api.RoomEventSubject(r.ID), b); err != nil {
+			s.log().Warn("announce a revocation", "room", r.ID, "err", err)
 		}
 	}
 }

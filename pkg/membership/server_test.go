@@ -270,6 +270,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"room show: non-member", f.bob, "GET", room, nil, 404},
 		{"members: non-member", f.bob, "GET", room + "/members", nil, 404},
 		{"members: bad history", f.alice, "GET", room + "/members?history=maybe", nil, 400},
+		{"room: bad members", f.alice, "GET", room + "?members=some", nil, 400},
 		{"member add: non-member caller", f.bob, "POST", room + "/members", api.AddMembersRequest{Epoch: 1, Members: []api.KeyGrant{{Member: "bob", SealedKey: sealed73}}}, 404},
 		{"member add: unknown user", f.alice, "POST", room + "/members", api.AddMembersRequest{Epoch: 1, Members: []api.KeyGrant{{Member: "nobody", SealedKey: sealed73}}}, 404},
 		{"member add: revoked user", f.alice, "POST", room + "/members", api.AddMembersRequest{Epoch: 1, Members: []api.KeyGrant{{Member: "revoked", SealedKey: sealed73}}, Statement: f.next(t, f.alice, f.room, roomchain.KindAdd, 1, []*identity.Identity{f.revoked}, nil)}, 400},
