@@ -175,6 +175,9 @@ func dumpPayload(p payload) string {
 // the growth of a nil dst (none with room in dst) when encoding, and one per
 // string plus the head when decoding.
 func TestPayloadAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates on its own")
+	}
 	p := benchPayload()
 	if n := testing.AllocsPerRun(100, func() { _ = appendPayload(nil, &p) }); n > 1 {
 		t.Errorf("appendPayload(nil, …): %v allocations, want at most 1", n)
