@@ -592,6 +592,21 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	return http.DefaultTransport.RoundTrip(r)
 }
 
+// countedUser registers name with role and returns its client, whose API
+// requests are counted, pinning to pinFile ("" keeps pins in memory).
+func countedUser(t *testing.T, bus *testbus.Bus, name, role, pinFile string) (*client.Client, *countingTransport) {
+	t.Helper()
+	id := testbus.NewIdentity(t, name)
+	bus.AddUser(t, id, role)
+	requests := &countingTransport{}
+	c, err := client.New(client.Config{Server: bus.HTTP.URL, Identity: id, HTTPClient: &http.Client{Transport: requests}, PinFile: pinFile, Logger: testbus.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, requests
+}
+
 // paths returns the paths and queries of the requests after the first n.
 func (c *countingTransport) paths(n int64) []string {
 	c.mu.Lock()
@@ -605,15 +620,8 @@ func (c *countingTransport) paths(n int64) []string {
 // new epoch without one request to the API.
 func TestRekeyedKeyArrivesWithoutAsking(t *testing.T) {
 	bus := testbus.Start(t, testbus.Options{})
-	aliceID := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, aliceID, api.RoleAdmin)
 	pins := filepath.Join(t.TempDir(), "alice.pins.json")
-	api_ := &countingTransport{}
-	alice, err := client.New(client.Config{Server: bus.HTTP.URL, Identity: aliceID, HTTPClient: &http.Client{Transport: api_}, PinFile: pins, Logger: testbus.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { alice.Close() })
+	alice, api_ := countedUser(t, bus, "alice", api.RoleAdmin, pins)
 	_, bob := bus.User(t, "bob", api.RoleMember)
 	room, err := alice.CreateRoom(ctxT(t), "ops", false)
 	if err != nil {
@@ -716,14 +724,7 @@ func TestForgedKeyDeliveryIsIgnored(t *testing.T) {
 // client read the room once, not on every send after it.
 func TestForgedRekeyEventCostsOneRead(t *testing.T) {
 	bus := testbus.Start(t, testbus.Options{})
-	aliceID := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, aliceID, api.RoleAdmin)
-	requests := &countingTransport{}
-	alice, err := client.New(client.Config{Server: bus.HTTP.URL, Identity: aliceID, HTTPClient: &http.Client{Transport: requests}, Logger: testbus.Logger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { alice.Close() })
+	alice, requests := countedUser(t, bus, "alice", api.RoleAdmin, "")
 	room, err := alice.CreateRoom(ctxT(t), "ops", false)
 	if err != nil {
 		t.Fatal(err)

@@ -164,23 +164,9 @@ func CheckStatement(room string, head *roomchain.Signed, before []string, next r
 		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement names epoch %d; the change leaves the room at epoch %d", changed.Epoch, epoch)
 	}
 	if got := roomchain.Users(changed.Members); !slices.Equal(got, after) {
-		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement leaves %d members; the change leaves the room with %d (first difference: %s)", len(got), len(after), firstDifference(got, after))
+		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement leaves %d members; the change leaves the room with %d (first difference: %s)", len(got), len(after), roomchain.FirstDifference(got, after))
 	}
 	return st, nil
-}
-
-// firstDifference names the first user key in one sorted list and not the
-// other, to keep errors short for large rooms.
-func firstDifference(a, b []string) string {
-	for i := 0; i < len(a) || i < len(b); i++ {
-		switch {
-		case i >= len(a):
-			return b[i] + " missing from the statement"
-		case i >= len(b) || a[i] != b[i]:
-			return a[i] + " in the statement"
-		}
-	}
-	return "none"
 }
 
 // checkNewRoom is what every backend checks of a new room before it looks

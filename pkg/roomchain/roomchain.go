@@ -575,7 +575,7 @@ func checkForm(st Statement) error {
 // checkAdmins checks that st names exactly the admin set want.
 func checkAdmins(st Statement, want []string) error {
 	if !slices.Equal(st.Admins, want) {
-		return invalid("statement %d names %d admins, but the change leaves %d (first difference: %s)", st.Seq, len(st.Admins), len(want), firstDifference(st.Admins, want))
+		return invalid("statement %d names %d admins, but the change leaves %d (first difference: %s)", st.Seq, len(st.Admins), len(want), FirstDifference(st.Admins, want))
 	}
 	return nil
 }
@@ -589,9 +589,10 @@ func strictlySorted(xs []string) bool {
 	return true
 }
 
-// firstDifference names the first element of one sorted list and not the
-// other, to keep errors short for large rooms.
-func firstDifference(got, want []string) string {
+// FirstDifference names the first element of one of two sorted lists of
+// user keys (a statement's, and the one wanted) that the other lacks, to
+// keep errors short for large rooms.
+func FirstDifference(got, want []string) string {
 	for i := 0; i < len(got) || i < len(want); i++ {
 		switch {
 		case i >= len(got):
