@@ -76,7 +76,7 @@ func (c *Client) Send(ctx context.Context, roomRef string, msg Message) (string,
 	if err := c.connectNATS(ctx); err != nil {
 		return "", err
 	}
-	env, msgID, err := c.sealMessage(ctx, id, msg)
+	env, msgID, err := c.sealMessage(ctx, id, msg, nil)
 	if err != nil {
 		return "", err
 	}
@@ -88,7 +88,10 @@ func (c *Client) Send(ctx context.Context, roomRef string, msg Message) (string,
 
 // sealMessage makes the envelope of msg for room id at its current epoch (after
 // rekeying revoked members out), signed by the caller.
-func (c *Client) sealMessage(ctx context.Context, id string, msg Message) ([]byte, string, error) {
+//
+// The plaintext is built in *scratch when given (and kept there, grown, for
+// the next message): it is sealed into the envelope and not needed after.
+func (c *Client) sealMessage(ctx context.Context, id string, msg Message, scratch *[]byte) ([]byte, string, error) {
 	snap, err := c.snapshot(ctx, id)
 	if err != nil {
 		return nil, "", err
@@ -106,7 +109,14 @@ func (c *Client) sealMessage(ctx context.Context, id string, msg Message) ([]byt
 			return nil, "", fmt.Errorf("room %s still has revoked members after a rekey: try again", id)
 		}
 	}
-	plain := appendPayload(nil, &payload{Text: msg.Text, File: msg.File, Head: &head{Seq: snap.chain.Seq, Hash: snap.chain.Head}})
+	var buf []byte
+	if scratch != nil {
+		buf = (*scratch)[:0]
+	}
+	plain := appendPayload(buf, &payload{Text: msg.Text, File: msg.File, Head: &head{Seq: snap.chain.Seq, Hash: snap.chain.Head}})
+	if scratch != nil && cap(plain) <= maxKeptBuffer {
+		*scratch = plain
+	}
 	if len(plain) > e2ee.MaxPlaintext {
 		return nil, "", fmt.Errorf("message of %d bytes is over the limit of %d: send it as a file with --file", len(plain), e2ee.MaxPlaintext)
 	}
@@ -140,6 +150,7 @@ type Stream struct {
 	c       *Client
 	room    string
 	pending []jetstream.PubAckFuture
+	plain   []byte // the plaintext of the message being sealed
 }
 
 // MaxInFlight bounds the messages a Stream has sent and not yet seen
@@ -164,7 +175,7 @@ func (c *Client) OpenStream(ctx context.Context, roomRef string) (*Stream, error
 // Send seals msg and publishes it, returning its id without waiting for
 // the acknowledgement (Flush reports failures).
 func (s *Stream) Send(ctx context.Context, msg Message) (string, error) {
-	env, msgID, err := s.c.sealMessage(ctx, s.room, msg)
+	env, msgID, err := s.c.sealMessage(ctx, s.room, msg, &s.plain)
 	if err != nil {
 		return "", err
 	}
@@ -307,6 +318,10 @@ type pending struct {
 // message that arrives alone is opened alone, at once.
 const maxBatch = 64
 
+// maxKeptBuffer bounds the envelope buffers a worker keeps from batch to
+// batch: maxBatch of them, so at most 4 MiB a worker.
+const maxKeptBuffer = 64 << 10
+
 // deliver reads the consumer and hands fn the opened messages in order.
 // Opening (signature check and decryption, the costly part) is spread over
 // the machine's cores, in batches when messages queue up; a reorder queue
@@ -424,6 +439,9 @@ type opener struct {
 	c     *Client
 	room  string
 	batch *e2ee.BatchVerifier
+	// bufs hold the envelopes of a batch, one each, reused from batch to
+	// batch (what a message shows is copied out of them).
+	bufs  [maxBatch][]byte
 	ready []opening
 }
 
@@ -446,9 +464,9 @@ func newOpener(c *Client, room string) *opener {
 func (o *opener) open(ctx context.Context, batch []*pending) {
 	o.batch.Reset()
 	o.ready = o.ready[:0]
-	for _, p := range batch {
+	for i, p := range batch {
 		p.r = Received{Room: o.room, Seq: p.r.Seq}
-		if op, ok := o.prepare(ctx, p); ok {
+		if op, ok := o.prepare(ctx, p, &o.bufs[i]); ok {
 			o.ready = append(o.ready, op)
 			o.batch.Add(op.signer, op.env.SignedMessage(), op.env.Signature[:])
 		}
@@ -469,9 +487,16 @@ func (o *opener) open(ctx context.Context, batch []*pending) {
 
 // prepare parses p's envelope and finds its verified sender and the key of
 // its epoch, or sets p.r.Err.
-func (o *opener) prepare(ctx context.Context, p *pending) (opening, bool) {
+func (o *opener) prepare(ctx context.Context, p *pending, buf *[]byte) (opening, bool) {
 	r := &p.r
-	env, err := e2ee.Parse(p.data)
+	var into []byte // messages above maxKeptBuffer get a buffer of their own
+	if need := len(e2ee.SignaturePrefix) + len(p.data); need <= maxKeptBuffer {
+		if cap(*buf) < need {
+			*buf = make([]byte, 0, max(need, 2048))
+		}
+		into = *buf
+	}
+	env, err := e2ee.ParseTo(into, p.data)
 	if err != nil {
 		r.Err = fmt.Errorf("unreadable message: %w", err)
 		return opening{}, false

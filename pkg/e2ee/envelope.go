@@ -245,7 +245,13 @@ func AppendSealWith(dst []byte, h Header, key *RoomKey, plaintext []byte, signer
 // exact lengths, room id, epoch, payload size, and no trailing bytes. It
 // does not verify the signature or decrypt; use [Envelope.Verify] and
 // [Envelope.Open]. Parse copies b; the Envelope does not alias it.
-func Parse(b []byte) (*Envelope, error) {
+func Parse(b []byte) (*Envelope, error) { return ParseTo(nil, b) }
+
+// ParseTo is Parse copying b into buf's storage when it has room for it
+// and the signature prefix (cap(buf) >= len(SignaturePrefix)+len(b)), so
+// that a receiver can reuse one buffer per message in flight: the Envelope
+// then aliases buf, which must not change while the Envelope is in use.
+func ParseTo(buf, b []byte) (*Envelope, error) {
 	if len(b) == 0 {
 		return nil, errTruncated
 	}
@@ -309,7 +315,12 @@ func Parse(b []byte) (*Envelope, error) {
 	h.Room = string(b[3 : 3+roomLen])
 	copy(e.Signature[:], b[want-SignatureSize:])
 
-	raw := make([]byte, len(SignaturePrefix)+len(b))
+	var raw []byte
+	if need := len(SignaturePrefix) + len(b); cap(buf) >= need {
+		raw = buf[:need]
+	} else {
+		raw = make([]byte, need)
+	}
 	copy(raw, SignaturePrefix)
 	copy(raw[len(SignaturePrefix):], b)
 	off := len(SignaturePrefix) + p

@@ -486,3 +486,31 @@ func TestOpenInPlace(t *testing.T) {
 		t.Errorf("tampered: %v, want ErrDecrypt", err)
 	}
 }
+
+func TestParseToUsesTheBuffer(t *testing.T) {
+	fx := newFixture()
+	b := fx.mustSeal(t, false, []byte("reuse"))
+	buf := make([]byte, 0, 4096)
+	env, err := e2ee.ParseTo(buf, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := env.SignedMessage(); &msg[0] != &buf[:1][0] {
+		t.Error("ParseTo did not parse into the buffer given")
+	}
+	if err := env.Verify(fx.alice.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	// Too small a buffer: a copy of its own, as Parse makes.
+	small := make([]byte, 0, 8)
+	env, err = e2ee.ParseTo(small, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := env.SignedMessage(); &msg[0] == &small[:1][0] {
+		t.Error("ParseTo wrote past a buffer too small")
+	}
+	if !bytes.Equal(env.Marshal(), b) {
+		t.Error("ParseTo with a small buffer does not round-trip")
+	}
+}
