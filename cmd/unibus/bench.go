@@ -1675,7 +1675,7 @@ func (rep *benchReport) write(w io.Writer) error {
 		fmt.Fprintf(&b, "  reload, seal %s keys, upload   %.3f s\n", count(float64(k.Members)), k.SealUploadSeconds)
 		switch k.Delivery {
 		case "nats":
-			fmt.Fprintf(&b, "  every member takes its key       %.3f s (%d from NATS deliveries, %d fetched from the API)\n", k.FetchSeconds, k.Delivered, k.Fetched)
+			fmt.Fprintf(&b, "  every member takes its key      %.3f s (%d from NATS deliveries, %d fetched from the API)\n", k.FetchSeconds, k.Delivered, k.Fetched)
 		default:
 			fmt.Fprintf(&b, "  every member fetches and opens  %.3f s\n", k.FetchSeconds)
 		}
