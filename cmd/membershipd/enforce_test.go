@@ -344,3 +344,41 @@ func TestEnforceKeyDeliveriesComeOnlyFromTheServer(t *testing.T) {
 		t.Fatalf("bob read %+v; want alice's message at epoch %d", got, updated.Epoch)
 	}
 }
+
+// TestEnforceMembersCannotForgeRoomEvents: membershipd closes the
+// connections of the users a room event names, so only membershipd may
+// publish one. A member's forged event naming alice is refused by the bus,
+// and alice stays connected.
+func TestEnforceMembersCannotForgeRoomEvents(t *testing.T) {
+	t.Parallel()
+	e := startEnforce(t)
+	room, err := e.alice.CreateRoom(ctxT(t), "ops", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.alice.AddMember(ctxT(t), room.ID, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	alice := e.rawConn(t, e.aliceID, nil)
+	errs := make(chan error, 4)
+	bob := e.rawConn(t, e.bobID, errs)
+	forged, _ := json.Marshal(api.RoomEvent{Room: room.ID, Epoch: 1, Users: []string{e.aliceID.UserKey()}, Revoked: []string{e.aliceID.UserKey()}})
+	bob.Publish(api.RoomEventSubject(room.ID), forged)
+	bob.Flush()
+	select {
+	case err := <-errs:
+		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			t.Fatalf("publish error = %v; want a permissions violation", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("bob's forged room event was not refused")
+	}
+	time.Sleep(300 * time.Millisecond) // more than the data plane needs to act
+	if !alice.IsConnected() || alice.Stats().Reconnects != 0 {
+		t.Fatalf("alice's connection: connected %v, reconnects %d; want untouched", alice.IsConnected(), alice.Stats().Reconnects)
+	}
+	// bob still talks in the room.
+	if _, err := e.bob.Send(ctxT(t), room.ID, client.Message{Text: "still here"}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -122,7 +122,10 @@ func RoomPermissions(userKey string, rooms []string) *server.Permissions {
 		seen[room] = true
 		all := api.SubjectPrefix + room + ".>"
 		msgs := api.RoomSubject(room)
-		pub = append(pub, all, jsConsumerCreate+msgs, jsDirectGetLast+msgs)
+		// Members publish messages only: room events come from
+		// membershipd, which closes the connections of the users they
+		// name.
+		pub = append(pub, msgs, jsConsumerCreate+msgs, jsDirectGetLast+msgs)
 		sub = append(sub, all)
 	}
 	return &server.Permissions{

@@ -42,10 +42,10 @@ func TestRoomPermissionsList(t *testing.T) {
 		"$JS.API.CONSUMER.MSG.NEXT.UNIBUS_HISTORY.*",
 		"$JS.API.CONSUMER.INFO.UNIBUS_HISTORY.*",
 		"$JS.API.CONSUMER.DELETE.UNIBUS_HISTORY.*",
-		"unibus.room." + a + ".>",
+		"unibus.room." + a + ".msg",
 		"$JS.API.CONSUMER.CREATE.UNIBUS_HISTORY.*.unibus.room." + a + ".msg",
 		"$JS.API.DIRECT.GET.UNIBUS_HISTORY.unibus.room." + a + ".msg",
-		"unibus.room." + b + ".>",
+		"unibus.room." + b + ".msg",
 		"$JS.API.CONSUMER.CREATE.UNIBUS_HISTORY.*.unibus.room." + b + ".msg",
 		"$JS.API.DIRECT.GET.UNIBUS_HISTORY.unibus.room." + b + ".msg",
 	}
