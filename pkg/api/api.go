@@ -230,9 +230,9 @@ func RoomEventSubject(room string) string { return SubjectPrefix + room + ".even
 func KeysSubject(user string) string { return subjects.InboxPrefix(user) + ".keys" }
 
 // KeyDelivery is the body membershipd publishes on [KeysSubject] of every
-// member a rekey leaves in a room, right after the rekey is stored and
-// before its [RoomEvent]: the member's sealed key of the new epoch and the
-// statement of the rekey. A member whose verified history is at the
+// member a rekey (with or without removals) leaves in a room, right after
+// the rekey is stored and before its [RoomEvent]: the member's sealed key
+// of the new epoch and the statement of the rekey or removal. A member whose verified history is at the
 // statement before opens the key at once, without asking the API, so that
 // a rekey of a room of thousands does not turn into thousands of requests.
 // Like a RoomEvent it is a hint: a client applies the statement to the

@@ -614,52 +614,134 @@ func (c *countingTransport) paths(n int64) []string {
 	return slices.Clone(c.log[n:])
 }
 
-// TestRekeyedKeyArrivesWithoutAsking: when another member rekeys, the
-// client holds the new key from membershipd's delivery on NATS (the
-// statement verified against its history, the key opened) and sends at the
-// new epoch without one request to the API.
-func TestRekeyedKeyArrivesWithoutAsking(t *testing.T) {
-	bus := testbus.Start(t, testbus.Options{})
-	pins := filepath.Join(t.TempDir(), "alice.pins.json")
-	alice, api_ := countedUser(t, bus, "alice", api.RoleAdmin, pins)
-	_, bob := bus.User(t, "bob", api.RoleMember)
-	room, err := alice.CreateRoom(ctxT(t), "ops", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := alice.AddMember(ctxT(t), room.ID, "bob"); err != nil {
-		t.Fatal(err)
-	}
-	mustSend(t, alice, room.ID, "epoch 1")
-	before := api_.n.Load()
-
-	updated, err := bob.Rekey(ctxT(t), room.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	head, err := bob.Verify(ctxT(t), room.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The delivery extends alice's verified history, which she pins.
+// waitForPinnedHead waits until the pins file holds the room head hash:
+// the client has verified (and pinned) the history up to it.
+func waitForPinnedHead(t *testing.T, pins, hash string) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		b, _ := os.ReadFile(pins)
-		if bytes.Contains(b, []byte(head.HeadHash)) {
-			break
+		if bytes.Contains(b, []byte(hash)) {
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("alice's pins never reached the rekey's head %.12s…", head.HeadHash)
+			t.Fatalf("the pins never reached head %.12s…", hash)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	id := mustSend(t, alice, room.ID, "epoch 2")
-	if n := api_.n.Load() - before; n != 0 {
-		t.Fatalf("alice made %d API requests to take the new key and send; want 0", n)
+}
+
+// TestNewEpochKeyArrivesWithoutAsking: when another member rekeys, or
+// removes a member, the client holds the new key from membershipd's
+// delivery on NATS (the statement verified against its history, the key
+// opened) and sends at the new epoch without one request to the API; a
+// removed member reads nothing of it.
+func TestNewEpochKeyArrivesWithoutAsking(t *testing.T) {
+	for _, change := range []string{"rekey", "removal"} {
+		t.Run(change, func(t *testing.T) {
+			bus := testbus.Start(t, testbus.Options{})
+			pins := filepath.Join(t.TempDir(), "alice.pins.json")
+			alice, api_ := countedUser(t, bus, "alice", api.RoleMember, pins)
+			_, bob := bus.User(t, "bob", api.RoleAdmin)
+			_, carol := bus.User(t, "carol", api.RoleMember)
+			room, err := bob.CreateRoom(ctxT(t), "ops", false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := bob.AddMembers(ctxT(t), room.ID, []string{"alice", "carol"}); err != nil {
+				t.Fatal(err)
+			}
+			mustSend(t, alice, room.ID, "epoch 1")
+			before := api_.n.Load()
+
+			var updated api.Room
+			if change == "rekey" {
+				updated, err = bob.Rekey(ctxT(t), room.ID)
+			} else {
+				updated, err = bob.RemoveMember(ctxT(t), room.ID, "carol")
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			head, err := bob.Verify(ctxT(t), room.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitForPinnedHead(t, pins, head.HeadHash)
+			id := mustSend(t, alice, room.ID, "epoch 2")
+			if n := api_.n.Load() - before; n != 0 {
+				t.Fatalf("alice made %d API requests to take the new key and send; want 0", n)
+			}
+			msgs := readAll(t, bob, room.ID)
+			if last := msgs[len(msgs)-1]; last.ID != id || last.Err != nil || last.Epoch != updated.Epoch {
+				t.Fatalf("bob read %+v; want alice's message at epoch %d", last, updated.Epoch)
+			}
+			if change == "removal" {
+				for _, m := range readAllLenient(carol, room.ID) {
+					if m.Text == "epoch 2" {
+						t.Fatal("the removed carol read what followed her removal")
+					}
+				}
+			}
+		})
 	}
-	msgs := readAll(t, bob, room.ID)
-	if last := msgs[len(msgs)-1]; last.ID != id || last.Err != nil || last.Epoch != updated.Epoch {
-		t.Fatalf("bob read %+v; want alice's message at epoch %d", last, updated.Epoch)
+}
+
+// readAllLenient is readAll for a client that may no longer read the room.
+func readAllLenient(c *client.Client, room string) []client.Received {
+	var out []client.Received
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c.Read(ctx, room, client.ReadOptions{}, func(r client.Received) error {
+		out = append(out, r)
+		return nil
+	})
+	return out
+}
+
+// TestAddedMemberCostsALightRead: a member added by someone else is
+// learnt from the history alone: the next send reads the room without its
+// member list, and what the new member says is shown.
+func TestAddedMemberCostsALightRead(t *testing.T) {
+	bus := testbus.Start(t, testbus.Options{})
+	alice, requests := countedUser(t, bus, "alice", api.RoleMember, "")
+	_, bob := bus.User(t, "bob", api.RoleAdmin)
+	_, dave := bus.User(t, "dave", api.RoleMember)
+	room, err := bob.CreateRoom(ctxT(t), "ops", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.AddMember(ctxT(t), room.ID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, room.ID, "before dave")
+	before := requests.n.Load()
+	if _, err := bob.AddMember(ctxT(t), room.ID, "dave"); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, dave, room.ID, "hello from dave")
+	// Send until the add's event has made alice read what is new.
+	deadline := time.Now().Add(5 * time.Second)
+	for requests.n.Load() == before {
+		if time.Now().After(deadline) {
+			t.Fatal("the add never made alice read the room")
+		}
+		mustSend(t, alice, room.ID, "while the event arrives")
+		time.Sleep(5 * time.Millisecond)
+	}
+	want := []string{"/v1/rooms/" + room.ID + "?members=none", "/v1/rooms/" + room.ID + "/statements?after=2"}
+	if got := requests.paths(before); !slices.Equal(got, want) {
+		t.Errorf("requests after the add: %q; want %q", got, want)
+	}
+	msgs := readAll(t, alice, room.ID)
+	found := false
+	for _, m := range msgs {
+		if m.Text == "hello from dave" {
+			found = m.Err == nil && m.SenderName == "dave"
+		}
+	}
+	if !found {
+		t.Fatal("alice was not shown dave's message")
 	}
 }
 

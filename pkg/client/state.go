@@ -81,7 +81,7 @@ type roomState struct {
 	// stale, unless a key delivery brought it there first.
 	rekeyed atomic.Uint64
 	// listMembers asks the next refresh to read the server's member list
-	// (members changed, or one was revoked).
+	// (a member was revoked).
 	listMembers atomic.Bool
 	refreshMu   sync.Mutex
 	sub         *nats.Subscription
@@ -107,9 +107,10 @@ const maxSnapshotAge = 5 * time.Second
 
 // maxMemberListAge bounds how long the server's member list of a room goes
 // unread. A refresh in between reads the room's head and what is new in
-// its history only: a 10,000-member list is about 2.5 MB. The list is read
-// at once when members change or one is revoked (room events), and when
-// the history shows a member added or removed.
+// its history only (a 10,000-member list is about 2.5 MB): members added or
+// removed are proved by the history itself. The list is read at once when
+// a member is revoked (room events), and for the client's own membership
+// changes, rekeys and Verify (readRoom).
 const maxMemberListAge = time.Minute
 
 // snapshot returns the room's cached state, refreshing it first when it
@@ -181,17 +182,13 @@ func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, err
 		if chain, hashes, err = c.verifyHistory(ctx, id, old); err != nil {
 			return nil, &HistoryError{Room: id, Err: err}
 		}
-		if !full && !sameMembers(old.chain, chain) {
-			// A member came or went and no announcement said so: read
-			// the member list after all.
-			full = true
-			continue
-		}
 		if full {
 			err = checkServerView(room, chain)
 		} else {
+			// Members added or removed since are proved by the history;
+			// the server's list of them is read at the next full read.
 			err = checkServerHead(room, chain)
-			room.Members = old.room.Members
+			room.Members = currentOf(old.room.Members, chain)
 		}
 		if err == nil {
 			break
@@ -325,10 +322,26 @@ func (c *Client) verifyHistory(ctx context.Context, id string, old *roomSnapshot
 	return chain, hashes, nil
 }
 
-// sameMembers reports whether b has the members of a: a history that grew
-// by rekeys only shares its member list (roomchain states are immutable).
-func sameMembers(a, b *roomchain.State) bool {
-	return len(a.Members) == len(b.Members) && (len(a.Members) == 0 || &a.Members[0] == &b.Members[0])
+// currentOf returns the entries of the server's member list ms that are
+// still members by the verified history: the list read last, less those
+// removed since (members added since are listed at the next full read).
+func currentOf(ms []api.Member, chain *roomchain.State) []api.Member {
+	var out []api.Member
+	removed := false
+	for i, m := range ms {
+		_, ok := chain.Member(m.User)
+		switch {
+		case !ok && !removed:
+			removed = true
+			out = append(make([]api.Member, 0, len(ms)), ms[:i]...)
+		case ok && removed:
+			out = append(out, m)
+		}
+	}
+	if !removed {
+		return ms
+	}
+	return out
 }
 
 // checkServerView compares what the server says of the room with what the
@@ -421,16 +434,16 @@ func (c *Client) watchRoom(id string, st *roomState) {
 			st.stale.Store(true)
 			return
 		}
-		if s := st.snap.Load(); s != nil && ev.Seq != 0 && s.chain.Seq >= ev.Seq {
+		s := st.snap.Load()
+		if s != nil && ev.Seq != 0 && s.chain.Seq >= ev.Seq {
 			return // a change this client has verified already (its own, often)
 		}
-		if len(ev.Users) > 0 {
-			st.listMembers.Store(true) // members changed: read the room again
-			st.stale.Store(true)
+		if s == nil || ev.Epoch <= s.room.Epoch {
+			st.stale.Store(true) // members added: read what is new
 			return
 		}
-		// A rekey: the key delivery may already have brought the new
-		// epoch; if not, the next use reads the room.
+		// A rekey or a removal: the key delivery may already have brought
+		// the new epoch; if not, the next use reads the room.
 		for {
 			seen := st.rekeyed.Load()
 			if ev.Epoch <= seen || st.rekeyed.CompareAndSwap(seen, ev.Epoch) {
@@ -549,8 +562,8 @@ func (c *Client) applyKeyDelivery(st *roomState, d api.KeyDelivery) error {
 	if err != nil {
 		return err
 	}
-	if s.Kind != roomchain.KindRekey {
-		return fmt.Errorf("a %s statement: members changed, the room is read again", s.Kind)
+	if s.Kind != roomchain.KindRekey && s.Kind != roomchain.KindRemove {
+		return fmt.Errorf("a %s statement brings no new epoch", s.Kind)
 	}
 	k := d.Key
 	if k.Epoch != chain.Epoch || k.Sealer.User != s.Actor {
@@ -564,8 +577,9 @@ func (c *Client) applyKeyDelivery(st *roomState, d api.KeyDelivery) error {
 		}
 		key = &opened
 	}
-	snap := &roomSnapshot{room: old.room, chain: chain, keys: make(map[uint64]*e2ee.RoomKey, len(old.keys)+1), senders: old.senders, hashes: make(map[uint64]string, len(old.hashes)+1), at: old.at}
+	snap := &roomSnapshot{room: old.room, chain: chain, keys: make(map[uint64]*e2ee.RoomKey, len(old.keys)+1), senders: old.senders, hashes: make(map[uint64]string, len(old.hashes)+1), at: old.at, listed: old.listed}
 	snap.room.Epoch, snap.room.HeadSeq, snap.room.HeadHash = chain.Epoch, chain.Seq, chain.Head
+	snap.room.Members = currentOf(old.room.Members, chain)
 	for e, k := range old.keys {
 		snap.keys[e] = k
 	}

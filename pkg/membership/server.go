@@ -585,9 +585,7 @@ func (s *Server) rekey(ctx context.Context, c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	s.log().Info("room rekeyed", "room", room.ID, "epoch", updated.Epoch, "removed", len(req.Remove), "by", c.user.User)
-	if len(req.Remove) == 0 {
-		s.deliverKeys(room.ID, req.Statement, change.Keys)
-	}
+	s.deliverKeys(room.ID, req.Statement, change.Keys)
 	s.announce(updated, req.Remove...)
 	return http.StatusOK, updated, nil
 }
