@@ -200,3 +200,30 @@ func lookupNumber(doc map[string]any, path string) (float64, bool) {
 	f, ok := v.(float64)
 	return f, ok
 }
+
+// TestBenchRekeyFetchesUnderEnforce: on an enforcing bus the bench may not
+// read other users' key deliveries, so its members fetch their keys from
+// the API, each with a request signed by its own key, and the report says
+// so.
+func TestBenchRekeyFetchesUnderEnforce(t *testing.T) {
+	t.Parallel()
+	bus := testbus.Start(t, testbus.Options{Mode: membership.AuthEnforce})
+	settings := benchUser(t, bus, "alice", api.RoleAdmin)
+	r := runCLI(t, "", append([]string{"bench", "--skip", "raw,e2e,api", "--rekey-members", "8", "--json"}, settings...)...)
+	if r.code != 0 {
+		t.Fatalf("bench: exit %d: %s", r.code, r.stderr)
+	}
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
+		t.Fatalf("bench --json printed %q: %v", r.stdout, err)
+	}
+	if d, _ := doc["rekey"].(map[string]any)["delivery"].(string); d != "api" {
+		t.Errorf("rekey.delivery = %q; want api", d)
+	}
+	if v, _ := lookupNumber(doc, "rekey.fetched"); v != 8 {
+		t.Errorf("rekey.fetched = %v; want all 8 members", v)
+	}
+	if v, _ := lookupNumber(doc, "rekey.delivered"); v != 0 {
+		t.Errorf("rekey.delivered = %v; want 0", v)
+	}
+}
