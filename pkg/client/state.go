@@ -39,6 +39,9 @@ type roomSnapshot struct {
 	// listed is when the server's member list was last read and checked
 	// against the history (room.Members is that list).
 	listed time.Time
+
+	revokedOnce sync.Once
+	revokedSet  map[string]bool
 }
 
 // senderKey is a member's key in the forms the receive path needs, made
@@ -51,14 +54,18 @@ type senderKey struct {
 }
 
 // revoked returns the verified members the server reports revoked.
+// It is worked out once per snapshot: every send asks, and a big room's
+// member list is long. The map must not be changed.
 func (s *roomSnapshot) revoked() map[string]bool {
-	out := map[string]bool{}
-	for _, m := range s.room.Members {
-		if _, ok := s.chain.Member(m.User); ok && m.Revoked {
-			out[m.User] = true
+	s.revokedOnce.Do(func() {
+		s.revokedSet = map[string]bool{}
+		for _, m := range s.room.Members {
+			if _, ok := s.chain.Member(m.User); ok && m.Revoked {
+				s.revokedSet[m.User] = true
+			}
 		}
-	}
-	return out
+	})
+	return s.revokedSet
 }
 
 // senderAt returns the verified member record of the sender of a message
