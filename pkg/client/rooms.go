@@ -7,11 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 
+	"github.com/enmanuel/unibus/internal/parallel"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/e2ee"
 	"github.com/enmanuel/unibus/pkg/identity"
@@ -428,28 +426,13 @@ func (c *Client) rekey(ctx context.Context, snap *roomSnapshot, remove []string)
 // 10,000-member rekey is 10,000 X25519 agreements.
 func (c *Client) sealAll(key e2ee.RoomKey, room string, epoch uint64, members []roomchain.Member) ([]api.KeyGrant, error) {
 	grants := make([]api.KeyGrant, len(members))
-	workers := min(runtime.GOMAXPROCS(0), len(members))
-	var next atomic.Int64
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(members) {
-					return
-				}
-				sealed, err := c.seal(key, room, epoch, members[i].Public)
-				if err != nil {
-					errs[w] = err
-					return
-				}
-				grants[i] = api.KeyGrant{Member: members[i].User, SealedKey: sealed}
-			}
-		}()
-	}
-	wg.Wait()
-	return grants, errors.Join(errs...)
+	err := parallel.For(len(members), 1, func(i int) error {
+		sealed, err := c.seal(key, room, epoch, members[i].Public)
+		if err != nil {
+			return err
+		}
+		grants[i] = api.KeyGrant{Member: members[i].User, SealedKey: sealed}
+		return nil
+	})
+	return grants, err
 }

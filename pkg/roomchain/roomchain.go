@@ -55,12 +55,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/enmanuel/unibus/internal/edsig"
+	"github.com/enmanuel/unibus/internal/parallel"
 	"github.com/enmanuel/unibus/pkg/identity"
 )
 
@@ -657,28 +656,12 @@ func cloneSpans(spans map[string][]Span) map[string][]Span {
 func checkBindings(seq uint64, ms []Member) error {
 	// A bulk add of thousands is thousands of Ed25519 checks: spread them
 	// over the cores.
-	workers := min(runtime.GOMAXPROCS(0), max(1, len(ms)/64))
-	errs := make([]error, workers)
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < len(ms); i += workers {
-				if err := ms[i].Public.Verify(); err != nil {
-					errs[w] = invalid("statement %d: member %s: %v", seq, ms[i].Name, err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return err
+	return parallel.For(len(ms), 64, func(i int) error {
+		if err := ms[i].Public.Verify(); err != nil {
+			return invalid("statement %d: member %s: %v", seq, ms[i].Name, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // Users returns the user keys of members, in order.
