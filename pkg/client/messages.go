@@ -438,6 +438,7 @@ func (c *Client) lastSeq(ctx context.Context, subject string) (uint64, error) {
 type opener struct {
 	c     *Client
 	room  string
+	st    *roomState
 	batch *e2ee.BatchVerifier
 	// bufs hold the envelopes of a batch, one each, reused from batch to
 	// batch (what a message shows is copied out of them).
@@ -456,7 +457,7 @@ type opening struct {
 }
 
 func newOpener(c *Client, room string) *opener {
-	return &opener{c: c, room: room, batch: e2ee.NewBatchVerifier()}
+	return &opener{c: c, room: room, st: c.roomState(room), batch: e2ee.NewBatchVerifier()}
 }
 
 // open verifies and decrypts the envelopes of a batch read from the room,
@@ -507,7 +508,7 @@ func (o *opener) prepare(ctx context.Context, p *pending, buf *[]byte) (opening,
 		r.Err = fmt.Errorf("message for room %s replayed into room %s: %w", env.Room, o.room, e2ee.ErrWrongRoom)
 		return opening{}, false
 	}
-	s, sk, key, err := o.c.senderAndKey(ctx, o.room, env.Sender, env.Epoch, !env.Cleartext)
+	s, sk, key, err := o.c.senderAndKey(ctx, o.st, o.room, env.Sender, env.Epoch, !env.Cleartext)
 	if err != nil {
 		r.Err = err
 		return opening{}, false
@@ -521,7 +522,7 @@ func (o *opener) prepare(ctx context.Context, p *pending, buf *[]byte) (opening,
 // finish decrypts a verified message and checks what its payload says.
 func (o *opener) finish(ctx context.Context, op opening) {
 	r, env, id := &op.p.r, op.env, o.room
-	snap := o.c.roomState(id).snap.Load()
+	snap := o.st.snap.Load()
 	if snap != nil && env.Cleartext == snap.room.Encrypted {
 		r.Err = fmt.Errorf("message cleartext flag does not match the room: %w", e2ee.ErrMalformed)
 		return
@@ -537,7 +538,7 @@ func (o *opener) finish(ctx context.Context, op opening) {
 		return
 	}
 	if p.Head != nil {
-		if err := o.c.checkHead(ctx, id, op.sender.Name, *p.Head); err != nil {
+		if err := o.c.checkHead(ctx, o.st, id, op.sender.Name, *p.Head); err != nil {
 			r.Err = err
 			return
 		}
@@ -551,8 +552,8 @@ func (o *opener) finish(ctx context.Context, op opening) {
 var ErrForked = errors.New("membership history forked")
 
 // checkHead compares the sender's history head with this client's.
-func (c *Client) checkHead(ctx context.Context, id, sender string, h head) error {
-	snap := c.roomState(id).snap.Load()
+func (c *Client) checkHead(ctx context.Context, st *roomState, id, sender string, h head) error {
+	snap := st.snap.Load()
 	if snap == nil {
 		return nil
 	}

@@ -124,7 +124,12 @@ const maxMemberListAge = time.Minute
 // was never loaded, a change was announced, or it is older than
 // maxSnapshotAge.
 func (c *Client) snapshot(ctx context.Context, id string) (*roomSnapshot, error) {
-	st := c.roomState(id)
+	return c.snapshotOf(ctx, c.roomState(id), id)
+}
+
+// snapshotOf is snapshot for a caller that holds the room's state already
+// (the receive path, which asks for every message).
+func (c *Client) snapshotOf(ctx context.Context, st *roomState, id string) (*roomSnapshot, error) {
 	if s := st.snap.Load(); s != nil && !st.stale.Load() && time.Since(s.at) < maxSnapshotAge && s.room.Epoch >= st.rekeyed.Load() {
 		return s, nil
 	}
@@ -468,8 +473,8 @@ func (c *Client) watchRoom(id string, st *roomState) {
 // senderAndKey finds the verified sender of a message and the key of its
 // epoch, refreshing the room at most every minRefreshGap when either is
 // unknown.
-func (c *Client) senderAndKey(ctx context.Context, id string, pk [32]byte, epoch uint64, encrypted bool) (roomchain.Member, senderKey, *e2ee.RoomKey, error) {
-	snap, err := c.snapshot(ctx, id)
+func (c *Client) senderAndKey(ctx context.Context, st *roomState, id string, pk [32]byte, epoch uint64, encrypted bool) (roomchain.Member, senderKey, *e2ee.RoomKey, error) {
+	snap, err := c.snapshotOf(ctx, st, id)
 	if err != nil {
 		return roomchain.Member{}, senderKey{}, nil, err
 	}
