@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/enmanuel/unibus/internal/edsig"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/e2ee"
 	"github.com/enmanuel/unibus/pkg/roomchain"
@@ -130,7 +129,7 @@ func (c *Client) sealMessage(ctx context.Context, id string, msg Message, scratc
 			return nil, "", fmt.Errorf("room %s: you hold no key for its current epoch %d; ask a member to rekey", id, snap.room.Epoch)
 		}
 	}
-	env, err := e2ee.AppendSealWith(nil, h, key, plain, c.id.SigningKey(), edsig.Sign, rand.Reader)
+	env, err := e2ee.AppendSeal(nil, h, key, plain, c.id.SigningKey(), rand.Reader)
 	if err != nil {
 		return nil, "", err
 	}

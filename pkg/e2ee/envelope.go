@@ -10,6 +10,8 @@ import (
 	"slices"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/enmanuel/unibus/internal/edsig"
 )
 
 // Envelope format constants. See docs/envelope.md for the byte layout.
@@ -156,12 +158,13 @@ func Seal(h Header, key *RoomKey, plaintext []byte, signer ed25519.PrivateKey, r
 // gets an all-zero Nonce; otherwise key must not be nil. plaintext is at most
 // MaxPlaintext bytes. On error dst is returned unchanged.
 func AppendSeal(dst []byte, h Header, key *RoomKey, plaintext []byte, signer ed25519.PrivateKey, rand io.Reader) ([]byte, error) {
-	return AppendSealWith(dst, h, key, plaintext, signer, ed25519.Sign, rand)
+	return AppendSealWith(dst, h, key, plaintext, signer, edsig.Sign, rand)
 }
 
-// AppendSealWith is AppendSeal with the Ed25519 signature made by sign, for
-// callers with a faster signer. sign must produce exactly the signature
-// crypto/ed25519.Sign produces (Ed25519 is deterministic).
+// AppendSealWith is AppendSeal with the Ed25519 signature made by sign
+// (AppendSeal's is crypto/ed25519's, computed twice as fast): for a signer
+// kept elsewhere, such as in hardware. sign must produce a signature that
+// verifies under the envelope rule ([VerifySignature]).
 func AppendSealWith(dst []byte, h Header, key *RoomKey, plaintext []byte, signer ed25519.PrivateKey, sign func(ed25519.PrivateKey, []byte) []byte, rand io.Reader) ([]byte, error) {
 	switch h.Version {
 	case 0:
@@ -374,18 +377,10 @@ func (e *Envelope) current() []byte {
 // The receiver passes the Ed25519 key it knows for that member at that
 // epoch, not a key taken from the envelope. Errors wrap [ErrSignature].
 func (e *Envelope) Verify(sender ed25519.PublicKey) error {
-	return e.VerifyWith(sender, VerifySignature)
-}
-
-// VerifyWith is Verify with the Ed25519 check done by verify, which is
-// given the sender's key, the signed bytes and the signature: for callers
-// that keep senders' keys in a precomputed form ([SenderKey]). verify must
-// accept exactly what [VerifySignature] accepts.
-func (e *Envelope) VerifyWith(sender ed25519.PublicKey, verify func(pub ed25519.PublicKey, msg, sig []byte) bool) error {
 	if len(sender) != ed25519.PublicKeySize || !bytes.Equal(sender, e.Sender[:]) {
 		return errSenderKey
 	}
-	if !verify(sender, e.SignedMessage(), e.Signature[:]) {
+	if !VerifySignature(sender, e.SignedMessage(), e.Signature[:]) {
 		return errBadSignature
 	}
 	return nil
@@ -396,7 +391,7 @@ func (e *Envelope) VerifyWith(sender ed25519.PublicKey, verify func(pub ed25519.
 // For an Envelope from [Parse] it is a view of the parsed bytes, not a
 // copy: callers must not change it. With [BatchVerifier] a receiver checks
 // the signatures of many envelopes at once; it must then also check that
-// each Header.Sender is the key it verified with, as VerifyWith does.
+// each Header.Sender is the key it verified with, as Verify does.
 func (e *Envelope) SignedMessage() []byte {
 	if r := e.current(); r != nil {
 		return r[: len(r)-SignatureSize : len(r)-SignatureSize]
