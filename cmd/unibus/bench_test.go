@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
@@ -12,36 +11,17 @@ import (
 
 	"github.com/enmanuel/unibus/internal/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
-	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/membership"
 )
-
-// benchUser registers a user of role on bus and saves its identity file.
-func benchUser(t *testing.T, bus *testbus.Bus, name, role string) []string {
-	t.Helper()
-	id, _ := bus.User(t, name, role)
-	path := filepath.Join(t.TempDir(), name+".json")
-	if err := id.Save(path); err != nil {
-		t.Fatal(err)
-	}
-	return []string{"--server", bus.HTTP.URL, "--identity", path}
-}
 
 // TestBenchJSON runs every part of a small bench as an admin and checks
 // that the figures are there and positive, and that it cleaned up. It
 // asserts nothing about speed.
 func TestBenchJSON(t *testing.T) {
 	t.Parallel()
-	bus := testbus.Start(t, testbus.Options{})
-	settings := benchUser(t, bus, "alice", api.RoleAdmin)
-	r := runCLI(t, "", append([]string{"bench", "--msgs", "500", "--rekey-members", "20", "--duration", "300ms", "--json"}, settings...)...)
-	if r.code != 0 {
-		t.Fatalf("bench: exit %d: %s", r.code, r.stderr)
-	}
-	var doc map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
-		t.Fatalf("bench --json printed %q: %v", r.stdout, err)
-	}
+	s := newStack(t, testbus.Options{})
+	alice := s.seedUser(t, "alice", api.RoleAdmin)
+	doc := decode[map[string]any](t, alice.must(t, "", "bench", "--msgs", "500", "--rekey-members", "20", "--duration", "300ms", "--json"))
 	for _, path := range []string{
 		"raw.msgs_per_s", "raw.mb_per_s", "raw.p50_ms", "raw.p99_ms", "raw.max_ms",
 		"e2e.msgs_per_s", "e2e.mb_per_s", "e2e.p50_ms", "e2e.p90_ms", "e2e.p99_ms", "e2e.max_ms",
@@ -59,7 +39,7 @@ func TestBenchJSON(t *testing.T) {
 	}
 	// On a bus without enforce the members take their keys from
 	// membershipd's deliveries, every one of them.
-	if d, _ := doc["rekey"].(map[string]any)["delivery"].(string); d != "nats" {
+	if d, _ := jsonAt(doc, "rekey.delivery").(string); d != "nats" {
 		t.Errorf("rekey.delivery = %q; want nats", d)
 	}
 	if v, _ := lookupNumber(doc, "rekey.delivered"); v != 20 {
@@ -80,7 +60,7 @@ func TestBenchJSON(t *testing.T) {
 
 	// Clean-up: the throwaway users are revoked and the room's history
 	// purged; only alice is still active.
-	users, err := bus.Store.ListUsers(context.Background())
+	users, err := s.bus.Store.ListUsers(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,11 +72,11 @@ func TestBenchJSON(t *testing.T) {
 			t.Errorf("throwaway user %s is still active after the bench", u.Name)
 		}
 	}
-	s, err := bus.JS.Stream(context.Background(), api.HistoryStream)
+	stream, err := s.bus.JS.Stream(context.Background(), api.HistoryStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	info, err := s.Info(context.Background(), jetstream.WithSubjectFilter(api.RoomSubject(room)))
+	info, err := stream.Info(context.Background(), jetstream.WithSubjectFilter(api.RoomSubject(room)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,19 +89,15 @@ func TestBenchJSON(t *testing.T) {
 // is printed, and the rekey run is skipped with the reason.
 func TestBenchTable(t *testing.T) {
 	t.Parallel()
-	bus := testbus.Start(t, testbus.Options{})
-	settings := benchUser(t, bus, "bob", api.RoleMember)
-	r := runCLI(t, "", append([]string{"bench", "--msgs", "200", "--size", "64", "--rate", "2000", "--skip", "api", "--rekey-members", "5"}, settings...)...)
-	if r.code != 0 {
-		t.Fatalf("bench: exit %d: %s", r.code, r.stderr)
-	}
+	bob := newStack(t, testbus.Options{}).seedUser(t, "bob", api.RoleMember)
+	out := bob.must(t, "", "bench", "--msgs", "200", "--size", "64", "--rate", "2000", "--skip", "api", "--rekey-members", "5")
 	for _, want := range []string{"raw NATS", "end to end", "E2E/raw", "P99", "skipped rekey:", "needs an admin", "stays"} {
-		if !strings.Contains(r.stdout, want) {
-			t.Errorf("bench output lacks %q:\n%s", want, r.stdout)
+		if !strings.Contains(out, want) {
+			t.Errorf("bench output lacks %q:\n%s", want, out)
 		}
 	}
-	if strings.Contains(r.stdout, "Control plane") {
-		t.Errorf("bench --skip api still ran the API part:\n%s", r.stdout)
+	if strings.Contains(out, "Control plane") {
+		t.Errorf("bench --skip api still ran the API part:\n%s", out)
 	}
 }
 
@@ -130,20 +106,16 @@ func TestBenchTable(t *testing.T) {
 // the refusals, and the rekey's set-up and clean-up wait them out.
 func TestBenchRateLimited(t *testing.T) {
 	t.Parallel()
-	bus := testbus.Start(t, testbus.Options{})
+	s := newStack(t, testbus.Options{})
 	perUser := membership.NewRateLimiter(membership.RateLimit{PerSecond: 200, Burst: 20})
-	limited := httptest.NewServer(perUser.Middleware(bus.Server, membership.RequestKey))
+	limited := httptest.NewServer(perUser.Middleware(s.bus.Server, membership.RequestKey))
 	t.Cleanup(limited.Close)
-	settings := benchUser(t, bus, "alice", api.RoleAdmin)
-	settings[1] = limited.URL
-	r := runCLI(t, "", append([]string{"bench", "--skip", "raw,e2e", "--rekey-members", "12", "--duration", "200ms", "--json"}, settings...)...)
+	alice := s.seedUser(t, "alice", api.RoleAdmin)
+	r := runCLI(t, "", "bench", "--skip", "raw,e2e", "--rekey-members", "12", "--duration", "200ms", "--json", "--server", limited.URL, "--identity", alice.path)
 	if r.code != 0 {
 		t.Fatalf("bench: exit %d: %s", r.code, r.stderr)
 	}
-	var doc map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
-		t.Fatalf("bench --json printed %q: %v", r.stdout, err)
-	}
+	doc := decode[map[string]any](t, r.stdout)
 	if v, _ := lookupNumber(doc, "api.key_fetch.rate_limited"); v <= 0 {
 		t.Errorf("api.key_fetch.rate_limited = %v; want the refusals counted", v)
 	}
@@ -157,12 +129,8 @@ func TestBenchRateLimited(t *testing.T) {
 
 func TestBenchUsage(t *testing.T) {
 	t.Parallel()
-	id, err := identity.Generate("carol", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	path := filepath.Join(t.TempDir(), "carol.json")
-	if err := id.Save(path); err != nil {
+	if err := testbus.NewIdentity(t, "carol").Save(path); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -185,19 +153,21 @@ func TestBenchUsage(t *testing.T) {
 	}
 }
 
-// lookupNumber finds a number in decoded JSON by a dotted path.
-func lookupNumber(doc map[string]any, path string) (float64, bool) {
+// jsonAt finds a value in decoded JSON by a dotted path, or nil.
+func jsonAt(doc map[string]any, path string) any {
 	var v any = doc
 	for _, k := range strings.Split(path, ".") {
-		m, ok := v.(map[string]any)
-		if !ok {
-			return 0, false
-		}
-		if v, ok = m[k]; !ok {
-			return 0, false
+		m, _ := v.(map[string]any)
+		if v = m[k]; v == nil {
+			return nil
 		}
 	}
-	f, ok := v.(float64)
+	return v
+}
+
+// lookupNumber finds a number in decoded JSON by a dotted path.
+func lookupNumber(doc map[string]any, path string) (float64, bool) {
+	f, ok := jsonAt(doc, path).(float64)
 	return f, ok
 }
 
@@ -207,17 +177,9 @@ func lookupNumber(doc map[string]any, path string) (float64, bool) {
 // so.
 func TestBenchRekeyFetchesUnderEnforce(t *testing.T) {
 	t.Parallel()
-	bus := testbus.Start(t, testbus.Options{Mode: membership.AuthEnforce})
-	settings := benchUser(t, bus, "alice", api.RoleAdmin)
-	r := runCLI(t, "", append([]string{"bench", "--skip", "raw,e2e,api", "--rekey-members", "8", "--json"}, settings...)...)
-	if r.code != 0 {
-		t.Fatalf("bench: exit %d: %s", r.code, r.stderr)
-	}
-	var doc map[string]any
-	if err := json.Unmarshal([]byte(r.stdout), &doc); err != nil {
-		t.Fatalf("bench --json printed %q: %v", r.stdout, err)
-	}
-	if d, _ := doc["rekey"].(map[string]any)["delivery"].(string); d != "api" {
+	alice := newStack(t, testbus.Options{Mode: membership.AuthEnforce}).seedUser(t, "alice", api.RoleAdmin)
+	doc := decode[map[string]any](t, alice.must(t, "", "bench", "--skip", "raw,e2e,api", "--rekey-members", "8", "--json"))
+	if d, _ := jsonAt(doc, "rekey.delivery").(string); d != "api" {
 		t.Errorf("rekey.delivery = %q; want api", d)
 	}
 	if v, _ := lookupNumber(doc, "rekey.fetched"); v != 8 {

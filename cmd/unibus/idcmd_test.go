@@ -58,10 +58,7 @@ func TestIDCommands(t *testing.T) {
 	}
 
 	before := readFile(t, path)
-	r = runCLI(t, "", "id", "new", "--name", "bob")
-	if r.code != 1 || !strings.Contains(r.stderr, "move it") || !strings.Contains(r.stderr, "--identity") {
-		t.Errorf("second id new = exit %d, stderr %q; want exit 1 saying to move it or pass --identity", r.code, r.stderr)
-	}
+	runCLI(t, "", "id", "new", "--name", "bob").wantFailure(t, "second id new", "move it", "--identity")
 	if after := readFile(t, path); !bytes.Equal(before, after) {
 		t.Errorf("second id new changed %s", path)
 	}
@@ -158,13 +155,6 @@ func TestIDNewElsewhere(t *testing.T) {
 		t.Errorf("id fingerprint with UNIBUS_IDENTITY = exit %d, %q; want dave's fingerprint", r.code, r.stdout)
 	}
 
-	r = runCLI(t, "", "id", "new", "--name", "not a name", "--identity", filepath.Join(t.TempDir(), "x.json"))
-	if r.code != 1 || !strings.Contains(r.stderr, "invalid name") {
-		t.Errorf("id new with a bad name = exit %d, %q; want exit 1 and invalid name", r.code, r.stderr)
-	}
-
-	r = runCLI(t, "", "id", "show", "--identity", filepath.Join(t.TempDir(), "none.json"))
-	if r.code != 1 || !strings.Contains(r.stderr, "unibus id new") {
-		t.Errorf("id show without an identity = exit %d, %q; want exit 1 saying how to make one", r.code, r.stderr)
-	}
+	runCLI(t, "", "id", "new", "--name", "not a name", "--identity", filepath.Join(t.TempDir(), "x.json")).wantFailure(t, "id new with a bad name", "invalid name")
+	runCLI(t, "", "id", "show", "--identity", filepath.Join(t.TempDir(), "none.json")).wantFailure(t, "id show without an identity", "unibus id new")
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"encoding/pem"
-	"log/slog"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -16,32 +15,17 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/enmanuel/unibus/internal/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
-	"github.com/enmanuel/unibus/pkg/blobstore"
-	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/enmanuel/unibus/pkg/identity"
-	"github.com/enmanuel/unibus/pkg/membership"
 )
 
-// testLogger is the stack's logger: silent unless UNIBUS_TEST_LOG=debug.
-func testLogger() *slog.Logger {
-	if os.Getenv("UNIBUS_TEST_LOG") == "debug" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return nil
-}
-
-// stack is an in-process unibus deployment: embedded NATS with the history
-// stream, a SQLite store, a blob store and the HTTP API, with an admin,
-// alice, seeded in the store.
+// stack is an in-process unibus deployment (internal/testbus) with the
+// identity files, in its directory, of the users driving the command line
+// against it.
 type stack struct {
-	url   string
-	dir   string
-	srv   *membership.Server
-	alice *user
+	bus   *testbus.Bus
+	alice *user // the admin startStack seeds
 }
 
 // user is one identity driving the command line against a stack.
@@ -51,67 +35,38 @@ type user struct {
 	path string
 }
 
+// startStack starts a deployment with an admin, alice, seeded in its store.
 func startStack(t testing.TB) *stack {
 	t.Helper()
-	dir := t.TempDir()
-	ctx := context.Background()
-	ns, err := embeddednats.StartServer(embeddednats.ServerConfig{StoreDir: filepath.Join(dir, "jetstream"), Host: "127.0.0.1", Port: -1, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	store, err := membership.Open(filepath.Join(dir, "unibus.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	blobs, err := blobstore.New(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(embeddednats.ClientURL(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := membership.EnsureHistoryStream(ctx, js, membership.HistoryLimits{}); err != nil {
-		t.Fatal(err)
-	}
-	srv := membership.NewServer(store, blobs, membership.AuthOff)
-	srv.NATSURL = embeddednats.ClientURL(ns)
-	srv.Events = nc
-	srv.Logger = testLogger()
-	hs := httptest.NewServer(srv)
-	t.Cleanup(hs.Close)
-
-	s := &stack{url: hs.URL, dir: dir, srv: srv}
-	s.alice = s.newUser(t, "alice")
-	err = store.CreateUser(ctx, api.User{Public: s.alice.id.Public(), Role: api.RoleAdmin, Status: api.StatusActive, CreatedAt: time.Now()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := newStack(t, testbus.Options{})
+	s.alice = s.seedUser(t, "alice", api.RoleAdmin)
 	return s
+}
+
+// newStack starts a deployment with no users.
+func newStack(t testing.TB, opts testbus.Options) *stack {
+	t.Helper()
+	return &stack{bus: testbus.Start(t, opts)}
 }
 
 // newUser makes an identity file; the user is not registered.
 func (s *stack) newUser(t testing.TB, name string) *user {
 	t.Helper()
-	id, err := identity.Generate(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(s.dir, name+".json")
+	id := testbus.NewIdentity(t, name)
+	path := filepath.Join(s.bus.Dir, name+".json")
 	if err := id.Save(path); err != nil {
 		t.Fatal(err)
 	}
 	return &user{s: s, id: id, path: path}
+}
+
+// seedUser makes an identity file and registers the user with role
+// directly in the store, as `membershipd user seed` does.
+func (s *stack) seedUser(t testing.TB, name, role string) *user {
+	t.Helper()
+	u := s.newUser(t, name)
+	s.bus.AddUser(t, u.id, role)
+	return u
 }
 
 // register has alice add a new user through the command line.
@@ -124,7 +79,7 @@ func (s *stack) register(t testing.TB, name string) *user {
 
 // settings are the client settings that point a command at the stack.
 func (u *user) settings() []string {
-	return []string{"--server", u.s.url, "--identity", u.path}
+	return []string{"--server", u.s.bus.HTTP.URL, "--identity", u.path}
 }
 
 // run runs the command line as u, the settings first.
@@ -227,14 +182,15 @@ func decode[T any](t testing.TB, out string) T {
 	return v
 }
 
-// sharedRoom has alice create room NAME and add the others to it.
-func sharedRoom(t testing.TB, s *stack, name string, others ...*user) string {
+// startOps starts a stack in which alice has registered bob through the
+// command line and shares a room, ops, with him.
+func startOps(t testing.TB) (alice, bob *user, room string) {
 	t.Helper()
-	room := strings.TrimSpace(s.alice.must(t, "", "room", "create", name))
-	for _, u := range others {
-		s.alice.must(t, "", "room", "add", room, u.id.Name())
-	}
-	return room
+	s := startStack(t)
+	bob = s.register(t, "bob")
+	room = strings.TrimSpace(s.alice.must(t, "", "room", "create", "ops"))
+	s.alice.must(t, "", "room", "add", room, bob.id.Name())
+	return s.alice, bob, room
 }
 
 func TestRooms(t *testing.T) {
@@ -296,10 +252,7 @@ func TestRooms(t *testing.T) {
 		t.Errorf("room rekey --json epoch = %d; want 3", got.Epoch)
 	}
 
-	r = alice.run(t, "", "room", "show", "nosuchroom")
-	if r.code != 1 || !strings.HasPrefix(r.stderr, "unibus: ") || !strings.Contains(r.stderr, "nosuchroom") {
-		t.Errorf("room show nosuchroom = exit %d, %q; want exit 1 naming the room", r.code, r.stderr)
-	}
+	alice.run(t, "", "room", "show", "nosuchroom").wantFailure(t, "room show nosuchroom", "nosuchroom")
 }
 
 func TestUsersAndMembers(t *testing.T) {
@@ -335,12 +288,8 @@ func TestUsersAndMembers(t *testing.T) {
 	if out := alice.must(t, "", "user", "revoke", "carol"); out != "revoked carol\n" {
 		t.Errorf("user revoke printed %q; want %q", out, "revoked carol\n")
 	}
-	if r := bob.run(t, "", "user", "list"); r.code != 1 || !strings.HasPrefix(r.stderr, "unibus: ") {
-		t.Errorf("user list by a member = exit %d, %q; want exit 1 with an error", r.code, r.stderr)
-	}
-	if r := alice.run(t, "", "user", "add", "unibus1:garbage"); r.code != 1 || !strings.Contains(r.stderr, "invalid identity token") {
-		t.Errorf("user add of a bad token = exit %d, %q; want exit 1, invalid identity token", r.code, r.stderr)
-	}
+	bob.run(t, "", "user", "list").wantFailure(t, "user list by a member")
+	alice.run(t, "", "user", "add", "unibus1:garbage").wantFailure(t, "user add of a bad token", "invalid identity token")
 
 	room := strings.TrimSpace(alice.must(t, "", "room", "create", "ops"))
 	out = alice.must(t, "", "room", "add", room, "bob")
@@ -354,17 +303,12 @@ func TestUsersAndMembers(t *testing.T) {
 	if got := decode[[]api.Room](t, bob.must(t, "", "room", "list", "--json")); len(got) != 1 || got[0].ID != room {
 		t.Errorf("bob's room list = %+v; want room %s", got, room)
 	}
-	if r := alice.run(t, "", "room", "add", room, "carol"); r.code != 1 || !strings.Contains(r.stderr, "revoked") {
-		t.Errorf("room add of a revoked user = exit %d, %q; want exit 1 saying revoked", r.code, r.stderr)
-	}
+	alice.run(t, "", "room", "add", room, "carol").wantFailure(t, "room add of a revoked user", "revoked")
 }
 
 func TestSendRead(t *testing.T) {
 	t.Parallel()
-	s := startStack(t)
-	alice := s.alice
-	bob := s.register(t, "bob")
-	room := sharedRoom(t, s, "ops", bob)
+	alice, bob, room := startOps(t)
 
 	before := time.Now()
 	id := strings.TrimSpace(alice.must(t, "", "send", room, "hello bob"))
@@ -414,20 +358,13 @@ func TestSendRead(t *testing.T) {
 		t.Errorf("read --json after two sends: %d messages; want 2", len(got))
 	}
 
-	if r := alice.run(t, "", "send", room); r.code != 1 || !strings.Contains(r.stderr, "nothing to send") {
-		t.Errorf("send with empty stdin = exit %d, %q; want exit 1, nothing to send", r.code, r.stderr)
-	}
-	if r := alice.run(t, "ignored", "send", room, ""); r.code != 1 || !strings.Contains(r.stderr, "nothing to send") {
-		t.Errorf("send with empty TEXT = exit %d, %q; want exit 1, nothing to send", r.code, r.stderr)
-	}
+	alice.run(t, "", "send", room).wantFailure(t, "send with empty stdin", "nothing to send")
+	alice.run(t, "ignored", "send", room, "").wantFailure(t, "send with empty TEXT", "nothing to send")
 }
 
 func TestFiles(t *testing.T) {
 	t.Parallel()
-	s := startStack(t)
-	alice := s.alice
-	bob := s.register(t, "bob")
-	room := sharedRoom(t, s, "ops", bob)
+	alice, bob, room := startOps(t)
 
 	data := make([]byte, 3<<20)
 	rand.Read(data)
@@ -464,10 +401,7 @@ func TestFiles(t *testing.T) {
 
 	// An existing file is kept, and nothing is left behind.
 	writeFile(t, path, []byte("mine"))
-	r := bob.run(t, "", "fetch", room, id, "-o", path)
-	if r.code != 1 || !strings.Contains(r.stderr, "already exists") || !strings.Contains(r.stderr, "--force") {
-		t.Errorf("fetch over a file = exit %d, %q; want exit 1, already exists, --force", r.code, r.stderr)
-	}
+	bob.run(t, "", "fetch", room, id, "-o", path).wantFailure(t, "fetch over a file", "already exists", "--force")
 	if got := string(readFile(t, path)); got != "mine" {
 		t.Errorf("fetch over a file changed it")
 	}
@@ -481,21 +415,16 @@ func TestFiles(t *testing.T) {
 	if got := readFile(t, filepath.Join(dst, "data.bin")); !bytes.Equal(got, data) {
 		t.Error("fetch -o DIR did not write DIR/data.bin")
 	}
-	if r := bob.run(t, "", "fetch", room, id, "-o", dst); r.code != 1 || !strings.Contains(r.stderr, "already exists") {
-		t.Errorf("fetch into a directory holding the name = exit %d, %q; want exit 1, already exists", r.code, r.stderr)
-	}
+	bob.run(t, "", "fetch", room, id, "-o", dst).wantFailure(t, "fetch into a directory holding the name", "already exists")
 	if left, _ := filepath.Glob(filepath.Join(dst, ".unibus-fetch-*")); len(left) > 0 {
 		t.Errorf("fetch left temporary files: %q", left)
 	}
 
-	r = bob.run(t, "", "fetch", room, id, "-o", "-")
-	if r.code != 0 || r.stdout != string(data) {
+	if r := bob.run(t, "", "fetch", room, id, "-o", "-"); r.code != 0 || r.stdout != string(data) {
 		t.Errorf("fetch -o - = exit %d and %d bytes on stdout; want the %d bytes", r.code, len(r.stdout), len(data))
 	}
 
-	if r := bob.run(t, "", "fetch", room, plain, "-o", filepath.Join(dst, "x")); r.code != 1 || !strings.Contains(r.stderr, "no attached file") {
-		t.Errorf("fetch of a message without a file = exit %d, %q; want exit 1, no attached file", r.code, r.stderr)
-	}
+	bob.run(t, "", "fetch", room, plain, "-o", filepath.Join(dst, "x")).wantFailure(t, "fetch of a message without a file", "no attached file")
 	if _, err := os.Stat(filepath.Join(dst, "x")); err == nil {
 		t.Error("a failed fetch left its output file")
 	}
@@ -503,10 +432,7 @@ func TestFiles(t *testing.T) {
 
 func TestRemovedMember(t *testing.T) {
 	t.Parallel()
-	s := startStack(t)
-	alice := s.alice
-	bob := s.register(t, "bob")
-	room := sharedRoom(t, s, "ops", bob)
+	alice, bob, room := startOps(t)
 	alice.must(t, "", "send", room, "before")
 
 	// bob listens while he is removed.
@@ -553,10 +479,7 @@ func TestRemovedMember(t *testing.T) {
 
 func TestFollow(t *testing.T) {
 	t.Parallel()
-	s := startStack(t)
-	alice := s.alice
-	bob := s.register(t, "bob")
-	room := sharedRoom(t, s, "ops", bob)
+	alice, bob, room := startOps(t)
 
 	f := bob.start(t, "read", room, "--follow")
 	alice.must(t, "", "send", room, "first")
@@ -583,26 +506,20 @@ func TestBadServer(t *testing.T) {
 		t.Fatalf("id new: %s", r.stderr)
 	}
 	for _, server := range []string{dead.URL, "not-a-url"} {
-		r := runCLI(t, "", "room", "list", "--server", server, "--identity", path)
-		host := strings.TrimPrefix(server, "http://")
-		if r.code != 1 || !strings.HasPrefix(r.stderr, "unibus: ") || !strings.Contains(r.stderr, host) {
-			t.Errorf("room list --server %s = exit %d, %q; want exit 1 naming the server", server, r.code, r.stderr)
-		}
+		runCLI(t, "", "room", "list", "--server", server, "--identity", path).wantFailure(t, "room list --server "+server, strings.TrimPrefix(server, "http://"))
 	}
 }
 
 func TestCA(t *testing.T) {
 	t.Parallel()
 	s := startStack(t)
-	tlsServer := httptest.NewTLSServer(s.srv)
+	tlsServer := httptest.NewTLSServer(s.bus.Server)
 	t.Cleanup(tlsServer.Close)
 	ca := filepath.Join(t.TempDir(), "ca.pem")
 	writeFile(t, ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: tlsServer.Certificate().Raw}))
 
 	args := []string{"room", "create", "ops", "--server", tlsServer.URL, "--identity", s.alice.path}
-	if r := runCLI(t, "", args...); r.code != 1 || !strings.Contains(r.stderr, "certificate") {
-		t.Errorf("HTTPS without --ca = exit %d, %q; want exit 1, a certificate error", r.code, r.stderr)
-	}
+	runCLI(t, "", args...).wantFailure(t, "HTTPS without --ca", "certificate")
 	r := runCLI(t, "", append(args, "--ca", ca)...)
 	if r.code != 0 || !api.ValidRoomID(strings.TrimSpace(r.stdout)) {
 		t.Errorf("HTTPS with --ca = exit %d, %q, %q; want a room id", r.code, r.stdout, r.stderr)

@@ -23,6 +23,19 @@ func runCLI(t testing.TB, stdin string, args ...string) result {
 	return result{code: code, stdout: stdout.String(), stderr: stderr.String()}
 }
 
+// wantFailure reports an error unless the run failed (exit 1) with an
+// error message, "unibus: …", that contains every one of wants.
+func (r result) wantFailure(t testing.TB, what string, wants ...string) {
+	t.Helper()
+	ok := r.code == 1 && strings.HasPrefix(r.stderr, "unibus: ")
+	for _, w := range wants {
+		ok = ok && strings.Contains(r.stderr, w)
+	}
+	if !ok {
+		t.Errorf("%s = exit %d, stderr %q; want exit 1 and an error containing %q", what, r.code, r.stderr, wants)
+	}
+}
+
 // syncBuffer is a bytes.Buffer that a running command may write while the
 // test reads it.
 type syncBuffer struct {
@@ -139,9 +152,6 @@ func TestCAErrors(t *testing.T) {
 		{notPEM, "no PEM certificate in " + notPEM},
 	}
 	for _, tt := range tests {
-		r := runCLI(t, "", "room", "list", "--identity", id, "--ca", tt.ca, "--server", "http://127.0.0.1:1")
-		if r.code != 1 || !strings.Contains(r.stderr, tt.want) {
-			t.Errorf("room list --ca %s = exit %d, stderr %q; want exit 1 and %q", tt.ca, r.code, r.stderr, tt.want)
-		}
+		runCLI(t, "", "room", "list", "--identity", id, "--ca", tt.ca, "--server", "http://127.0.0.1:1").wantFailure(t, "room list --ca "+tt.ca, tt.want)
 	}
 }
