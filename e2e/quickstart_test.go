@@ -148,7 +148,10 @@ func TestREADMEQuickstart(t *testing.T) {
 		}
 		lines = append(lines, l)
 	}
-	sh := exec.Command("bash", "-euo", "pipefail", "-c", strings.Join(lines, "\n"))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sh := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", strings.Join(lines, "\n"))
+	sh.WaitDelay = 10 * time.Second
 	sh.Dir = work
 	sh.Env = append(os.Environ(),
 		"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
@@ -158,19 +161,10 @@ func TestREADMEQuickstart(t *testing.T) {
 	)
 	var out syncBuffer
 	sh.Stdout, sh.Stderr = &out, &out
-	done := make(chan error, 1)
-	if err := sh.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { done <- sh.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("quickstart failed: %v\n%s", err, out.String())
-		}
-	case <-time.After(3 * time.Minute):
-		sh.Process.Kill()
+	if err := sh.Run(); ctx.Err() != nil {
 		t.Fatalf("quickstart did not finish in 3 minutes:\n%s", out.String())
+	} else if err != nil {
+		t.Fatalf("quickstart failed: %v\n%s", err, out.String())
 	}
 	got := out.String()
 	for _, want := range []string{
@@ -192,7 +186,9 @@ func TestREADMEQuickstart(t *testing.T) {
 	if idx := strings.Index(got, "bob is refused"); idx >= 0 && strings.Contains(got[:idx], "bob cannot read this") {
 		t.Errorf("bob read the message sent after his removal:\n%s", got)
 	}
-	if fi, err := os.Stat(filepath.Join(work, "alice.json")); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("alice.json mode = %v, %v; want 0600", fi.Mode().Perm(), err)
+	if fi, err := os.Stat(filepath.Join(work, "alice.json")); err != nil {
+		t.Errorf("alice.json: %v; want the identity file, mode 0600", err)
+	} else if fi.Mode().Perm() != 0o600 {
+		t.Errorf("alice.json mode = %v; want 0600", fi.Mode().Perm())
 	}
 }
