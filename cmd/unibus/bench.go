@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/base32"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -100,8 +97,9 @@ func benchFlags(fs *flag.FlagSet, o *options) {
 	jsonFlag("print one JSON document with every figure")(fs, o)
 }
 
-// check validates the flags and returns the parts to skip.
-func (o *benchOptions) check() (map[string]bool, error) {
+// check validates the flags and returns the parts to skip, each with the
+// reason the report gives.
+func (o *benchOptions) check() (map[string]string, error) {
 	switch {
 	case o.size < minBenchSize:
 		return nil, usagef("--size %d: use at least %d bytes (the send time travels in the message)", o.size, minBenchSize)
@@ -126,7 +124,7 @@ func (o *benchOptions) check() (map[string]bool, error) {
 	case o.timeout <= 0:
 		return nil, usagef("--timeout %s: use a positive duration such as 2m", o.timeout)
 	}
-	skip := map[string]bool{}
+	skipped := map[string]string{}
 	for _, p := range strings.Split(o.skip, ",") {
 		p = strings.TrimSpace(p)
 		if p == "" {
@@ -135,12 +133,12 @@ func (o *benchOptions) check() (map[string]bool, error) {
 		if !slices.Contains(benchParts, p) {
 			return nil, usagef("--skip %q: the parts are %s", p, strings.Join(benchParts, ", "))
 		}
-		skip[p] = true
+		skipped[p] = "--skip"
 	}
 	if o.rekeyMembers == 0 {
-		skip["rekey"] = true
+		skipped["rekey"] = "no --rekey-members N"
 	}
-	return skip, nil
+	return skipped, nil
 }
 
 // benchReport is the outcome of a run; --json prints it as it is.
@@ -165,6 +163,7 @@ type benchReport struct {
 	API   *apiResult   `json:"api,omitempty"`
 	Rekey *rekeyResult `json:"rekey,omitempty"`
 
+	// Skipped are the parts not run, each with the reason.
 	Skipped  map[string]string `json:"skipped,omitempty"`
 	Cleanup  []string          `json:"cleanup,omitempty"`
 	Warnings []string          `json:"warnings,omitempty"`
@@ -255,6 +254,7 @@ type benchRun struct {
 	id      *identity.Identity
 	tls     *tls.Config
 	server  string
+	apiURL  *url.URL // server, parsed once for the requests the bench signs itself
 	natsURL string
 	info    api.Info
 	hc      *http.Client // waits out the server's rate limit
@@ -266,11 +266,14 @@ type benchRun struct {
 	base      time.Time // the clock the send times are read from
 	progress  io.Writer // progress lines, or io.Discard
 	rep       *benchReport
+	// created are the user keys of the throwaway users registered, for the
+	// clean-up to revoke.
+	created []string
 }
 
 func bench(ctx context.Context, x *invocation, _ []string) error {
 	o := x.opts.bench
-	skip, err := o.check()
+	skipped, err := o.check()
 	if err != nil {
 		return err
 	}
@@ -285,7 +288,7 @@ func bench(ctx context.Context, x *invocation, _ []string) error {
 	if o.cpuprofile != "" {
 		f, err := os.Create(o.cpuprofile)
 		if err != nil {
-			return fmt.Errorf("create the CPU profile: %w", err)
+			return fmt.Errorf("create the CPU profile: %w (pass a writable --cpuprofile PATH)", err)
 		}
 		defer f.Close()
 		if err := pprof.StartCPUProfile(f); err != nil {
@@ -293,7 +296,7 @@ func bench(ctx context.Context, x *invocation, _ []string) error {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	r := &benchRun{o: o, id: id, tls: tlsConfig, server: x.opts.server, base: time.Now(), progress: io.Discard}
+	r := &benchRun{o: o, id: id, tls: tlsConfig, server: x.opts.server, natsURL: x.opts.nats, base: time.Now(), progress: io.Discard}
 	if isTerminal(x.stderr) {
 		r.progress = x.stderr
 	}
@@ -312,39 +315,29 @@ func bench(ctx context.Context, x *invocation, _ []string) error {
 	r.limits = &limitWaiter{next: tr}
 	r.hc = &http.Client{Transport: r.limits}
 	defer tr.CloseIdleConnections()
-	if r.c, err = r.newClient(); err != nil {
+	if r.c, err = r.newClient(r.hc); err != nil {
 		return err
 	}
 	defer r.c.Close()
+	if r.apiURL, err = url.Parse(strings.TrimRight(r.server, "/")); err != nil {
+		return err
+	}
 	if r.info, err = r.c.Info(ctx); err != nil {
 		return err
 	}
-	r.natsURL = x.opts.nats
 	if r.natsURL == "" {
 		r.natsURL = r.info.NATSURL
 	}
-	if r.natsURL == "" && !(skip["raw"] && skip["e2e"]) {
-		return errors.New("the server advertises no NATS URL: pass --nats URL")
-	}
 	r.rep = &benchReport{Server: x.opts.server, NATSURL: r.natsURL, AuthMode: r.info.AuthMode, User: id.Name(),
-		Size: o.size, Msgs: o.msgs, Pub: o.pub, Sub: o.sub, Rate: o.rate, Skipped: map[string]string{}}
-	for _, p := range benchParts {
-		if skip[p] {
-			r.rep.Skipped[p] = "--skip"
-		}
-	}
-	if o.rekeyMembers == 0 {
-		r.rep.Skipped["rekey"] = "no --rekey-members N"
+		Size: o.size, Msgs: o.msgs, Pub: o.pub, Sub: o.sub, Rate: o.rate, Skipped: skipped}
+	if r.natsURL == "" && !(r.skips("raw") && r.skips("e2e")) {
+		return errors.New("the server advertises no NATS URL: pass --nats URL, or --skip raw,e2e to run only the other parts")
 	}
 
-	var created []string // throwaway users, to revoke
-	runErr := r.runParts(ctx, skip, &created)
-	r.cleanup(ctx, created)
+	runErr := r.runParts(ctx)
+	r.cleanup(ctx)
 	if n := r.limits.waits.Load(); n > 0 {
 		r.warn("the server's rate limit refused %d of the bench's own requests (set-up, clean-up, SDK calls); each was sent again after the wait the server asked for", n)
-	}
-	if len(r.rep.Skipped) == 0 {
-		r.rep.Skipped = nil
 	}
 	// A failed run still reports what it measured and what it left.
 	if runErr != nil {
@@ -364,9 +357,15 @@ func bench(ctx context.Context, x *invocation, _ []string) error {
 	return runErr
 }
 
+// skips reports whether the run skips part.
+func (r *benchRun) skips(part string) bool {
+	_, ok := r.rep.Skipped[part]
+	return ok
+}
+
 // runParts runs the parts not skipped, stopping at the first failure.
-func (r *benchRun) runParts(ctx context.Context, skip map[string]bool, created *[]string) error {
-	if len(skip) == len(benchParts) {
+func (r *benchRun) runParts(ctx context.Context) error {
+	if len(r.rep.Skipped) == len(benchParts) {
 		return nil
 	}
 	// Every part works in the scratch room, the raw run too: a bus that
@@ -377,13 +376,13 @@ func (r *benchRun) runParts(ctx context.Context, skip map[string]bool, created *
 		return fmt.Errorf("create the scratch room: %w", err)
 	}
 	r.rep.Room, r.rep.RoomName = room.ID, room.Name
-	if !skip["raw"] {
+	if !r.skips("raw") {
 		r.say("raw NATS: %d messages of %d bytes…", r.o.msgs, r.o.size)
 		if r.rep.Raw, err = r.raw(ctx, api.SubjectPrefix+room.ID+".bench"); err != nil {
 			return fmt.Errorf("raw NATS run: %w", err)
 		}
 	}
-	if !skip["e2e"] {
+	if !r.skips("e2e") {
 		r.say("end to end: %d messages of %d bytes in room %s…", r.o.msgs, r.o.size, room.ID)
 		if r.rep.E2E, err = r.e2e(ctx, room.ID); err != nil {
 			return fmt.Errorf("end-to-end run: %w", err)
@@ -392,13 +391,13 @@ func (r *benchRun) runParts(ctx context.Context, skip map[string]bool, created *
 			r.rep.Ratio = r.rep.E2E.MsgsPerS / r.rep.Raw.MsgsPerS
 		}
 	}
-	if !skip["api"] {
+	if !r.skips("api") {
 		r.say("control plane: %d concurrent signed requests…", r.o.concurrency)
 		if r.rep.API, err = r.api(ctx, room.ID); err != nil {
 			return fmt.Errorf("control-plane run: %w", err)
 		}
 	}
-	if !skip["rekey"] {
+	if !r.skips("rekey") {
 		me, err := r.c.Me(ctx)
 		if err != nil {
 			return err
@@ -408,7 +407,7 @@ func (r *benchRun) runParts(ctx context.Context, skip map[string]bool, created *
 			return nil
 		}
 		r.say("rekey: a room of %d members…", r.o.rekeyMembers)
-		if r.rep.Rekey, err = r.rekey(ctx, room.ID, created); err != nil {
+		if r.rep.Rekey, err = r.rekey(ctx, room.ID); err != nil {
 			return fmt.Errorf("rekey run: %w", err)
 		}
 	}
@@ -424,10 +423,10 @@ func (r *benchRun) warn(format string, args ...any) {
 	r.rep.Warnings = append(r.rep.Warnings, fmt.Sprintf(format, args...))
 }
 
-// newClient returns an SDK client as the caller, with the client settings
-// and the bench's HTTP client.
-func (r *benchRun) newClient() (*client.Client, error) {
-	return client.New(client.Config{Server: r.server, Identity: r.id, TLS: r.tls, NATSURL: r.natsURL, HTTPClient: r.hc})
+// newClient returns an SDK client as the caller, with the client settings,
+// sending its requests through hc.
+func (r *benchRun) newClient(hc *http.Client) (*client.Client, error) {
+	return client.New(client.Config{Server: r.server, Identity: r.id, TLS: r.tls, NATSURL: r.natsURL, HTTPClient: hc})
 }
 
 // since is the time since the run began, from the monotonic clock.
@@ -646,11 +645,17 @@ func (r *benchRun) newPacer() pacer {
 }
 
 // wait sleeps until message i is due. A publisher that fell behind sends
-// at once.
+// at once. Without --rate it returns at once, inlined in the publisher's
+// loop.
 func (p pacer) wait(ctx context.Context, i int) error {
 	if p.interval == 0 {
 		return nil
 	}
+	return p.sleep(ctx, i)
+}
+
+// sleep is wait under --rate.
+func (p pacer) sleep(ctx context.Context, i int) error {
 	d := time.Until(p.t0.Add(time.Duration(i) * p.interval))
 	if d <= 0 {
 		return ctx.Err()
@@ -663,6 +668,41 @@ func (p pacer) wait(ctx context.Context, i int) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// flow runs the timed part of a publish/subscribe run once every
+// subscriber has its warm-up messages: each publisher, in a goroutine of
+// its own, sends its share n of --msgs through publish(p, n) and returns
+// once they are out; then the subscribers are waited for (see
+// waitDelivered). It returns when the publishing started and when the
+// last publisher finished, from r.since.
+func (r *benchRun) flow(ctx context.Context, recs []*recorder, failed <-chan error, publish func(p, n int) error) (start, pubEnd int64, err error) {
+	if err := waitWarm(ctx, recs, failed); err != nil {
+		return 0, 0, err
+	}
+	start = r.since()
+	var (
+		wg     sync.WaitGroup
+		pubErr firstError
+		end    atomic.Int64
+	)
+	for p, n := range shares(r.o.msgs, r.o.pub) {
+		wg.Go(func() {
+			if err := publish(p, n); err != nil {
+				pubErr.set(err)
+				return
+			}
+			recordMax(&end, r.since())
+		})
+	}
+	wg.Wait()
+	if err := pubErr.get(); err != nil {
+		return 0, 0, err
+	}
+	if err := waitDelivered(ctx, recs, failed); err != nil {
+		return 0, 0, err
+	}
+	return start, end.Load(), nil
 }
 
 // Raw messages: a kind byte, then the send time in nanoseconds since base
@@ -737,54 +777,32 @@ func (r *benchRun) raw(ctx context.Context, subject string) (*flowResult, error)
 	failed := make(chan error, 1)
 	stopWatch := watchAsync(ctx, &asyncErr, failed)
 	defer stopWatch()
-	if err := waitWarm(ctx, recs, failed); err != nil {
-		return nil, err
-	}
-
-	start := r.since()
-	var (
-		wg     sync.WaitGroup
-		pubErr firstError
-		pubEnd atomic.Int64
-	)
-	for p, n := range shares(r.o.msgs, r.o.pub) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			nc := pubs[p]
-			buf := make([]byte, r.o.size)
-			buf[0] = rawData
-			pace := r.newPacer()
-			for i := range n {
-				if i%256 == 0 || pace.interval > 0 {
-					if err := pace.wait(ctx, i); err != nil {
-						pubErr.set(err)
-						return
-					}
-				}
-				binary.BigEndian.PutUint64(buf[1:9], uint64(r.since()))
-				if err := nc.Publish(subject, buf); err != nil {
-					pubErr.set(fmt.Errorf("publish to %s: %w", subject, err))
-					return
-				}
+	start, pubEnd, err := r.flow(ctx, recs, failed, func(p, n int) error {
+		nc := pubs[p]
+		buf := make([]byte, r.o.size)
+		buf[0] = rawData
+		pace := r.newPacer()
+		for i := range n {
+			if err := pace.wait(ctx, i); err != nil {
+				return err
 			}
-			if err := nc.FlushWithContext(ctx); err != nil {
-				pubErr.set(fmt.Errorf("publish to %s: %w", subject, err))
+			binary.BigEndian.PutUint64(buf[1:9], uint64(r.since()))
+			if err := nc.Publish(subject, buf); err != nil {
+				return fmt.Errorf("publish to %s: %w", subject, err)
 			}
-			recordMax(&pubEnd, r.since())
-		}()
-	}
-	wg.Wait()
-	if err := pubErr.get(); err != nil {
-		return nil, err
-	}
-	if err := waitDelivered(ctx, recs, failed); err != nil {
+		}
+		if err := nc.FlushWithContext(ctx); err != nil {
+			return fmt.Errorf("publish to %s: %w", subject, err)
+		}
+		return nil
+	})
+	if err != nil {
 		return nil, err
 	}
 	for _, nc := range conns {
 		nc.Close() // no more deliveries while the recorders are read
 	}
-	res := r.result(recs, start, pubEnd.Load())
+	res := r.result(recs, start, pubEnd)
 	r.checkRate("raw NATS", res)
 	if res.Lost > 0 {
 		r.warn("raw NATS: %d messages lost (a subscriber fell behind and the server dropped what it could not take)", res.Lost)
@@ -888,14 +906,13 @@ func (r *benchRun) e2e(ctx context.Context, room string) (*flowResult, error) {
 		}
 	}()
 	subCtx, stopSubs := context.WithCancel(ctx)
-	defer stopSubs()
 	failed := make(chan error, r.o.sub)
 	var readers sync.WaitGroup
 	defer readers.Wait()
 	defer stopSubs() // runs before readers.Wait
 	recs := make([]*recorder, r.o.sub)
 	for i := range recs {
-		c, err := r.newClient()
+		c, err := r.newClient(r.hc)
 		if err != nil {
 			return nil, err
 		}
@@ -930,7 +947,7 @@ func (r *benchRun) e2e(ctx context.Context, room string) (*flowResult, error) {
 	}
 	pubs := make([]*client.Client, r.o.pub)
 	for i := range pubs {
-		c, err := r.newClient()
+		c, err := r.newClient(r.hc)
 		if err != nil {
 			return nil, err
 		}
@@ -941,59 +958,34 @@ func (r *benchRun) e2e(ctx context.Context, room string) (*flowResult, error) {
 			return nil, err
 		}
 	}
-	if err := waitWarm(ctx, recs, failed); err != nil {
-		return nil, err
-	}
-
-	start := r.since()
-	var (
-		wg     sync.WaitGroup
-		pubErr firstError
-		pubEnd atomic.Int64
-	)
-	for p, n := range shares(r.o.msgs, r.o.pub) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			// Each publisher pipelines through an SDK Stream: sealing and
-			// signing go on while earlier messages await their
-			// acknowledgement, as an application sending a flow would.
-			stream, err := pubs[p].OpenStream(ctx, room)
-			if err != nil {
-				pubErr.set(err)
-				return
+	start, pubEnd, err := r.flow(ctx, recs, failed, func(p, n int) error {
+		// Each publisher pipelines through an SDK Stream: sealing and
+		// signing go on while earlier messages await their
+		// acknowledgement, as an application sending a flow would.
+		stream, err := pubs[p].OpenStream(ctx, room)
+		if err != nil {
+			return err
+		}
+		text := bytes.Repeat([]byte{'x'}, r.o.size)
+		text[19] = ' '
+		pace := r.newPacer()
+		for i := range n {
+			if err := pace.wait(ctx, i); err != nil {
+				return err
 			}
-			text := bytes.Repeat([]byte{'x'}, r.o.size)
-			text[19] = ' '
-			pace := r.newPacer()
-			for i := range n {
-				if err := pace.wait(ctx, i); err != nil {
-					pubErr.set(err)
-					return
-				}
-				putStamp(text[:19], r.since())
-				if _, err := stream.Send(ctx, client.Message{Text: string(text)}); err != nil {
-					pubErr.set(err)
-					return
-				}
+			putStamp(text[:19], r.since())
+			if _, err := stream.Send(ctx, client.Message{Text: string(text)}); err != nil {
+				return err
 			}
-			if err := stream.Flush(ctx); err != nil {
-				pubErr.set(err)
-				return
-			}
-			recordMax(&pubEnd, r.since())
-		}()
-	}
-	wg.Wait()
-	if err := pubErr.get(); err != nil {
-		return nil, err
-	}
-	if err := waitDelivered(ctx, recs, failed); err != nil {
+		}
+		return stream.Flush(ctx)
+	})
+	if err != nil {
 		return nil, err
 	}
 	stopSubs()
 	readers.Wait()
-	res := r.result(recs, start, pubEnd.Load())
+	res := r.result(recs, start, pubEnd)
 	if res.Lost > 0 {
 		r.warn("end to end: %d messages not delivered within %s of the last one", res.Lost, benchIdle)
 	}
@@ -1003,7 +995,7 @@ func (r *benchRun) e2e(ctx context.Context, room string) (*flowResult, error) {
 	r.checkRate("end to end", res)
 
 	// The receive path alone: a fresh client reads the run back.
-	rc, err := r.newClient()
+	rc, err := r.newClient(r.hc)
 	if err != nil {
 		return nil, err
 	}
@@ -1050,7 +1042,7 @@ func (r *benchRun) api(ctx context.Context, room string) (*apiResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.o.timeout)
 	defer cancel()
 	res := &apiResult{Concurrency: r.o.concurrency}
-	c, err := client.New(client.Config{Server: r.server, Identity: r.id, TLS: r.tls, NATSURL: r.natsURL, HTTPClient: r.hcMeasure})
+	c, err := r.newClient(r.hcMeasure)
 	if err != nil {
 		return nil, err
 	}
@@ -1061,7 +1053,7 @@ func (r *benchRun) api(ctx context.Context, room string) (*apiResult, error) {
 	})
 	res.KeyFetch = r.hammer(ctx, func(ctx context.Context) error {
 		var keys []api.SealedKey
-		return r.callWith(ctx, r.hcMeasure, r.id, http.MethodGet, "/v1/rooms/"+room+"/keys", nil, nil, &keys)
+		return r.get(ctx, r.hcMeasure, r.id, "/v1/rooms/"+room+"/keys", nil, &keys)
 	})
 	for _, call := range []struct {
 		name string
@@ -1077,6 +1069,9 @@ func (r *benchRun) api(ctx context.Context, room string) (*apiResult, error) {
 		if c.Errors > c.RateLimited {
 			r.warn("%s: %d requests failed, the first with: %s", name, c.Errors, c.FirstError)
 		}
+	}
+	if err := ctx.Err(); errors.Is(err, context.DeadlineExceeded) {
+		return res, fmt.Errorf("%w after %s: raise --timeout, or lower --duration or --requests", err, r.o.timeout)
 	}
 	return res, ctx.Err()
 }
@@ -1142,38 +1137,18 @@ func (r *benchRun) hammer(ctx context.Context, call func(context.Context) error)
 	return c
 }
 
-// call makes one API request signed by id, as the SDK does, and decodes
-// the answer into out. The bench plays members the SDK cannot be asked to
-// be, so it signs for them itself.
-func (r *benchRun) call(ctx context.Context, id *identity.Identity, method, path string, query url.Values, in, out any) error {
-	return r.callWith(ctx, r.hc, id, method, path, query, in, out)
-}
-
-// callWith is call through the HTTP client hc.
-func (r *benchRun) callWith(ctx context.Context, hc *http.Client, id *identity.Identity, method, path string, query url.Values, in, out any) error {
-	var body []byte
-	if in != nil {
-		var err error
-		if body, err = json.Marshal(in); err != nil {
-			return err
-		}
-	}
-	u, err := url.Parse(strings.TrimRight(r.server, "/"))
-	if err != nil {
-		return err
-	}
+// get makes one signed GET of the API path as id through hc, as the SDK
+// does, and decodes the answer into out. The bench plays members the SDK
+// cannot be asked to be, so it signs for them itself.
+func (r *benchRun) get(ctx context.Context, hc *http.Client, id *identity.Identity, path string, query url.Values, out any) error {
+	u := *r.apiURL
 	u.Path += path
 	u.RawQuery = query.Encode()
-	req, err := http.NewRequestWithContext(ctx, method, u.String(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), http.NoBody)
 	if err != nil {
 		return err
 	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	} else {
-		req.Body = http.NoBody
-	}
-	sig, err := reqsig.Sign(id, method, req.URL.RequestURI(), sha256.Sum256(body), time.Now(), nil)
+	sig, err := reqsig.Sign(id, http.MethodGet, req.URL.RequestURI(), reqsig.EmptyBody, time.Now(), nil)
 	if err != nil {
 		return err
 	}
@@ -1192,10 +1167,7 @@ func (r *benchRun) callWith(ctx context.Context, hc *http.Client, id *identity.I
 		if json.Unmarshal(b, &e) == nil && e.Message != "" {
 			return &e
 		}
-		return fmt.Errorf("%s %s: server answered %s", method, path, resp.Status)
-	}
-	if out == nil {
-		return nil
+		return fmt.Errorf("GET %s: server answered %s", path, resp.Status)
 	}
 	return json.Unmarshal(b, out)
 }
@@ -1246,7 +1218,7 @@ func (r *benchRun) each(ctx context.Context, n int, what string, fn func(ctx con
 
 // rekey registers rekeyMembers-1 throwaway users, adds them to the room,
 // and times the caller's rekey and every member's fetch of the new key.
-func (r *benchRun) rekey(ctx context.Context, room string, created *[]string) (*rekeyResult, error) {
+func (r *benchRun) rekey(ctx context.Context, room string) (*rekeyResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.o.timeout)
 	defer cancel()
 	n := r.o.rekeyMembers - 1
@@ -1283,7 +1255,7 @@ func (r *benchRun) rekey(ctx context.Context, room string, created *[]string) (*
 			return fmt.Errorf("register throwaway user %s: %w", ids[i].Name(), err)
 		}
 		mu.Lock()
-		*created = append(*created, ids[i].UserKey())
+		r.created = append(r.created, ids[i].UserKey())
 		mu.Unlock()
 		return nil
 	})
@@ -1398,7 +1370,7 @@ const deliveryIdle = time.Second
 // subject: the bus must let this process read them (auth off).
 func (r *benchRun) listenForKeys(ctx context.Context, room string, members []*identity.Identity) (*keyDeliveries, error) {
 	var sts []roomchain.Signed
-	if err := r.call(ctx, r.id, http.MethodGet, "/v1/rooms/"+room+"/statements", url.Values{"after": {"0"}}, nil, &sts); err != nil {
+	if err := r.get(ctx, r.hc, r.id, "/v1/rooms/"+room+"/statements", url.Values{"after": {"0"}}, &sts); err != nil {
 		return nil, fmt.Errorf("read the scratch room's history: %w", err)
 	}
 	state, err := roomchain.Verify(room, sts)
@@ -1506,16 +1478,7 @@ func (d *keyDeliveries) take(m *nats.Msg, epoch uint64) (int, *e2ee.RoomKey, boo
 	if !ok {
 		return 0, nil, false
 	}
-	x, err := identity.ParseXKey(sealer.XKey)
-	if err != nil {
-		return 0, nil, false
-	}
-	id := d.ids[i]
-	pair, err := e2ee.XKeyPair{Private: id.XPrivate(), Public: id.XPublic()}.OpeningPairKey(x)
-	if err != nil {
-		return 0, nil, false
-	}
-	k, err := pair.Open(kd.Key.SealedKey, e2ee.SealedKeyContext{Room: d.room, Epoch: epoch, Recipient: [32]byte(id.SigningKey().Public().(ed25519.PublicKey))})
+	k, err := openRoomKey(d.ids[i], d.room, epoch, sealer.XKey, kd.Key.SealedKey)
 	if err != nil {
 		return 0, nil, false
 	}
@@ -1527,7 +1490,7 @@ func (d *keyDeliveries) take(m *nats.Msg, epoch uint64) (int, *e2ee.RoomKey, boo
 func (r *benchRun) openKey(ctx context.Context, id *identity.Identity, room string, epoch uint64) (e2ee.RoomKey, error) {
 	var keys []api.SealedKey
 	q := url.Values{"epoch": {strconv.FormatUint(epoch, 10)}}
-	if err := r.call(ctx, id, http.MethodGet, "/v1/rooms/"+room+"/keys", q, nil, &keys); err != nil {
+	if err := r.get(ctx, r.hc, id, "/v1/rooms/"+room+"/keys", q, &keys); err != nil {
 		return e2ee.RoomKey{}, err
 	}
 	if len(keys) != 1 {
@@ -1540,36 +1503,40 @@ func (r *benchRun) openKey(ctx context.Context, id *identity.Identity, room stri
 	if err := k.Sealer.Verify(); err != nil {
 		return e2ee.RoomKey{}, fmt.Errorf("sealer identity: %w", err)
 	}
-	x, err := identity.ParseXKey(k.Sealer.XKey)
+	return openRoomKey(id, room, epoch, k.Sealer.XKey, k.SealedKey)
+}
+
+// openRoomKey opens the room key of epoch sealed to member id by the
+// holder of sealerXKey. As the SDK does, the member's own X25519 public key
+// comes with its identity, not from another scalar multiplication.
+func openRoomKey(id *identity.Identity, room string, epoch uint64, sealerXKey string, sealed []byte) (e2ee.RoomKey, error) {
+	x, err := identity.ParseXKey(sealerXKey)
 	if err != nil {
 		return e2ee.RoomKey{}, err
 	}
-	sc := e2ee.SealedKeyContext{Room: room, Epoch: epoch, Recipient: [32]byte(id.SigningKey().Public().(ed25519.PublicKey))}
-	// As the SDK does: the member's own X25519 public key comes with its
-	// identity, not from another scalar multiplication.
 	pair, err := e2ee.XKeyPair{Private: id.XPrivate(), Public: id.XPublic()}.OpeningPairKey(x)
 	if err != nil {
 		return e2ee.RoomKey{}, err
 	}
-	return pair.Open(k.SealedKey, sc)
+	return pair.Open(sealed, e2ee.SealedKeyContext{Room: room, Epoch: epoch, Recipient: [32]byte(id.SigningKey().Public().(ed25519.PublicKey))})
 }
 
 // cleanup revokes the throwaway users and purges the scratch room's
 // history. It runs even when the run failed or was interrupted.
-func (r *benchRun) cleanup(ctx context.Context, created []string) {
+func (r *benchRun) cleanup(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(r.o.timeout, cleanupTimeout))
 	defer cancel()
-	if len(created) > 0 {
-		r.say("cleanup: revoking %d throwaway users…", len(created))
+	if len(r.created) > 0 {
+		r.say("cleanup: revoking %d throwaway users…", len(r.created))
 		var revoked atomic.Int64
-		err := r.each(ctx, len(created), "users revoked", func(ctx context.Context, i int) error {
-			if _, err := r.c.RevokeUser(ctx, created[i]); err != nil {
+		err := r.each(ctx, len(r.created), "users revoked", func(ctx context.Context, i int) error {
+			if _, err := r.c.RevokeUser(ctx, r.created[i]); err != nil {
 				return err
 			}
 			revoked.Add(1)
 			return nil
 		})
-		r.rep.Cleanup = append(r.rep.Cleanup, fmt.Sprintf("revoked %d of %d throwaway users (bench-*)", revoked.Load(), len(created)))
+		r.rep.Cleanup = append(r.rep.Cleanup, fmt.Sprintf("revoked %d of %d throwaway users (bench-*)", revoked.Load(), len(r.created)))
 		if err != nil {
 			r.warn("cleanup: could not revoke every throwaway user: %v; revoke the rest with `unibus user revoke USER`", err)
 		}
@@ -1577,9 +1544,8 @@ func (r *benchRun) cleanup(ctx context.Context, created []string) {
 	if r.rep.Room == "" {
 		return
 	}
-	_, skipped := r.rep.Skipped["e2e"]
 	switch {
-	case skipped:
+	case r.skips("e2e"):
 	case r.info.AuthMode == "enforce":
 		// Users of an enforcing bus get their rooms' subjects, not
 		// stream management: a purge would only time out.
@@ -1616,14 +1582,9 @@ func (r *benchRun) purge(ctx context.Context, room string) error {
 	return s.Purge(ctx, jetstream.WithPurgeSubject(api.RoomSubject(room)))
 }
 
-var tagEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// randomTag is 8 random characters of [a-z2-7], to name scratch things.
-func randomTag() string {
-	var b [5]byte
-	rand.Read(b[:])
-	return tagEncoding.EncodeToString(b[:])
-}
+// randomTag is 8 random characters of [a-z2-7], to name scratch things:
+// the start of a fresh room id.
+func randomTag() string { return api.NewRoomID()[:8] }
 
 // write prints the report for people.
 func (rep *benchReport) write(w io.Writer) error {
