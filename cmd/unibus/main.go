@@ -20,7 +20,8 @@
 //	unibus send ROOM [TEXT] [--file PATH] [--json]        send text (argument or stdin) and a file
 //	unibus read ROOM [--last N] [--follow] [--json]       print the history, then live messages
 //	unibus fetch ROOM MSGID [-o PATH] [--force] [--json]  download and decrypt an attachment
-//	unibus bench [--msgs N] [--rekey-members N] [--json]  measure raw NATS against end to end, the API, a rekey
+//	unibus bench [--msgs N] [--size BYTES] [--rate R] [--rekey-members N] [--json]
+//	                                                      measure raw NATS against end to end, the API, a rekey
 //
 // USER is a user's name or user key; ROOM is a room id or, where it is
 // unambiguous among the caller's rooms, its name.
@@ -194,7 +195,7 @@ func cleartextFlag(fs *flag.FlagSet, o *options) {
 }
 
 func fileFlag(fs *flag.FlagSet, o *options) {
-	fs.StringVar(&o.file, "file", "", "attach the file at `PATH`")
+	fs.StringVar(&o.file, "file", "", "attach the file at `PATH`; the text then comes from TEXT alone (stdin is not read)")
 }
 
 func lastFlag(fs *flag.FlagSet, o *options) {

@@ -82,7 +82,7 @@ func readMessage(ctx context.Context, x *invocation) (string, error) {
 	case res = <-done:
 	}
 	if res.err != nil {
-		return "", fmt.Errorf("read the message from stdin: %w", res.err)
+		return "", fmt.Errorf("read the message from stdin: %w (give the text as an argument instead)", res.err)
 	}
 	if len(res.b) > e2ee.MaxPlaintext {
 		return "", fmt.Errorf("the message on stdin is over the limit of %s: send it as a file with --file PATH", humanSize(e2ee.MaxPlaintext))
@@ -196,7 +196,7 @@ func fetch(ctx context.Context, x *invocation, args []string) error {
 	}
 	tmp, err := os.CreateTemp(dir, ".unibus-fetch-*")
 	if err != nil {
-		return fmt.Errorf("cannot write the file: %w", err)
+		return fmt.Errorf("cannot write the file in %s: %w (save it elsewhere with -o PATH)", dir, err)
 	}
 	placed := false
 	defer func() {
@@ -210,10 +210,10 @@ func fetch(ctx context.Context, x *invocation, args []string) error {
 		return err
 	}
 	if err := tmp.Sync(); err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+		return fmt.Errorf("write the file in %s: %w (save it elsewhere with -o PATH)", dir, err)
 	}
 	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+		return fmt.Errorf("write the file in %s: %w (save it elsewhere with -o PATH)", dir, err)
 	}
 	if target == "" {
 		name, err := safeName(ref.Name)
@@ -254,34 +254,35 @@ func checkFree(path string, force bool) error {
 		return nil
 	}
 	if _, err := os.Lstat(path); err == nil {
-		return fmt.Errorf("%s already exists: pass --force to overwrite it, or -o PATH to save elsewhere", path)
+		return errExists(path)
 	}
 	return nil
+}
+
+// errExists refuses to replace the file at path.
+func errExists(path string) error {
+	return fmt.Errorf("%s already exists: pass --force to overwrite it, or -o PATH to save elsewhere", path)
 }
 
 // place moves the finished temporary file to path. Without force it never
 // replaces a file, even one that appeared during the download: a hard link
 // fails if path exists (where links are not supported, it checks first).
 func place(tmp, path string, force bool) error {
-	if force {
-		if err := os.Rename(tmp, path); err != nil {
-			return fmt.Errorf("save the file: %w", err)
+	if !force {
+		err := os.Link(tmp, path)
+		switch {
+		case err == nil:
+			os.Remove(tmp)
+			return nil
+		case errors.Is(err, fs.ErrExist):
+			return errExists(path)
 		}
-		return nil
-	}
-	err := os.Link(tmp, path)
-	switch {
-	case err == nil:
-		os.Remove(tmp)
-		return nil
-	case errors.Is(err, fs.ErrExist):
-		return fmt.Errorf("%s already exists: pass --force to overwrite it, or -o PATH to save elsewhere", path)
-	}
-	if err := checkFree(path, false); err != nil {
-		return err
+		if err := checkFree(path, false); err != nil {
+			return err
+		}
 	}
 	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("save the file: %w", err)
+		return fmt.Errorf("save the file: %w (save it elsewhere with -o PATH)", err)
 	}
 	return nil
 }
