@@ -645,10 +645,13 @@ func (r *benchRun) newPacer() pacer {
 }
 
 // wait sleeps until message i is due. A publisher that fell behind sends
-// at once. Without --rate it returns at once, inlined in the publisher's
-// loop.
+// at once. Without --rate it returns at once (inlined in the publisher's
+// loop), looking at ctx every 256 messages.
 func (p pacer) wait(ctx context.Context, i int) error {
 	if p.interval == 0 {
+		if i&255 == 0 {
+			return ctx.Err() // --timeout and Ctrl-C, without a check a message
+		}
 		return nil
 	}
 	return p.sleep(ctx, i)
