@@ -5,7 +5,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"net/http"
@@ -14,9 +13,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/enmanuel/unibus/internal/testio"
 )
 
 // moduleRoot is the directory holding go.mod.
@@ -45,24 +45,6 @@ func quickstart(t testing.TB, root string) string {
 	return string(m[1])
 }
 
-// syncBuffer is a bytes.Buffer safe for a process writer and a test reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startMembershipd runs the real server binary in dir with free ports and
 // returns its HTTP URL once /healthz answers.
 func startMembershipd(t testing.TB, bin, dir string) string {
@@ -72,7 +54,7 @@ func startMembershipd(t testing.TB, bin, dir string) string {
 	cmd.Dir = dir
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
-	logs := &syncBuffer{}
+	logs := &testio.SyncBuffer{}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = logs, io.MultiWriter(logs, pw)
 	if err := cmd.Start(); err != nil {
@@ -159,7 +141,7 @@ func TestREADMEQuickstart(t *testing.T) {
 		"XDG_CONFIG_HOME="+filepath.Join(work, "config"),
 		"HOME="+work,
 	)
-	var out syncBuffer
+	var out testio.SyncBuffer
 	sh.Stdout, sh.Stderr = &out, &out
 	if err := sh.Run(); ctx.Err() != nil {
 		t.Fatalf("quickstart did not finish in 3 minutes:\n%s", out.String())

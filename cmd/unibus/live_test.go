@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/enmanuel/unibus/internal/testbus"
+	"github.com/enmanuel/unibus/internal/testio"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
 )
@@ -100,8 +101,8 @@ func (u *user) must(t testing.TB, stdin string, args ...string) string {
 
 // follower is a command running in the background until stopped.
 type follower struct {
-	out    *syncBuffer
-	errb   *syncBuffer
+	out    *testio.SyncBuffer
+	errb   *testio.SyncBuffer
 	cancel context.CancelFunc
 	done   chan int
 }
@@ -110,7 +111,7 @@ type follower struct {
 func (u *user) start(t testing.TB, args ...string) *follower {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &follower{out: &syncBuffer{}, errb: &syncBuffer{}, cancel: cancel, done: make(chan int, 1)}
+	f := &follower{out: &testio.SyncBuffer{}, errb: &testio.SyncBuffer{}, cancel: cancel, done: make(chan int, 1)}
 	go func() {
 		f.done <- run(ctx, append(u.settings(), args...), strings.NewReader(""), f.out, f.errb)
 	}()
