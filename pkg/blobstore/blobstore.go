@@ -140,7 +140,7 @@ func New(dir string, opts ...Option) (*Store, error) {
 func (s *Store) removeStaleTemps(cutoff time.Time) {
 	entries, err := os.ReadDir(s.tmp)
 	if err != nil {
-		s.log.Warn("blobstore: cannot list temporary files", slog.String("dir", s.tmp), slog.Any("err", err))
+		s.log.Warn("blobstore: cannot list temporary files; check the directory's permissions", slog.String("dir", s.tmp), slog.Any("err", err))
 		return
 	}
 	for _, e := range entries {
@@ -153,7 +153,7 @@ func (s *Store) removeStaleTemps(cutoff time.Time) {
 		}
 		p := filepath.Join(s.tmp, e.Name())
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.log.Warn("blobstore: cannot remove stale temporary file", slog.String("path", p), slog.Any("err", err))
+			s.log.Warn("blobstore: cannot remove stale temporary file; check its permissions, or remove it by hand", slog.String("path", p), slog.Any("err", err))
 			continue
 		}
 		s.log.Info("blobstore: removed stale temporary file", slog.String("path", p))
@@ -174,6 +174,57 @@ func ValidID(id string) bool {
 	return true
 }
 
+// putSource checks the arguments of a Put and returns r bounded to one byte
+// past maxBytes (to tell "exactly maxBytes" from "more") and stopped once
+// ctx is done.
+func putSource(ctx context.Context, r io.Reader, maxBytes int64, wantSHA256 string) (io.Reader, error) {
+	if maxBytes <= 0 {
+		return nil, fmt.Errorf("blobstore: size limit %d is not positive; pass the largest accepted blob size", maxBytes)
+	}
+	if wantSHA256 != "" && !ValidID(wantSHA256) {
+		return nil, fmt.Errorf("%w (announced digest)", ErrInvalidID)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return io.LimitReader(ctxReader{ctx: ctx, r: r}, maxBytes+1), nil
+}
+
+// hashCopy copies src (from putSource) to w and returns the content's id
+// and size, failing with ErrTooLarge past maxBytes and with
+// ErrDigestMismatch when wantSHA256 is set and differs.
+func hashCopy(w io.Writer, src io.Reader, maxBytes int64, wantSHA256 string) (id string, size int64, err error) {
+	h := sha256.New()
+	size, err = io.CopyBuffer(io.MultiWriter(w, h), src, make([]byte, copyBufSize))
+	if err != nil {
+		return "", 0, fmt.Errorf("blobstore: copy blob: %w", err)
+	}
+	if size > maxBytes {
+		return "", 0, errTooLarge(maxBytes)
+	}
+	id = hex.EncodeToString(h.Sum(nil))
+	if wantSHA256 != "" && id != wantSHA256 {
+		return "", 0, errDigestMismatch(id, wantSHA256)
+	}
+	return id, size, nil
+}
+
+func errTooLarge(maxBytes int64) error {
+	return fmt.Errorf("%w: more than %d bytes", ErrTooLarge, maxBytes)
+}
+
+func errDigestMismatch(got, want string) error {
+	return fmt.Errorf("%w: got %s, want %s", ErrDigestMismatch, got, want)
+}
+
+// checkID checks the id and the context of a read or a deletion.
+func checkID(ctx context.Context, id string) error {
+	if !ValidID(id) {
+		return ErrInvalidID
+	}
+	return ctx.Err()
+}
+
 // path returns the fan-out directory and file path of a valid id.
 func (s *Store) path(id string) (dir, file string) {
 	dir = filepath.Join(s.dir, id[:2])
@@ -187,13 +238,8 @@ func (s *Store) path(id string) (dir, file string) {
 // when Put fails. Storing content that is already present succeeds and
 // leaves the existing blob in place.
 func (s *Store) Put(ctx context.Context, r io.Reader, maxBytes int64, wantSHA256 string) (id string, size int64, err error) {
-	if maxBytes <= 0 {
-		return "", 0, fmt.Errorf("blobstore: size limit %d is not positive; pass the largest accepted blob size", maxBytes)
-	}
-	if wantSHA256 != "" && !ValidID(wantSHA256) {
-		return "", 0, fmt.Errorf("%w (announced digest)", ErrInvalidID)
-	}
-	if err := ctx.Err(); err != nil {
+	src, err := putSource(ctx, r, maxBytes, wantSHA256)
+	if err != nil {
 		return "", 0, err
 	}
 
@@ -210,19 +256,9 @@ func (s *Store) Put(ctx context.Context, r io.Reader, maxBytes int64, wantSHA256
 		}
 	}()
 
-	h := sha256.New()
-	// Read one byte past the limit to tell "exactly maxBytes" from "more".
-	src := io.LimitReader(ctxReader{ctx: ctx, r: r}, maxBytes+1)
-	size, err = io.CopyBuffer(io.MultiWriter(f, h), src, make([]byte, copyBufSize))
+	id, size, err = hashCopy(f, src, maxBytes, wantSHA256)
 	if err != nil {
-		return "", 0, fmt.Errorf("blobstore: copy blob: %w", err)
-	}
-	if size > maxBytes {
-		return "", 0, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, maxBytes)
-	}
-	id = hex.EncodeToString(h.Sum(nil))
-	if wantSHA256 != "" && id != wantSHA256 {
-		return "", 0, fmt.Errorf("%w: got %s, want %s", ErrDigestMismatch, id, wantSHA256)
+		return "", 0, err
 	}
 	if err := f.Sync(); err != nil {
 		return "", 0, fmt.Errorf("blobstore: flush blob: %w", err)
@@ -267,10 +303,7 @@ func (s *Store) ensureDir(dir string) error {
 
 // Open returns the blob's content and size. The caller must close it.
 func (s *Store) Open(ctx context.Context, id string) (io.ReadCloser, int64, error) {
-	if !ValidID(id) {
-		return nil, 0, ErrInvalidID
-	}
-	if err := ctx.Err(); err != nil {
+	if err := checkID(ctx, id); err != nil {
 		return nil, 0, err
 	}
 	_, p := s.path(id)
@@ -295,10 +328,7 @@ func (s *Store) Open(ctx context.Context, id string) (io.ReadCloser, int64, erro
 
 // Delete removes the blob. Deleting a missing blob returns ErrNotFound.
 func (s *Store) Delete(ctx context.Context, id string) error {
-	if !ValidID(id) {
-		return ErrInvalidID
-	}
-	if err := ctx.Err(); err != nil {
+	if err := checkID(ctx, id); err != nil {
 		return err
 	}
 	dir, p := s.path(id)
@@ -316,10 +346,7 @@ func (s *Store) Delete(ctx context.Context, id string) error {
 
 // Has reports whether the blob is stored.
 func (s *Store) Has(ctx context.Context, id string) (bool, error) {
-	if !ValidID(id) {
-		return false, ErrInvalidID
-	}
-	if err := ctx.Err(); err != nil {
+	if err := checkID(ctx, id); err != nil {
 		return false, err
 	}
 	_, p := s.path(id)

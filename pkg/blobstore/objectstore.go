@@ -197,14 +197,14 @@ func NewObjectStore(ctx context.Context, js jetstream.JetStream, cfg ObjectConfi
 		return nil, fmt.Errorf("blobstore: open the stream of bucket %q: %w", bucket, err)
 	}
 	if sc := stream.CachedInfo().Config; (cfg.Replicas != 0 && sc.Replicas != replicas) || sc.Storage != jetstream.FileStorage {
-		log.Warn("blobstore: existing bucket differs from the requested settings; it keeps its own",
+		log.Warn("blobstore: existing bucket differs from the requested settings; it keeps its own: change its stream with `nats stream edit` if needed",
 			slog.String("bucket", bucket), slog.Int("replicas", sc.Replicas), slog.Int("want_replicas", replicas),
 			slog.String("storage", sc.Storage.String()))
 	}
 
 	s := &ObjectStore{js: js, obs: obs, stream: stream, bucket: bucket, log: log}
 	if n, err := s.Sweep(ctx, staleTempAge); err != nil {
-		log.Warn("blobstore: cannot remove abandoned uploads", slog.String("bucket", bucket), slog.Any("err", err))
+		log.Warn("blobstore: cannot remove abandoned uploads; the next start tries again", slog.String("bucket", bucket), slog.Any("err", err))
 	} else if n > 0 {
 		log.Info("blobstore: removed abandoned uploads", slog.String("bucket", bucket), slog.Int("uploads", n))
 	}
@@ -255,16 +255,10 @@ func isWrongLastSequence(err error) bool {
 // size, with the semantics of Backend.Put. See the comment at the top of
 // this file for how the object gets its name.
 func (s *ObjectStore) Put(ctx context.Context, r io.Reader, maxBytes int64, wantSHA256 string) (id string, size int64, err error) {
-	if maxBytes <= 0 {
-		return "", 0, fmt.Errorf("blobstore: size limit %d is not positive; pass the largest accepted blob size", maxBytes)
-	}
-	if wantSHA256 != "" && !ValidID(wantSHA256) {
-		return "", 0, fmt.Errorf("%w (announced digest)", ErrInvalidID)
-	}
-	if err := ctx.Err(); err != nil {
+	src, err := putSource(ctx, r, maxBytes, wantSHA256)
+	if err != nil {
 		return "", 0, err
 	}
-	src := io.LimitReader(ctxReader{ctx: ctx, r: r}, maxBytes+1)
 
 	if wantSHA256 != "" {
 		stored, err := s.live(ctx, wantSHA256)
@@ -272,7 +266,8 @@ func (s *ObjectStore) Put(ctx context.Context, r io.Reader, maxBytes int64, want
 			return "", 0, err
 		}
 		if stored != nil {
-			return verifyOnly(src, maxBytes, wantSHA256)
+			// Already stored: only read and verify the body.
+			return hashCopy(io.Discard, src, maxBytes, wantSHA256)
 		}
 	}
 
@@ -285,7 +280,7 @@ func (s *ObjectStore) Put(ctx context.Context, r io.Reader, maxBytes int64, want
 	id = hex.EncodeToString(sum)
 	if wantSHA256 != "" && id != wantSHA256 {
 		up.abort()
-		return "", 0, fmt.Errorf("%w: got %s, want %s", ErrDigestMismatch, id, wantSHA256)
+		return "", 0, errDigestMismatch(id, wantSHA256)
 	}
 	if err := up.checkChunks(ctx); err != nil {
 		up.abort()
@@ -295,23 +290,6 @@ func (s *ObjectStore) Put(ctx context.Context, r io.Reader, maxBytes int64, want
 		return "", 0, err
 	}
 	return id, size, nil
-}
-
-// verifyOnly reads src to the end and checks its size and digest, for a
-// Put of content that is already stored.
-func verifyOnly(src io.Reader, maxBytes int64, want string) (string, int64, error) {
-	h := sha256.New()
-	size, err := io.CopyBuffer(h, src, make([]byte, copyBufSize))
-	if err != nil {
-		return "", 0, fmt.Errorf("blobstore: copy blob: %w", err)
-	}
-	if size > maxBytes {
-		return "", 0, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, maxBytes)
-	}
-	if id := hex.EncodeToString(h.Sum(nil)); id != want {
-		return "", 0, fmt.Errorf("%w: got %s, want %s", ErrDigestMismatch, id, want)
-	}
-	return want, size, nil
 }
 
 // upload is one Put's chunks on their own subject.
@@ -357,7 +335,7 @@ func (u *upload) send(ctx context.Context, src io.Reader, maxBytes int64) (int64
 		if n > 0 {
 			size += int64(n)
 			if size > maxBytes {
-				return 0, nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, maxBytes)
+				return 0, nil, errTooLarge(maxBytes)
 			}
 			h.Write(sl.buf[:n])
 			fut, err := u.s.js.PublishMsgAsync(&nats.Msg{Subject: subj, Data: sl.buf[:n]})
@@ -570,10 +548,7 @@ func (s *ObjectStore) live(ctx context.Context, id string) (*jetstream.ObjectInf
 // a read fails with ErrCorrupt rather than returning io.EOF after bytes
 // that do not hash to the id.
 func (s *ObjectStore) Open(ctx context.Context, id string) (io.ReadCloser, int64, error) {
-	if !ValidID(id) {
-		return nil, 0, ErrInvalidID
-	}
-	if err := ctx.Err(); err != nil {
+	if err := checkID(ctx, id); err != nil {
 		return nil, 0, err
 	}
 	info, err := s.live(ctx, id)
@@ -739,21 +714,17 @@ var errReadAfterClose = errors.New("blobstore: read after close")
 
 // Delete removes the blob. Deleting a missing blob returns ErrNotFound.
 func (s *ObjectStore) Delete(ctx context.Context, id string) error {
-	if !ValidID(id) {
-		return ErrInvalidID
-	}
-	if err := ctx.Err(); err != nil {
+	if err := checkID(ctx, id); err != nil {
 		return err
 	}
-	info, err := s.obs.GetInfo(ctx, id)
+	// obs.Delete marks a deleted object deleted again without an error;
+	// GetInfo answers "not found" for it, as for a missing one.
+	_, err := s.obs.GetInfo(ctx, id)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return ErrNotFound
 	}
 	if err != nil {
 		return fmt.Errorf("blobstore: read metadata: %w", err)
-	}
-	if info.Deleted {
-		return ErrNotFound
 	}
 	if err := s.obs.Delete(ctx, id); err != nil {
 		if errors.Is(err, jetstream.ErrObjectNotFound) {
@@ -766,10 +737,7 @@ func (s *ObjectStore) Delete(ctx context.Context, id string) error {
 
 // Has reports whether the blob is stored.
 func (s *ObjectStore) Has(ctx context.Context, id string) (bool, error) {
-	if !ValidID(id) {
-		return false, ErrInvalidID
-	}
-	if err := ctx.Err(); err != nil {
+	if err := checkID(ctx, id); err != nil {
 		return false, err
 	}
 	info, err := s.live(ctx, id)
