@@ -95,7 +95,13 @@ func startNATS(t testing.TB) *server.Server {
 // connectJS opens a client connection to ns.
 func connectJS(t testing.TB, ns *server.Server) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect("", nats.InProcessServer(ns))
+	return dialJS(t, "", nats.InProcessServer(ns))
+}
+
+// dialJS opens a client connection to url, closed at the end of the test.
+func dialJS(t testing.TB, url string, opts ...nats.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +149,14 @@ func objectLeftovers(t testing.TB, js jetstream.JetStream, s *blobstore.ObjectSt
 	return left
 }
 
+// noObjectLeftovers fails the test if objectLeftovers finds anything.
+func noObjectLeftovers(t testing.TB, js jetstream.JetStream, s *blobstore.ObjectStore) {
+	t.Helper()
+	if left := objectLeftovers(t, js, s); len(left) != 0 {
+		t.Fatalf("left behind: %v", left)
+	}
+}
+
 // TestObjectStoreBehaviour runs the shared suite on the Object Store, each
 // test against its own in-process NATS server.
 func TestObjectStoreBehaviour(t *testing.T) {
@@ -165,15 +179,7 @@ func TestObjectStoreMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("20 MiB stream in -short mode")
 	}
-	nc, err := nats.Connect(startNATSProcess(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := dialJS(t, startNATSProcess(t))
 	s := newObjectStore(t, js)
 	blobtest.LargeStreamMemory(t, blobtest.Harness{
 		Store:     s,
@@ -257,12 +263,7 @@ func TestObjectStoreInterop(t *testing.T) {
 	if _, err := obs.PutBytes(ctx, otherID, other); err != nil {
 		t.Fatal(err)
 	}
-	rc, n, err := s.Open(ctx, otherID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err = io.ReadAll(rc)
-	rc.Close()
+	got, n, err := blobtest.ReadBlob(t, s, otherID)
 	if err != nil || n != int64(len(other)) || !bytes.Equal(got, other) {
 		t.Fatalf("read of an object nats.go wrote = %q (%d), %v", got, n, err)
 	}
@@ -296,18 +297,10 @@ func TestObjectStoreForeignObjectReplaced(t *testing.T) {
 	if _, _, err := s.Put(ctx, bytes.NewReader(data), 100, id); err != nil {
 		t.Fatal(err)
 	}
-	rc, _, err := s.Open(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil || !bytes.Equal(got, data) {
+	if got, _, err := blobtest.ReadBlob(t, s, id); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read = %q, %v", got, err)
 	}
-	if left := objectLeftovers(t, js, s); len(left) != 0 {
-		t.Fatalf("left behind: %v", left)
-	}
+	noObjectLeftovers(t, js, s)
 }
 
 // rawMeta reads the metadata message of an object.
@@ -362,12 +355,7 @@ func TestObjectStoreDamage(t *testing.T) {
 	if _, err := js.Publish(ctx, metaSubject(idA), data); err != nil {
 		t.Fatal(err)
 	}
-	rc, _, err := s.Open(ctx, idA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(rc)
-	rc.Close()
+	got, _, err := blobtest.ReadBlob(t, s, idA)
 	if !errors.Is(err, blobstore.ErrCorrupt) {
 		t.Fatalf("read of mismatching bytes: %d bytes, %v; want ErrCorrupt", len(got), err)
 	}
@@ -463,9 +451,7 @@ func TestObjectStoreUploadSweptMeanwhile(t *testing.T) {
 	if ok, _ := s.Has(ctx, blobtest.Digest(data)); ok {
 		t.Fatal("partial blob stored")
 	}
-	if left := objectLeftovers(t, js, s); len(left) != 0 {
-		t.Fatalf("left behind: %v", left)
-	}
+	noObjectLeftovers(t, js, s)
 }
 
 // TestObjectStorePutLosesRace makes another Put of the same content commit
@@ -494,18 +480,10 @@ func TestObjectStorePutLosesRace(t *testing.T) {
 	if calls != 1 {
 		t.Fatalf("metadata publish attempted %d times, want 1 (then the stored copy found)", calls)
 	}
-	rc, _, err := s.Open(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, err := io.ReadAll(rc)
-	rc.Close()
-	if err != nil || !bytes.Equal(got, data) {
+	if got, _, err := blobtest.ReadBlob(t, s, id); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("read = %d bytes, %v", len(got), err)
 	}
-	if left := objectLeftovers(t, js, s); len(left) != 0 {
-		t.Fatalf("left behind: %v", left)
-	}
+	noObjectLeftovers(t, js, s)
 
 	// The same race on a re-upload after a delete: the condition is the
 	// deletion marker's sequence.
@@ -522,9 +500,7 @@ func TestObjectStorePutLosesRace(t *testing.T) {
 	if ids, err := s.List(ctx); err != nil || !slices.Equal(ids, []string{id}) {
 		t.Fatalf("list = %v, %v", ids, err)
 	}
-	if left := objectLeftovers(t, js, s); len(left) != 0 {
-		t.Fatalf("left behind: %v", left)
-	}
+	noObjectLeftovers(t, js, s)
 }
 
 // TestObjectStoreCanceledAtCommit cancels a Put just before its metadata
@@ -542,9 +518,7 @@ func TestObjectStoreCanceledAtCommit(t *testing.T) {
 	if ok, err := s.Has(context.Background(), blobtest.Digest(data)); err != nil || ok {
 		t.Fatalf("has = %v, %v", ok, err)
 	}
-	if left := objectLeftovers(t, js, s); len(left) != 0 {
-		t.Fatalf("left behind: %v", left)
-	}
+	noObjectLeftovers(t, js, s)
 }
 
 // TestObjectStoreSharedBucket checks two stores on two connections sharing
@@ -569,13 +543,7 @@ func TestObjectStoreSharedBucket(t *testing.T) {
 		}
 	}
 	for _, s := range []*blobstore.ObjectStore{s2, s1} {
-		rc, _, err := s.Open(ctx, id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil || !bytes.Equal(got, data) {
+		if got, _, err := blobtest.ReadBlob(t, s, id); err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("read = %d bytes, %v", len(got), err)
 		}
 	}
@@ -585,9 +553,7 @@ func TestObjectStoreSharedBucket(t *testing.T) {
 	if ok, err := s1.Has(ctx, id); err != nil || ok {
 		t.Fatalf("deleted through one store, still in the other: %v, %v", ok, err)
 	}
-	if left := objectLeftovers(t, js1, s1); len(left) != 0 {
-		t.Fatalf("left behind: %v", left)
-	}
+	noObjectLeftovers(t, js1, s1)
 }
 
 func TestCopyDirToObjectStore(t *testing.T) {
@@ -619,13 +585,7 @@ func TestCopyDirToObjectStore(t *testing.T) {
 		t.Fatalf("object store holds %v, %v; want %v", objIDs, err, dirIDs)
 	}
 	for _, b := range blobs {
-		rc, _, err := obj.Open(ctx, blobtest.Digest(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil || !bytes.Equal(got, b) {
+		if got, _, err := blobtest.ReadBlob(t, obj, blobtest.Digest(b)); err != nil || !bytes.Equal(got, b) {
 			t.Fatalf("copied blob differs: %d bytes, %v", len(got), err)
 		}
 	}
@@ -663,9 +623,7 @@ func TestCopyDirToObjectStore(t *testing.T) {
 	if ok, _ := obj.Has(ctx, badID); ok {
 		t.Fatal("damaged blob copied")
 	}
-	if left := objectLeftovers(t, js, obj); len(left) != 0 {
-		t.Fatalf("left behind: %v", left)
-	}
+	noObjectLeftovers(t, js, obj)
 
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()

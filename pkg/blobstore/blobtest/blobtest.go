@@ -83,8 +83,9 @@ func noLeftovers(t *testing.T, h Harness) {
 	}
 }
 
-// readAll opens id and returns its content and announced size.
-func readAll(t *testing.T, s blobstore.Backend, id string) ([]byte, int64) {
+// ReadBlob opens id, failing the test if it cannot, and reads it to the
+// end: it returns the content, the size Open announced and the read error.
+func ReadBlob(t testing.TB, s blobstore.Backend, id string) ([]byte, int64, error) {
 	t.Helper()
 	rc, n, err := s.Open(context.Background(), id)
 	if err != nil {
@@ -92,10 +93,44 @@ func readAll(t *testing.T, s blobstore.Backend, id string) ([]byte, int64) {
 	}
 	defer rc.Close()
 	got, err := io.ReadAll(rc)
+	return got, n, err
+}
+
+// readAll is ReadBlob failing the test on a read error.
+func readAll(t *testing.T, s blobstore.Backend, id string) ([]byte, int64) {
+	t.Helper()
+	got, n, err := ReadBlob(t, s, id)
 	if err != nil {
 		t.Fatalf("read %s: %v", id, err)
 	}
 	return got, n
+}
+
+// randomBytes returns n bytes from rng.
+func randomBytes(rng *rand.Rand, n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(rng.Uint32())
+	}
+	return b
+}
+
+// concurrently runs fn(0) to fn(n-1) at the same time and fails the test
+// if any returns an error.
+func concurrently(t *testing.T, n int, fn func(i int) error) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Go(func() { errs <- fn(i) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func testRoundTrip(t *testing.T, h Harness) {
@@ -150,10 +185,7 @@ func testChunkBoundaries(t *testing.T, h Harness) {
 	const chunk = 128 << 10
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, n := range []int{1, 1000, chunk - 1, chunk, chunk + 1, 3*chunk + 17} {
-		data := make([]byte, n)
-		for i := range data {
-			data[i] = byte(rng.Uint32())
-		}
+		data := randomBytes(rng, n)
 		id, size, err := h.Store.Put(ctx, iotest.HalfReader(bytes.NewReader(data)), int64(n), "")
 		if err != nil {
 			t.Fatalf("put %d bytes: %v", n, err)
@@ -380,29 +412,17 @@ func testConcurrentPutsSameContent(t *testing.T, h Harness) {
 	s := h.Store
 	data := bytes.Repeat([]byte("concurrent "), 50000) // several chunks
 	want := Digest(data)
-	const workers = 16
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for i := range workers {
+	concurrently(t, 16, func(i int) error {
 		announced := ""
 		if i%2 == 0 {
 			announced = want
 		}
-		wg.Go(func() {
-			id, _, err := s.Put(ctx, bytes.NewReader(data), int64(len(data)), announced)
-			if err == nil && id != want {
-				err = errors.New("wrong id " + id)
-			}
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
+		id, _, err := s.Put(ctx, bytes.NewReader(data), int64(len(data)), announced)
+		if err == nil && id != want {
+			err = errors.New("wrong id " + id)
 		}
-	}
+		return err
+	})
 	if got, _ := readAll(t, s, want); !bytes.Equal(got, data) {
 		t.Fatal("stored content differs")
 	}
@@ -423,21 +443,10 @@ func testConcurrentPutsDifferentContent(t *testing.T, h Harness) {
 		want = append(want, Digest(blobs[i]))
 	}
 	slices.Sort(want)
-	var wg sync.WaitGroup
-	errs := make(chan error, workers)
-	for _, b := range blobs {
-		wg.Go(func() {
-			_, _, err := s.Put(ctx, bytes.NewReader(b), int64(len(b)), Digest(b))
-			errs <- err
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
+	concurrently(t, workers, func(i int) error {
+		_, _, err := s.Put(ctx, bytes.NewReader(blobs[i]), int64(len(blobs[i])), Digest(blobs[i]))
+		return err
+	})
 	if ids, err := s.List(ctx); err != nil || !slices.Equal(ids, want) {
 		t.Fatalf("list = %v, %v; want %v", ids, err, want)
 	}
@@ -454,11 +463,7 @@ func testConcurrentPutsDifferentContent(t *testing.T, h Harness) {
 func testDeleteWhileReading(t *testing.T, h Harness) {
 	ctx := context.Background()
 	s := h.Store
-	data := make([]byte, 2<<20)
-	rng := rand.New(rand.NewPCG(5, 6))
-	for i := range data {
-		data[i] = byte(rng.Uint32())
-	}
+	data := randomBytes(rand.New(rand.NewPCG(5, 6)), 2<<20)
 	id, _, err := s.Put(ctx, bytes.NewReader(data), int64(len(data)), "")
 	if err != nil {
 		t.Fatal(err)
