@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -44,8 +43,11 @@ type dataPlane struct {
 	// until then only the service key is admitted.
 	store atomic.Pointer[storeRef]
 
-	mu      sync.Mutex
-	revoked map[string]bool
+	// revoked holds the users already seen revoked, and pollFailing
+	// whether the last look at them failed; only run's goroutine touches
+	// them.
+	revoked     map[string]bool
+	pollFailing bool
 }
 
 type storeRef struct{ membership.Store }
@@ -70,15 +72,15 @@ func (d *dataPlane) permissions(userKey string) *server.Permissions {
 	if userKey == d.serviceKey {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
 	s := d.store.Load()
 	if s == nil {
 		return busauth.RoomPermissions(userKey, nil)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
 	rooms, err := s.RoomsOf(ctx, userKey)
 	if err != nil {
-		d.log.Warn("cannot read rooms for NATS permissions: no room access", "user", userKey, "err", err)
+		d.log.Warn("cannot read rooms for NATS permissions: the connection gets no room access until it reconnects; check the store", "user", userKey, "err", err)
 	}
 	ids := make([]string, len(rooms))
 	for i, r := range rooms {
@@ -96,7 +98,7 @@ func (d *dataPlane) kick(users ...string) int {
 		}
 		cz, err := d.ns.Connz(&server.ConnzOptions{User: u, Username: true, Limit: 1024})
 		if err != nil {
-			d.log.Warn("list connections", "user", u, "err", err)
+			d.log.Warn("cannot list a user's connections to close them: they keep their permissions until they reconnect", "user", u, "err", err)
 			continue
 		}
 		for _, ci := range cz.Conns {
@@ -147,38 +149,25 @@ type revokedLister interface {
 }
 
 // pollRevocations closes the connections of users revoked since the last
-// look (and, on the first look, of every revoked user).
+// look (and, on the first look, of every revoked user). A failure to read
+// them is logged once, not at every poll, until a read succeeds again.
 func (d *dataPlane) pollRevocations(ctx context.Context, first bool) {
 	s := d.store.Load()
 	if s == nil {
 		return
 	}
-	var revoked []string
-	if rl, ok := s.Store.(revokedLister); ok {
-		keys, err := rl.RevokedUsers(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				d.log.Warn("cannot read revoked users", "err", err)
-			}
-			return
+	revoked, err := revokedUsers(ctx, s.Store)
+	if err != nil {
+		if ctx.Err() == nil && !d.pollFailing {
+			d.log.Warn("cannot read revoked users: revoked users keep their bus connections until it works again; check the store", "err", err)
+			d.pollFailing = true
 		}
-		revoked = keys
-	} else {
-		users, err := s.ListUsers(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				d.log.Warn("cannot read users for revocations", "err", err)
-			}
-			return
-		}
-		for _, u := range users {
-			if !u.Active() {
-				revoked = append(revoked, u.User)
-			}
-		}
+		return
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	if d.pollFailing {
+		d.log.Info("reading revoked users again")
+		d.pollFailing = false
+	}
 	for _, u := range revoked {
 		if d.revoked[u] {
 			continue
@@ -190,20 +179,45 @@ func (d *dataPlane) pollRevocations(ctx context.Context, first bool) {
 	}
 }
 
+// revokedUsers lists the keys of the revoked users, with the store's
+// narrow query when it has one.
+func revokedUsers(ctx context.Context, s membership.Store) ([]string, error) {
+	if rl, ok := s.(revokedLister); ok {
+		return rl.RevokedUsers(ctx)
+	}
+	users, err := s.ListUsers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var revoked []string
+	for _, u := range users {
+		if !u.Active() {
+			revoked = append(revoked, u.User)
+		}
+	}
+	return revoked, nil
+}
+
+// serviceKeyFile is the service key's file in the --nats-store directory,
+// and defaultServiceKeyPath where it is with the default --nats-store: the
+// host tools look there when given no --nkey.
+const (
+	serviceKeyFile        = "service.nk"
+	defaultServiceKeyPath = defaultNATSStore + "/" + serviceKeyFile
+)
+
 // loadOrCreateServiceKey reads membershipd's service nkey seed from path,
 // or makes one there (0600). Host tools with access to the file act with
 // membershipd's own rights, like the host's `membershipd user` commands.
 func loadOrCreateServiceKey(path string) (nkeys.KeyPair, error) {
-	if b, err := os.ReadFile(path); err == nil {
-		kp, err := nkeys.FromSeed(bytes.TrimSpace(b))
-		if err != nil {
-			return nil, fmt.Errorf("service key %s is not an nkey seed: move it away to make a new one", path)
-		}
+	kp, err := readSeed(path)
+	if err == nil {
 		return kp, nil
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("read service key: %w", err)
 	}
-	kp, err := nkeys.CreateUser()
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("service key: %w: fix it, or move it away to make a new one", err)
+	}
+	kp, err = nkeys.CreateUser()
 	if err != nil {
 		return nil, fmt.Errorf("create service nkey: %w", err)
 	}
@@ -213,6 +227,20 @@ func loadOrCreateServiceKey(path string) (nkeys.KeyPair, error) {
 	}
 	if err := os.WriteFile(path, append(seed, '\n'), 0o600); err != nil {
 		return nil, fmt.Errorf("write service key: %w", err)
+	}
+	return kp, nil
+}
+
+// readSeed reads the nkey seed file at path. The error of a missing file
+// matches fs.ErrNotExist.
+func readSeed(path string) (nkeys.KeyPair, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	kp, err := nkeys.FromSeed(bytes.TrimSpace(b))
+	if err != nil {
+		return nil, fmt.Errorf("%s is not an nkey seed", path)
 	}
 	return kp, nil
 }

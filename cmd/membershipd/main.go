@@ -35,6 +35,10 @@ import (
 	"github.com/enmanuel/unibus/pkg/membership"
 )
 
+// defaultNATSStore is the embedded JetStream store of a membershipd started
+// without --nats-store.
+const defaultNATSStore = "./local_files/jetstream"
+
 // version is reported in /v1/info; release builds set it with
 // -ldflags "-X main.version=v1.2.3".
 var version = "dev"
@@ -105,10 +109,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		bind      = fs.String("bind", "127.0.0.1", "network interface to bind the HTTP API and the embedded NATS to; use 0.0.0.0 to accept LAN/remote peers")
 		natsURL   = fs.String("nats-url", "", "external NATS url; empty starts an embedded server")
 		httpPort  = fs.String("http-port", "8470", "HTTP port for the control-plane API")
-		dbPath    = fs.String("db", "./local_files/unibus.db", "SQLite database path")
+		dbPath    = fs.String("db", defaultDBPath, "SQLite database path")
 		storeDir  = fs.String("store-dir", "./local_files/blobs", "blob store directory")
 		natsPort  = fs.Int("nats-port", 4250, "embedded NATS listen port (when --nats-url empty)")
-		natsStore = fs.String("nats-store", "./local_files/jetstream", "embedded JetStream store dir")
+		natsStore = fs.String("nats-store", defaultNATSStore, "embedded JetStream store dir")
 		busAuth   = fs.String("bus-auth", "off", "control-plane auth rollout: off|soft|enforce (feature flag bus-auth)")
 		tlsCert   = fs.String("tls-cert", "", "PATH to the NATS server certificate (deploy/tls/server.crt); enables TLS on the embedded data plane")
 		tlsKey    = fs.String("tls-key", "", "path to the NATS server private key (deploy/tls/server.key); required with --tls-cert")
@@ -176,6 +180,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *historyMaxAge < 0 {
 		return fmt.Errorf("--history-max-age %s: use a positive duration, or 0 to keep history forever", *historyMaxAge)
+	}
+	// One certificate serves the embedded data plane and the HTTPS API:
+	// read it once, before anything starts.
+	var serverTLS *tls.Config
+	if *tlsCert != "" {
+		if serverTLS, err = busauth.ServerTLSConfig(*tlsCert, *tlsKey); err != nil {
+			return fmt.Errorf("load TLS (--tls-cert, --tls-key): %w", err)
+		}
 	}
 
 	// Service log lines go through a standard logger with the service
@@ -265,11 +277,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		if authMode == membership.AuthEnforce {
 			// membershipd connects to its own data plane (room events, the
-			// history stream) with an ephemeral service key that lives only in
-			// this process's memory: admitted next to the active users.
+			// history stream) with its service key, kept in --service-key for
+			// the host tools: admitted next to the active users.
 			keyPath := *serviceKeyPath
 			if keyPath == "" {
-				keyPath = filepath.Join(*natsStore, "service.nk")
+				keyPath = filepath.Join(*natsStore, serviceKeyFile)
 			}
 			svc, err := loadOrCreateServiceKey(keyPath)
 			if err != nil {
@@ -290,12 +302,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			natsOpts = append(natsOpts, nats.Nkey(svcKey, svc.Sign))
 			logger.Printf("NATS nkey authentication: ON (enforce)")
 		}
-		if *tlsCert != "" {
-			tlsCfg, err := busauth.ServerTLSConfig(*tlsCert, *tlsKey)
-			if err != nil {
-				return fmt.Errorf("load NATS TLS: %w", err)
-			}
-			cfg.TLS = tlsCfg
+		if serverTLS != nil {
+			cfg.TLS = serverTLS
 			logger.Printf("NATS TLS: ON (%s)", *tlsCert)
 		}
 		ns, err = embeddednats.StartServer(cfg)
@@ -398,16 +406,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(slogger.Handler(), slog.LevelWarn),
 	}
-	if *tlsCert != "" {
+	if serverTLS != nil {
 		// Serve the control plane over TLS with the same CA-signed cert as the
 		// data plane (audit H5): metadata (subjects, pubkeys, sealed keys, the
 		// social graph) is no longer readable by a network MITM. The fail-open
 		// guard already requires --bus-auth enforce alongside these flags.
-		cert, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
-		if err != nil {
-			return fmt.Errorf("load control-plane TLS: %w", err)
-		}
-		httpSrv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		// A copy: net/http adds its protocols to the configuration it serves.
+		httpSrv.TLSConfig = serverTLS.Clone()
 	}
 	// Listen before serving so that the real address is known (--http-port 0
 	// picks a free port) and a busy port is a startup error.

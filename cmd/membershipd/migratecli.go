@@ -1,12 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/signal"
 	"syscall"
@@ -14,7 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 	"golang.org/x/term"
 
 	"github.com/enmanuel/unibus/pkg/blobstore"
@@ -49,7 +48,7 @@ func runMigrateCLI(args []string, stdout, stderr io.Writer) int {
 		natsURL  = fs.String("nats-url", "", "NATS URL of the bus that holds the KV buckets (required)")
 		replicas = fs.Int("replicas", 1, "copies of each bucket (3 in a three-node cluster)")
 		ca       = fs.String("ca", "", "PEM CA to trust for a tls:// NATS URL")
-		nkeyPath = fs.String("nkey", "", "nkey seed file to connect with (default: ./local_files/jetstream/service.nk if present)")
+		nkeyPath = fs.String("nkey", "", "nkey seed file to connect with (default: "+defaultServiceKeyPath+" if present)")
 		storeDir = fs.String("store-dir", "", "blob directory to copy into the bus's Object Store (the server's --store-dir)")
 		noBackup = fs.Bool("no-backup", false, "do not back the database up first")
 	)
@@ -89,16 +88,17 @@ func (m migration) run(ctx context.Context) error {
 		return fmt.Errorf("database %s: %w: pass the server's --db", m.db, err)
 	}
 	if m.backup {
-		path := membership.BackupPath(m.db, time.Now())
+		base := membership.BackupPath(m.db, time.Now())
+		path := base
 		for i := 2; fileExists(path); i++ {
-			path = fmt.Sprintf("%s-%d", membership.BackupPath(m.db, time.Now()), i)
+			path = fmt.Sprintf("%s-%d", base, i)
 		}
 		if err := membership.BackupSQLite(ctx, m.db, path); err != nil {
 			return err
 		}
 		fmt.Fprintf(m.stdout, "backup: %s\n", path)
 	}
-	nc, err := m.connect()
+	nc, err := dialBus("membershipd migrate-to-kv", m.natsURL, m.nkey, m.ca)
 	if err != nil {
 		return err
 	}
@@ -134,42 +134,38 @@ func (m migration) run(ctx context.Context) error {
 	return nil
 }
 
-// connect dials the bus with the CA and nkey given (or the service key
-// found beside the default JetStream store).
-func (m migration) connect() (*nats.Conn, error) {
-	opts := []nats.Option{nats.Name("membershipd migrate-to-kv"), nats.Timeout(10 * time.Second)}
-	if m.ca != "" {
-		opts = append(opts, nats.RootCAs(m.ca))
+// dialBus connects a host tool to the bus at url, trusting the CA file ca
+// when set, with the nkey seed at nkeyPath, or else with the service key at
+// defaultServiceKeyPath if there is one.
+func dialBus(name, url, nkeyPath, ca string) (*nats.Conn, error) {
+	opts := []nats.Option{nats.Name(name), nats.Timeout(10 * time.Second)}
+	if ca != "" {
+		opts = append(opts, nats.RootCAs(ca))
 	}
-	path := m.nkey
+	path := nkeyPath
 	if path == "" {
-		if _, err := os.Stat("./local_files/jetstream/service.nk"); err == nil {
-			path = "./local_files/jetstream/service.nk"
-		}
+		path = defaultServiceKeyPath
 	}
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, fmt.Errorf("read nkey: %w", err)
-		}
-		kp, err := nkeys.FromSeed(bytes.TrimSpace(b))
-		if err != nil {
-			return nil, fmt.Errorf("%s is not an nkey seed", path)
-		}
+	kp, err := readSeed(path)
+	switch {
+	case err == nil:
 		pub, _ := kp.PublicKey()
 		opts = append(opts, nats.Nkey(pub, kp.Sign))
+	case nkeyPath == "" && errors.Is(err, fs.ErrNotExist):
+		// No service key beside the default JetStream store: no nkey.
+	default:
+		return nil, fmt.Errorf("nkey: %w: pass --nkey with membershipd's service key (<nats-store>/%s)", err, serviceKeyFile)
 	}
-	nc, err := nats.Connect(m.natsURL, opts...)
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w (is the bus up? under --bus-auth enforce pass --nkey with the service key)", redactURL(m.natsURL), err)
+		return nil, fmt.Errorf("connect to %s: %w (is the bus up? under --bus-auth enforce pass --nkey with the service key)", redactURL(url), err)
 	}
 	return nc, nil
 }
 
 // progress returns a progress callback that draws on a terminal only.
 func (m migration) progress(what string) func(done, total int) {
-	f, ok := m.stderr.(*os.File)
-	if !ok || !term.IsTerminal(int(f.Fd())) {
+	if !m.onTerminal() {
 		return nil
 	}
 	return func(done, total int) {
@@ -177,10 +173,17 @@ func (m migration) progress(what string) func(done, total int) {
 	}
 }
 
+// endProgress ends the line progress drew.
 func (m migration) endProgress() {
-	if f, ok := m.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+	if m.onTerminal() {
 		fmt.Fprintln(m.stderr)
 	}
+}
+
+// onTerminal reports whether stderr, where progress draws, is a terminal.
+func (m migration) onTerminal() bool {
+	f, ok := m.stderr.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }
 
 func fileExists(path string) bool {

@@ -94,7 +94,7 @@ func runUserCLI(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.db, "db", defaultDBPath, "SQLite database path of the membershipd server")
 	fs.StringVar(&opts.store, "store", "sqlite", "the server's store: sqlite (--db) or kv (the KV buckets on the bus at --nats-url)")
 	fs.StringVar(&opts.natsURL, "nats-url", "nats://127.0.0.1:4250", "with --store kv: NATS URL of the bus")
-	fs.StringVar(&opts.nkey, "nkey", "", "with --store kv: nkey seed to connect with (default: ./local_files/jetstream/service.nk if present)")
+	fs.StringVar(&opts.nkey, "nkey", "", "with --store kv: nkey seed to connect with (default: "+defaultServiceKeyPath+" if present)")
 	fs.StringVar(&opts.ca, "ca", "", "with --store kv: PEM CA for a tls:// NATS URL")
 	switch cmd.name {
 	case "seed":
@@ -140,7 +140,7 @@ func runUserCLI(args []string, stdout, stderr io.Writer) int {
 	case "kv":
 		// The KV store lives on the bus: every node sees the change (a
 		// revocation within a second, through the nodes' watches).
-		nc, err := migration{natsURL: opts.natsURL, nkey: opts.nkey, ca: opts.ca}.connect()
+		nc, err := dialBus("membershipd user", opts.natsURL, opts.nkey, opts.ca)
 		if err != nil {
 			fmt.Fprintf(stderr, "membershipd user %s: %v\n", cmd.name, err)
 			return 1
