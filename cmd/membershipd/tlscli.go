@@ -192,29 +192,21 @@ func tlsInit(opts tlsOpts, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(opts.dir, 0o755); err != nil {
+	caKeyPEM, err := keyPEM(caKey)
+	if err != nil {
 		return err
 	}
-	files := []struct {
-		path string
-		pem  []byte
-		mode fs.FileMode
-	}{
-		{paths[0], certPEM(ca), 0o644},
-		{paths[1], nil, 0o600},
-		{paths[2], certPEM(leaf), 0o644},
-		{paths[3], nil, 0o600},
-	}
-	if files[1].pem, err = keyPEM(caKey); err != nil {
+	leafKeyPEM, err := keyPEM(leafKey)
+	if err != nil {
 		return err
 	}
-	if files[3].pem, err = keyPEM(leafKey); err != nil {
+	if err := writePEMFiles(opts.dir,
+		pemFile{paths[0], certPEM(ca), 0o644},
+		pemFile{paths[1], caKeyPEM, 0o600},
+		pemFile{paths[2], certPEM(leaf), 0o644},
+		pemFile{paths[3], leafKeyPEM, 0o600},
+	); err != nil {
 		return err
-	}
-	for _, f := range files {
-		if err := writeFileAtomic(f.path, f.pem, f.mode); err != nil {
-			return err
-		}
 	}
 	fmt.Fprintf(stdout, "wrote %s (development CA, valid until %s)\n", paths[0], ca.NotAfter.Format(time.DateOnly))
 	fmt.Fprintf(stdout, "wrote %s (CA private key: keep it secret)\n", paths[1])
@@ -259,10 +251,7 @@ func tlsNode(opts tlsOpts, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(certPath, certPEM(leaf), 0o644); err != nil {
-		return err
-	}
-	if err := writeFileAtomic(keyPath, kp, 0o600); err != nil {
+	if err := writePEMFiles(opts.dir, pemFile{certPath, certPEM(leaf), 0o644}, pemFile{keyPath, kp, 0o600}); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wrote %s (node %s: server and client auth for %s; valid until %s)\n", certPath, opts.name, strings.Join(sanList(leaf), ", "), leaf.NotAfter.Format(time.DateOnly))
@@ -288,7 +277,7 @@ func refuseOverwrite(paths []string, force bool) error {
 		if _, err := os.Lstat(p); err == nil {
 			existing = append(existing, p)
 		} else if !errors.Is(err, fs.ErrNotExist) {
-			return err
+			return fmt.Errorf("%w: check that --dir is readable", err)
 		}
 	}
 	if len(existing) > 0 {
@@ -299,16 +288,7 @@ func refuseOverwrite(paths []string, force bool) error {
 
 // newDevCA makes a self-signed CA certificate and its key.
 func newDevCA(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := randomSerial()
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
+	return newDevCert(&x509.Certificate{
 		Subject:               pkix.Name{CommonName: "unibus development CA", Organization: []string{"unibus development"}},
 		NotBefore:             now.Add(-devClockSkew),
 		NotAfter:              now.Add(devCALifetime),
@@ -316,36 +296,18 @@ func newDevCA(now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
 		BasicConstraintsValid: true,
 		IsCA:                  true,
 		MaxPathLenZero:        true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, nil, fmt.Errorf("create CA certificate: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, err
-	}
-	return cert, key, nil
+	}, nil, nil)
 }
 
 // issueDevCert makes a certificate for server and client authentication,
 // signed by ca, valid for localhost, 127.0.0.1, ::1 and hosts.
 func issueDevCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, commonName string, hosts []string, now time.Time) (*x509.Certificate, *ecdsa.PrivateKey, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	serial, err := randomSerial()
-	if err != nil {
-		return nil, nil, err
-	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		Subject:      pkix.Name{CommonName: commonName, Organization: []string{"unibus development"}},
-		NotBefore:    now.Add(-devClockSkew),
-		NotAfter:     now.Add(devLeafLifetime),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		Subject:     pkix.Name{CommonName: commonName, Organization: []string{"unibus development"}},
+		NotBefore:   now.Add(-devClockSkew),
+		NotAfter:    now.Add(devLeafLifetime),
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}
 	if tmpl.NotAfter.After(ca.NotAfter) {
 		tmpl.NotAfter = ca.NotAfter
@@ -368,9 +330,26 @@ func issueDevCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, commonName stri
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	return newDevCert(tmpl, ca, caKey)
+}
+
+// newDevCert makes an ECDSA P-256 key and its certificate from tmpl, with
+// a random serial number, signed by parent with parentKey, or self-signed
+// when parent is nil.
+func newDevCert(tmpl, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return nil, nil, fmt.Errorf("create certificate: %w", err)
+		return nil, nil, err
+	}
+	if tmpl.SerialNumber, err = rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127)); err != nil {
+		return nil, nil, err
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, &key.PublicKey, parentKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("create certificate %q: %w", tmpl.Subject.CommonName, err)
 	}
 	cert, err := x509.ParseCertificate(der)
 	if err != nil {
@@ -382,45 +361,44 @@ func issueDevCert(ca *x509.Certificate, caKey *ecdsa.PrivateKey, commonName stri
 // loadDevCA reads the CA certificate and key that `tls init` wrote and
 // checks that they belong together.
 func loadDevCA(certPath, keyPath string) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+	fail := func(err error) (*x509.Certificate, *ecdsa.PrivateKey, error) {
+		return nil, nil, fmt.Errorf("%w: pass the --dir where `membershipd tls init` wrote ca.crt and ca.key, or make a new CA with `membershipd tls init --force`", err)
+	}
 	certPEMBytes, err := os.ReadFile(certPath)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, nil, fmt.Errorf("no CA at %s: run `membershipd tls init` first, or pass the --dir that holds ca.crt and ca.key", certPath)
 		}
-		return nil, nil, err
+		return fail(err)
 	}
 	block, _ := pem.Decode(certPEMBytes)
 	if block == nil || block.Type != "CERTIFICATE" {
-		return nil, nil, fmt.Errorf("%s holds no PEM certificate", certPath)
+		return fail(fmt.Errorf("%s holds no PEM certificate", certPath))
 	}
 	ca, err := x509.ParseCertificate(block.Bytes)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parse %s: %w", certPath, err)
+		return fail(fmt.Errorf("parse %s: %w", certPath, err))
 	}
 	if !ca.IsCA {
-		return nil, nil, fmt.Errorf("%s is not a CA certificate", certPath)
+		return fail(fmt.Errorf("%s is not a CA certificate", certPath))
 	}
 	keyPEMBytes, err := os.ReadFile(keyPath)
 	if err != nil {
-		return nil, nil, err
+		return fail(err)
 	}
 	block, _ = pem.Decode(keyPEMBytes)
 	if block == nil {
-		return nil, nil, fmt.Errorf("%s holds no PEM key", keyPath)
+		return fail(fmt.Errorf("%s holds no PEM key", keyPath))
 	}
 	parsed, err := x509.ParsePKCS8PrivateKey(block.Bytes)
 	if err != nil {
-		return nil, nil, fmt.Errorf("parse %s: %w", keyPath, err)
+		return fail(fmt.Errorf("parse %s: %w", keyPath, err))
 	}
 	key, ok := parsed.(*ecdsa.PrivateKey)
 	if !ok || !key.PublicKey.Equal(ca.PublicKey) {
-		return nil, nil, fmt.Errorf("%s is not the key of %s", keyPath, certPath)
+		return fail(fmt.Errorf("%s is not the key of %s", keyPath, certPath))
 	}
 	return ca, key, nil
-}
-
-func randomSerial() (*big.Int, error) {
-	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
 }
 
 func certPEM(c *x509.Certificate) []byte {
@@ -442,6 +420,26 @@ func sanList(c *x509.Certificate) []string {
 		out = append(out, ip.String())
 	}
 	return out
+}
+
+// pemFile is a file `membershipd tls` writes.
+type pemFile struct {
+	path string
+	data []byte
+	mode fs.FileMode
+}
+
+// writePEMFiles writes files, each atomically, into dir, made if needed.
+func writePEMFiles(dir string, files ...pemFile) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("%w: pass a --dir you can write to", err)
+	}
+	for _, f := range files {
+		if err := writeFileAtomic(f.path, f.data, f.mode); err != nil {
+			return fmt.Errorf("write %s: %w: check that --dir is writable", f.path, err)
+		}
+	}
+	return nil
 }
 
 // writeFileAtomic writes data to path with mode through a temporary file in
