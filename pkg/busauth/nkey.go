@@ -113,10 +113,14 @@ func (a *NkeyAuthenticator) refuse(c server.ClientAuthentication, userKey, reaso
 
 func (a *NkeyAuthenticator) logger() *slog.Logger {
 	if a.Logger == nil {
-		return slog.New(slog.DiscardHandler)
+		return discardLogger
 	}
 	return a.Logger
 }
+
+// discardLogger stands in for a nil Logger without an allocation per
+// connection.
+var discardLogger = slog.New(slog.DiscardHandler)
 
 // remote returns the client's address for logs.
 func remote(c server.ClientAuthentication) string {

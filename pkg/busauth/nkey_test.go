@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enmanuel/unibus/internal/testcerts"
 	"github.com/enmanuel/unibus/pkg/busauth"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/nats-io/nats-server/v2/server"
@@ -312,7 +313,7 @@ func TestNkeyRefusedWithoutNonce(t *testing.T) {
 // after its 10 s write deadline, and nats.go then reports a closed pipe
 // rather than an authorization error.
 func TestNkeyInProcessWithTLS(t *testing.T) {
-	ca := newTestCA(t, "ca")
+	ca := testcerts.NewCA(t, "ca")
 	certFile, keyFile := ca.IssueFiles(t, "server")
 	tlsCfg, err := busauth.ServerTLSConfig(certFile, keyFile)
 	if err != nil {

@@ -13,13 +13,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enmanuel/unibus/internal/testcerts"
 	"github.com/enmanuel/unibus/pkg/busauth"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
 func TestServerTLSConfig(t *testing.T) {
-	ca := newTestCA(t, "ca")
+	ca := testcerts.NewCA(t, "ca")
 	cert, key := ca.IssueFiles(t, "server")
 	_, otherKey := ca.IssueFiles(t, "other")
 
@@ -53,8 +54,8 @@ func TestServerTLSConfig(t *testing.T) {
 }
 
 func TestRouteTLSConfig(t *testing.T) {
-	ca := newTestCA(t, "ca")
-	other := newTestCA(t, "other ca")
+	ca := testcerts.NewCA(t, "ca")
+	other := testcerts.NewCA(t, "other ca")
 	cert, key := ca.IssueFiles(t, "node")
 	foreignCert, foreignKey := other.IssueFiles(t, "foreign")
 
@@ -126,8 +127,8 @@ func startRouteNode(t *testing.T, name string, port int, routes []string, rtls *
 }
 
 func TestRouteMutualTLS(t *testing.T) {
-	ca := newTestCA(t, "cluster ca")
-	rogue := newTestCA(t, "rogue ca")
+	ca := testcerts.NewCA(t, "cluster ca")
+	rogue := testcerts.NewCA(t, "rogue ca")
 
 	routeCfg := func(certFile, keyFile string) *tls.Config {
 		cfg, err := busauth.RouteTLSConfig(certFile, keyFile, ca.CAFile)

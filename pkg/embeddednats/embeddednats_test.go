@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enmanuel/unibus/internal/testcerts"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -323,7 +324,7 @@ func TestClusterR3(t *testing.T) {
 }
 
 func TestClientTLS(t *testing.T) {
-	ca := newTestCA(t)
+	ca := testcerts.NewCA(t, "unibus test ca")
 	srvCert := ca.Issue(t, "server").TLS
 	ns := start(t, embeddednats.ServerConfig{
 		StoreDir: t.TempDir(),
