@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/enmanuel/unibus/internal/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/client"
 	"github.com/enmanuel/unibus/pkg/identity"
@@ -35,10 +35,10 @@ func startEnforce(t *testing.T) *enforceBus {
 	t.Helper()
 	dir := t.TempDir()
 	e := &enforceBus{srv: startServer(t, dir, "--bus-auth", "enforce"), db: filepath.Join(dir, "unibus.db")}
-	e.aliceID, e.bobID = newIdentity(t, "alice"), newIdentity(t, "bob")
+	e.aliceID, e.bobID = testbus.NewIdentity(t, "alice"), testbus.NewIdentity(t, "bob")
 	userCLI(t, 0, "seed", "--db", e.db, "--admin", e.aliceID.Public().Token())
 	userCLI(t, 0, "seed", "--db", e.db, e.bobID.Public().Token())
-	e.alice, e.bob = e.client(t, e.aliceID), e.client(t, e.bobID)
+	e.alice, e.bob = newClient(t, e.srv.URL, e.aliceID), newClient(t, e.srv.URL, e.bobID)
 	var err error
 	if e.info, err = e.alice.Info(ctxT(t)); err != nil {
 		t.Fatal(err)
@@ -46,14 +46,19 @@ func startEnforce(t *testing.T) *enforceBus {
 	return e
 }
 
-func (e *enforceBus) client(t testing.TB, id *identity.Identity) *client.Client {
+// opsRoom makes alice's room "ops" and adds members to it, one by one.
+func (e *enforceBus) opsRoom(t testing.TB, members ...string) api.Room {
 	t.Helper()
-	c, err := client.New(client.Config{Server: e.srv.URL, Identity: id})
+	room, err := e.alice.CreateRoom(ctxT(t), "ops", false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	for _, u := range members {
+		if _, err := e.alice.AddMember(ctxT(t), room.ID, u); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return room
 }
 
 // rawConn connects to NATS as id, with the same options the SDK uses.
@@ -84,6 +89,21 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
+// wantPermissionViolation waits for the error the bus reports on errs (see
+// rawConn) after a refused operation, what, and fails unless it is a
+// permissions violation.
+func wantPermissionViolation(t testing.TB, errs <-chan error, what string) {
+	t.Helper()
+	select {
+	case err := <-errs:
+		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
+			t.Fatalf("%s: error = %v; want a permissions violation", what, err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("%s was not refused", what)
+	}
+}
+
 // waitFor polls cond every 10ms until it holds or the deadline passes.
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -99,10 +119,7 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 func TestEnforceMembersTalkNonMembersCannot(t *testing.T) {
 	t.Parallel()
 	e := startEnforce(t)
-	room, err := e.alice.CreateRoom(ctxT(t), "ops", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	room := e.opsRoom(t)
 	if _, err := e.alice.Send(ctxT(t), room.ID, client.Message{Text: "members only"}); err != nil {
 		t.Fatal(err)
 	}
@@ -116,14 +133,7 @@ func TestEnforceMembersTalkNonMembersCannot(t *testing.T) {
 		t.Fatal(err)
 	}
 	nc.Flush()
-	select {
-	case err := <-errs:
-		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
-			t.Fatalf("subscribe error = %v; want a permissions violation", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("subscription to another room's subject was not refused")
-	}
+	wantPermissionViolation(t, errs, "subscription to another room's subject")
 	js, _ := jetstream.New(nc)
 	short, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -159,10 +169,7 @@ func TestEnforceMembersTalkNonMembersCannot(t *testing.T) {
 func TestEnforceAddedMemberGetsAccessUnnoticed(t *testing.T) {
 	t.Parallel()
 	e := startEnforce(t)
-	room, err := e.alice.CreateRoom(ctxT(t), "ops", false)
-	if err != nil {
-		t.Fatal(err)
-	}
+	room := e.opsRoom(t)
 	// bob's SDK is connected (to his own room) before he is added.
 	mine, err := e.bob.CreateRoom(ctxT(t), "mine", false)
 	if err != nil {
@@ -186,17 +193,9 @@ func TestEnforceAddedMemberGetsAccessUnnoticed(t *testing.T) {
 func TestEnforceRemovedMemberAndRevokedUserAreCutWithinASecond(t *testing.T) {
 	t.Parallel()
 	e := startEnforce(t)
-	carolID := newIdentity(t, "carol")
+	carolID := testbus.NewIdentity(t, "carol")
 	userCLI(t, 0, "seed", "--db", e.db, carolID.Public().Token())
-	room, err := e.alice.CreateRoom(ctxT(t), "ops", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range []string{"bob", "carol"} {
-		if _, err := e.alice.AddMember(ctxT(t), room.ID, u); err != nil {
-			t.Fatal(err)
-		}
-	}
+	room := e.opsRoom(t, "bob", "carol")
 	// Live raw subscriptions of bob and carol on the room's subject.
 	subscribe := func(id *identity.Identity) (*nats.Conn, *sync.Map) {
 		nc := e.rawConn(t, id, nil)
@@ -230,14 +229,7 @@ func TestEnforceRemovedMemberAndRevokedUserAreCutWithinASecond(t *testing.T) {
 	nc := e.rawConn(t, e.bobID, errs)
 	nc.Subscribe(api.RoomSubject(room.ID), func(*nats.Msg) {})
 	nc.Flush()
-	select {
-	case err := <-errs:
-		if !errors.Is(err, nats.ErrPermissionViolation) && !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
-			t.Fatalf("removed member's subscribe = %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("removed member could subscribe to the room again")
-	}
+	wantPermissionViolation(t, errs, "removed member's new subscription to the room")
 }
 
 func TestAPIFloodIsSlowedForTheFlooderOnly(t *testing.T) {
@@ -245,7 +237,7 @@ func TestAPIFloodIsSlowedForTheFlooderOnly(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, dir, "--api-rate", "5", "--api-burst", "5")
 	db := filepath.Join(dir, "unibus.db")
-	alice, bob := newIdentity(t, "alice"), newIdentity(t, "bob")
+	alice, bob := testbus.NewIdentity(t, "alice"), testbus.NewIdentity(t, "bob")
 	userCLI(t, 0, "seed", "--db", db, alice.Public().Token())
 	userCLI(t, 0, "seed", "--db", db, bob.Public().Token())
 	limited := 0
@@ -278,13 +270,7 @@ func TestAPIFloodIsSlowedForTheFlooderOnly(t *testing.T) {
 func TestEnforceKeyDeliveriesComeOnlyFromTheServer(t *testing.T) {
 	t.Parallel()
 	e := startEnforce(t)
-	room, err := e.alice.CreateRoom(ctxT(t), "ops", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.alice.AddMember(ctxT(t), room.ID, "bob"); err != nil {
-		t.Fatal(err)
-	}
+	room := e.opsRoom(t, "bob")
 	if _, err := e.alice.Send(ctxT(t), room.ID, client.Message{Text: "epoch 1"}); err != nil {
 		t.Fatal(err)
 	}
@@ -301,14 +287,7 @@ func TestEnforceKeyDeliveriesComeOnlyFromTheServer(t *testing.T) {
 	forged, _ := json.Marshal(api.KeyDelivery{Room: room.ID})
 	bob.Publish(api.KeysSubject(e.aliceID.UserKey()), forged)
 	bob.Flush()
-	select {
-	case err := <-errs:
-		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
-			t.Fatalf("publish error = %v; want a permissions violation", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("bob's publish to alice's keys subject was not refused")
-	}
+	wantPermissionViolation(t, errs, "bob's publish to alice's keys subject")
 
 	// bob's rekey through the API: alice's delivery comes from membershipd.
 	updated, err := e.bob.Rekey(ctxT(t), room.ID)
@@ -352,27 +331,14 @@ func TestEnforceKeyDeliveriesComeOnlyFromTheServer(t *testing.T) {
 func TestEnforceMembersCannotForgeRoomEvents(t *testing.T) {
 	t.Parallel()
 	e := startEnforce(t)
-	room, err := e.alice.CreateRoom(ctxT(t), "ops", false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.alice.AddMember(ctxT(t), room.ID, "bob"); err != nil {
-		t.Fatal(err)
-	}
+	room := e.opsRoom(t, "bob")
 	alice := e.rawConn(t, e.aliceID, nil)
 	errs := make(chan error, 4)
 	bob := e.rawConn(t, e.bobID, errs)
 	forged, _ := json.Marshal(api.RoomEvent{Room: room.ID, Epoch: 1, Users: []string{e.aliceID.UserKey()}, Revoked: []string{e.aliceID.UserKey()}})
 	bob.Publish(api.RoomEventSubject(room.ID), forged)
 	bob.Flush()
-	select {
-	case err := <-errs:
-		if !strings.Contains(strings.ToLower(err.Error()), "permissions violation") {
-			t.Fatalf("publish error = %v; want a permissions violation", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("bob's forged room event was not refused")
-	}
+	wantPermissionViolation(t, errs, "bob's forged room event")
 	time.Sleep(300 * time.Millisecond) // more than the data plane needs to act
 	if !alice.IsConnected() || alice.Stats().Reconnects != 0 {
 		t.Fatalf("alice's connection: connected %v, reconnects %d; want untouched", alice.IsConnected(), alice.Stats().Reconnects)

@@ -23,7 +23,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/enmanuel/unibus/internal/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/client"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/reqsig"
 	"github.com/enmanuel/unibus/pkg/subjects"
@@ -217,13 +219,16 @@ func getMe(t testing.TB, base string, id *identity.Identity) int {
 	return status
 }
 
-func newIdentity(t testing.TB, name string) *identity.Identity {
+// newClient returns an SDK client of id against the API at url, closed at
+// the end of the test.
+func newClient(t testing.TB, url string, id *identity.Identity) *client.Client {
 	t.Helper()
-	id, err := identity.Generate(name, nil)
+	c, err := client.New(client.Config{Server: url, Identity: id})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return id
+	t.Cleanup(func() { c.Close() })
+	return c
 }
 
 func TestRunEmbedded(t *testing.T) {
@@ -324,7 +329,7 @@ func TestRunEnforceEmbedded(t *testing.T) {
 		nc.Close()
 		t.Error("anonymous NATS connection admitted under enforce")
 	}
-	alice := newIdentity(t, "alice")
+	alice := testbus.NewIdentity(t, "alice")
 	if nc, err := nats.Connect(info.NATSURL, nats.Nkey(alice.UserKey(), alice.NkeySign)); err == nil {
 		nc.Close()
 		t.Error("unknown user's NATS connection admitted under enforce")
@@ -527,7 +532,7 @@ func TestUserChangesReachRunningServer(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "unibus.db")
 	s := startServer(t, dir, "--bus-auth", "enforce")
-	alice := newIdentity(t, "alice")
+	alice := testbus.NewIdentity(t, "alice")
 
 	if status := getMe(t, s.URL, alice); status != http.StatusUnauthorized {
 		t.Errorf("GET /v1/me before seed = %d; want 401", status)
@@ -546,7 +551,7 @@ func TestRestartKeepsUsers(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	db := filepath.Join(dir, "unibus.db")
-	alice := newIdentity(t, "alice")
+	alice := testbus.NewIdentity(t, "alice")
 
 	s := startServer(t, dir)
 	userCLI(t, 0, "seed", "--db", db, "--admin", alice.Public().Token())

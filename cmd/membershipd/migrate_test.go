@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enmanuel/unibus/internal/testbus"
 	"github.com/enmanuel/unibus/pkg/client"
 )
 
@@ -19,14 +20,11 @@ import (
 func TestMigrateToKVThenServeFromKV(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "unibus.db")
-	aliceID := newIdentity(t, "alice")
+	aliceID := testbus.NewIdentity(t, "alice")
 	userCLI(t, 0, "seed", "--db", db, "--admin", aliceID.Public().Token())
 	s := startServer(t, dir)
 
-	alice, err := client.New(client.Config{Server: s.URL, Identity: aliceID})
-	if err != nil {
-		t.Fatal(err)
-	}
+	alice := newClient(t, s.URL, aliceID)
 	room, err := alice.CreateRoom(ctxT(t), "ops", false)
 	if err != nil {
 		t.Fatal(err)
@@ -81,11 +79,7 @@ func TestMigrateToKVThenServeFromKV(t *testing.T) {
 	if code := getMe(t, kv.URL, aliceID); code != 200 {
 		t.Fatalf("alice after the move: %d", code)
 	}
-	alice2, err := client.New(client.Config{Server: kv.URL, Identity: aliceID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer alice2.Close()
+	alice2 := newClient(t, kv.URL, aliceID)
 	v, err := alice2.Verify(ctxT(t), room.ID)
 	if err != nil || v.Epoch != 2 {
 		t.Fatalf("room after the move: epoch %d, %v; want the verified history at epoch 2", v.Epoch, err)
@@ -117,7 +111,7 @@ func TestMigrateToKVThenServeFromKV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bobID := newIdentity(t, "bob")
+	bobID := testbus.NewIdentity(t, "bob")
 	userCLI(t, 0, "seed", "--store", "kv", "--nats-url", kvInfo.NATSURL, bobID.Public().Token())
 	waitFor(t, 2*time.Second, "bob seeded on the KV store is known", func() bool { return getMe(t, kv.URL, bobID) == 200 })
 	userCLI(t, 0, "revoke", "--store", "kv", "--nats-url", kvInfo.NATSURL, "bob")

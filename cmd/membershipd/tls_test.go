@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/enmanuel/unibus/internal/testbus"
 	"github.com/enmanuel/unibus/internal/testcerts"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/subjects"
@@ -56,7 +57,7 @@ func TestRunTLS(t *testing.T) {
 	if !strings.HasPrefix(info.NATSURL, "tls://127.0.0.1:") {
 		t.Fatalf("info nats_url = %q; want tls://", info.NATSURL)
 	}
-	alice := newIdentity(t, "alice")
+	alice := testbus.NewIdentity(t, "alice")
 	userCLI(t, 0, "seed", "--db", filepath.Join(dir, "unibus.db"), alice.Public().Token())
 	nc, err := nats.Connect(info.NATSURL, nats.RootCAs(ca.CAFile), nats.Nkey(alice.UserKey(), alice.NkeySign), nats.CustomInboxPrefix(subjects.InboxPrefix(alice.UserKey())), quietErrors)
 	if err != nil {

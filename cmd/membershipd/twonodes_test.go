@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enmanuel/unibus/internal/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/client"
-	"github.com/enmanuel/unibus/pkg/identity"
 )
 
 // TestTwoServersShareTheKVStore runs two membershipd processes (in-process
@@ -17,16 +17,8 @@ import (
 func TestTwoServersShareTheKVStore(t *testing.T) {
 	dirA, dirB := t.TempDir(), t.TempDir()
 	a := startServer(t, dirA, "--store", "kv")
-	aliceID := newIdentity(t, "alice")
-	bobID := newIdentity(t, "bob")
-	clientOf := func(s *testServer, id *identity.Identity) *client.Client {
-		c, err := client.New(client.Config{Server: s.URL, Identity: id})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
+	aliceID := testbus.NewIdentity(t, "alice")
+	bobID := testbus.NewIdentity(t, "bob")
 	var info api.Info
 	if status := getJSON(t, a.URL+"/v1/info", &info); status != 200 {
 		t.Fatalf("info: %d", status)
@@ -34,11 +26,11 @@ func TestTwoServersShareTheKVStore(t *testing.T) {
 	userCLI(t, 0, "seed", "--store", "kv", "--nats-url", info.NATSURL, "--admin", aliceID.Public().Token())
 	b := startServer(t, dirB, "--store", "kv", "--nats-url", info.NATSURL)
 
-	aliceA, aliceB := clientOf(a, aliceID), clientOf(b, aliceID)
+	aliceA, aliceB := newClient(t, a.URL, aliceID), newClient(t, b.URL, aliceID)
 	if _, err := aliceA.AddUser(ctxT(t), bobID.Public().Token(), false); err != nil {
 		t.Fatal(err)
 	}
-	bobB := clientOf(b, bobID)
+	bobB := newClient(t, b.URL, bobID)
 	room, err := aliceA.CreateRoom(ctxT(t), "ops", false)
 	if err != nil {
 		t.Fatal(err)
@@ -92,7 +84,7 @@ func TestTwoServersShareTheKVStore(t *testing.T) {
 	if _, err := aliceB.RevokeUser(ctxT(t), "bob"); err != nil {
 		t.Fatal(err)
 	}
-	bobA := clientOf(a, bobID)
+	bobA := newClient(t, a.URL, bobID)
 	waitFor(t, time.Second, "revocation through B seen through A", func() bool {
 		_, err := bobA.Rooms(ctxT(t))
 		return api.IsCode(err, api.CodeForbidden)

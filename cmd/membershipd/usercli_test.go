@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/enmanuel/unibus/internal/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
 )
 
@@ -24,7 +25,7 @@ func userCLI(t testing.TB, wantCode int, args ...string) (stdout, stderr string)
 func TestUserCLI(t *testing.T) {
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "sub", "unibus.db")
-	alice, bob := newIdentity(t, "alice"), newIdentity(t, "bob")
+	alice, bob := testbus.NewIdentity(t, "alice"), testbus.NewIdentity(t, "bob")
 
 	out, _ := userCLI(t, 0, "seed", "--db", db, "--admin", alice.Public().Token())
 	if want := "seeded alice (admin) " + alice.UserKey() + "\n"; out != want {
@@ -86,7 +87,7 @@ func TestUserCLIErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	db := filepath.Join(dir, "unibus.db")
-	alice := newIdentity(t, "alice")
+	alice := testbus.NewIdentity(t, "alice")
 	userCLI(t, 0, "seed", "--db", db, alice.Public().Token())
 	token := alice.Public().Token()
 
