@@ -21,6 +21,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/enmanuel/unibus/internal/testnats"
 	"github.com/enmanuel/unibus/pkg/busauth"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 )
@@ -305,24 +306,13 @@ func TestTLSNodeRouteCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		ns, err := embeddednats.StartServer(embeddednats.ServerConfig{
-			StoreDir:   t.TempDir(),
-			Host:       "127.0.0.1",
-			Port:       -1,
+		return testnats.Start(t, embeddednats.ServerConfig{
 			ServerName: name,
 			Cluster: &embeddednats.ClusterConfig{
 				Name: "tlscli", Host: "127.0.0.1", Port: port, Routes: routes,
 				Username: "route", Password: "route-secret", TLS: rtls,
 			},
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-		})
-		return ns
 	}
 	n1, n2 := start("n1", p1), start("n2", p2)
 

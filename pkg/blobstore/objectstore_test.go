@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/enmanuel/unibus/internal/testnats"
 	"github.com/enmanuel/unibus/pkg/blobstore"
 	"github.com/enmanuel/unibus/pkg/blobstore/blobtest"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
@@ -81,15 +82,7 @@ func startNATSProcess(t testing.TB) string {
 // startNATS starts an in-process NATS server with JetStream.
 func startNATS(t testing.TB) *server.Server {
 	t.Helper()
-	ns, err := embeddednats.StartServer(embeddednats.ServerConfig{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	return ns
+	return testnats.Start(t, embeddednats.ServerConfig{})
 }
 
 // connectJS opens a client connection to ns.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/enmanuel/unibus/internal/testcerts"
+	"github.com/enmanuel/unibus/internal/testnats"
 	"github.com/enmanuel/unibus/pkg/busauth"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/nats-io/nats-server/v2/server"
@@ -67,20 +68,7 @@ func startAuthServer(t *testing.T, auth server.Authentication) string {
 
 func startAuthNATS(t *testing.T, auth server.Authentication) *server.Server {
 	t.Helper()
-	ns, err := embeddednats.StartServer(embeddednats.ServerConfig{
-		StoreDir: t.TempDir(),
-		Host:     "127.0.0.1",
-		Port:     -1,
-		Auth:     auth,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	return ns
+	return testnats.Start(t, embeddednats.ServerConfig{Auth: auth})
 }
 
 func dial(url string, opts ...nats.Option) (*nats.Conn, error) {
@@ -322,20 +310,7 @@ func TestNkeyInProcessWithTLS(t *testing.T) {
 	m := &members{keys: map[string]bool{}}
 	svc := newUser(t)
 	m.set(svc.pub, true)
-	ns, err := embeddednats.StartServer(embeddednats.ServerConfig{
-		StoreDir: t.TempDir(),
-		Host:     "127.0.0.1",
-		Port:     -1,
-		Auth:     busauth.NewNkeyAuthenticator(m.IsAuthorized),
-		TLS:      tlsCfg,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
+	ns := testnats.Start(t, embeddednats.ServerConfig{Auth: busauth.NewNkeyAuthenticator(m.IsAuthorized), TLS: tlsCfg})
 
 	nc, err := nats.Connect("", nats.InProcessServer(ns), nats.NoReconnect(), svc.option())
 	if err != nil {
