@@ -311,12 +311,7 @@ func (c *kvCache) allUsers() []api.User {
 		users = append(users, cloneUser(cu.u))
 	}
 	c.mu.Unlock()
-	slices.SortFunc(users, func(a, b api.User) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.User, b.User)
-	})
+	slices.SortFunc(users, compareUsers)
 	return users
 }
 
@@ -339,7 +334,7 @@ func (c *kvCache) wait(ctx context.Context, cond func() bool) error {
 			return err
 		}
 		if c.stopped {
-			return api.Errorf(api.CodeUnavailable, "the membership store is closed")
+			return api.Errorf(api.CodeUnavailable, "the membership store is closed: restart membershipd and try again")
 		}
 		c.cond.Wait()
 	}

@@ -2,6 +2,7 @@ package membership
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
@@ -255,7 +256,7 @@ func (s *jetstreamStore) commit(ctx context.Context, op string, prev *roomView, 
 	if isWrongLastSeq(err) {
 		s.discard(room, c)
 		if prev == nil {
-			return 0, api.Errorf(api.CodeConflict, "room id %s is taken: create the room again with a new id", room)
+			return 0, roomIDTaken(room)
 		}
 		return 0, api.Errorf(api.CodeConflict, "room %s changed while this change was written: fetch the room and try again", room)
 	}
@@ -276,10 +277,8 @@ func (s *jetstreamStore) commit(ctx context.Context, op string, prev *roomView, 
 func (s *jetstreamStore) discard(room, c string) {
 	ctx, cancel := context.WithTimeout(context.Background(), kvOpTimeout)
 	defer cancel()
-	for _, filter := range []string{"*." + room + "." + c, "*." + room + "." + c + ".>"} {
-		if err := s.purge(ctx, s.dataStream, s.buckets.data, filter); err != nil {
-			s.log.Warn("kv store: purge of an uncommitted change failed", "room", room, "change", c, "err", err)
-		}
+	if err := s.purgeData(ctx, "*."+room+"."+c); err != nil {
+		s.log.Warn("kv store: purge of an uncommitted change failed", "room", room, "change", c, "err", err)
 	}
 }
 
@@ -287,10 +286,8 @@ func (s *jetstreamStore) discard(room, c string) {
 func (s *jetstreamStore) purgeState(room, c string) {
 	ctx, cancel := context.WithTimeout(context.Background(), kvOpTimeout)
 	defer cancel()
-	for _, filter := range []string{stateKey(room, c), stateKey(room, c) + ".>"} {
-		if err := s.purge(ctx, s.dataStream, s.buckets.data, filter); err != nil {
-			s.log.Warn("kv store: purge of a replaced room state failed", "room", room, "change", c, "err", err)
-		}
+	if err := s.purgeData(ctx, stateKey(room, c)); err != nil {
+		s.log.Warn("kv store: purge of a replaced room state failed", "room", room, "change", c, "err", err)
 	}
 }
 
@@ -298,7 +295,7 @@ func (s *jetstreamStore) purgeState(room, c string) {
 // room without history cannot be changed.
 func (s *jetstreamStore) headOf(ctx context.Context, v roomView, op string) (*roomchain.Signed, error) {
 	if v.doc.HeadSeq == 0 {
-		return nil, api.Errorf(api.CodeInvalid, "room %s has no signed membership history (it predates it) and cannot be changed: create a new room", v.doc.ID)
+		return nil, noHistory(v.doc.ID)
 	}
 	if v.doc.HeadSeq > uint64(len(v.state.Stmts)) {
 		return nil, s.fail(op, fmt.Errorf("room %s: head statement %d is missing", v.doc.ID, v.doc.HeadSeq))
@@ -322,22 +319,6 @@ func (s *jetstreamStore) statement(ctx context.Context, room, c string) (roomcha
 	return decodeStatement(b)
 }
 
-// checkSealers checks that every sealer of keys is a registered user, in
-// the cache the caller brought up to date.
-func (s *jetstreamStore) checkSealers(keys []api.SealedKey) error {
-	seen := map[string]bool{}
-	for _, k := range keys {
-		if seen[k.Sealer.User] {
-			continue
-		}
-		seen[k.Sealer.User] = true
-		if _, ok := s.cache.user(k.Sealer.User); !ok {
-			return api.Errorf(api.CodeInvalid, "the key for %s is sealed by %q, who is not a registered user: seal it as a registered member", k.Member, k.Sealer.User)
-		}
-	}
-	return nil
-}
-
 // CreateRoom stores r at epoch 1 with its creator as the only member and
 // st as the first statement of its history, checked as the SQLite store
 // checks it; the room document is created only if the id is new.
@@ -350,34 +331,29 @@ func (s *jetstreamStore) CreateRoom(ctx context.Context, r api.Room, creatorKey 
 	if err := s.syncUsers(ctx); err != nil {
 		return err
 	}
-	if status, err := s.userStatus(r.Creator); err != nil || status != api.StatusActive {
-		return api.Errorf(api.CodeInvalid, "creator %q is not an active user: only active users create rooms", r.Creator)
+	if err := checkCreator(r, s.userStatus); err != nil {
+		return err
 	}
 	if _, taken, err := s.get(ctx, s.rooms, r.ID); err != nil {
 		return s.fail("create room", err)
 	} else if taken {
-		return api.Errorf(api.CodeConflict, "room id %s is taken: create the room again with a new id", r.ID)
+		return roomIDTaken(r.ID)
 	}
 	var keys []api.SealedKey
 	if creatorKey != nil {
 		keys = []api.SealedKey{*creatorKey}
-		if err := s.checkSealers(keys); err != nil {
-			return err
-		}
 	}
-	parsed, err := CheckStatement(r.ID, nil, nil, st, roomchain.KindCreate, 1, []string{r.Creator})
-	if err != nil {
+	if err := checkSealers(keys, s.userStatus); err != nil {
+		return err
+	}
+	if err := checkCreateStatement(r, st); err != nil {
 		return s.fail("create room", err)
-	}
-	if parsed.Name != r.Name || parsed.Encrypted != r.Encrypted {
-		return api.Errorf(api.CodeInvalid, "the creation statement names room %q (encrypted: %v), the request %q (encrypted: %v): sign the statement of this room",
-			parsed.Name, parsed.Encrypted, r.Name, r.Encrypted)
 	}
 	c := newChangeID()
 	doc := roomDoc{ID: r.ID, Name: r.Name, Encrypted: r.Encrypted, Creator: r.Creator, Created: nanos(r.CreatedAt),
 		Epoch: 1, HeadSeq: 1, HeadHash: st.HashHex(), Change: c}
 	state := &roomState{Spans: []span{{User: r.Creator, Since: 1, Keys: c}}, Stmts: []string{c}, Epochs: []string{c}}
-	_, err = s.commit(ctx, "create room", nil, doc, state, st, keys)
+	_, err := s.commit(ctx, "create room", nil, doc, state, st, keys)
 	return err
 }
 
@@ -417,12 +393,7 @@ func (s *jetstreamStore) RoomsOf(ctx context.Context, userKey string) ([]api.Roo
 			rooms = append(rooms, doc.room())
 		}
 	}
-	slices.SortFunc(rooms, func(a, b api.Room) int {
-		if c := a.CreatedAt.Compare(b.CreatedAt); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
+	slices.SortFunc(rooms, compareRooms)
 	return rooms, nil
 }
 
@@ -439,8 +410,7 @@ func (s *jetstreamStore) IsMember(ctx context.Context, room, userKey string) (bo
 	if err != nil {
 		return false, err
 	}
-	_, ok := slices.BinarySearch(v.state.current(), userKey)
-	return ok, nil
+	return slices.ContainsFunc(v.state.Spans, func(sp span) bool { return sp.Until == 0 && sp.User == userKey }), nil
 }
 
 // Members returns the room's members, ordered by Since then user key,
@@ -467,13 +437,7 @@ func (s *jetstreamStore) Members(ctx context.Context, room string, history bool)
 		members = append(members, m)
 	}
 	slices.SortFunc(members, func(a, b api.Member) int {
-		if a.Since != b.Since {
-			if a.Since < b.Since {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.User, b.User)
+		return cmp.Or(cmp.Compare(a.Since, b.Since), strings.Compare(a.User, b.User))
 	})
 	return members, nil
 }
@@ -488,64 +452,25 @@ func (s *jetstreamStore) AddMembers(ctx context.Context, a Add) (api.Room, error
 	if err != nil {
 		return api.Room{}, err
 	}
-	if len(a.Users) == 0 {
-		return api.Room{}, api.Errorf(api.CodeInvalid, "no members to add")
-	}
 	if err := s.syncUsers(ctx); err != nil {
 		return api.Room{}, err
 	}
-	for _, u := range a.Users {
-		status, err := s.userStatus(u)
-		if err != nil {
-			return api.Room{}, err
-		}
-		if status != api.StatusActive {
-			return api.Room{}, api.Errorf(api.CodeInvalid, "user %s is revoked: it cannot be added", u)
-		}
-	}
-	if v.doc.Epoch != a.Epoch {
-		return api.Room{}, api.Errorf(api.CodeConflict, "room %s is at epoch %d, not %d: it was rekeyed meanwhile; fetch the room and try again", a.Room, v.doc.Epoch, a.Epoch)
+	if err := checkAddable(a.Users, s.userStatus); err != nil {
+		return api.Room{}, err
 	}
 	before := v.state.current()
-	members := slices.Clone(before) // the member set the add leaves
-	adding := make(map[string]bool, len(a.Users))
-	for _, u := range a.Users {
-		i, found := slices.BinarySearch(members, u)
-		if found {
-			if adding[u] {
-				return api.Room{}, api.Errorf(api.CodeInvalid, "user %s is listed twice", u)
-			}
-			return api.Room{}, api.Errorf(api.CodeConflict, "user %s is already a member of room %s", u, a.Room)
-		}
-		adding[u] = true
-		members = slices.Insert(members, i, u)
+	after, err := checkAdd(a, v.doc.Epoch, v.doc.Encrypted, before)
+	if err != nil {
+		return api.Room{}, err
 	}
-	if v.doc.Encrypted {
-		if len(a.Keys) != len(a.Users) {
-			return api.Room{}, api.Errorf(api.CodeInvalid, "room %s is encrypted: send the key of epoch %d sealed to each new member (%d keys for %d members)", a.Room, a.Epoch, len(a.Keys), len(a.Users))
-		}
-		seen := make(map[string]bool, len(a.Keys))
-		for i := range a.Keys {
-			k := &a.Keys[i]
-			if !adding[k.Member] || seen[k.Member] {
-				return api.Room{}, api.Errorf(api.CodeInvalid, "the add seals a key for %s, who is not one of the new members or has a key already", k.Member)
-			}
-			seen[k.Member] = true
-			if err := checkKey(k, a.Room, a.Epoch, k.Member); err != nil {
-				return api.Room{}, err
-			}
-		}
-		if err := s.checkSealers(a.Keys); err != nil {
-			return api.Room{}, err
-		}
-	} else if len(a.Keys) != 0 {
-		return api.Room{}, api.Errorf(api.CodeInvalid, "room %s is cleartext: send no sealed key", a.Room)
+	if err := checkSealers(a.Keys, s.userStatus); err != nil {
+		return api.Room{}, err
 	}
 	head, err := s.headOf(ctx, v, "add members")
 	if err != nil {
 		return api.Room{}, err
 	}
-	parsed, err := CheckStatement(a.Room, head, before, a.Statement, roomchain.KindAdd, a.Epoch, members)
+	parsed, err := CheckStatement(a.Room, head, before, a.Statement, roomchain.KindAdd, a.Epoch, after)
 	if err != nil {
 		return api.Room{}, s.fail("add members", err)
 	}
@@ -574,95 +499,36 @@ func (s *jetstreamStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 	if err != nil {
 		return api.Room{}, err
 	}
-	if v.doc.Epoch != c.FromEpoch {
-		return api.Room{}, api.Errorf(api.CodeConflict, "room %s moved to epoch %d, the rekey starts from %d: fetch the room and try again", c.Room, v.doc.Epoch, c.FromEpoch)
+	if err := checkRekeyEpoch(c, v.doc.Epoch); err != nil {
+		return api.Room{}, err
 	}
 	next := c.FromEpoch + 1
 	if err := s.syncUsers(ctx); err != nil {
 		return api.Room{}, err
 	}
-	order := v.state.current()
-	active := make(map[string]bool, len(order))
-	for _, k := range order {
+	members := v.state.current()
+	active := make(map[string]bool, len(members))
+	for _, k := range members {
 		status, err := s.userStatus(k)
 		if err != nil {
 			return api.Room{}, s.fail("rekey", fmt.Errorf("room %s: member %s: %w", c.Room, k, err))
 		}
 		active[k] = status == api.StatusActive
 	}
-	removed := make(map[string]bool, len(c.Remove))
-	for _, k := range c.Remove {
-		if _, ok := active[k]; !ok {
-			return api.Room{}, api.Errorf(api.CodeInvalid, "rekey removes %s, who is not a member of room %s: fetch the members and try again", k, c.Room)
-		}
-		if removed[k] {
-			return api.Room{}, api.Errorf(api.CodeInvalid, "rekey removes %s twice: list each member once", k)
-		}
-		removed[k] = true
-	}
-	for _, k := range order {
-		if !removed[k] && !active[k] {
-			return api.Room{}, api.Errorf(api.CodeInvalid, "member %s is revoked: remove it in this rekey", k)
-		}
-	}
-	if !v.doc.Encrypted && len(c.Keys) > 0 {
-		return api.Room{}, api.Errorf(api.CodeInvalid, "room %s is cleartext: a rekey of it carries no keys", c.Room)
-	}
-	sealed := make(map[string]bool, len(c.Keys))
-	for i := range c.Keys {
-		k := &c.Keys[i]
-		if k.Room != c.Room || k.Epoch != next {
-			return api.Room{}, api.Errorf(api.CodeInvalid, "the key for %s is for room %q epoch %d: a rekey of room %s from epoch %d seals keys for epoch %d",
-				k.Member, k.Room, k.Epoch, c.Room, c.FromEpoch, next)
-		}
-		if _, ok := active[k.Member]; !ok {
-			return api.Room{}, api.Errorf(api.CodeInvalid, "rekey seals a key for %s, who is not a member: leave it out", k.Member)
-		}
-		if removed[k.Member] {
-			return api.Room{}, api.Errorf(api.CodeInvalid, "rekey seals a key for %s, whom it removes: leave it out", k.Member)
-		}
-		if sealed[k.Member] {
-			return api.Room{}, api.Errorf(api.CodeInvalid, "rekey seals two keys for %s: send one per member", k.Member)
-		}
-		if len(k.SealedKey) == 0 {
-			return api.Room{}, api.Errorf(api.CodeInvalid, "the key for %s is empty: send the new room key sealed to it", k.Member)
-		}
-		sealed[k.Member] = true
-	}
-	if v.doc.Encrypted {
-		for _, k := range order {
-			if !removed[k] && !sealed[k] {
-				return api.Room{}, api.Errorf(api.CodeInvalid, "rekey leaves out member %s: seal the new key to every member that remains", k)
-			}
-		}
-	}
-	if err := s.checkSealers(c.Keys); err != nil {
+	removed, remaining, err := checkRekey(c, v.doc.Encrypted, members, active)
+	if err != nil {
 		return api.Room{}, err
 	}
-	remaining := make([]string, 0, len(order)-len(removed))
-	for _, k := range order {
-		if !removed[k] {
-			remaining = append(remaining, k)
-		}
-	}
-	kind := roomchain.KindRekey
-	if len(c.Remove) > 0 {
-		kind = roomchain.KindRemove
+	if err := checkSealers(c.Keys, s.userStatus); err != nil {
+		return api.Room{}, err
 	}
 	head, err := s.headOf(ctx, v, "rekey")
 	if err != nil {
 		return api.Room{}, err
 	}
-	parsed, err := CheckStatement(c.Room, head, order, c.Statement, kind, next, remaining)
+	parsed, err := checkRekeyStatement(c, head, members, remaining, active)
 	if err != nil {
 		return api.Room{}, s.fail("rekey", err)
-	}
-	if parsed.Reason == roomchain.ReasonRevoked {
-		for _, u := range c.Remove {
-			if status, err := s.userStatus(u); err != nil || status != api.StatusRevoked {
-				return api.Room{}, api.Errorf(api.CodeInvalid, "the statement removes %s as revoked, but that user is not revoked", u)
-			}
-		}
 	}
 	id := newChangeID()
 	state := v.state.clone()
@@ -708,14 +574,15 @@ func (s *jetstreamStore) SealedKeys(ctx context.Context, room, member string, ep
 		if sp.User != member {
 			continue
 		}
-		last := v.doc.Epoch
+		first, last := sp.Since, v.doc.Epoch
 		if sp.Until != 0 {
 			last = sp.Until - 1
 		}
-		for e := sp.Since; e <= last; e++ {
-			if epoch != 0 && e != epoch {
-				continue
-			}
+		if epoch != 0 {
+			// One epoch: no walk over the span's others.
+			first, last = max(first, epoch), min(last, epoch)
+		}
+		for e := first; e <= last; e++ {
 			if c := v.state.keysOf(sp, e); c != "" {
 				wants = append(wants, want{e, c})
 			}
@@ -751,15 +618,7 @@ func (s *jetstreamStore) SealedKeys(ctx context.Context, room, member string, ep
 			keys = append(keys, *k)
 		}
 	}
-	slices.SortFunc(keys, func(a, b api.SealedKey) int {
-		if a.Epoch < b.Epoch {
-			return -1
-		}
-		if a.Epoch > b.Epoch {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(keys, func(a, b api.SealedKey) int { return cmp.Compare(a.Epoch, b.Epoch) })
 	return keys, nil
 }
 

@@ -164,14 +164,6 @@ type jetstreamStore struct {
 // asynchronous publishes (jetstream.New's default is 4,000). Close stops
 // its watches; it does not close js's connection.
 func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (Store, error) {
-	s, err := openKV(ctx, js, cfg)
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
-}
-
-func openKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*jetstreamStore, error) {
 	s, err := bindKV(ctx, js, cfg)
 	if err != nil {
 		return nil, err
@@ -405,9 +397,22 @@ func (s *jetstreamStore) get(ctx context.Context, kv jetstream.KeyValue, key str
 	return e, true, nil
 }
 
-// largeHeader starts every value written by putLarge: a version byte and
-// the number of parts.
+// largeVersion starts every value written by putLarge, followed by the
+// number of parts (a uvarint) and the first part.
 const largeVersion = 1
+
+// splitLarge reads the first message v of the value putLarge wrote under
+// key: the number of parts, and the first part.
+func splitLarge(key string, v []byte) (int, []byte, error) {
+	if len(v) < 2 || v[0] != largeVersion {
+		return 0, nil, fmt.Errorf("value %s: unknown format", key)
+	}
+	n, k := binary.Uvarint(v[1:])
+	if k <= 0 || n < 1 || n > 1<<20 {
+		return 0, nil, fmt.Errorf("value %s: bad part count", key)
+	}
+	return int(n), v[1+k:], nil
+}
 
 // getLarge reads a value written by putLarge; ok is false if it does not
 // exist. Its parts after the first are read concurrently.
@@ -416,21 +421,16 @@ func (s *jetstreamStore) getLarge(ctx context.Context, kv jetstream.KeyValue, ke
 	if err != nil || !ok {
 		return nil, ok, err
 	}
-	v := e.Value()
-	if len(v) < 2 || v[0] != largeVersion {
-		return nil, false, fmt.Errorf("value %s: unknown format", key)
+	n, first, err := splitLarge(key, e.Value())
+	if err != nil {
+		return nil, false, err
 	}
-	n, k := binary.Uvarint(v[1:])
-	if k <= 0 || n < 1 || n > 1<<20 {
-		return nil, false, fmt.Errorf("value %s: bad part count", key)
-	}
-	first := v[1+k:]
 	if n == 1 {
 		return bytes.Clone(first), true, nil
 	}
 	parts := make([][]byte, n)
 	parts[0] = first
-	err = parallel(ctx, int(n-1), func(ctx context.Context, i int) error {
+	err = parallel(ctx, n-1, func(ctx context.Context, i int) error {
 		e, ok, err := s.get(ctx, kv, key+"."+strconv.Itoa(i+1))
 		if err != nil {
 			return err
@@ -582,11 +582,16 @@ func (s *jetstreamStore) putLarge(ctx context.Context, p *pipeline, bucket, key 
 	}
 }
 
-// purge removes every message under the subject filter of bucket's
-// stream, without leaving markers: the cleanup of data no document
-// names.
-func (s *jetstreamStore) purge(ctx context.Context, st jetstream.Stream, bucket, filter string) error {
-	return st.Purge(ctx, jetstream.WithPurgeSubject(subject(bucket, filter)))
+// purgeData removes from the data bucket, without leaving markers, the
+// values under the key filter key and their parts (key.>): the cleanup of
+// data no document names.
+func (s *jetstreamStore) purgeData(ctx context.Context, key string) error {
+	for _, filter := range []string{key, key + ".>"} {
+		if err := s.dataStream.Purge(ctx, jetstream.WithPurgeSubject(subject(s.buckets.data, filter))); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // batchAck is the answer to the commit of an atomic batch publish.

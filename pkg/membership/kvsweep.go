@@ -97,11 +97,8 @@ func (s *jetstreamStore) Sweep(ctx context.Context, minAge time.Duration) (int, 
 		if st.newest.After(cutoff) {
 			continue
 		}
-		prefix := g.kind + "." + g.room + "." + g.change
-		for _, filter := range []string{prefix, prefix + ".>"} {
-			if err := s.purge(ctx, s.dataStream, s.buckets.data, filter); err != nil {
-				return removed, s.fail("sweep", err)
-			}
+		if err := s.purgeData(ctx, g.kind+"."+g.room+"."+g.change); err != nil {
+			return removed, s.fail("sweep", err)
 		}
 		removed += st.n
 		s.log.Info("kv store: swept uncommitted change", "room", g.room, "change", g.change, "kind", g.kind, "values", st.n)

@@ -57,30 +57,6 @@ func (s *jetstreamStore) CreateUser(ctx context.Context, u api.User) error {
 	return nil
 }
 
-// checkNewUser checks the fields of a user to register, as every backend
-// does before writing.
-func checkNewUser(u api.User) error {
-	if u.Role != api.RoleAdmin && u.Role != api.RoleMember {
-		return api.Errorf(api.CodeInvalid, "invalid role %q: use %s or %s", u.Role, api.RoleAdmin, api.RoleMember)
-	}
-	switch u.Status {
-	case api.StatusActive:
-		if u.RevokedAt != nil {
-			return api.Errorf(api.CodeInvalid, "an active user has no revocation time: leave revoked_at empty")
-		}
-	case api.StatusRevoked:
-		if u.RevokedAt == nil {
-			return api.Errorf(api.CodeInvalid, "a revoked user needs its revocation time")
-		}
-	default:
-		return api.Errorf(api.CodeInvalid, "invalid status %q: use %s or %s", u.Status, api.StatusActive, api.StatusRevoked)
-	}
-	if err := u.Public.Verify(); err != nil {
-		return api.Errorf(api.CodeInvalid, "identity of %q does not verify (%v): ask the user for a fresh token from `unibus id show --public`", u.Name, err)
-	}
-	return nil
-}
-
 // GetUser returns the user with this key or, failing that, this name,
 // from the cache; a user the cache does not know (yet) is looked up in
 // the bucket.
@@ -97,26 +73,29 @@ func (s *jetstreamStore) GetUser(ctx context.Context, keyOrName string) (api.Use
 	return u, nil
 }
 
+// readUser reads user k by its key from the bucket (the stream leader),
+// with the revision of its record, and puts it in the cache; ok is false
+// if there is no such user.
+func (s *jetstreamStore) readUser(ctx context.Context, k string) (u api.User, rev uint64, ok bool, err error) {
+	e, ok, err := s.get(ctx, s.users, userKey(k))
+	if err != nil || !ok {
+		return api.User{}, 0, false, err
+	}
+	if u, err = decodeUser(e.Value()); err != nil {
+		return api.User{}, 0, false, err
+	}
+	s.cache.putUser(e.Revision(), cloneUser(u))
+	return u, e.Revision(), true, nil
+}
+
 // lookupUser reads a user by key, then by name, from the bucket (the
 // stream leader), with the revision of its record.
 func (s *jetstreamStore) lookupUser(ctx context.Context, keyOrName string) (api.User, uint64, error) {
 	if keyOrName == "" {
 		return api.User{}, 0, userNotFound(keyOrName)
 	}
-	read := func(key string) (api.User, uint64, bool, error) {
-		e, ok, err := s.get(ctx, s.users, userKey(key))
-		if err != nil || !ok {
-			return api.User{}, 0, ok, err
-		}
-		u, err := decodeUser(e.Value())
-		if err != nil {
-			return api.User{}, 0, false, err
-		}
-		s.cache.putUser(e.Revision(), cloneUser(u))
-		return u, e.Revision(), true, nil
-	}
 	if looksLikeUserKey(keyOrName) {
-		u, rev, ok, err := read(keyOrName)
+		u, rev, ok, err := s.readUser(ctx, keyOrName)
 		if err != nil {
 			return api.User{}, 0, s.fail("get user", err)
 		}
@@ -131,7 +110,7 @@ func (s *jetstreamStore) lookupUser(ctx context.Context, keyOrName string) (api.
 	if !ok {
 		return api.User{}, 0, userNotFound(keyOrName)
 	}
-	u, rev, ok, err := read(string(e.Value()))
+	u, rev, ok, err := s.readUser(ctx, string(e.Value()))
 	if err != nil {
 		return api.User{}, 0, s.fail("get user", err)
 	}
@@ -203,8 +182,8 @@ func (s *jetstreamStore) RevokeUser(ctx context.Context, keyOrName string, at ti
 }
 
 // IsAuthorized reports whether userKey is an active user, from the cache.
-// A key the cache does not know is looked up in the bucket, bounded by
-// authorizeTimeout; any error answers false.
+// A key the cache does not know is read from the bucket (by key only: one
+// read), bounded by authorizeTimeout; any error answers false.
 func (s *jetstreamStore) IsAuthorized(userKey string) bool {
 	if !looksLikeUserKey(userKey) {
 		return false
@@ -214,8 +193,8 @@ func (s *jetstreamStore) IsAuthorized(userKey string) bool {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), authorizeTimeout)
 	defer cancel()
-	u, _, err := s.lookupUser(ctx, userKey)
-	return err == nil && u.User == userKey && u.Active()
+	u, _, ok, err := s.readUser(ctx, userKey)
+	return err == nil && ok && u.Active()
 }
 
 // userStatus returns the status of user k for a check inside a change:
@@ -245,17 +224,20 @@ func (s *jetstreamStore) knownUser(ctx context.Context, k string) (bool, error) 
 	return ok, nil
 }
 
-// userOf returns user k, for the sealer of a
-// key and the members of a room: from the cache, else the bucket.
+// userOf returns user k, for the sealer of a key and the members of a
+// room: from the cache, else the bucket.
 func (s *jetstreamStore) userOf(ctx context.Context, k string) (api.User, error) {
 	if u, ok := s.cache.user(k); ok {
 		return u, nil
 	}
-	u, _, err := s.lookupUser(ctx, k)
-	if err == nil && u.User != k {
+	u, _, ok, err := s.readUser(ctx, k)
+	switch {
+	case err != nil:
+		return api.User{}, s.fail("get user", err)
+	case !ok:
 		return api.User{}, userNotFound(k)
 	}
-	return u, err
+	return u, nil
 }
 
 // ---- blobs ----
@@ -271,8 +253,8 @@ type kvBlob struct {
 // keeps the first record (a create, not an overwrite). not_found if the
 // room does not exist; invalid if the uploader is not a registered user.
 func (s *jetstreamStore) AddBlob(ctx context.Context, b api.Blob) error {
-	if b.ID == "" || b.Size < 0 {
-		return api.Errorf(api.CodeInvalid, "blob record needs an id and a size of at least 0")
+	if err := checkNewBlob(b); err != nil {
+		return err
 	}
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
@@ -284,7 +266,7 @@ func (s *jetstreamStore) AddBlob(ctx context.Context, b api.Blob) error {
 		return err
 	}
 	if !known {
-		return api.Errorf(api.CodeInvalid, "blob uploader %q is not a registered user", b.Uploader)
+		return unknownUploader(b.Uploader)
 	}
 	data, err := json.Marshal(kvBlob{Size: b.Size, Uploader: b.Uploader, Created: nanos(b.CreatedAt)})
 	if err != nil {
@@ -300,16 +282,15 @@ func (s *jetstreamStore) AddBlob(ctx context.Context, b api.Blob) error {
 func (s *jetstreamStore) GetBlob(ctx context.Context, room, id string) (api.Blob, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
-	notFound := api.Errorf(api.CodeNotFound, "blob %s not found in room %s: check the room and the blob id", id, room)
 	if room == "" || id == "" {
-		return api.Blob{}, notFound
+		return api.Blob{}, blobNotFound(room, id)
 	}
 	e, ok, err := s.get(ctx, s.blobs, blobKey(room, id))
 	if err != nil {
 		return api.Blob{}, s.fail("get blob", err)
 	}
 	if !ok {
-		return api.Blob{}, notFound
+		return api.Blob{}, blobNotFound(room, id)
 	}
 	var kb kvBlob
 	if err := json.Unmarshal(e.Value(), &kb); err != nil {
@@ -328,7 +309,7 @@ func (s *jetstreamStore) UseNonce(ctx context.Context, nonce string, expires tim
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	if nonce == "" {
-		return api.Errorf(api.CodeInvalid, "empty request nonce")
+		return api.Errorf(api.CodeInvalid, "empty request nonce: give every signed request a fresh nonce")
 	}
 	key := kvToken(nonce)
 	value := []byte(strconv.FormatInt(nanos(expires), 10))
@@ -347,7 +328,7 @@ func (s *jetstreamStore) UseNonce(ctx context.Context, nonce string, expires tim
 		}
 		if last != 0 {
 			// Another request reused the expired nonce first.
-			return api.Errorf(api.CodeConflict, "request already used")
+			return nonceUsed()
 		}
 		e, ok, err := s.get(ctx, s.nonces, key)
 		if err != nil {
@@ -357,7 +338,7 @@ func (s *jetstreamStore) UseNonce(ctx context.Context, nonce string, expires tim
 			continue // removed meanwhile: create it again
 		}
 		if exp, err := strconv.ParseInt(string(e.Value()), 10, 64); err != nil || exp >= nanos(time.Now()) {
-			return api.Errorf(api.CodeConflict, "request already used")
+			return nonceUsed()
 		}
 		last = e.Revision()
 	}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -83,12 +82,8 @@ func (s *Snapshot) Sort() {
 	s.SealedKeys = orEmpty(s.SealedKeys)
 	s.Statements = orEmpty(s.Statements)
 	s.Blobs = orEmpty(s.Blobs)
-	slices.SortFunc(s.Users, func(a, b api.User) int {
-		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.User, b.User))
-	})
-	slices.SortFunc(s.Rooms, func(a, b api.Room) int {
-		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
-	})
+	slices.SortFunc(s.Users, compareUsers)
+	slices.SortFunc(s.Rooms, compareRooms)
 	slices.SortFunc(s.Members, func(a, b MemberRecord) int {
 		return cmp.Or(strings.Compare(a.Room, b.Room), cmp.Compare(a.Since, b.Since), strings.Compare(a.User, b.User))
 	})
@@ -101,6 +96,18 @@ func (s *Snapshot) Sort() {
 	slices.SortFunc(s.Blobs, func(a, b api.Blob) int {
 		return cmp.Or(strings.Compare(a.Room, b.Room), strings.Compare(a.ID, b.ID))
 	})
+}
+
+// compareUsers orders users oldest first, ties by user key: the order of
+// a snapshot's users and of the KV store's ListUsers.
+func compareUsers(a, b api.User) int {
+	return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.User, b.User))
+}
+
+// compareRooms orders rooms oldest first, ties by id: the order of a
+// snapshot's rooms and of the KV store's RoomsOf.
+func compareRooms(a, b api.Room) int {
+	return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
 }
 
 func orEmpty[T any](s []T) []T {
@@ -246,15 +253,15 @@ func (s *jetstreamStore) ExportSnapshot(ctx context.Context) (*Snapshot, error) 
 // map of every part read.
 func joinParts(parts map[string][]byte, key string) ([]byte, error) {
 	v, ok := parts[key]
-	if !ok || len(v) < 2 || v[0] != largeVersion {
-		return nil, fmt.Errorf("value %s: missing or malformed", key)
+	if !ok {
+		return nil, fmt.Errorf("value %s: missing", key)
 	}
-	n, k := binary.Uvarint(v[1:])
-	if k <= 0 || n < 1 {
-		return nil, fmt.Errorf("value %s: bad part count", key)
+	n, first, err := splitLarge(key, v)
+	if err != nil {
+		return nil, err
 	}
-	out := bytes.Clone(v[1+k:])
-	for i := 1; i < int(n); i++ {
+	out := bytes.Clone(first)
+	for i := 1; i < n; i++ {
 		p, ok := parts[key+"."+strconv.Itoa(i)]
 		if !ok {
 			return nil, fmt.Errorf("value %s: part %d of %d is missing", key, i, n)

@@ -105,8 +105,7 @@ func loadMigrations() ([]migration, error) {
 
 // sqliteStore is the SQLite [Store].
 type sqliteStore struct {
-	db   *sql.DB
-	path string
+	db *sql.DB
 	// reads runs the read queries through statements prepared once, not
 	// compiled again on every call (the hot API reads were spending a
 	// third of their time in SQLite's prepare).
@@ -146,7 +145,7 @@ func Open(path string) (Store, error) {
 	// Connections are cheap to keep and costly to open (each one reads the
 	// schema and runs the pragmas), so keep a few idle for the hot reads.
 	db.SetMaxIdleConns(8)
-	s := &sqliteStore{db: db, path: abs, reads: &preparedReads{db: db}}
+	s := &sqliteStore{db: db, reads: &preparedReads{db: db}}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	// Processes opening a brand-new file at once race to switch it to WAL
@@ -269,11 +268,42 @@ func (s *sqliteStore) applyMigration(ctx context.Context, m migration, latest in
 	return nil
 }
 
-// querier is what *sql.DB and *sql.Tx share.
+// querier is what *sql.DB, *sql.Tx and preparedReads share: the reads.
 type querier interface {
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
-	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// scanner is a row to scan: *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// queryAll runs query on q and returns its rows, each read by scan: an
+// empty list, not nil, if there are none. A failure is s.fail(op, …).
+func queryAll[T any](ctx context.Context, s *sqliteStore, q querier, op, query string, scan func(scanner) (T, error), args ...any) ([]T, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, s.fail(op, err)
+	}
+	defer rows.Close()
+	out := []T{}
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, s.fail(op, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, s.fail(op, err)
+	}
+	return out, nil
+}
+
+// scanKey reads a row of one user key.
+func scanKey(sc scanner) (string, error) {
+	var k string
+	err := sc.Scan(&k)
+	return k, err
 }
 
 // write runs fn in one read-write transaction (BEGIN IMMEDIATE, see dsn)
@@ -293,16 +323,14 @@ func (s *sqliteStore) write(ctx context.Context, op string, fn func(tx *sql.Tx) 
 	return nil
 }
 
-// fail turns a database error into the error a caller gets: unavailable
-// when another process held the database longer than the busy timeout,
-// the context's error when it ended, internal otherwise.
+// fail turns a database error into the error a caller gets: an
+// *api.Error as is, unavailable when another process held the database
+// longer than the busy timeout, internal otherwise (the context's error,
+// when it ended, still matches errors.Is).
 func (s *sqliteStore) fail(op string, err error) error {
 	var ae *api.Error
 	if errors.As(err, &ae) {
 		return err
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("membership store: %s: %w", op, err)
 	}
 	if isBusy(err) {
 		return api.Errorf(api.CodeUnavailable, "the membership database is busy (another process holds it): try again")
@@ -326,10 +354,6 @@ func nanos(t time.Time) int64 {
 
 func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }
 
-// looksLikeUserKey reports whether s has the shape of an nkey user key;
-// such a string is looked up as a key before it is tried as a name.
-func looksLikeUserKey(s string) bool { return len(s) == 56 && s[0] == 'U' }
-
 // epochArg is e as an SQLite integer. Epochs count up from 1, one per
 // rekey, so they never come near the int64 limit; a larger e (only ever a
 // bogus request) is mapped to -1, which no row holds.
@@ -344,7 +368,7 @@ func epochArg(e uint64) int64 {
 
 const userColumns = `user_key, name, xkey, binding, role, status, created_at, revoked_at, registration_body, registration_sig`
 
-func scanUser(sc interface{ Scan(...any) error }) (api.User, error) {
+func scanUser(sc scanner) (api.User, error) {
 	var (
 		u        api.User
 		created  int64
@@ -363,10 +387,6 @@ func scanUser(sc interface{ Scan(...any) error }) (api.User, error) {
 		u.RevokedAt = &t
 	}
 	return u, nil
-}
-
-func userNotFound(keyOrName string) error {
-	return api.Errorf(api.CodeNotFound, "user %q not found: check the name or user key with `unibus user list`, or register the user with `unibus user add`", keyOrName)
 }
 
 // lookupUser finds a user by key, then by name; not_found if neither.
@@ -392,25 +412,12 @@ func (s *sqliteStore) lookupUser(ctx context.Context, q querier, keyOrName strin
 
 // CreateUser registers u. A zero CreatedAt means now.
 func (s *sqliteStore) CreateUser(ctx context.Context, u api.User) error {
-	if u.Role != api.RoleAdmin && u.Role != api.RoleMember {
-		return api.Errorf(api.CodeInvalid, "invalid role %q: use %s or %s", u.Role, api.RoleAdmin, api.RoleMember)
+	if err := checkNewUser(u); err != nil {
+		return err
 	}
 	var revoked sql.NullInt64
-	switch u.Status {
-	case api.StatusActive:
-		if u.RevokedAt != nil {
-			return api.Errorf(api.CodeInvalid, "an active user has no revocation time: leave revoked_at empty")
-		}
-	case api.StatusRevoked:
-		if u.RevokedAt == nil {
-			return api.Errorf(api.CodeInvalid, "a revoked user needs its revocation time")
-		}
+	if u.RevokedAt != nil {
 		revoked = sql.NullInt64{Int64: nanos(*u.RevokedAt), Valid: true}
-	default:
-		return api.Errorf(api.CodeInvalid, "invalid status %q: use %s or %s", u.Status, api.StatusActive, api.StatusRevoked)
-	}
-	if err := u.Public.Verify(); err != nil {
-		return api.Errorf(api.CodeInvalid, "identity of %q does not verify (%v): ask the user for a fresh token from `unibus id show --public`", u.Name, err)
 	}
 	return s.write(ctx, "create user", func(tx *sql.Tx) error {
 		var keyTaken bool
@@ -444,23 +451,7 @@ func (s *sqliteStore) GetUser(ctx context.Context, keyOrName string) (api.User, 
 
 // ListUsers returns every user, oldest first.
 func (s *sqliteStore) ListUsers(ctx context.Context) ([]api.User, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT `+userColumns+` FROM users ORDER BY created_at, rowid`)
-	if err != nil {
-		return nil, s.fail("list users", err)
-	}
-	defer rows.Close()
-	users := []api.User{}
-	for rows.Next() {
-		u, err := scanUser(rows)
-		if err != nil {
-			return nil, s.fail("list users", err)
-		}
-		users = append(users, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.fail("list users", err)
-	}
-	return users, nil
+	return queryAll(ctx, s, s.db, "list users", `SELECT `+userColumns+` FROM users ORDER BY created_at, rowid`, scanUser)
 }
 
 // RevokeUser marks the user revoked at at (a zero at means now), keeping
@@ -506,7 +497,7 @@ func (s *sqliteStore) IsAuthorized(userKey string) bool {
 
 const roomColumns = `id, name, encrypted, epoch, creator, created_at, head_seq, head_hash`
 
-func scanRoom(sc interface{ Scan(...any) error }) (api.Room, error) {
+func scanRoom(sc scanner) (api.Room, error) {
 	var (
 		r       api.Room
 		epoch   int64
@@ -520,10 +511,6 @@ func scanRoom(sc interface{ Scan(...any) error }) (api.Room, error) {
 	r.CreatedAt = fromNanos(created)
 	r.HeadSeq = uint64(head)
 	return r, nil
-}
-
-func roomNotFound(id string) error {
-	return api.Errorf(api.CodeNotFound, "room %s not found: check the id with `unibus room list`", id)
 }
 
 func (s *sqliteStore) getRoom(ctx context.Context, q querier, id string) (api.Room, error) {
@@ -551,38 +538,10 @@ func (s *sqliteStore) userStatus(ctx context.Context, q querier, userKey string)
 	return status, nil
 }
 
-// checkSealers checks that every sealer of keys is a registered user.
-// Keys come from one caller, so there is usually one distinct sealer.
-func (s *sqliteStore) checkSealers(ctx context.Context, q querier, keys []api.SealedKey) error {
-	seen := map[string]bool{}
-	for _, k := range keys {
-		if seen[k.Sealer.User] {
-			continue
-		}
-		seen[k.Sealer.User] = true
-		if _, err := s.userStatus(ctx, q, k.Sealer.User); err != nil {
-			if api.IsCode(err, api.CodeNotFound) {
-				return api.Errorf(api.CodeInvalid, "the key for %s is sealed by %q, who is not a registered user: seal it as a registered member", k.Member, k.Sealer.User)
-			}
-			return err
-		}
-	}
-	return nil
-}
-
-// checkKey checks that k is the key of member in room at epoch.
-func checkKey(k *api.SealedKey, room string, epoch uint64, member string) error {
-	switch {
-	case k.Room != room:
-		return api.Errorf(api.CodeInvalid, "the sealed key for %s is for room %q, not %s: seal the key of this room", member, k.Room, room)
-	case k.Epoch != epoch:
-		return api.Errorf(api.CodeInvalid, "the sealed key for %s is for epoch %d, not %d: seal the key of epoch %d", member, k.Epoch, epoch, epoch)
-	case k.Member != member:
-		return api.Errorf(api.CodeInvalid, "the sealed key is for %s, not %s: seal the key to %s", k.Member, member, member)
-	case len(k.SealedKey) == 0:
-		return api.Errorf(api.CodeInvalid, "the sealed key for %s is empty: send the room key sealed to it", member)
-	}
-	return nil
+// statusIn is the status lookup of users in q, for the checks every
+// backend makes (store.go).
+func (s *sqliteStore) statusIn(ctx context.Context, q querier) statusOf {
+	return func(u string) (string, error) { return s.userStatus(ctx, q, u) }
 }
 
 const insertKey = `INSERT INTO sealed_keys (room, member, epoch, sealer, sealed) VALUES (?, ?, ?, ?, ?)`
@@ -604,7 +563,7 @@ func seqArg(n uint64) int64 {
 // 2 has none and cannot be changed: no statement can follow it.
 func (s *sqliteStore) headOf(ctx context.Context, tx *sql.Tx, r api.Room, op string) (*roomchain.Signed, error) {
 	if r.HeadSeq == 0 {
-		return nil, api.Errorf(api.CodeInvalid, "room %s has no signed membership history (it predates it) and cannot be changed: create a new room", r.ID)
+		return nil, noHistory(r.ID)
 	}
 	var head roomchain.Signed
 	err := tx.QueryRowContext(ctx, `SELECT body, sig FROM statements WHERE room = ? AND seq = ?`, r.ID, seqArg(r.HeadSeq)).Scan(&head.Body, &head.Sig)
@@ -650,33 +609,25 @@ func (s *sqliteStore) CreateRoom(ctx context.Context, r api.Room, creatorKey *ap
 		return err
 	}
 	return s.write(ctx, "create room", func(tx *sql.Tx) error {
-		status, err := s.userStatus(ctx, tx, r.Creator)
-		if err != nil && !api.IsCode(err, api.CodeNotFound) {
+		status := s.statusIn(ctx, tx)
+		if err := checkCreator(r, status); err != nil {
 			return err
 		}
-		if err != nil || status != api.StatusActive {
-			return api.Errorf(api.CodeInvalid, "creator %q is not an active user: only active users create rooms", r.Creator)
-		}
 		var one int
-		err = tx.QueryRowContext(ctx, `SELECT 1 FROM rooms WHERE id = ?`, r.ID).Scan(&one)
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM rooms WHERE id = ?`, r.ID).Scan(&one)
 		if err == nil {
-			return api.Errorf(api.CodeConflict, "room id %s is taken: create the room again with a new id", r.ID)
+			return roomIDTaken(r.ID)
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return s.fail("create room", err)
 		}
 		if creatorKey != nil {
-			if err := s.checkSealers(ctx, tx, []api.SealedKey{*creatorKey}); err != nil {
+			if err := checkSealers([]api.SealedKey{*creatorKey}, status); err != nil {
 				return err
 			}
 		}
-		parsed, err := CheckStatement(r.ID, nil, nil, st, roomchain.KindCreate, 1, []string{r.Creator})
-		if err != nil {
+		if err := checkCreateStatement(r, st); err != nil {
 			return s.fail("create room", err)
-		}
-		if parsed.Name != r.Name || parsed.Encrypted != r.Encrypted {
-			return api.Errorf(api.CodeInvalid, "the creation statement names room %q (encrypted: %v), the request %q (encrypted: %v): sign the statement of this room",
-				parsed.Name, parsed.Encrypted, r.Name, r.Encrypted)
 		}
 		hash := st.HashHex()
 		if _, err := tx.ExecContext(ctx, `INSERT INTO rooms (`+roomColumns+`) VALUES (?, ?, ?, 1, ?, ?, 1, ?)`,
@@ -706,26 +657,10 @@ func (s *sqliteStore) GetRoom(ctx context.Context, id string) (api.Room, error) 
 
 // RoomsOf returns the rooms userKey is a member of now, oldest first.
 func (s *sqliteStore) RoomsOf(ctx context.Context, userKey string) ([]api.Room, error) {
-	rows, err := s.reads.QueryContext(ctx, `SELECT r.id, r.name, r.encrypted, r.epoch, r.creator, r.created_at, r.head_seq, r.head_hash
+	return queryAll(ctx, s, s.reads, "list rooms", `SELECT r.id, r.name, r.encrypted, r.epoch, r.creator, r.created_at, r.head_seq, r.head_hash
 		FROM members m JOIN rooms r ON r.id = m.room
 		WHERE m.user_key = ? AND m.until IS NULL
-		ORDER BY r.created_at, r.rowid`, userKey)
-	if err != nil {
-		return nil, s.fail("list rooms", err)
-	}
-	defer rows.Close()
-	rooms := []api.Room{}
-	for rows.Next() {
-		r, err := scanRoom(rows)
-		if err != nil {
-			return nil, s.fail("list rooms", err)
-		}
-		rooms = append(rooms, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.fail("list rooms", err)
-	}
-	return rooms, nil
+		ORDER BY r.created_at, r.rowid`, scanRoom, userKey)
 }
 
 const (
@@ -746,59 +681,26 @@ func (s *sqliteStore) Members(ctx context.Context, room string, history bool) ([
 	if history {
 		q = memberHistoryQuery
 	}
-	rows, err := s.reads.QueryContext(ctx, q, room)
-	if err != nil {
-		return nil, s.fail("list members", err)
-	}
-	defer rows.Close()
-	members := []api.Member{}
-	for rows.Next() {
+	members, err := queryAll(ctx, s, s.reads, "list members", q, func(sc scanner) (api.Member, error) {
 		var (
 			m     api.Member
 			since int64
 			until sql.NullInt64
 		)
-		if err := rows.Scan(&m.Name, &m.User, &m.XKey, &m.Binding, &since, &until, &m.Revoked); err != nil {
-			return nil, s.fail("list members", err)
-		}
-		m.Since = uint64(since)
-		if until.Valid {
-			m.Until = uint64(until.Int64)
-		}
-		members = append(members, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.fail("list members", err)
+		err := sc.Scan(&m.Name, &m.User, &m.XKey, &m.Binding, &since, &until, &m.Revoked)
+		m.Since, m.Until = uint64(since), uint64(until.Int64)
+		return m, err
+	}, room)
+	if err != nil {
+		return nil, err
 	}
 	if len(members) == 0 {
 		// A room may have lost every member; tell that from no room.
-		if _, err := s.getRoom(ctx, s.db, room); err != nil {
+		if _, err := s.getRoom(ctx, s.reads, room); err != nil {
 			return nil, err
 		}
 	}
 	return members, nil
-}
-
-// currentMembers returns the user keys of room's current members, sorted,
-// in one query.
-func (s *sqliteStore) currentMembers(ctx context.Context, q querier, room, op string) ([]string, error) {
-	rows, err := q.QueryContext(ctx, `SELECT user_key FROM members WHERE room = ? AND until IS NULL ORDER BY user_key`, room)
-	if err != nil {
-		return nil, s.fail(op, err)
-	}
-	defer rows.Close()
-	var keys []string
-	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
-			return nil, s.fail(op, err)
-		}
-		keys = append(keys, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.fail(op, err)
-	}
-	return keys, nil
 }
 
 // AddMembers adds a.Users at the room's current epoch after checking the
@@ -808,69 +710,30 @@ func (s *sqliteStore) AddMembers(ctx context.Context, a Add) (api.Room, error) {
 	var r api.Room
 	err := s.write(ctx, "add members", func(tx *sql.Tx) error {
 		var err error
-		r, err = s.getRoom(ctx, tx, a.Room)
-		if err != nil {
+		if r, err = s.getRoom(ctx, tx, a.Room); err != nil {
 			return err
 		}
-		if len(a.Users) == 0 {
-			return api.Errorf(api.CodeInvalid, "no members to add")
-		}
-		for _, u := range a.Users {
-			status, err := s.userStatus(ctx, tx, u)
-			if err != nil {
-				return err
-			}
-			if status != api.StatusActive {
-				return api.Errorf(api.CodeInvalid, "user %s is revoked: it cannot be added", u)
-			}
-		}
-		if r.Epoch != a.Epoch {
-			return api.Errorf(api.CodeConflict, "room %s is at epoch %d, not %d: it was rekeyed meanwhile; fetch the room and try again", a.Room, r.Epoch, a.Epoch)
+		status := s.statusIn(ctx, tx)
+		if err := checkAddable(a.Users, status); err != nil {
+			return err
 		}
 		// The member sets before and after the add, for the statement check.
-		before, err := s.currentMembers(ctx, tx, a.Room, "add members")
+		before, err := queryAll(ctx, s, tx, "add members", `SELECT user_key FROM members WHERE room = ? AND until IS NULL ORDER BY user_key`, scanKey, a.Room)
 		if err != nil {
 			return err
 		}
-		members := slices.Clone(before)
-		adding := make(map[string]bool, len(a.Users))
-		for _, u := range a.Users {
-			i, found := slices.BinarySearch(members, u)
-			if found {
-				if adding[u] {
-					return api.Errorf(api.CodeInvalid, "user %s is listed twice", u)
-				}
-				return api.Errorf(api.CodeConflict, "user %s is already a member of room %s", u, a.Room)
-			}
-			adding[u] = true
-			members = slices.Insert(members, i, u)
+		after, err := checkAdd(a, r.Epoch, r.Encrypted, before)
+		if err != nil {
+			return err
 		}
-		if r.Encrypted {
-			if len(a.Keys) != len(a.Users) {
-				return api.Errorf(api.CodeInvalid, "room %s is encrypted: send the key of epoch %d sealed to each new member (%d keys for %d members)", a.Room, a.Epoch, len(a.Keys), len(a.Users))
-			}
-			seen := make(map[string]bool, len(a.Keys))
-			for i := range a.Keys {
-				k := &a.Keys[i]
-				if !adding[k.Member] || seen[k.Member] {
-					return api.Errorf(api.CodeInvalid, "the add seals a key for %s, who is not one of the new members or has a key already", k.Member)
-				}
-				seen[k.Member] = true
-				if err := checkKey(k, a.Room, a.Epoch, k.Member); err != nil {
-					return err
-				}
-			}
-			if err := s.checkSealers(ctx, tx, a.Keys); err != nil {
-				return err
-			}
-		} else if len(a.Keys) != 0 {
-			return api.Errorf(api.CodeInvalid, "room %s is cleartext: send no sealed key", a.Room)
+		if err := checkSealers(a.Keys, status); err != nil {
+			return err
 		}
 		head, err := s.headOf(ctx, tx, r, "add members")
 		if err != nil {
 			return err
 		}
-		parsed, err := CheckStatement(a.Room, head, before, a.Statement, roomchain.KindAdd, a.Epoch, members)
+		parsed, err := CheckStatement(a.Room, head, before, a.Statement, roomchain.KindAdd, a.Epoch, after)
 		if err != nil {
 			return s.fail("add members", err)
 		}
@@ -896,126 +759,51 @@ func (s *sqliteStore) AddMembers(ctx context.Context, a Add) (api.Room, error) {
 }
 
 // Rekey moves the room to c.FromEpoch+1 after checking the rules of
-// [Rekey], all in one BEGIN IMMEDIATE transaction. The member set is read
-// with one query and compared in memory (and with the statement), and the
-// keys are written through one prepared statement: no query per member.
+// [Rekey], all in one BEGIN IMMEDIATE transaction. The member set and
+// each member's status are read with one query and compared in memory
+// (and with the statement), and the keys are written through one
+// prepared statement: no query per member.
 func (s *sqliteStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 	var r api.Room
 	err := s.write(ctx, "rekey", func(tx *sql.Tx) error {
 		var err error
-		r, err = s.getRoom(ctx, tx, c.Room)
-		if err != nil {
+		if r, err = s.getRoom(ctx, tx, c.Room); err != nil {
 			return err
 		}
-		if r.Epoch != c.FromEpoch {
-			return api.Errorf(api.CodeConflict, "room %s moved to epoch %d, the rekey starts from %d: fetch the room and try again", c.Room, r.Epoch, c.FromEpoch)
+		if err := checkRekeyEpoch(c, r.Epoch); err != nil {
+			return err
 		}
 		next := c.FromEpoch + 1
-
-		// The current members (sorted, for stable error messages) and
-		// whether each is active.
-		rows, err := tx.QueryContext(ctx, `SELECT m.user_key, u.status = 'active'
+		active := map[string]bool{}
+		members, err := queryAll(ctx, s, tx, "rekey", `SELECT m.user_key, u.status = 'active'
 			FROM members m JOIN users u ON u.user_key = m.user_key
 			WHERE m.room = ? AND m.until IS NULL
-			ORDER BY m.user_key`, c.Room)
-		if err != nil {
-			return s.fail("rekey", err)
-		}
-		var order []string
-		active := map[string]bool{}
-		for rows.Next() {
+			ORDER BY m.user_key`, func(sc scanner) (string, error) {
 			var (
 				k  string
 				ok bool
 			)
-			if err := rows.Scan(&k, &ok); err != nil {
-				rows.Close()
-				return s.fail("rekey", err)
-			}
-			order = append(order, k)
+			err := sc.Scan(&k, &ok)
 			active[k] = ok
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return s.fail("rekey", err)
-		}
-
-		removed := make(map[string]bool, len(c.Remove))
-		for _, k := range c.Remove {
-			if _, ok := active[k]; !ok {
-				return api.Errorf(api.CodeInvalid, "rekey removes %s, who is not a member of room %s: fetch the members and try again", k, c.Room)
-			}
-			if removed[k] {
-				return api.Errorf(api.CodeInvalid, "rekey removes %s twice: list each member once", k)
-			}
-			removed[k] = true
-		}
-		for _, k := range order {
-			if !removed[k] && !active[k] {
-				return api.Errorf(api.CodeInvalid, "member %s is revoked: remove it in this rekey", k)
-			}
-		}
-
-		if !r.Encrypted && len(c.Keys) > 0 {
-			return api.Errorf(api.CodeInvalid, "room %s is cleartext: a rekey of it carries no keys", c.Room)
-		}
-		sealed := make(map[string]bool, len(c.Keys))
-		for i := range c.Keys {
-			k := &c.Keys[i]
-			if k.Room != c.Room || k.Epoch != next {
-				return api.Errorf(api.CodeInvalid, "the key for %s is for room %q epoch %d: a rekey of room %s from epoch %d seals keys for epoch %d",
-					k.Member, k.Room, k.Epoch, c.Room, c.FromEpoch, next)
-			}
-			if _, ok := active[k.Member]; !ok {
-				return api.Errorf(api.CodeInvalid, "rekey seals a key for %s, who is not a member: leave it out", k.Member)
-			}
-			if removed[k.Member] {
-				return api.Errorf(api.CodeInvalid, "rekey seals a key for %s, whom it removes: leave it out", k.Member)
-			}
-			if sealed[k.Member] {
-				return api.Errorf(api.CodeInvalid, "rekey seals two keys for %s: send one per member", k.Member)
-			}
-			if len(k.SealedKey) == 0 {
-				return api.Errorf(api.CodeInvalid, "the key for %s is empty: send the new room key sealed to it", k.Member)
-			}
-			sealed[k.Member] = true
-		}
-		if r.Encrypted {
-			for _, k := range order {
-				if !removed[k] && !sealed[k] {
-					return api.Errorf(api.CodeInvalid, "rekey leaves out member %s: seal the new key to every member that remains", k)
-				}
-			}
-		}
-		if err := s.checkSealers(ctx, tx, c.Keys); err != nil {
+			return k, err
+		}, c.Room)
+		if err != nil {
 			return err
 		}
-
-		// The statement must name the members that remain.
-		remaining := make([]string, 0, len(order)-len(removed))
-		for _, k := range order {
-			if !removed[k] {
-				remaining = append(remaining, k)
-			}
+		_, remaining, err := checkRekey(c, r.Encrypted, members, active)
+		if err != nil {
+			return err
 		}
-		kind := roomchain.KindRekey
-		if len(c.Remove) > 0 {
-			kind = roomchain.KindRemove
+		if err := checkSealers(c.Keys, s.statusIn(ctx, tx)); err != nil {
+			return err
 		}
 		head, err := s.headOf(ctx, tx, r, "rekey")
 		if err != nil {
 			return err
 		}
-		parsed, err := CheckStatement(c.Room, head, order, c.Statement, kind, next, remaining)
+		parsed, err := checkRekeyStatement(c, head, members, remaining, active)
 		if err != nil {
 			return s.fail("rekey", err)
-		}
-		if parsed.Reason == roomchain.ReasonRevoked {
-			for _, u := range c.Remove {
-				if status, err := s.userStatus(ctx, tx, u); err != nil || status != api.StatusRevoked {
-					return api.Errorf(api.CodeInvalid, "the statement removes %s as revoked, but that user is not revoked", u)
-				}
-			}
 		}
 		if err := s.appendStatement(ctx, tx, &r, parsed.Seq, c.Statement, next, "rekey"); err != nil {
 			return err
@@ -1071,46 +859,30 @@ func (s *sqliteStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 // that join order.
 func (s *sqliteStore) SealedKeys(ctx context.Context, room, member string, epoch uint64) ([]api.SealedKey, error) {
 	const cols = `k.epoch, k.sealed, u.name, u.user_key, u.xkey, u.binding`
-	var (
-		rows *sql.Rows
-		err  error
-	)
-	if epoch != 0 {
-		rows, err = s.reads.QueryContext(ctx, `SELECT `+cols+`
-			FROM sealed_keys k CROSS JOIN users u
-			WHERE k.room = ? AND k.epoch = ? AND k.member = ? AND u.user_key = k.sealer`,
-			room, epochArg(epoch), member)
-	} else {
-		rows, err = s.reads.QueryContext(ctx, `WITH RECURSIVE ep (epoch, last) AS (
-				SELECT m.since, coalesce(m.until - 1, r.epoch)
-				FROM members m JOIN rooms r ON r.id = m.room
-				WHERE m.room = ?1 AND m.user_key = ?2
-				UNION ALL
-				SELECT epoch + 1, last FROM ep WHERE epoch < last
-			)
-			SELECT `+cols+`
-			FROM ep CROSS JOIN sealed_keys k CROSS JOIN users u
-			WHERE k.room = ?1 AND k.epoch = ep.epoch AND k.member = ?2 AND u.user_key = k.sealer
-			ORDER BY k.epoch`, room, member)
-	}
-	if err != nil {
-		return nil, s.fail("list sealed keys", err)
-	}
-	defer rows.Close()
-	keys := []api.SealedKey{}
-	for rows.Next() {
+	scan := func(sc scanner) (api.SealedKey, error) {
 		k := api.SealedKey{Room: room, Member: member}
 		var e int64
-		if err := rows.Scan(&e, &k.SealedKey, &k.Sealer.Name, &k.Sealer.User, &k.Sealer.XKey, &k.Sealer.Binding); err != nil {
-			return nil, s.fail("list sealed keys", err)
-		}
+		err := sc.Scan(&e, &k.SealedKey, &k.Sealer.Name, &k.Sealer.User, &k.Sealer.XKey, &k.Sealer.Binding)
 		k.Epoch = uint64(e)
-		keys = append(keys, k)
+		return k, err
 	}
-	if err := rows.Err(); err != nil {
-		return nil, s.fail("list sealed keys", err)
+	if epoch != 0 {
+		return queryAll(ctx, s, s.reads, "list sealed keys", `SELECT `+cols+`
+			FROM sealed_keys k CROSS JOIN users u
+			WHERE k.room = ? AND k.epoch = ? AND k.member = ? AND u.user_key = k.sealer`,
+			scan, room, epochArg(epoch), member)
 	}
-	return keys, nil
+	return queryAll(ctx, s, s.reads, "list sealed keys", `WITH RECURSIVE ep (epoch, last) AS (
+			SELECT m.since, coalesce(m.until - 1, r.epoch)
+			FROM members m JOIN rooms r ON r.id = m.room
+			WHERE m.room = ?1 AND m.user_key = ?2
+			UNION ALL
+			SELECT epoch + 1, last FROM ep WHERE epoch < last
+		)
+		SELECT `+cols+`
+		FROM ep CROSS JOIN sealed_keys k CROSS JOIN users u
+		WHERE k.room = ?1 AND k.epoch = ep.epoch AND k.member = ?2 AND u.user_key = k.sealer
+		ORDER BY k.epoch`, scan, room, member)
 }
 
 // IsMember reports whether userKey is a current member of room: one query,
@@ -1133,25 +905,18 @@ func (s *sqliteStore) IsMember(ctx context.Context, room, userKey string) (bool,
 // ascending, with the bytes they were stored with. not_found if the room
 // does not exist; an empty list for one created before schema version 2.
 func (s *sqliteStore) Statements(ctx context.Context, room string, after uint64) ([]roomchain.Signed, error) {
-	rows, err := s.reads.QueryContext(ctx, `SELECT body, sig FROM statements WHERE room = ? AND seq > ? ORDER BY seq`, room, seqArg(after))
+	sts, err := queryAll(ctx, s, s.reads, "list statements", `SELECT body, sig FROM statements WHERE room = ? AND seq > ? ORDER BY seq`,
+		func(sc scanner) (roomchain.Signed, error) {
+			var st roomchain.Signed
+			err := sc.Scan(&st.Body, &st.Sig)
+			return st, err
+		}, room, seqArg(after))
 	if err != nil {
-		return nil, s.fail("list statements", err)
-	}
-	defer rows.Close()
-	sts := []roomchain.Signed{}
-	for rows.Next() {
-		var st roomchain.Signed
-		if err := rows.Scan(&st.Body, &st.Sig); err != nil {
-			return nil, s.fail("list statements", err)
-		}
-		sts = append(sts, st)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, s.fail("list statements", err)
+		return nil, err
 	}
 	if len(sts) == 0 {
 		// Nothing after after, or no such room.
-		if _, err := s.getRoom(ctx, s.db, room); err != nil {
+		if _, err := s.getRoom(ctx, s.reads, room); err != nil {
 			return nil, err
 		}
 	}
@@ -1165,17 +930,16 @@ func (s *sqliteStore) Statements(ctx context.Context, room string, after uint64)
 // exist; invalid if the uploader is not a registered user. A zero
 // CreatedAt means now.
 func (s *sqliteStore) AddBlob(ctx context.Context, b api.Blob) error {
-	if b.ID == "" || b.Size < 0 {
-		return api.Errorf(api.CodeInvalid, "blob record needs an id and a size of at least 0")
+	if err := checkNewBlob(b); err != nil {
+		return err
 	}
 	return s.write(ctx, "add blob", func(tx *sql.Tx) error {
 		if _, err := s.getRoom(ctx, tx, b.Room); err != nil {
 			return err
 		}
-		if _, err := s.userStatus(ctx, tx, b.Uploader); err != nil {
-			if api.IsCode(err, api.CodeNotFound) {
-				return api.Errorf(api.CodeInvalid, "blob uploader %q is not a registered user", b.Uploader)
-			}
+		if _, err := s.userStatus(ctx, tx, b.Uploader); api.IsCode(err, api.CodeNotFound) {
+			return unknownUploader(b.Uploader)
+		} else if err != nil {
 			return err
 		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO blobs (room, id, size, uploader, created_at) VALUES (?, ?, ?, ?, ?)
@@ -1194,7 +958,7 @@ func (s *sqliteStore) GetBlob(ctx context.Context, room, id string) (api.Blob, e
 	err := s.reads.QueryRowContext(ctx, `SELECT size, uploader, created_at FROM blobs WHERE room = ? AND id = ?`, room, id).
 		Scan(&b.Size, &b.Uploader, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		return api.Blob{}, api.Errorf(api.CodeNotFound, "blob %s not found in room %s: check the room and the blob id", id, room)
+		return api.Blob{}, blobNotFound(room, id)
 	}
 	if err != nil {
 		return api.Blob{}, s.fail("get blob", err)
@@ -1216,7 +980,7 @@ func (s *sqliteStore) UseNonce(ctx context.Context, nonce string, expires time.T
 			return s.fail("use nonce", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return api.Errorf(api.CodeConflict, "request already used")
+			return nonceUsed()
 		}
 		return nil
 	})
@@ -1314,23 +1078,10 @@ func (s *sqliteStore) ExportSnapshot(ctx context.Context) (*Snapshot, error) {
 }
 
 // RevokedUsers returns the user keys of every revoked user: one narrow
-// query, for the data plane's revocation watch, which asks several times a
-// second.
+// query, prepared once, for the data plane's revocation watch, which asks
+// several times a second.
 func (s *sqliteStore) RevokedUsers(ctx context.Context) ([]string, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT user_key FROM users WHERE status = 'revoked'`)
-	if err != nil {
-		return nil, s.fail("list revoked users", err)
-	}
-	defer rows.Close()
-	var keys []string
-	for rows.Next() {
-		var k string
-		if err := rows.Scan(&k); err != nil {
-			return nil, s.fail("list revoked users", err)
-		}
-		keys = append(keys, k)
-	}
-	return keys, rows.Err()
+	return queryAll(ctx, s, s.reads, "list revoked users", `SELECT user_key FROM users WHERE status = 'revoked'`, scanKey)
 }
 
 // preparedReads is a querier over the database that prepares each query
@@ -1370,10 +1121,6 @@ func (p *preparedReads) QueryRowContext(ctx context.Context, query string, args 
 		return p.db.QueryRowContext(ctx, query, args...)
 	}
 	return st.QueryRowContext(ctx, args...)
-}
-
-func (p *preparedReads) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return p.db.ExecContext(ctx, query, args...)
 }
 
 func (p *preparedReads) close() {

@@ -155,18 +155,99 @@ func CheckStatement(room string, head *roomchain.Signed, before []string, next r
 		return roomchain.Statement{}, api.Errorf(api.CodeConflict, "room %s changed (its history is at statement %d): fetch the room and try again", room, state.Seq)
 	}
 	if err != nil {
-		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "%v", err)
+		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "%v (docs/membership-history.md has the rules a statement must follow)", err)
 	}
 	if st.Kind != kind {
-		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "the change is a %s, but its statement is a %s", kind, st.Kind)
+		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "the change is a %s, but its statement is a %s: sign a %s statement", kind, st.Kind, kind)
 	}
 	if changed.Epoch != epoch {
-		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement names epoch %d; the change leaves the room at epoch %d", changed.Epoch, epoch)
+		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement names epoch %d; the change leaves the room at epoch %d: sign a statement of epoch %d", changed.Epoch, epoch, epoch)
 	}
 	if got := roomchain.Users(changed.Members); !slices.Equal(got, after) {
-		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement leaves %d members; the change leaves the room with %d (first difference: %s)", len(got), len(after), roomchain.FirstDifference(got, after))
+		return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "statement leaves %d members; the change leaves the room with %d (first difference: %s): sign a statement of exactly this change", len(got), len(after), roomchain.FirstDifference(got, after))
 	}
 	return st, nil
+}
+
+// ---- what every backend checks ----
+//
+// The rules of the Store's changes that do not depend on how a backend
+// keeps its state, each checked from what the backend read inside the
+// change, in the order both backends check them (the order decides which
+// code a request breaking several rules gets).
+
+// statusOf is a backend's lookup, inside a change, of a user's status:
+// not_found for an unknown user.
+type statusOf func(user string) (string, error)
+
+// looksLikeUserKey reports whether s has the shape of an nkey user key;
+// such a string is looked up as a key before it is tried as a name.
+func looksLikeUserKey(s string) bool { return len(s) == 56 && s[0] == 'U' }
+
+func userNotFound(keyOrName string) error {
+	return api.Errorf(api.CodeNotFound, "user %q not found: check the name or user key with `unibus user list`, or register the user with `unibus user add`", keyOrName)
+}
+
+func roomNotFound(id string) error {
+	return api.Errorf(api.CodeNotFound, "room %s not found: check the id with `unibus room list`", id)
+}
+
+func blobNotFound(room, id string) error {
+	return api.Errorf(api.CodeNotFound, "blob %s not found in room %s: check the room and the blob id", id, room)
+}
+
+func roomIDTaken(id string) error {
+	return api.Errorf(api.CodeConflict, "room id %s is taken: create the room again with a new id", id)
+}
+
+// noHistory is the error of a change to a room created before signed
+// membership history: no statement can follow its missing head.
+func noHistory(room string) error {
+	return api.Errorf(api.CodeInvalid, "room %s has no signed membership history (it predates it) and cannot be changed: create a new room", room)
+}
+
+// nonceUsed is UseNonce's conflict: a replayed request.
+func nonceUsed() error {
+	return api.Errorf(api.CodeConflict, "request already used: sign every request anew")
+}
+
+// checkNewUser checks the fields of a user to register, before the
+// backend looks at its own state.
+func checkNewUser(u api.User) error {
+	if u.Role != api.RoleAdmin && u.Role != api.RoleMember {
+		return api.Errorf(api.CodeInvalid, "invalid role %q: use %s or %s", u.Role, api.RoleAdmin, api.RoleMember)
+	}
+	switch u.Status {
+	case api.StatusActive:
+		if u.RevokedAt != nil {
+			return api.Errorf(api.CodeInvalid, "an active user has no revocation time: leave revoked_at empty")
+		}
+	case api.StatusRevoked:
+		if u.RevokedAt == nil {
+			return api.Errorf(api.CodeInvalid, "a revoked user needs its revocation time: set revoked_at")
+		}
+	default:
+		return api.Errorf(api.CodeInvalid, "invalid status %q: use %s or %s", u.Status, api.StatusActive, api.StatusRevoked)
+	}
+	if err := u.Public.Verify(); err != nil {
+		return api.Errorf(api.CodeInvalid, "identity of %q does not verify (%v): ask the user for a fresh token from `unibus id show --public`", u.Name, err)
+	}
+	return nil
+}
+
+// checkNewBlob checks a blob record, before the backend looks at its
+// own state.
+func checkNewBlob(b api.Blob) error {
+	if b.ID == "" || b.Size < 0 {
+		return api.Errorf(api.CodeInvalid, "blob record needs an id and a size of at least 0: record the id and size the blob store returned")
+	}
+	return nil
+}
+
+// unknownUploader is AddBlob's error for an uploader that is not a
+// registered user.
+func unknownUploader(user string) error {
+	return api.Errorf(api.CodeInvalid, "blob uploader %q is not a registered user: upload as a registered user", user)
 }
 
 // checkNewRoom is what every backend checks of a new room before it looks
@@ -181,7 +262,7 @@ func checkNewRoom(r api.Room, creatorKey *api.SealedKey) error {
 	}
 	if r.Encrypted {
 		if creatorKey == nil {
-			return api.Errorf(api.CodeInvalid, "an encrypted room needs its creator's sealed key for epoch 1")
+			return api.Errorf(api.CodeInvalid, "an encrypted room needs its creator's sealed key for epoch 1: seal the room key to the creator")
 		}
 		return checkKey(creatorKey, r.ID, 1, r.Creator)
 	}
@@ -189,4 +270,219 @@ func checkNewRoom(r api.Room, creatorKey *api.SealedKey) error {
 		return api.Errorf(api.CodeInvalid, "a cleartext room takes no sealed key: send none")
 	}
 	return nil
+}
+
+// checkCreator checks that the creator of r is an active user.
+func checkCreator(r api.Room, status statusOf) error {
+	st, err := status(r.Creator)
+	if err != nil && !api.IsCode(err, api.CodeNotFound) {
+		return err
+	}
+	if err != nil || st != api.StatusActive {
+		return api.Errorf(api.CodeInvalid, "creator %q is not an active user: only active users create rooms", r.Creator)
+	}
+	return nil
+}
+
+// checkCreateStatement checks st, the creation statement of the new room
+// r ([CheckStatement]), and that it names the room's name and encryption
+// as r does: clients take both from the statement and refuse a room the
+// server describes otherwise.
+func checkCreateStatement(r api.Room, st roomchain.Signed) error {
+	parsed, err := CheckStatement(r.ID, nil, nil, st, roomchain.KindCreate, 1, []string{r.Creator})
+	if err != nil {
+		return err
+	}
+	if parsed.Name != r.Name || parsed.Encrypted != r.Encrypted {
+		return api.Errorf(api.CodeInvalid, "the creation statement names room %q (encrypted: %v), the request %q (encrypted: %v): sign the statement of this room",
+			parsed.Name, parsed.Encrypted, r.Name, r.Encrypted)
+	}
+	return nil
+}
+
+// checkKey checks that k is the key of member in room at epoch.
+func checkKey(k *api.SealedKey, room string, epoch uint64, member string) error {
+	switch {
+	case k.Room != room:
+		return api.Errorf(api.CodeInvalid, "the sealed key for %s is for room %q, not %s: seal the key of this room", member, k.Room, room)
+	case k.Epoch != epoch:
+		return api.Errorf(api.CodeInvalid, "the sealed key for %s is for epoch %d, not %d: seal the key of epoch %d", member, k.Epoch, epoch, epoch)
+	case k.Member != member:
+		return api.Errorf(api.CodeInvalid, "the sealed key is for %s, not %s: seal the key to %s", k.Member, member, member)
+	case len(k.SealedKey) == 0:
+		return api.Errorf(api.CodeInvalid, "the sealed key for %s is empty: send the room key sealed to it", member)
+	}
+	return nil
+}
+
+// checkSealers checks that every sealer of keys is a registered user.
+// Keys come from one caller, so there is usually one distinct sealer.
+func checkSealers(keys []api.SealedKey, status statusOf) error {
+	seen := map[string]bool{}
+	for _, k := range keys {
+		if seen[k.Sealer.User] {
+			continue
+		}
+		seen[k.Sealer.User] = true
+		if _, err := status(k.Sealer.User); api.IsCode(err, api.CodeNotFound) {
+			return api.Errorf(api.CodeInvalid, "the key for %s is sealed by %q, who is not a registered user: seal it as a registered member", k.Member, k.Sealer.User)
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkAddable checks that an add names users, each an active user.
+func checkAddable(users []string, status statusOf) error {
+	if len(users) == 0 {
+		return api.Errorf(api.CodeInvalid, "no members to add: name at least one user")
+	}
+	for _, u := range users {
+		st, err := status(u)
+		if err != nil {
+			return err
+		}
+		if st != api.StatusActive {
+			return api.Errorf(api.CodeInvalid, "user %s is revoked: it cannot be added; leave it out", u)
+		}
+	}
+	return nil
+}
+
+// checkAdd checks a, whose users are active ([checkAddable]), against the
+// room it changes, at epoch and encrypted or not, whose current members
+// are before (user keys, sorted): the rules of [Store.AddMembers] that
+// the room decides, before the sealers and the statement. It returns the
+// members after the add, sorted.
+func checkAdd(a Add, epoch uint64, encrypted bool, before []string) ([]string, error) {
+	if epoch != a.Epoch {
+		return nil, api.Errorf(api.CodeConflict, "room %s is at epoch %d, not %d: it was rekeyed meanwhile; fetch the room and try again", a.Room, epoch, a.Epoch)
+	}
+	after := slices.Clone(before)
+	adding := make(map[string]bool, len(a.Users))
+	for _, u := range a.Users {
+		i, found := slices.BinarySearch(after, u)
+		if found {
+			if adding[u] {
+				return nil, api.Errorf(api.CodeInvalid, "user %s is listed twice: list each user once", u)
+			}
+			return nil, api.Errorf(api.CodeConflict, "user %s is already a member of room %s: leave it out of the add", u, a.Room)
+		}
+		adding[u] = true
+		after = slices.Insert(after, i, u)
+	}
+	if !encrypted {
+		if len(a.Keys) != 0 {
+			return nil, api.Errorf(api.CodeInvalid, "room %s is cleartext: send no sealed key", a.Room)
+		}
+		return after, nil
+	}
+	if len(a.Keys) != len(a.Users) {
+		return nil, api.Errorf(api.CodeInvalid, "room %s is encrypted: send the key of epoch %d sealed to each new member (%d keys for %d members)", a.Room, a.Epoch, len(a.Keys), len(a.Users))
+	}
+	seen := make(map[string]bool, len(a.Keys))
+	for i := range a.Keys {
+		k := &a.Keys[i]
+		if !adding[k.Member] || seen[k.Member] {
+			return nil, api.Errorf(api.CodeInvalid, "the add seals a key for %s, who is not one of the new members or has a key already: send one key for each new member", k.Member)
+		}
+		seen[k.Member] = true
+		if err := checkKey(k, a.Room, a.Epoch, k.Member); err != nil {
+			return nil, err
+		}
+	}
+	return after, nil
+}
+
+// checkRekeyEpoch checks that c starts from the room's epoch, the first
+// thing a rekey checks: two concurrent rekeys cannot both win.
+func checkRekeyEpoch(c Rekey, epoch uint64) error {
+	if epoch != c.FromEpoch {
+		return api.Errorf(api.CodeConflict, "room %s moved to epoch %d, the rekey starts from %d: fetch the room and try again", c.Room, epoch, c.FromEpoch)
+	}
+	return nil
+}
+
+// checkRekey checks c against the room it changes, encrypted or not,
+// whose current members are members (user keys, sorted), active[k]
+// telling whether member k is an active user: the rules of [Rekey] that
+// the room decides, before the sealers and the statement. It returns whom
+// c removes and the members that remain (sorted).
+func checkRekey(c Rekey, encrypted bool, members []string, active map[string]bool) (map[string]bool, []string, error) {
+	next := c.FromEpoch + 1
+	removed := make(map[string]bool, len(c.Remove))
+	for _, k := range c.Remove {
+		if _, ok := active[k]; !ok {
+			return nil, nil, api.Errorf(api.CodeInvalid, "rekey removes %s, who is not a member of room %s: fetch the members and try again", k, c.Room)
+		}
+		if removed[k] {
+			return nil, nil, api.Errorf(api.CodeInvalid, "rekey removes %s twice: list each member once", k)
+		}
+		removed[k] = true
+	}
+	remaining := make([]string, 0, len(members)-len(removed))
+	for _, k := range members {
+		if removed[k] {
+			continue
+		}
+		if !active[k] {
+			return nil, nil, api.Errorf(api.CodeInvalid, "member %s is revoked: remove it in this rekey", k)
+		}
+		remaining = append(remaining, k)
+	}
+	if !encrypted && len(c.Keys) > 0 {
+		return nil, nil, api.Errorf(api.CodeInvalid, "room %s is cleartext: a rekey of it carries no keys; send none", c.Room)
+	}
+	sealed := make(map[string]bool, len(c.Keys))
+	for i := range c.Keys {
+		k := &c.Keys[i]
+		switch _, member := active[k.Member]; {
+		case k.Room != c.Room || k.Epoch != next:
+			return nil, nil, api.Errorf(api.CodeInvalid, "the key for %s is for room %q epoch %d: a rekey of room %s from epoch %d seals keys for epoch %d",
+				k.Member, k.Room, k.Epoch, c.Room, c.FromEpoch, next)
+		case !member:
+			return nil, nil, api.Errorf(api.CodeInvalid, "rekey seals a key for %s, who is not a member: leave it out", k.Member)
+		case removed[k.Member]:
+			return nil, nil, api.Errorf(api.CodeInvalid, "rekey seals a key for %s, whom it removes: leave it out", k.Member)
+		case sealed[k.Member]:
+			return nil, nil, api.Errorf(api.CodeInvalid, "rekey seals two keys for %s: send one per member", k.Member)
+		case len(k.SealedKey) == 0:
+			return nil, nil, api.Errorf(api.CodeInvalid, "the key for %s is empty: send the new room key sealed to it", k.Member)
+		}
+		sealed[k.Member] = true
+	}
+	if encrypted {
+		for _, k := range remaining {
+			if !sealed[k] {
+				return nil, nil, api.Errorf(api.CodeInvalid, "rekey leaves out member %s: seal the new key to every member that remains", k)
+			}
+		}
+	}
+	return removed, remaining, nil
+}
+
+// checkRekeyStatement checks the statement of c ([CheckStatement]) after
+// head, from the members before it to those that remain (as
+// [checkRekey] found them): a remove statement if c removes anyone, else
+// a rekey one. A statement that removes users as revoked
+// ([roomchain.ReasonRevoked]) must remove only users that are not
+// active. It returns the statement.
+func checkRekeyStatement(c Rekey, head *roomchain.Signed, members, remaining []string, active map[string]bool) (roomchain.Statement, error) {
+	kind := roomchain.KindRekey
+	if len(c.Remove) > 0 {
+		kind = roomchain.KindRemove
+	}
+	parsed, err := CheckStatement(c.Room, head, members, c.Statement, kind, c.FromEpoch+1, remaining)
+	if err != nil {
+		return roomchain.Statement{}, err
+	}
+	if parsed.Reason == roomchain.ReasonRevoked {
+		for _, u := range c.Remove {
+			if active[u] {
+				return roomchain.Statement{}, api.Errorf(api.CodeInvalid, "the statement removes %s as revoked, but that user is not revoked: remove it without that reason, or revoke it first", u)
+			}
+		}
+	}
+	return parsed, nil
 }
