@@ -177,6 +177,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 // call is one authenticated API call.
 type call struct {
 	user api.User
+	sig  reqsig.Signature // as parsed; checked as the auth mode says
 	body []byte
 	r    *http.Request
 }
@@ -192,11 +193,8 @@ func (c *call) decode(v any) error {
 	if err := dec.Decode(v); err != nil {
 		return api.Errorf(api.CodeInvalid, "malformed JSON body: %v (see docs/api.md for the fields)", err)
 	}
-	if dec.More() {
-		return api.Errorf(api.CodeInvalid, "malformed JSON body: trailing data after the object")
-	}
 	if _, err := dec.Token(); err != io.EOF {
-		return api.Errorf(api.CodeInvalid, "malformed JSON body: trailing data after the object")
+		return api.Errorf(api.CodeInvalid, "malformed JSON body: trailing data after the object: send one JSON object")
 	}
 	return nil
 }
@@ -220,20 +218,22 @@ func (s *Server) json(maxBody int64, h handlerFunc) http.Handler {
 					s.writeError(w, r, api.Errorf(api.CodeTooLarge, "request body over %d bytes: send less", maxBody))
 					return
 				}
-				s.writeError(w, r, api.Errorf(api.CodeInvalid, "read request body: %v", err))
+				s.writeError(w, r, api.Errorf(api.CodeInvalid, "read request body: %v: send the request again", err))
 				return
 			}
 			body = b
 		} else if n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, 1)); n > 0 {
-			s.writeError(w, r, api.Errorf(api.CodeInvalid, "%s %s takes no body", r.Method, r.URL.Path))
+			s.writeError(w, r, api.Errorf(api.CodeInvalid, "%s %s takes no body: send none", r.Method, r.URL.Path))
 			return
 		}
-		user, err := s.authenticate(r, sha256.Sum256(body))
+		digest := sha256.Sum256(body)
+		c, err := s.authenticate(r, &digest)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		status, v, err := h(r.Context(), &call{user: user, body: body, r: r})
+		c.body = body
+		status, v, err := h(r.Context(), c)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -249,42 +249,42 @@ func isMediaType(ct, want string) bool {
 	return err == nil && mt == want
 }
 
-// authenticate finds the calling user from the request signature. The body
-// digest is that of the body as received (for streamed bodies, the digest
-// the signature claims; the blob store checks it as it writes).
-func (s *Server) authenticate(r *http.Request, body [32]byte) (api.User, error) {
+// authenticate finds the calling user from the request signature, parsed
+// once for the whole call. body is the digest of the body as received, or
+// nil for a streamed body: the digest the signature claims is taken, and
+// the blob store checks it as it writes.
+func (s *Server) authenticate(r *http.Request, body *[32]byte) (*call, error) {
 	sig, err := reqsig.Parse(r.Header.Get("Authorization"))
 	if err != nil {
 		if s.mode == AuthSoft && errors.Is(err, reqsig.ErrMissing) {
 			// soft tolerates unsigned calls only where a user can still be
 			// named; without a claimed key there is nobody to act as.
-			return api.User{}, api.Errorf(api.CodeUnauthorized, "request is not signed: the SDK and the unibus CLI sign every call")
+			return nil, api.Errorf(api.CodeUnauthorized, "request is not signed: the SDK and the unibus CLI sign every call")
 		}
-		return api.User{}, api.Errorf(api.CodeUnauthorized, "%v: the SDK and the unibus CLI sign every call (see docs/request-signature.md)", err)
+		return nil, api.Errorf(api.CodeUnauthorized, "%v: the SDK and the unibus CLI sign every call (see docs/request-signature.md)", err)
+	}
+	if body == nil {
+		body = &sig.Body
 	}
 	if s.mode != AuthOff {
-		if verr := s.checkSignature(r, &sig, body); verr != nil {
+		if verr := s.checkSignature(r, &sig, *body); verr != nil {
 			if s.mode == AuthEnforce {
-				return api.User{}, verr
+				return nil, verr
 			}
 			s.log().Warn("request signature rejected (soft mode: allowed)", "method", r.Method, "path", r.URL.Path, "user", sig.User, "reason", verr.Error())
 		}
 	}
 	u, err := s.store.GetUser(r.Context(), sig.User)
-	if err != nil {
-		if api.IsCode(err, api.CodeNotFound) {
-			return api.User{}, api.Errorf(api.CodeUnauthorized, "unknown user key %s: ask an admin to add you with `unibus user add TOKEN`", sig.User)
-		}
-		return api.User{}, err
+	if err != nil && !api.IsCode(err, api.CodeNotFound) {
+		return nil, err
 	}
-	if u.User != sig.User {
-		// GetUser also matches names; a signature names a key.
-		return api.User{}, api.Errorf(api.CodeUnauthorized, "unknown user key %s: ask an admin to add you with `unibus user add TOKEN`", sig.User)
+	if err != nil || u.User != sig.User { // GetUser also matches names; a signature names a key
+		return nil, api.Errorf(api.CodeUnauthorized, "unknown user key %s: ask an admin to add you with `unibus user add TOKEN`", sig.User)
 	}
 	if !u.Active() {
-		return api.User{}, api.Errorf(api.CodeForbidden, "user %s is revoked: ask an admin", u.Name)
+		return nil, api.Errorf(api.CodeForbidden, "user %s is revoked: ask an admin", u.Name)
 	}
-	return u, nil
+	return &call{user: u, sig: sig, r: r}, nil
 }
 
 // checkSignature verifies the signature, its time window and body digest.
@@ -362,7 +362,7 @@ func (s *Server) addUser(ctx context.Context, c *call) (int, any, error) {
 	}
 	pub, err := identity.ParseToken(req.Token)
 	if err != nil {
-		return 0, nil, api.Errorf(api.CodeInvalid, "%v", err)
+		return 0, nil, api.Errorf(api.CodeInvalid, "%v: ask the user for the token `unibus id show --public` prints", err)
 	}
 	u := api.User{Public: pub, Role: api.RoleMember, Status: api.StatusActive, CreatedAt: s.now().UTC()}
 	if req.Admin {
@@ -373,7 +373,7 @@ func (s *Server) addUser(ctx context.Context, c *call) (int, any, error) {
 		return 0, nil, api.Errorf(api.CodeInvalid, "%v: the SDK signs a registration for every user it adds", err)
 	}
 	if !reg.Matches(pub) || reg.Role != u.Role || reg.By != c.user.User {
-		return 0, nil, api.Errorf(api.CodeInvalid, "the registration does not register this identity with role %s by the caller", u.Role)
+		return 0, nil, api.Errorf(api.CodeInvalid, "the registration does not register this identity with role %s by the caller: sign the registration of this token and role yourself", u.Role)
 	}
 	u.Registration = &req.Registration
 	if err := s.store.CreateUser(ctx, u); err != nil {
@@ -434,7 +434,7 @@ func (s *Server) createRoom(ctx context.Context, c *call) (int, any, error) {
 	var key *api.SealedKey
 	switch {
 	case req.Cleartext && len(req.SealedKey) > 0:
-		return 0, nil, api.Errorf(api.CodeInvalid, "a cleartext room takes no sealed_key")
+		return 0, nil, api.Errorf(api.CodeInvalid, "a cleartext room takes no sealed_key: send none")
 	case !req.Cleartext:
 		if err := checkSealed(req.SealedKey); err != nil {
 			return 0, nil, err
@@ -456,30 +456,40 @@ func checkSealed(b []byte) error {
 		return api.Errorf(api.CodeInvalid, "an encrypted room needs sealed_key: the room key sealed to the member")
 	}
 	if len(b) > maxSealedKeyLen {
-		return api.Errorf(api.CodeInvalid, "sealed_key longer than %d bytes: it is not a sealed room key", maxSealedKeyLen)
+		return api.Errorf(api.CodeInvalid, "sealed_key longer than %d bytes: it is not a sealed room key; send the room key sealed to the member", maxSealedKeyLen)
 	}
 	return nil
 }
 
-// memberRoom loads a room the caller is a current member of. A non-member
-// gets not_found, as if the room did not exist, so room ids do not leak.
-func (s *Server) memberRoom(ctx context.Context, c *call) (api.Room, error) {
+// memberOf returns the room of the request path, after checking that the
+// caller is a current member of it: one store lookup, on every room
+// request. A non-member gets not_found, as if the room did not exist, so
+// room ids do not leak.
+func (s *Server) memberOf(ctx context.Context, c *call) (string, error) {
 	id := c.r.PathValue("room")
-	notFound := api.Errorf(api.CodeNotFound, "room %q not found among your rooms (or you are no longer a member): check `unibus room list`", id)
 	if !api.ValidRoomID(id) {
-		return api.Room{}, notFound
+		return "", notYourRoom(id)
 	}
 	ok, err := s.store.IsMember(ctx, id, c.user.User)
+	if err == nil && !ok || api.IsCode(err, api.CodeNotFound) {
+		return "", notYourRoom(id)
+	}
+	return id, err
+}
+
+// memberRoom is memberOf with the room's record, for the calls that need
+// more of the room than its id.
+func (s *Server) memberRoom(ctx context.Context, c *call) (api.Room, error) {
+	id, err := s.memberOf(ctx, c)
 	if err != nil {
-		if api.IsCode(err, api.CodeNotFound) {
-			return api.Room{}, notFound
-		}
 		return api.Room{}, err
 	}
-	if !ok {
-		return api.Room{}, notFound
-	}
 	return s.store.GetRoom(ctx, id)
+}
+
+// notYourRoom is memberOf's answer to a non-member, made only when needed.
+func notYourRoom(id string) error {
+	return api.Errorf(api.CodeNotFound, "room %q not found among your rooms (or you are no longer a member): check `unibus room list`", id)
 }
 
 func (s *Server) getRoom(ctx context.Context, c *call) (int, any, error) {
@@ -504,7 +514,7 @@ func (s *Server) getRoom(ctx context.Context, c *call) (int, any, error) {
 }
 
 func (s *Server) listMembers(ctx context.Context, c *call) (int, any, error) {
-	room, err := s.memberRoom(ctx, c)
+	room, err := s.memberOf(ctx, c)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -516,7 +526,7 @@ func (s *Server) listMembers(ctx context.Context, c *call) (int, any, error) {
 	default:
 		return 0, nil, api.Errorf(api.CodeInvalid, "history=%q: use true or false", v)
 	}
-	members, err := s.store.Members(ctx, room.ID, history)
+	members, err := s.store.Members(ctx, room, history)
 	return http.StatusOK, nonNil(members), err
 }
 
@@ -562,7 +572,7 @@ func (s *Server) addMembers(ctx context.Context, c *call) (int, any, error) {
 }
 
 func (s *Server) rekey(ctx context.Context, c *call) (int, any, error) {
-	room, err := s.memberRoom(ctx, c)
+	room, err := s.memberOf(ctx, c)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -573,19 +583,19 @@ func (s *Server) rekey(ctx context.Context, c *call) (int, any, error) {
 	if err := checkActor(req.Statement, c.user.User); err != nil {
 		return 0, nil, err
 	}
-	change := Rekey{Room: room.ID, FromEpoch: req.FromEpoch, Remove: req.Remove, Keys: make([]api.SealedKey, 0, len(req.Keys)), Statement: req.Statement}
+	change := Rekey{Room: room, FromEpoch: req.FromEpoch, Remove: req.Remove, Keys: make([]api.SealedKey, 0, len(req.Keys)), Statement: req.Statement}
 	for _, k := range req.Keys {
 		if err := checkSealed(k.SealedKey); err != nil {
 			return 0, nil, err
 		}
-		change.Keys = append(change.Keys, api.SealedKey{Room: room.ID, Epoch: req.FromEpoch + 1, Member: k.Member, Sealer: c.user.Public, SealedKey: k.SealedKey})
+		change.Keys = append(change.Keys, api.SealedKey{Room: room, Epoch: req.FromEpoch + 1, Member: k.Member, Sealer: c.user.Public, SealedKey: k.SealedKey})
 	}
 	updated, err := s.store.Rekey(ctx, change)
 	if err != nil {
 		return 0, nil, err
 	}
-	s.log().Info("room rekeyed", "room", room.ID, "epoch", updated.Epoch, "removed", len(req.Remove), "by", c.user.User)
-	s.deliverKeys(room.ID, req.Statement, change.Keys)
+	s.log().Info("room rekeyed", "room", room, "epoch", updated.Epoch, "removed", len(req.Remove), "by", c.user.User)
+	s.deliverKeys(room, req.Statement, change.Keys)
 	s.announce(updated, req.Remove...)
 	return http.StatusOK, updated, nil
 }
@@ -604,7 +614,7 @@ func checkActor(st roomchain.Signed, caller string) error {
 }
 
 func (s *Server) statements(ctx context.Context, c *call) (int, any, error) {
-	room, err := s.memberRoom(ctx, c)
+	room, err := s.memberOf(ctx, c)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -614,7 +624,7 @@ func (s *Server) statements(ctx context.Context, c *call) (int, any, error) {
 			return 0, nil, api.Errorf(api.CodeInvalid, "after=%q: use a whole number, the last statement you hold", v)
 		}
 	}
-	sts, err := s.store.Statements(ctx, room.ID, after)
+	sts, err := s.store.Statements(ctx, room, after)
 	return http.StatusOK, nonNil(sts), err
 }
 
@@ -669,7 +679,7 @@ func (s *Server) announce(room api.Room, changed ...string) {
 }
 
 func (s *Server) sealedKeys(ctx context.Context, c *call) (int, any, error) {
-	room, err := s.memberRoom(ctx, c)
+	room, err := s.memberOf(ctx, c)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -680,30 +690,29 @@ func (s *Server) sealedKeys(ctx context.Context, c *call) (int, any, error) {
 			return 0, nil, api.Errorf(api.CodeInvalid, "epoch=%q: use a positive whole number, or leave it out for every epoch", v)
 		}
 	}
-	keys, err := s.store.SealedKeys(ctx, room.ID, c.user.User, epoch)
+	keys, err := s.store.SealedKeys(ctx, room, c.user.User, epoch)
 	return http.StatusOK, nonNil(keys), err
 }
 
-// blobCall authenticates a blob request, whose body is streamed and so
-// cannot be hashed before the signature is checked: the digest the signature
-// claims is checked by the blob store as it writes.
-func (s *Server) blobCall(w http.ResponseWriter, r *http.Request, claimed bool) (*call, api.Room, bool) {
-	body := reqsig.EmptyBody
-	if claimed {
-		if sig, err := reqsig.Parse(r.Header.Get("Authorization")); err == nil {
-			body = sig.Body
-		}
+// blobCall authenticates a blob request. An upload's body is streamed and
+// so cannot be hashed before the signature is checked: the digest the
+// signature claims is checked by the blob store as it writes. A download
+// has no body.
+func (s *Server) blobCall(w http.ResponseWriter, r *http.Request, upload bool) (*call, string, bool) {
+	var body *[32]byte // an upload: the digest its signature claims
+	if !upload {
+		empty := reqsig.EmptyBody
+		body = &empty
 	}
-	user, err := s.authenticate(r, body)
+	c, err := s.authenticate(r, body)
 	if err != nil {
 		s.writeError(w, r, err)
-		return nil, api.Room{}, false
+		return nil, "", false
 	}
-	c := &call{user: user, r: r}
-	room, err := s.memberRoom(r.Context(), c)
+	room, err := s.memberOf(r.Context(), c)
 	if err != nil {
 		s.writeError(w, r, err)
-		return nil, api.Room{}, false
+		return nil, "", false
 	}
 	return c, room, true
 }
@@ -714,24 +723,19 @@ func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.ContentLength > s.MaxBlobBytes {
-		s.writeError(w, r, api.Errorf(api.CodeTooLarge, "blob of %d bytes is over this server's limit of %d bytes", r.ContentLength, s.MaxBlobBytes))
+		s.writeError(w, r, api.Errorf(api.CodeTooLarge, "blob of %d bytes is over this server's limit of %d bytes: send a smaller file", r.ContentLength, s.MaxBlobBytes))
 		return
 	}
 	c, room, ok := s.blobCall(w, r, true)
 	if !ok {
 		return
 	}
-	sig, err := reqsig.Parse(r.Header.Get("Authorization"))
-	if err != nil {
-		s.writeError(w, r, api.Errorf(api.CodeUnauthorized, "%v", err))
-		return
-	}
-	id, size, err := s.blobs.Put(r.Context(), r.Body, s.MaxBlobBytes, hex.EncodeToString(sig.Body[:]))
+	id, size, err := s.blobs.Put(r.Context(), r.Body, s.MaxBlobBytes, hex.EncodeToString(c.sig.Body[:]))
 	if err != nil {
 		s.writeError(w, r, blobError(err, s.MaxBlobBytes))
 		return
 	}
-	b := api.Blob{ID: id, Room: room.ID, Size: size, Uploader: c.user.User, CreatedAt: s.now().UTC()}
+	b := api.Blob{ID: id, Room: room, Size: size, Uploader: c.user.User, CreatedAt: s.now().UTC()}
 	if err := s.store.AddBlob(r.Context(), b); err != nil {
 		s.writeError(w, r, err)
 		return
@@ -746,10 +750,10 @@ func (s *Server) downloadBlob(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PathValue("blob")
 	if !validBlobID(id) {
-		s.writeError(w, r, api.Errorf(api.CodeInvalid, "blob id %q is not 64 lowercase hex digits", id))
+		s.writeError(w, r, api.Errorf(api.CodeInvalid, "blob id %q is not 64 lowercase hex digits: use the id the upload returned", id))
 		return
 	}
-	if _, err := s.store.GetBlob(r.Context(), room.ID, id); err != nil {
+	if _, err := s.store.GetBlob(r.Context(), room, id); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
@@ -788,21 +792,21 @@ func blobError(err error, max int64) error {
 	if errors.As(err, &ce) {
 		switch ce.BlobErrorCode() {
 		case "too_large":
-			return api.Errorf(api.CodeTooLarge, "blob is over this server's limit of %d bytes", max)
+			return api.Errorf(api.CodeTooLarge, "blob is over this server's limit of %d bytes: send a smaller file", max)
 		case "digest_mismatch":
 			return api.Errorf(api.CodeInvalid, "uploaded bytes do not match the SHA-256 the request signed: upload again")
 		case "not_found":
-			return api.Errorf(api.CodeNotFound, "blob not found: it may have been deleted")
+			return api.Errorf(api.CodeNotFound, "blob not found: it may have been deleted; upload it again")
 		case "invalid_id":
-			return api.Errorf(api.CodeInvalid, "invalid blob id")
+			return api.Errorf(api.CodeInvalid, "invalid blob id: use the id the upload returned")
 		}
 	}
 	if errors.Is(err, context.Canceled) {
-		return api.Errorf(api.CodeInvalid, "upload interrupted")
+		return api.Errorf(api.CodeInvalid, "upload interrupted: upload again")
 	}
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
-		return api.Errorf(api.CodeTooLarge, "blob is over this server's limit of %d bytes", max)
+		return api.Errorf(api.CodeTooLarge, "blob is over this server's limit of %d bytes: send a smaller file", max)
 	}
 	return fmt.Errorf("blob store: %w", err)
 }
