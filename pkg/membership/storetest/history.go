@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
@@ -253,20 +252,11 @@ var historyCases = []testCase{
 			sts[i] = f.addStatement(r.ID, alice, users[i].Public, roomchain.RoleMember)
 			keys[i] = key(r.ID, 1, users[i], alice)
 		}
-		errs := make([]error, n)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				_, errs[i] = AddOne(f.ctx, f.s, r.ID, users[i].User, 1, &keys[i], sts[i])
-			}()
-		}
-		close(start)
-		wg.Wait()
-		winner := f.oneWinner(errs, "concurrent adds from the same head")
+		errs := Race(n, func(i int) error {
+			_, err := AddOne(f.ctx, f.s, r.ID, users[i].User, 1, &keys[i], sts[i])
+			return err
+		})
+		winner := OneWinner(f, errs, "concurrent adds from the same head")
 		f.accept(r.ID, sts[winner])
 		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(users[winner], 1, 0)}, "members after the concurrent adds")
 		f.wantStatements(r.ID, 0, f.rooms[r.ID].chain, "history after the concurrent adds")

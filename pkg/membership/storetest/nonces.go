@@ -1,7 +1,6 @@
 package storetest
 
 import (
-	"sync"
 	"time"
 
 	"github.com/enmanuel/unibus/pkg/api"
@@ -28,23 +27,7 @@ var nonceCases = []testCase{
 	}},
 	{"concurrent_replays_one_wins", func(f *fixture) {
 		exp := time.Now().Add(time.Minute)
-		var wg sync.WaitGroup
-		errs := make([]error, 8)
-		for i := range errs {
-			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = f.s.UseNonce(f.ctx, "race", exp) }()
-		}
-		wg.Wait()
-		ok := 0
-		for _, err := range errs {
-			if err == nil {
-				ok++
-			} else if api.ErrorCode(err) != api.CodeConflict {
-				f.Fatalf("concurrent UseNonce: %v", err)
-			}
-		}
-		if ok != 1 {
-			f.Fatalf("%d concurrent uses of one nonce succeeded; want 1", ok)
-		}
+		errs := Race(8, func(int) error { return f.s.UseNonce(f.ctx, "race", exp) })
+		OneWinner(f, errs, "concurrent uses of one nonce")
 	}},
 }

@@ -3,7 +3,6 @@ package storetest
 import (
 	"bytes"
 	"fmt"
-	"sync"
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/membership"
@@ -121,21 +120,16 @@ var rekeyCases = []testCase{
 
 	{"any_member_removes_revoked_users", func(f *fixture) {
 		r, alice, bob, carol := f.trio() // bob is a plain member
-		revokedRemoval := func(actor api.User, remove api.User, keep ...api.User) membership.Rekey {
-			c := f.change(r.ID, 1, actor, []api.User{remove}, keep...)
-			c.Statement = f.sign(actor.User, roomchain.Statement{Room: r.ID, Kind: roomchain.KindRemove, Epoch: 2, Remove: []string{remove.User}, Reason: roomchain.ReasonRevoked})
-			return c
-		}
 		// Not revoked: a member may not remove another, reason or not.
 		before := f.snapshot(r.ID, alice, bob, carol)
-		_, err := f.s.Rekey(f.ctx, revokedRemoval(bob, carol, alice, bob))
+		_, err := f.s.Rekey(f.ctx, f.revokedRemoval(r.ID, 1, bob, carol, alice, bob))
 		wantCode(f, err, api.CodeInvalid, "removal of an active user as revoked")
 		f.unchanged(before, "removal of an active user as revoked")
 		// Revoked: any member rekeys it out.
 		if _, err := f.s.RevokeUser(f.ctx, carol.User, f.now()); err != nil {
 			f.Fatal(err)
 		}
-		got := f.rekey(revokedRemoval(bob, carol, alice, bob))
+		got := f.rekey(f.revokedRemoval(r.ID, 1, bob, carol, alice, bob))
 		if got.Epoch != 2 {
 			f.Fatalf("epoch %d after removing the revoked user, want 2", got.Epoch)
 		}
@@ -206,9 +200,7 @@ var rekeyCases = []testCase{
 		if _, err := f.s.RevokeUser(f.ctx, alice.User, f.now()); err != nil {
 			f.Fatal(err)
 		}
-		c := f.change(r.ID, 1, bob, []api.User{alice}, bob, carol)
-		c.Statement = f.sign(bob.User, roomchain.Statement{Room: r.ID, Kind: roomchain.KindRemove, Epoch: 2, Remove: []string{alice.User}, Reason: roomchain.ReasonRevoked})
-		got := f.rekey(c)
+		got := f.rekey(f.revokedRemoval(r.ID, 1, bob, alice, bob, carol))
 		if got.Epoch != 2 {
 			f.Errorf("epoch after removing the revoked admin = %d, want 2", got.Epoch)
 		}
@@ -217,7 +209,6 @@ var rekeyCases = []testCase{
 	{"concurrent", func(f *fixture) {
 		r, alice, bob, carol := f.trio()
 		const n = 20
-		errs := make([]error, n)
 		changes := make([]membership.Rekey, n)
 		for i := range changes {
 			c := f.change(r.ID, 1, alice, []api.User{carol}, alice, bob)
@@ -226,19 +217,11 @@ var rekeyCases = []testCase{
 			}
 			changes[i] = c
 		}
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				_, errs[i] = f.s.Rekey(f.ctx, changes[i])
-			}()
-		}
-		close(start)
-		wg.Wait()
-		winner := f.oneWinner(errs, "concurrent rekeys from epoch 1")
+		errs := Race(n, func(i int) error {
+			_, err := f.s.Rekey(f.ctx, changes[i])
+			return err
+		})
+		winner := OneWinner(f, errs, "concurrent rekeys from epoch 1")
 		f.accept(r.ID, changes[winner].Statement)
 		f.wantStatements(r.ID, 0, f.rooms[r.ID].chain, "history after the concurrent rekeys")
 		if e := f.getRoom(r.ID).Epoch; e != 2 {
@@ -256,25 +239,12 @@ var rekeyCases = []testCase{
 	}},
 }
 
-// oneWinner checks that exactly one of concurrent changes succeeded and the
-// others got conflict, and returns the index of the one that won.
-func (f *fixture) oneWinner(errs []error, what string) int {
+// revokedRemoval is the rekey of room from epoch from by actor that
+// removes remove as revoked ([roomchain.ReasonRevoked]) and seals the new
+// key to keep.
+func (f *fixture) revokedRemoval(room string, from uint64, actor, remove api.User, keep ...api.User) membership.Rekey {
 	f.Helper()
-	winner := -1
-	for i, err := range errs {
-		switch api.ErrorCode(err) {
-		case "":
-			if winner >= 0 {
-				f.Fatalf("%s: two succeeded, %d and %d", what, winner, i)
-			}
-			winner = i
-		case api.CodeConflict:
-		default:
-			f.Fatalf("%s: %d failed with %v (code %s), want success or conflict", what, i, err, api.ErrorCode(err))
-		}
-	}
-	if winner < 0 {
-		f.Fatalf("%s: none succeeded", what)
-	}
-	return winner
+	c := f.change(room, from, actor, []api.User{remove}, keep...)
+	c.Statement = f.sign(actor.User, roomchain.Statement{Room: room, Kind: roomchain.KindRemove, Epoch: from + 1, Remove: []string{remove.User}, Reason: roomchain.ReasonRevoked})
+	return c
 }

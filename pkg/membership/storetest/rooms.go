@@ -199,20 +199,10 @@ var roomCases = []testCase{
 		carol := f.user("carol")
 		f.wantRoomIDs(f.roomsOf(alice), nil, "RoomsOf before any room")
 		base := f.now()
-		mk := func(at time.Time, creator api.User, encrypted bool) api.Room {
-			r := api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: encrypted, Epoch: 1, Creator: creator.User, CreatedAt: at}
-			var k *api.SealedKey
-			if encrypted {
-				kk := key(r.ID, 1, creator, creator)
-				k = &kk
-			}
-			f.createRoom(r, k)
-			return r
-		}
 		// Created out of order: RoomsOf sorts by creation time.
-		r3 := mk(base.Add(3*time.Hour), alice, true)
-		r1 := mk(base.Add(1*time.Hour), alice, false)
-		r2 := mk(base.Add(2*time.Hour), bob, true)
+		r3 := f.roomAt(alice, true, base.Add(3*time.Hour))
+		r1 := f.roomAt(alice, false, base.Add(1*time.Hour))
+		r2 := f.roomAt(bob, true, base.Add(2*time.Hour))
 		f.add(r2.ID, alice, bob)
 		f.add(r3.ID, bob, alice)
 		f.wantRoomIDs(f.roomsOf(alice), []string{r1.ID, r2.ID, r3.ID}, "RoomsOf(alice)")

@@ -18,11 +18,13 @@ package storetest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,7 +279,13 @@ func (f *fixture) withHead(r api.Room) api.Room {
 // room creates a room by creator.
 func (f *fixture) room(creator api.User, encrypted bool) api.Room {
 	f.Helper()
-	r := api.Room{ID: api.NewRoomID(), Name: "room " + creator.Name, Encrypted: encrypted, Epoch: 1, Creator: creator.User, CreatedAt: f.now()}
+	return f.roomAt(creator, encrypted, f.now())
+}
+
+// roomAt creates a room by creator, created at at.
+func (f *fixture) roomAt(creator api.User, encrypted bool, at time.Time) api.Room {
+	f.Helper()
+	r := api.Room{ID: api.NewRoomID(), Name: "room " + creator.Name, Encrypted: encrypted, Epoch: 1, Creator: creator.User, CreatedAt: at}
 	var k *api.SealedKey
 	if encrypted {
 		kk := key(r.ID, 1, creator, creator)
@@ -479,13 +487,7 @@ func member(u api.User, since, until uint64) api.Member {
 func sortMembers(ms []api.Member) []api.Member {
 	ms = slices.Clone(ms)
 	slices.SortFunc(ms, func(a, b api.Member) int {
-		if a.Since != b.Since {
-			if a.Since < b.Since {
-				return -1
-			}
-			return 1
-		}
-		return strings.Compare(a.User, b.User)
+		return cmp.Or(cmp.Compare(a.Since, b.Since), strings.Compare(a.User, b.User))
 	})
 	return ms
 }
@@ -629,6 +631,49 @@ func (f *fixture) unchanged(before state, what string) {
 	if !reflect.DeepEqual(before, after) {
 		f.Fatalf("%s was refused but changed the store:\nbefore %+v\n after %+v", what, before, after)
 	}
+}
+
+// Race runs fn(0) … fn(n-1) at once, each in its own goroutine released
+// by one signal, and returns their errors by index.
+func Race(n int, fn func(i int) error) []error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			errs[i] = fn(i)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return errs
+}
+
+// OneWinner fails unless exactly one of the errors of concurrent changes
+// (see [Race]) is nil and every other is a conflict, and returns the
+// index of the one that won.
+func OneWinner(t testing.TB, errs []error, what string) int {
+	t.Helper()
+	winner := -1
+	for i, err := range errs {
+		switch api.ErrorCode(err) {
+		case "":
+			if winner >= 0 {
+				t.Fatalf("%s: two succeeded, %d and %d", what, winner, i)
+			}
+			winner = i
+		case api.CodeConflict:
+		default:
+			t.Fatalf("%s: %d failed with %v (code %s), want success or conflict", what, i, err, api.ErrorCode(err))
+		}
+	}
+	if winner < 0 {
+		t.Fatalf("%s: none succeeded", what)
+	}
+	return winner
 }
 
 // AddOne adds one member through [membership.Store.AddMembers], with key
