@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -97,9 +96,7 @@ func TestOpenKVIsIdempotent(t *testing.T) {
 	prefix := freshPrefix()
 	a := openKVStore(t, ns, prefix)
 	alice := newUser(t, "alice")
-	if err := a.CreateUser(context.Background(), alice); err != nil {
-		t.Fatal(err)
-	}
+	createUsers(t, a, alice)
 	b := openKVStore(t, ns, prefix) // the buckets exist: opened, not reset
 	if got, err := b.GetUser(context.Background(), "alice"); err != nil || got.User != alice.User {
 		t.Fatalf("GetUser through a second open = %v, %v", got.User, err)
@@ -133,12 +130,8 @@ func TestKVTwoNodes(t *testing.T) {
 	a, b := openKVStore(t, ns, prefix), openKVStore(t, ns, prefix)
 
 	aliceID, alice := newIdentity(t, "alice")
-	bobID, bob := newIdentity(t, "bob")
-	for _, u := range []api.User{alice, bob} {
-		if err := a.CreateUser(ctx, u); err != nil {
-			t.Fatal(err)
-		}
-	}
+	_, bob := newIdentity(t, "bob")
+	createUsers(t, a, alice, bob)
 	waitFor(t, time.Second, "node b does not authorize the users node a created", func() bool {
 		return b.IsAuthorized(alice.User) && b.IsAuthorized(bob.User)
 	})
@@ -150,12 +143,7 @@ func TestKVTwoNodes(t *testing.T) {
 		got, err := b.GetRoom(ctx, r.ID)
 		return err == nil && got.HeadSeq == 1
 	})
-	add := c.add(aliceID, bob.Public)
-	k := sealed(r.ID, 1, bob, alice)
-	if _, err := storetest.AddOne(ctx, b, r.ID, bob.User, 1, &k, add); err != nil {
-		t.Fatalf("AddMembers through node b: %v", err)
-	}
-	c.accept(add)
+	c.addOne(b, aliceID, bob) // through node b
 	waitFor(t, time.Second, "node a does not see the member node b added", func() bool {
 		ok, err := a.IsMember(ctx, r.ID, bob.User)
 		rooms, _ := a.RoomsOf(ctx, bob.User)
@@ -163,11 +151,11 @@ func TestKVTwoNodes(t *testing.T) {
 	})
 
 	// bob removed through a: b sees him gone.
-	rm := c.rekey(aliceID, bob.User)
-	if _, err := a.Rekey(ctx, membership.Rekey{Room: r.ID, FromEpoch: 1, Remove: []string{bob.User}, Keys: []api.SealedKey{sealed(r.ID, 2, alice, alice)}, Statement: rm}); err != nil {
+	rm := c.nextRekey(aliceID, []api.User{alice}, bob.User)
+	if _, err := a.Rekey(ctx, rm); err != nil {
 		t.Fatal(err)
 	}
-	c.accept(rm)
+	c.accept(rm.Statement)
 	waitFor(t, time.Second, "node b still has bob a member after node a removed him", func() bool {
 		ok, err := b.IsMember(ctx, r.ID, bob.User)
 		rooms, _ := b.RoomsOf(ctx, bob.User)
@@ -180,9 +168,7 @@ func TestKVTwoNodes(t *testing.T) {
 	if err != nil || len(ms) != 2 || i < 0 || ms[i].Until != 2 {
 		t.Fatalf("node b's member history after the removal: %+v, %v", ms, err)
 	}
-	if sts, err := b.Statements(ctx, r.ID, 0); err != nil || !sameStatements(sts, c.all) {
-		t.Fatalf("node b's statements: %d, %v", len(sts), err)
-	}
+	c.stored(b, "node b's statements")
 
 	// bob revoked through b: a refuses him within a second.
 	if _, err := b.RevokeUser(ctx, bob.User, time.Now()); err != nil {
@@ -194,7 +180,6 @@ func TestKVTwoNodes(t *testing.T) {
 	if u, err := a.GetUser(ctx, "bob"); err != nil || u.Status != api.StatusRevoked {
 		t.Fatalf("node a's GetUser(bob) = %v, %v; want revoked", u.Status, err)
 	}
-	_ = bobID
 }
 
 // TestKVConcurrentRekeysTwoNodes rekeys one room from the same epoch
@@ -207,29 +192,11 @@ func TestKVConcurrentRekeysTwoNodes(t *testing.T) {
 	prefix := freshPrefix()
 	nodes := []membership.Store{openKVStore(t, ns, prefix), openKVStore(t, ns, prefix)}
 
-	const n = 30
-	ids := make([]*identity.Identity, n)
-	users := make([]api.User, n)
-	for i := range ids {
-		ids[i], users[i] = newIdentity(t, fmt.Sprintf("user%02d", i))
-		if err := nodes[0].CreateUser(ctx, users[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ids, users := newIdentities(t, 30)
+	createUsers(t, nodes[0], users...)
 	r := api.Room{ID: api.NewRoomID(), Name: "race", Encrypted: true, Creator: users[0].User, CreatedAt: time.Now()}
 	c := createRoom(t, nodes[0], ids[0], r)
-	var added []roomchain.Member
-	a := membership.Add{Room: r.ID, Epoch: 1}
-	for _, u := range users[1:] {
-		added = append(added, roomchain.Member{Public: u.Public, Role: roomchain.RoleMember})
-		a.Users = append(a.Users, u.User)
-		a.Keys = append(a.Keys, sealed(r.ID, 1, u, users[0]))
-	}
-	a.Statement = c.sign(ids[0], roomchain.KindAdd, 1, added, nil, "", false)
-	if _, err := nodes[1].AddMembers(ctx, a); err != nil {
-		t.Fatal(err)
-	}
-	c.accept(a.Statement)
+	c.addAll(nodes[1], ids[0], users[1:])
 
 	for round := range 10 {
 		from := c.state.Epoch
@@ -237,45 +204,13 @@ func TestKVConcurrentRekeysTwoNodes(t *testing.T) {
 		// with the node.
 		changes := make([]membership.Rekey, 2)
 		for i := range changes {
-			actor := ids[i]
-			st := c.rekey(actor)
-			ch := membership.Rekey{Room: r.ID, FromEpoch: from, Statement: st}
-			for _, u := range users {
-				k := sealed(r.ID, from+1, u, users[i])
-				k.SealedKey = fmt.Appendf(nil, "round %d node %d for %s", round, i, u.Name)
-				ch.Keys = append(ch.Keys, k)
-			}
-			changes[i] = ch
+			changes[i] = tagKeys(c.nextRekey(ids[i], users), users, fmt.Sprintf("round %d node %d", round, i))
 		}
-		errs := make([]error, 2)
-		var wg sync.WaitGroup
-		start := make(chan struct{})
-		for i := range nodes {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				<-start
-				_, errs[i] = nodes[i].Rekey(ctx, changes[i])
-			}()
-		}
-		close(start)
-		wg.Wait()
-		winner := -1
-		for i, err := range errs {
-			switch api.ErrorCode(err) {
-			case "":
-				if winner >= 0 {
-					t.Fatalf("round %d: both concurrent rekeys succeeded", round)
-				}
-				winner = i
-			case api.CodeConflict:
-			default:
-				t.Fatalf("round %d: rekey through node %d: %v; want success or conflict", round, i, err)
-			}
-		}
-		if winner < 0 {
-			t.Fatalf("round %d: no rekey succeeded: %v", round, errs)
-		}
+		errs := storetest.Race(len(nodes), func(i int) error {
+			_, err := nodes[i].Rekey(ctx, changes[i])
+			return err
+		})
+		winner := storetest.OneWinner(t, errs, fmt.Sprintf("round %d: concurrent rekeys through two nodes", round))
 		c.accept(changes[winner].Statement)
 		for _, node := range nodes {
 			for _, u := range users {
@@ -285,16 +220,23 @@ func TestKVConcurrentRekeysTwoNodes(t *testing.T) {
 					t.Fatalf("round %d: %s's key of epoch %d = %+v, %v; want the winner's", round, u.Name, from+1, ks, err)
 				}
 			}
-			sts, err := node.Statements(ctx, r.ID, 0)
-			if err != nil || !sameStatements(sts, c.all) {
-				t.Fatalf("round %d: history differs from the accepted one (%d statements, %v)", round, len(sts), err)
-			}
+			c.stored(node, fmt.Sprintf("round %d: history", round))
 		}
 	}
 	// Every loser purged what it wrote.
 	if removed, err := nodes[0].(membership.KVSweeper).Sweep(ctx, 0); err != nil || removed != 0 {
 		t.Fatalf("Sweep after the races = %d, %v; want nothing left behind", removed, err)
 	}
+}
+
+// tagKeys sets the key rk seals to each of users (in the order nextRekey
+// sealed them) to tag, " for " and the user's name, so that whose rekey
+// stored a key shows.
+func tagKeys(rk membership.Rekey, users []api.User, tag string) membership.Rekey {
+	for i, u := range users {
+		rk.Keys[i].SealedKey = []byte(tag + " for " + u.Name)
+	}
+	return rk
 }
 
 // TestKVOvertakenBeforeCommit holds one node's rekey after its data is
@@ -308,28 +250,11 @@ func TestKVOvertakenBeforeCommit(t *testing.T) {
 	a, b := openKVStore(t, ns, prefix), openKVStore(t, ns, prefix)
 	aliceID, alice := newIdentity(t, "alice")
 	bobID, bob := newIdentity(t, "bob")
-	for _, u := range []api.User{alice, bob} {
-		if err := a.CreateUser(ctx, u); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createUsers(t, a, alice, bob)
 	r := api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: true, Creator: alice.User, CreatedAt: time.Now()}
 	c := createRoom(t, a, aliceID, r)
-	st := c.add(aliceID, bob.Public)
-	k := sealed(r.ID, 1, bob, alice)
-	if _, err := storetest.AddOne(ctx, a, r.ID, bob.User, 1, &k, st); err != nil {
-		t.Fatal(err)
-	}
-	c.accept(st)
-	rekey := func(actor *identity.Identity, sealer api.User, tag string) membership.Rekey {
-		ch := membership.Rekey{Room: r.ID, FromEpoch: 1, Statement: c.rekey(actor)}
-		for _, u := range []api.User{alice, bob} {
-			k := sealed(r.ID, 2, u, sealer)
-			k.SealedKey = []byte(tag + " for " + u.Name)
-			ch.Keys = append(ch.Keys, k)
-		}
-		return ch
-	}
+	c.addOne(a, aliceID, bob)
+	both := []api.User{alice, bob}
 	held, release := make(chan struct{}), make(chan struct{})
 	membership.SetKVTestHook(a, func(step string) error {
 		if step == "commit" {
@@ -340,11 +265,11 @@ func TestKVOvertakenBeforeCommit(t *testing.T) {
 	})
 	errc := make(chan error, 1)
 	go func() {
-		_, err := a.Rekey(ctx, rekey(aliceID, alice, "a"))
+		_, err := a.Rekey(ctx, tagKeys(c.nextRekey(aliceID, both), both, "a"))
 		errc <- err
 	}()
 	<-held
-	won := rekey(bobID, bob, "b")
+	won := tagKeys(c.nextRekey(bobID, both), both, "b")
 	if _, err := b.Rekey(ctx, won); err != nil {
 		t.Fatalf("rekey through node b while node a's waits to commit: %v", err)
 	}
@@ -355,15 +280,13 @@ func TestKVOvertakenBeforeCommit(t *testing.T) {
 	}
 	membership.SetKVTestHook(a, nil)
 	for _, node := range []membership.Store{a, b} {
-		for _, u := range []api.User{alice, bob} {
+		for _, u := range both {
 			ks, err := node.SealedKeys(ctx, r.ID, u.User, 2)
 			if err != nil || len(ks) != 1 || string(ks[0].SealedKey) != "b for "+u.Name {
 				t.Fatalf("%s's key of epoch 2: %+v, %v; want node b's", u.Name, ks, err)
 			}
 		}
-		if sts, err := node.Statements(ctx, r.ID, 0); err != nil || !sameStatements(sts, c.all) {
-			t.Fatalf("history: %d statements, %v", len(sts), err)
-		}
+		c.stored(node, "history")
 	}
 	if removed, err := a.(membership.KVSweeper).Sweep(ctx, 0); err != nil || removed != 0 {
 		t.Fatalf("Sweep = %d, %v: the overtaken rekey left data behind", removed, err)
@@ -390,11 +313,7 @@ func TestKVCrashBeforeCommit(t *testing.T) {
 	aliceID, alice := newIdentity(t, "alice")
 	_, bob := newIdentity(t, "bob")
 	_, carol := newIdentity(t, "carol")
-	for _, u := range []api.User{alice, bob, carol} {
-		if err := s.CreateUser(ctx, u); err != nil {
-			t.Fatal(err)
-		}
-	}
+	createUsers(t, s, alice, bob, carol)
 	r := api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: true, Creator: alice.User, CreatedAt: time.Now()}
 	st := (&chain{tb: t}).create(aliceID, r)
 	k := sealed(r.ID, 1, alice, alice)
@@ -406,14 +325,8 @@ func TestKVCrashBeforeCommit(t *testing.T) {
 	}
 	membership.SetKVTestHook(s, nil)
 	c := createRoom(t, s, aliceID, r)
-	for _, u := range []api.User{bob, carol} {
-		st := c.add(aliceID, u.Public)
-		k := sealed(r.ID, 1, u, alice)
-		if _, err := storetest.AddOne(ctx, s, r.ID, u.User, 1, &k, st); err != nil {
-			t.Fatal(err)
-		}
-		c.accept(st)
-	}
+	c.addOne(s, aliceID, bob)
+	c.addOne(s, aliceID, carol)
 	snapshot := func(s membership.Store) string {
 		t.Helper()
 		room, err := s.GetRoom(ctx, r.ID)
@@ -448,15 +361,12 @@ func TestKVCrashBeforeCommit(t *testing.T) {
 		}
 		return nil
 	})
-	rm := membership.Rekey{Room: r.ID, FromEpoch: 1, Remove: []string{carol.User},
-		Keys: []api.SealedKey{sealed(r.ID, 2, alice, alice), sealed(r.ID, 2, bob, alice)}, Statement: c.rekey(aliceID, carol.User)}
+	rm := c.nextRekey(aliceID, []api.User{alice, bob}, carol.User)
 	if _, err := s.Rekey(ctx, rm); !errors.Is(err, crash) {
 		t.Fatalf("Rekey with a crash before its commit: %v", err)
 	}
 	_, dave := newIdentity(t, "dave")
-	if err := s.CreateUser(ctx, dave); err != nil {
-		t.Fatal(err)
-	}
+	createUsers(t, s, dave)
 	kd := sealed(r.ID, 1, dave, alice)
 	if _, err := storetest.AddOne(ctx, s, r.ID, dave.User, 1, &kd, c.add(aliceID, dave.Public)); !errors.Is(err, crash) {
 		t.Fatalf("AddMembers with a crash before its commit: %v", err)
@@ -493,9 +403,7 @@ func TestKVCrashBeforeCommit(t *testing.T) {
 	if err != nil || len(ks) != 2 || ks[1].Epoch != 2 {
 		t.Fatalf("bob's keys after the rekey: %+v, %v", ks, err)
 	}
-	if sts, err := s.Statements(ctx, r.ID, 0); err != nil || !sameStatements(sts, c.all) {
-		t.Fatalf("history after the redone rekey: %d statements, %v", len(sts), err)
-	}
+	c.stored(s, "history after the redone rekey")
 }
 
 // TestKVLargeValues runs changes of a room whose statements and state do
@@ -510,33 +418,13 @@ func TestKVLargeValues(t *testing.T) {
 	s := openKVStore(t, ns, prefix)
 	membership.SetKVValueSizes(s, 2048, 1024)
 	const n = 60 // statement ~15 KB: 8 parts; state ~6 KB: 3 parts
-	ids := make([]*identity.Identity, n)
-	users := make([]api.User, n)
-	for i := range ids {
-		ids[i], users[i] = newIdentity(t, fmt.Sprintf("u%03d", i))
-		if err := s.CreateUser(ctx, users[i]); err != nil {
-			t.Fatal(err)
-		}
-	}
+	ids, users := newIdentities(t, n)
+	createUsers(t, s, users...)
 	r := api.Room{ID: api.NewRoomID(), Name: "big", Encrypted: true, Creator: users[0].User, CreatedAt: time.Now()}
 	c := createRoom(t, s, ids[0], r)
-	var added []roomchain.Member
-	a := membership.Add{Room: r.ID, Epoch: 1}
-	for _, u := range users[1:] {
-		added = append(added, roomchain.Member{Public: u.Public, Role: roomchain.RoleMember})
-		a.Users = append(a.Users, u.User)
-		a.Keys = append(a.Keys, sealed(r.ID, 1, u, users[0]))
-	}
-	a.Statement = c.sign(ids[0], roomchain.KindAdd, 1, added, nil, "", false)
-	if _, err := s.AddMembers(ctx, a); err != nil {
-		t.Fatal(err)
-	}
-	c.accept(a.Statement)
-	for e := uint64(1); e <= 3; e++ { // the last rekey replaces a large state by another
-		ch := membership.Rekey{Room: r.ID, FromEpoch: e, Remove: []string{users[n-int(e)].User}, Statement: c.rekey(ids[0], users[n-int(e)].User)}
-		for _, u := range users[:n-int(e)] {
-			ch.Keys = append(ch.Keys, sealed(r.ID, e+1, u, users[0]))
-		}
+	c.addAll(s, ids[0], users[1:])
+	for e := 1; e <= 3; e++ { // the last rekey replaces a large state by another
+		ch := c.nextRekey(ids[0], users[:n-e], users[n-e].User)
 		if _, err := s.Rekey(ctx, ch); err != nil {
 			t.Fatal(err)
 		}
@@ -544,10 +432,7 @@ func TestKVLargeValues(t *testing.T) {
 	}
 	fresh := openKVStore(t, ns, prefix)
 	for i, st := range []membership.Store{s, fresh} {
-		sts, err := st.Statements(ctx, r.ID, 0)
-		if err != nil || !sameStatements(sts, c.all) {
-			t.Fatalf("store %d: statements: %d, %v", i, len(sts), err)
-		}
+		sts := c.stored(st, fmt.Sprintf("store %d: statements", i))
 		if _, err := roomchain.Verify(r.ID, sts); err != nil {
 			t.Fatal(err)
 		}
@@ -589,48 +474,18 @@ func TestKVNonceExpiry(t *testing.T) {
 // stored in parts, the room document updated), as BenchmarkRekey10000
 // does for SQLite. The room is built in SQLite and migrated.
 func BenchmarkKVRekey10000(b *testing.B) {
-	const n = 10000
-	ctx := context.Background()
 	path := filepath.Join(b.TempDir(), "unibus.db")
-	r, users, ids, ch := bigRoom(b, path, openAt(b, path), n)
+	_, users, ids, ch := bigRoom(b, path, openAt(b, path), 10000)
 	ns := startNATS(b)
 	prefix := freshPrefix()
 	migrate(b, path, connect(b, ns), prefix)
-	s := openKVStore(b, ns, prefix)
-	epoch := r.Epoch
-	next := func() membership.Rekey {
-		c := membership.Rekey{Room: r.ID, FromEpoch: epoch, Keys: make([]api.SealedKey, 0, n), Statement: ch.rekey(ids[0])}
-		for _, u := range users {
-			c.Keys = append(c.Keys, sealed(r.ID, epoch+1, u, users[0]))
-		}
-		return c
-	}
-	c := next()
-	for b.Loop() {
-		if _, err := s.Rekey(ctx, c); err != nil {
-			b.Fatal(err)
-		}
-		epoch++
-		b.StopTimer()
-		ch.accept(c.Statement)
-		c = next()
-		b.StartTimer()
-	}
+	benchRekey(b, openKVStore(b, ns, prefix), ch, ids[0], users)
 }
 
 // BenchmarkKVIsAuthorized measures the NATS connect check, served from
 // the cache.
 func BenchmarkKVIsAuthorized(b *testing.B) {
-	s := openKVStore(b, startNATS(b), freshPrefix())
-	alice := newUser(b, "alice")
-	if err := s.CreateUser(context.Background(), alice); err != nil {
-		b.Fatal(err)
-	}
-	for b.Loop() {
-		if !s.IsAuthorized(alice.User) {
-			b.Fatal("not authorized")
-		}
-	}
+	benchIsAuthorized(b, openKVStore(b, startNATS(b), freshPrefix()))
 }
 
 // BenchmarkKVCreateUser measures CreateUser: one atomic batch of two
@@ -736,43 +591,24 @@ func TestKVReplicated(t *testing.T) {
 	r := api.Room{ID: api.NewRoomID(), Name: "r3", Encrypted: true, Creator: users[0].User, CreatedAt: time.Now()}
 	c := createRoom(t, stores[0], ids[0], r)
 	for i, u := range users[1:] {
-		st := c.add(ids[0], u.Public)
-		k := sealed(r.ID, 1, u, users[0])
-		if _, err := storetest.AddOne(ctx, stores[i+1], r.ID, u.User, 1, &k, st); err != nil {
-			t.Fatalf("AddMembers through node %d: %v", i+2, err)
-		}
-		c.accept(st)
+		c.addOne(stores[i+1], ids[0], u) // through node i+2
 	}
 	changes := make([]membership.Rekey, 2)
 	for i := range changes {
-		changes[i] = membership.Rekey{Room: r.ID, FromEpoch: 1, Statement: c.rekey(ids[i])}
-		for _, u := range users {
-			k := sealed(r.ID, 2, u, users[i])
-			k.SealedKey = fmt.Appendf(nil, "node %d", i)
-			changes[i].Keys = append(changes[i].Keys, k)
-		}
+		changes[i] = tagKeys(c.nextRekey(ids[i], users), users, fmt.Sprintf("node %d", i))
 	}
-	errs := make([]error, 2)
-	var wg sync.WaitGroup
-	for i := range changes {
-		wg.Add(1)
-		go func() { defer wg.Done(); _, errs[i] = stores[i].Rekey(ctx, changes[i]) }()
-	}
-	wg.Wait()
-	winner := slices.IndexFunc(errs, func(err error) bool { return err == nil })
-	loser := 1 - winner
-	if winner < 0 || api.ErrorCode(errs[loser]) != api.CodeConflict {
-		t.Fatalf("concurrent rekeys on R3: %v; want one success and one conflict", errs)
-	}
+	errs := storetest.Race(len(changes), func(i int) error {
+		_, err := stores[i].Rekey(ctx, changes[i])
+		return err
+	})
+	winner := storetest.OneWinner(t, errs, "concurrent rekeys on R3")
 	c.accept(changes[winner].Statement)
 	for i, s := range stores {
 		ks, err := s.SealedKeys(ctx, r.ID, users[2].User, 2)
-		if err != nil || len(ks) != 1 || string(ks[0].SealedKey) != fmt.Sprintf("node %d", winner) {
+		if err != nil || len(ks) != 1 || string(ks[0].SealedKey) != fmt.Sprintf("node %d for %s", winner, users[2].Name) {
 			t.Fatalf("node %d: key of epoch 2: %+v, %v; want the winner's", i+1, ks, err)
 		}
-		if sts, err := s.Statements(ctx, r.ID, 0); err != nil || !sameStatements(sts, c.all) {
-			t.Fatalf("node %d: history: %d, %v", i+1, len(sts), err)
-		}
+		c.stored(s, fmt.Sprintf("node %d: history", i+1))
 	}
 	if _, err := stores[1].RevokeUser(ctx, users[2].User, time.Now()); err != nil {
 		t.Fatal(err)

@@ -19,7 +19,6 @@ import (
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/membership"
-	"github.com/enmanuel/unibus/pkg/membership/storetest"
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
@@ -44,10 +43,10 @@ func seedSQLite(t testing.TB) *seeded {
 func seedInto(t testing.TB, s membership.Store, sd *seeded) {
 	t.Helper()
 	ctx := context.Background()
-	var bobID, carolID *identity.Identity
+	var bobID *identity.Identity
 	sd.aliceID, sd.alice = newIdentity(t, "alice")
 	bobID, sd.bob = newIdentity(t, "bob")
-	carolID, sd.carol = newIdentity(t, "carol")
+	_, sd.carol = newIdentity(t, "carol")
 	_, sd.dave = newIdentity(t, "dave")
 	sd.alice.Role = api.RoleAdmin
 	// bob is added over the API: he carries alice's signed registration.
@@ -56,49 +55,26 @@ func seedInto(t testing.TB, s membership.Store, sd *seeded) {
 		t.Fatal(err)
 	}
 	sd.bob.Registration = &reg
-	for _, u := range []api.User{sd.alice, sd.bob, sd.carol, sd.dave} {
-		if err := s.CreateUser(ctx, u); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_ = carolID
+	createUsers(t, s, sd.alice, sd.bob, sd.carol, sd.dave)
 
 	// plans: encrypted; bob and carol added; carol removed (epoch 2);
 	// dave added at epoch 2.
 	sd.plans = api.Room{ID: api.NewRoomID(), Name: "plans", Encrypted: true, Creator: sd.alice.User, CreatedAt: time.Now()}
 	c := createRoom(t, s, sd.aliceID, sd.plans)
-	add := func(c *chain, room string, epoch uint64, u api.User, encrypted bool) {
-		t.Helper()
-		st := c.add(sd.aliceID, u.Public)
-		var k *api.SealedKey
-		if encrypted {
-			kk := sealed(room, epoch, u, sd.alice)
-			k = &kk
-		}
-		if _, err := storetest.AddOne(ctx, s, room, u.User, epoch, k, st); err != nil {
-			t.Fatal(err)
-		}
-		c.accept(st)
-	}
-	add(c, sd.plans.ID, 1, sd.bob, true)
-	add(c, sd.plans.ID, 1, sd.carol, true)
-	rm := membership.Rekey{Room: sd.plans.ID, FromEpoch: 1, Remove: []string{sd.carol.User}, Statement: c.rekey(sd.aliceID, sd.carol.User),
-		Keys: []api.SealedKey{sealed(sd.plans.ID, 2, sd.alice, sd.alice), sealed(sd.plans.ID, 2, sd.bob, sd.alice)}}
+	c.addOne(s, sd.aliceID, sd.bob)
+	c.addOne(s, sd.aliceID, sd.carol)
+	rm := c.nextRekey(sd.aliceID, []api.User{sd.alice, sd.bob}, sd.carol.User)
 	if _, err := s.Rekey(ctx, rm); err != nil {
 		t.Fatal(err)
 	}
 	c.accept(rm.Statement)
-	add(c, sd.plans.ID, 2, sd.dave, true)
+	c.addOne(s, sd.aliceID, sd.dave)
 	sd.plansChain = c
 
 	// lobby: cleartext, by bob, with alice.
 	sd.lobby = api.Room{ID: api.NewRoomID(), Name: "lobby", Creator: sd.bob.User, CreatedAt: time.Now()}
 	lc := createRoom(t, s, bobID, sd.lobby)
-	st := lc.add(bobID, sd.alice.Public)
-	if _, err := storetest.AddOne(ctx, s, sd.lobby.ID, sd.alice.User, 1, nil, st); err != nil {
-		t.Fatal(err)
-	}
-	lc.accept(st)
+	lc.addOne(s, bobID, sd.alice)
 	sd.lobbyChain = lc
 
 	if _, err := s.RevokeUser(ctx, sd.carol.User, time.Now()); err != nil {
@@ -187,10 +163,7 @@ func TestMigrateSQLiteToKVParity(t *testing.T) {
 		t.Fatalf("dave's key of epoch 2: %+v, %v", ks, err)
 	}
 	for _, c := range []*chain{sd.plansChain, sd.lobbyChain} {
-		sts, err := kv.Statements(ctx, c.room, 0)
-		if err != nil || !sameStatements(sts, c.all) {
-			t.Fatalf("statements of %s: %d, %v", c.room, len(sts), err)
-		}
+		sts := c.stored(kv, "statements of "+c.room)
 		if _, err := roomchain.Verify(c.room, sts); err != nil {
 			t.Fatalf("migrated history of %s: %v", c.room, err)
 		}
@@ -207,10 +180,7 @@ func TestMigrateSQLiteToKVParity(t *testing.T) {
 
 	// And it goes on from there: a rekey of the migrated room.
 	c := sd.plansChain
-	ch := membership.Rekey{Room: sd.plans.ID, FromEpoch: 2, Statement: c.rekey(sd.aliceID)}
-	for _, u := range []api.User{sd.alice, sd.bob, sd.dave} {
-		ch.Keys = append(ch.Keys, sealed(sd.plans.ID, 3, u, sd.alice))
-	}
+	ch := c.nextRekey(sd.aliceID, []api.User{sd.alice, sd.bob, sd.dave})
 	if _, err := kv.Rekey(ctx, ch); err != nil {
 		t.Fatalf("Rekey of a migrated room: %v", err)
 	}
@@ -342,44 +312,14 @@ func seedLarge(tb testing.TB, path string, rooms, members, epochs int) {
 	tb.Helper()
 	ctx := context.Background()
 	s := openAt(tb, path)
-	ids := make([]*identity.Identity, members)
-	users := make([]api.User, members)
-	var wg sync.WaitGroup
-	for w := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := w; i < members; i += 8 {
-				ids[i], users[i] = newIdentity(tb, fmt.Sprintf("user%05d", i))
-			}
-		}()
-	}
-	wg.Wait()
-	for _, u := range users {
-		if err := s.CreateUser(ctx, u); err != nil {
-			tb.Fatal(err)
-		}
-	}
+	ids, users := newIdentities(tb, members)
+	createUsers(tb, s, users...)
 	for range rooms {
 		r := api.Room{ID: api.NewRoomID(), Name: "big", Encrypted: true, Creator: users[0].User, CreatedAt: time.Now()}
 		c := createRoom(tb, s, ids[0], r)
-		var added []roomchain.Member
-		a := membership.Add{Room: r.ID, Epoch: 1}
-		for _, u := range users[1:] {
-			added = append(added, roomchain.Member{Public: u.Public, Role: roomchain.RoleMember})
-			a.Users = append(a.Users, u.User)
-			a.Keys = append(a.Keys, sealed(r.ID, 1, u, users[0]))
-		}
-		a.Statement = c.sign(ids[0], roomchain.KindAdd, 1, added, nil, "", false)
-		if _, err := s.AddMembers(ctx, a); err != nil {
-			tb.Fatal(err)
-		}
-		c.accept(a.Statement)
-		for e := uint64(1); e < uint64(epochs); e++ {
-			ch := membership.Rekey{Room: r.ID, FromEpoch: e, Statement: c.rekey(ids[0])}
-			for _, u := range users {
-				ch.Keys = append(ch.Keys, sealed(r.ID, e+1, u, users[0]))
-			}
+		c.addAll(s, ids[0], users[1:])
+		for range epochs - 1 {
+			ch := c.nextRekey(ids[0], users)
 			if _, err := s.Rekey(ctx, ch); err != nil {
 				tb.Fatal(err)
 			}
