@@ -315,6 +315,19 @@ func (c *kvCache) allUsers() []api.User {
 	return users
 }
 
+// revokedUsers returns the keys of the cached users that are revoked.
+func (c *kvCache) revokedUsers() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := []string{}
+	for k, cu := range c.users {
+		if cu.u.Status == api.StatusRevoked {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 // waitUsers waits until the users watch has applied stream sequence seq.
 func (c *kvCache) waitUsers(ctx context.Context, seq uint64) error {
 	return c.wait(ctx, func() bool { return c.usersSeq >= seq })

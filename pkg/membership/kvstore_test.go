@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/enmanuel/unibus/internal/testnats"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/enmanuel/unibus/pkg/identity"
@@ -38,15 +39,7 @@ func testLogger() *slog.Logger {
 // a temporary directory, stopped when the test ends.
 func startNATS(t testing.TB) *server.Server {
 	t.Helper()
-	ns, err := embeddednats.StartServer(embeddednats.ServerConfig{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, Logger: testLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ns.Shutdown()
-		ns.WaitForShutdown()
-	})
-	return ns
+	return testnats.Start(t, embeddednats.ServerConfig{Logger: testLogger()})
 }
 
 // connect opens a connection to ns of its own, as one membershipd node
@@ -177,6 +170,13 @@ func TestKVTwoNodes(t *testing.T) {
 	waitFor(t, time.Second, "node a still authorizes bob after node b revoked him", func() bool {
 		return !a.IsAuthorized(bob.User)
 	})
+	// The data plane's revocation watch reads node a's cache.
+	revoked, err := a.(interface {
+		RevokedUsers(context.Context) ([]string, error)
+	}).RevokedUsers(ctx)
+	if err != nil || !slices.Equal(revoked, []string{bob.User}) {
+		t.Fatalf("node a's RevokedUsers = %v, %v; want bob alone", revoked, err)
+	}
 	if u, err := a.GetUser(ctx, "bob"); err != nil || u.Status != api.StatusRevoked {
 		t.Fatalf("node a's GetUser(bob) = %v, %v; want revoked", u.Status, err)
 	}
@@ -533,18 +533,10 @@ func startCluster(t testing.TB, n int) []*server.Server {
 	}
 	servers := make([]*server.Server, n)
 	for i := range servers {
-		ns, err := embeddednats.StartServer(embeddednats.ServerConfig{
-			StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, ServerName: fmt.Sprintf("n%d", i+1), Logger: testLogger(),
+		servers[i] = testnats.Start(t, embeddednats.ServerConfig{
+			ServerName: fmt.Sprintf("n%d", i+1), Logger: testLogger(),
 			Cluster: &embeddednats.ClusterConfig{Name: "kv-test", Host: "127.0.0.1", Port: ports[i], Routes: routes},
 		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			ns.Shutdown()
-			ns.WaitForShutdown()
-		})
-		servers[i] = ns
 	}
 	return servers
 }

@@ -131,6 +131,14 @@ func (s *jetstreamStore) ListUsers(ctx context.Context) ([]api.User, error) {
 	return s.cache.allUsers(), nil
 }
 
+// RevokedUsers returns the user keys of every revoked user, from the
+// watch-fed cache: for the data plane's revocation watch, which asks
+// several times a second (ListUsers would ask the stream leader each
+// time and copy every user).
+func (s *jetstreamStore) RevokedUsers(context.Context) ([]string, error) {
+	return s.cache.revokedUsers(), nil
+}
+
 // syncUsers waits until the cache holds every user write made before it
 // was called: it reads the users stream's last sequence from the leader
 // and waits for the watch to apply it. Checks inside a change (is this
