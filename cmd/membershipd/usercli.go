@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -193,10 +192,7 @@ func parseInterspersed(fs *flag.FlagSet, args []string) ([]string, error) {
 func seedUser(ctx context.Context, store membership.Store, opts userOpts, pos []string, stdout io.Writer) error {
 	pub, err := identity.ParseToken(pos[0])
 	if err != nil {
-		if strings.Contains(err.Error(), "unibus id show") {
-			return err
-		}
-		return fmt.Errorf("%w: pass the whole token that `unibus id show --public` prints", err)
+		return err
 	}
 	u := api.User{Public: pub, Role: api.RoleMember, Status: api.StatusActive, CreatedAt: time.Now().UTC()}
 	if opts.admin {

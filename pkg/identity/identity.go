@@ -259,12 +259,21 @@ func (p Public) Token() string {
 }
 
 // ParseToken reads a public identity token and verifies its binding.
-// Surrounding white space is ignored; anything else out of place is an error.
+// Surrounding white space is ignored; anything else out of place is an
+// error, which says where tokens come from.
 func ParseToken(s string) (Public, error) {
+	p, err := parseToken(s)
+	if err != nil {
+		return Public{}, fmt.Errorf("%w: pass the whole token that `unibus id show --public` prints", err)
+	}
+	return p, nil
+}
+
+func parseToken(s string) (Public, error) {
 	s = strings.TrimSpace(s)
 	rest, ok := strings.CutPrefix(s, tokenPrefix)
 	if !ok {
-		return Public{}, fmt.Errorf("%w: it must start with %q (get one with `unibus id show --public`)", ErrInvalidToken, tokenPrefix)
+		return Public{}, fmt.Errorf("%w: it must start with %q", ErrInvalidToken, tokenPrefix)
 	}
 	parts := strings.Split(rest, ":")
 	if len(parts) != 4 {

@@ -362,7 +362,7 @@ func (s *Server) addUser(ctx context.Context, c *call) (int, any, error) {
 	}
 	pub, err := identity.ParseToken(req.Token)
 	if err != nil {
-		return 0, nil, api.Errorf(api.CodeInvalid, "%v: ask the user for the token `unibus id show --public` prints", err)
+		return 0, nil, api.Errorf(api.CodeInvalid, "%v", err)
 	}
 	u := api.User{Public: pub, Role: api.RoleMember, Status: api.StatusActive, CreatedAt: s.now().UTC()}
 	if req.Admin {
