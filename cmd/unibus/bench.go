@@ -39,9 +39,9 @@ import (
 // `unibus bench` measures a running deployment with the caller's identity,
 // in one run and with the same connection settings:
 //
-//   - raw: core NATS publish/subscribe on a scratch subject of the scratch
-//     room ("unibus.room.<id>.bench", which JetStream does not keep), the
-//     baseline;
+//   - raw: core NATS publish/subscribe on a scratch subject in the
+//     caller's own inbox ("_INBOX_<user>.bench.<room id>": every bus lets a
+//     user publish there, and JetStream does not keep it), the baseline;
 //   - e2e: the same load through the SDK in the scratch room, an encrypted
 //     one (seal, sign, publish to JetStream and wait for the ack; a
 //     followed Read that verifies and decrypts), then the run read back
@@ -378,7 +378,7 @@ func (r *benchRun) runParts(ctx context.Context) error {
 	r.rep.Room, r.rep.RoomName = room.ID, room.Name
 	if !r.skips("raw") {
 		r.say("raw NATS: %d messages of %d bytes…", r.o.msgs, r.o.size)
-		if r.rep.Raw, err = r.raw(ctx, api.SubjectPrefix+room.ID+".bench"); err != nil {
+		if r.rep.Raw, err = r.raw(ctx, subjects.InboxPrefix(r.id.UserKey())+".bench."+room.ID); err != nil {
 			return fmt.Errorf("raw NATS run: %w", err)
 		}
 	}
@@ -715,8 +715,8 @@ const (
 	rawData = 'd'
 )
 
-// raw runs core NATS publish/subscribe on a scratch subject. JetStream
-// does not keep it: the history stream takes only "….msg".
+// raw runs core NATS publish/subscribe on a scratch subject in the
+// caller's inbox, which JetStream does not keep.
 func (r *benchRun) raw(ctx context.Context, subject string) (*flowResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.o.timeout)
 	defer cancel()
