@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enmanuel/unibus/internal/testio"
+	"github.com/enmanuel/unibus/internal/testutil/testio"
 )
 
 // moduleRoot is the directory holding go.mod.

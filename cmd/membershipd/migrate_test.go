@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enmanuel/unibus/internal/testbus"
+	"github.com/enmanuel/unibus/internal/testutil/testbus"
 	"github.com/enmanuel/unibus/pkg/client"
 )
 

@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/enmanuel/unibus/internal/testbus"
-	"github.com/enmanuel/unibus/internal/testcerts"
+	"github.com/enmanuel/unibus/internal/testutil/testbus"
+	"github.com/enmanuel/unibus/internal/testutil/testcerts"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/subjects"
 )

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/enmanuel/unibus/internal/testbus"
+	"github.com/enmanuel/unibus/internal/testutil/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
 )
 

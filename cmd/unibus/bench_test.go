@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/enmanuel/unibus/internal/testbus"
+	"github.com/enmanuel/unibus/internal/testutil/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/membership"
 )

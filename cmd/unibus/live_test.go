@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enmanuel/unibus/internal/testbus"
-	"github.com/enmanuel/unibus/internal/testio"
+	"github.com/enmanuel/unibus/internal/testutil/testbus"
+	"github.com/enmanuel/unibus/internal/testutil/testio"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
 )

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enmanuel/unibus/internal/testcerts"
+	"github.com/enmanuel/unibus/internal/testutil/testcerts"
 	"github.com/enmanuel/unibus/pkg/busauth"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/nats-io/nats-server/v2/server"

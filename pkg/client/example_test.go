@@ -6,7 +6,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/enmanuel/unibus/internal/testbus"
+	"github.com/enmanuel/unibus/internal/testutil/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/client"
 	"github.com/enmanuel/unibus/pkg/identity"
