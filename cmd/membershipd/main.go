@@ -33,6 +33,7 @@ import (
 	"github.com/enmanuel/unibus/pkg/busauth"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/membership/httpapi"
 )
 
 // defaultNATSStore is the embedded JetStream store of a membershipd started
@@ -134,8 +135,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		storeKind          = fs.String("store", "sqlite", "control-plane store: sqlite (the --db file, blobs in --store-dir) or kv (replicated JetStream KV buckets on the bus, blobs in its Object Store; see migrate-to-kv)")
 		kvReplicas         = fs.Int("kv-replicas", 1, "copies of each KV bucket and of the blob bucket with --store kv (3 in a three-node cluster)")
 		serviceKeyPath     = fs.String("service-key", "", "file with membershipd's own NATS nkey seed under --bus-auth enforce, made (0600) if missing; host tools such as migrate-to-kv use it; empty: <nats-store>/service.nk")
-		apiRate            = fs.Float64("api-rate", membership.DefaultRatePerSecond, "API requests per second allowed to one user (bursts of --api-burst); answered 429 beyond; 0 = unlimited")
-		apiBurst           = fs.Int("api-burst", membership.DefaultRateBurst, "API request burst allowed to one user")
+		apiRate            = fs.Float64("api-rate", httpapi.DefaultRatePerSecond, "API requests per second allowed to one user (bursts of --api-burst); answered 429 beyond; 0 = unlimited")
+		apiBurst           = fs.Int("api-burst", httpapi.DefaultRateBurst, "API request burst allowed to one user")
 		logLevel           slog.Level
 	)
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "structured log level: debug|info|warn|error")
@@ -391,9 +392,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// limiter runs. Limits are per node.
 	var handler http.Handler = srv
 	if *apiRate > 0 {
-		perUser := membership.NewRateLimiter(membership.RateLimit{PerSecond: *apiRate, Burst: *apiBurst})
-		perIP := membership.NewRateLimiter(membership.RateLimit{PerSecond: 10 * *apiRate, Burst: 10 * *apiBurst})
-		handler = perIP.Middleware(perUser.Middleware(srv, membership.RequestKey), membership.RemoteIPKey)
+		perUser := httpapi.NewRateLimiter(httpapi.RateLimit{PerSecond: *apiRate, Burst: *apiBurst})
+		perIP := httpapi.NewRateLimiter(httpapi.RateLimit{PerSecond: 10 * *apiRate, Burst: 10 * *apiBurst})
+		handler = perIP.Middleware(perUser.Middleware(srv, httpapi.RequestKey), httpapi.RemoteIPKey)
 		logger.Printf("API rate limit: %g requests/s per user (burst %d), %g per address", *apiRate, *apiBurst, 10**apiRate)
 	}
 

@@ -12,6 +12,7 @@ import (
 	"github.com/enmanuel/unibus/internal/testutil/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/membership/httpapi"
 )
 
 // TestBenchJSON runs every part of a small bench as an admin and checks
@@ -107,8 +108,8 @@ func TestBenchTable(t *testing.T) {
 func TestBenchRateLimited(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, testbus.Options{})
-	perUser := membership.NewRateLimiter(membership.RateLimit{PerSecond: 200, Burst: 20})
-	limited := httptest.NewServer(perUser.Middleware(s.bus.Server, membership.RequestKey))
+	perUser := httpapi.NewRateLimiter(httpapi.RateLimit{PerSecond: 200, Burst: 20})
+	limited := httptest.NewServer(perUser.Middleware(s.bus.Server, httpapi.RequestKey))
 	t.Cleanup(limited.Close)
 	alice := s.seedUser(t, "alice", api.RoleAdmin)
 	r := runCLI(t, "", "bench", "--skip", "raw,e2e", "--rekey-members", "12", "--duration", "200ms", "--json", "--server", limited.URL, "--identity", alice.path)

@@ -3,7 +3,6 @@ package api
 import (
 	"errors"
 	"fmt"
-	"net/http"
 )
 
 // Error codes. Each maps to exactly one HTTP status in [codeStatus]; the
@@ -23,18 +22,20 @@ const (
 	CodeMethod       = "method_not_allowed"
 )
 
+// codeStatus is written in numbers so that the package, which the store
+// contract and every backend import, does not import net/http.
 var codeStatus = map[string]int{
-	CodeInvalid:      http.StatusBadRequest,
-	CodeUnauthorized: http.StatusUnauthorized,
-	CodeForbidden:    http.StatusForbidden,
-	CodeNotFound:     http.StatusNotFound,
-	CodeMethod:       http.StatusMethodNotAllowed,
-	CodeConflict:     http.StatusConflict,
-	CodeTooLarge:     http.StatusRequestEntityTooLarge,
-	CodeUnsupported:  http.StatusUnsupportedMediaType,
-	CodeRateLimited:  http.StatusTooManyRequests,
-	CodeInternal:     http.StatusInternalServerError,
-	CodeUnavailable:  http.StatusServiceUnavailable,
+	CodeInvalid:      400, // Bad Request
+	CodeUnauthorized: 401, // Unauthorized
+	CodeForbidden:    403, // Forbidden
+	CodeNotFound:     404, // Not Found
+	CodeMethod:       405, // Method Not Allowed
+	CodeConflict:     409, // Conflict
+	CodeTooLarge:     413, // Content Too Large
+	CodeUnsupported:  415, // Unsupported Media Type
+	CodeRateLimited:  429, // Too Many Requests
+	CodeInternal:     500, // Internal Server Error
+	CodeUnavailable:  503, // Service Unavailable
 }
 
 // Error is the one error type of the control plane. Its Message is meant for
@@ -75,7 +76,7 @@ func HTTPStatus(code string) int {
 	if s, ok := codeStatus[code]; ok {
 		return s
 	}
-	return http.StatusInternalServerError
+	return codeStatus[CodeInternal]
 }
 
 // CodeForStatus is the inverse of [HTTPStatus], for responses that carry no

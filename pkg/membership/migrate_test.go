@@ -16,9 +16,12 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/enmanuel/unibus/internal/testutil/testnats"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/membership/store"
+	"github.com/enmanuel/unibus/pkg/membership/storetest"
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
@@ -29,7 +32,7 @@ type seeded struct {
 	alice, bob, carol, dave api.User
 	aliceID                 *identity.Identity
 	plans, lobby            api.Room
-	plansChain, lobbyChain  *chain
+	plansChain, lobbyChain  *storetest.Chain
 }
 
 func seedSQLite(t testing.TB) *seeded {
@@ -44,10 +47,10 @@ func seedInto(t testing.TB, s membership.Store, sd *seeded) {
 	t.Helper()
 	ctx := context.Background()
 	var bobID *identity.Identity
-	sd.aliceID, sd.alice = newIdentity(t, "alice")
-	bobID, sd.bob = newIdentity(t, "bob")
-	_, sd.carol = newIdentity(t, "carol")
-	_, sd.dave = newIdentity(t, "dave")
+	sd.aliceID, sd.alice = storetest.NewIdentity(t, "alice")
+	bobID, sd.bob = storetest.NewIdentity(t, "bob")
+	_, sd.carol = storetest.NewIdentity(t, "carol")
+	_, sd.dave = storetest.NewIdentity(t, "dave")
 	sd.alice.Role = api.RoleAdmin
 	// bob is added over the API: he carries alice's signed registration.
 	reg, err := identity.SignRegistration(identity.Registration{User: sd.bob.Public, Role: sd.bob.Role, By: sd.alice.User, Time: 1}, sd.aliceID.SigningKey())
@@ -55,26 +58,26 @@ func seedInto(t testing.TB, s membership.Store, sd *seeded) {
 		t.Fatal(err)
 	}
 	sd.bob.Registration = &reg
-	createUsers(t, s, sd.alice, sd.bob, sd.carol, sd.dave)
+	storetest.CreateUsers(t, s, sd.alice, sd.bob, sd.carol, sd.dave)
 
 	// plans: encrypted; bob and carol added; carol removed (epoch 2);
 	// dave added at epoch 2.
 	sd.plans = api.Room{ID: api.NewRoomID(), Name: "plans", Encrypted: true, Creator: sd.alice.User, CreatedAt: time.Now()}
-	c := createRoom(t, s, sd.aliceID, sd.plans)
-	c.addOne(s, sd.aliceID, sd.bob)
-	c.addOne(s, sd.aliceID, sd.carol)
-	rm := c.nextRekey(sd.aliceID, []api.User{sd.alice, sd.bob}, sd.carol.User)
+	c := storetest.CreateRoom(t, s, sd.aliceID, sd.plans)
+	c.AddOne(s, sd.aliceID, sd.bob)
+	c.AddOne(s, sd.aliceID, sd.carol)
+	rm := c.NextRekey(sd.aliceID, []api.User{sd.alice, sd.bob}, sd.carol.User)
 	if _, err := s.Rekey(ctx, rm); err != nil {
 		t.Fatal(err)
 	}
-	c.accept(rm.Statement)
-	c.addOne(s, sd.aliceID, sd.dave)
+	c.Accept(rm.Statement)
+	c.AddOne(s, sd.aliceID, sd.dave)
 	sd.plansChain = c
 
 	// lobby: cleartext, by bob, with alice.
 	sd.lobby = api.Room{ID: api.NewRoomID(), Name: "lobby", Creator: sd.bob.User, CreatedAt: time.Now()}
-	lc := createRoom(t, s, bobID, sd.lobby)
-	lc.addOne(s, bobID, sd.alice)
+	lc := storetest.CreateRoom(t, s, bobID, sd.lobby)
+	lc.AddOne(s, bobID, sd.alice)
 	sd.lobbyChain = lc
 
 	if _, err := s.RevokeUser(ctx, sd.carol.User, time.Now()); err != nil {
@@ -91,7 +94,7 @@ func seedInto(t testing.TB, s membership.Store, sd *seeded) {
 // export reads s's whole state.
 func export(t testing.TB, s membership.Store) *membership.Snapshot {
 	t.Helper()
-	snap, err := s.(membership.SnapshotExporter).ExportSnapshot(context.Background())
+	snap, err := s.(store.SnapshotExporter).ExportSnapshot(context.Background())
 	if err != nil {
 		t.Fatalf("ExportSnapshot: %v", err)
 	}
@@ -130,7 +133,7 @@ func TestMigrateSQLiteToKVParity(t *testing.T) {
 	}
 	ns := startNATS(t)
 	prefix := freshPrefix()
-	stats := migrate(t, sd.path, connect(t, ns), prefix)
+	stats := migrate(t, sd.path, testnats.JetStream(t, ns), prefix)
 	if stats.Users != 4 || stats.Rooms != 2 || stats.SealedKeys != 6 || stats.Statements != 7 || stats.Members != 6 || stats.Blobs != 1 {
 		t.Fatalf("MigrateStats = %+v", stats)
 	}
@@ -143,7 +146,7 @@ func TestMigrateSQLiteToKVParity(t *testing.T) {
 
 	// The migrated store reads as the SQLite one did.
 	r, err := kv.GetRoom(ctx, sd.plans.ID)
-	if err != nil || r.Epoch != 2 || r.HeadSeq != 5 || r.HeadHash != sd.plansChain.state.Head {
+	if err != nil || r.Epoch != 2 || r.HeadSeq != 5 || r.HeadHash != sd.plansChain.State.Head {
 		t.Fatalf("GetRoom(plans) = %+v, %v; want epoch 2, head 5", r, err)
 	}
 	ms, err := kv.Members(ctx, sd.plans.ID, true)
@@ -162,10 +165,10 @@ func TestMigrateSQLiteToKVParity(t *testing.T) {
 	if err != nil || len(ks) != 1 {
 		t.Fatalf("dave's key of epoch 2: %+v, %v", ks, err)
 	}
-	for _, c := range []*chain{sd.plansChain, sd.lobbyChain} {
-		sts := c.stored(kv, "statements of "+c.room)
-		if _, err := roomchain.Verify(c.room, sts); err != nil {
-			t.Fatalf("migrated history of %s: %v", c.room, err)
+	for _, c := range []*storetest.Chain{sd.plansChain, sd.lobbyChain} {
+		sts := c.Stored(kv, "statements of "+c.Room)
+		if _, err := roomchain.Verify(c.Room, sts); err != nil {
+			t.Fatalf("migrated history of %s: %v", c.Room, err)
 		}
 	}
 	if kv.IsAuthorized(sd.carol.User) || !kv.IsAuthorized(sd.bob.User) {
@@ -180,11 +183,11 @@ func TestMigrateSQLiteToKVParity(t *testing.T) {
 
 	// And it goes on from there: a rekey of the migrated room.
 	c := sd.plansChain
-	ch := c.nextRekey(sd.aliceID, []api.User{sd.alice, sd.bob, sd.dave})
+	ch := c.NextRekey(sd.aliceID, []api.User{sd.alice, sd.bob, sd.dave})
 	if _, err := kv.Rekey(ctx, ch); err != nil {
 		t.Fatalf("Rekey of a migrated room: %v", err)
 	}
-	c.accept(ch.Statement)
+	c.Accept(ch.Statement)
 	if ks, err := kv.SealedKeys(ctx, sd.plans.ID, sd.dave.User, 0); err != nil || len(ks) != 2 {
 		t.Fatalf("dave's keys after a rekey of the migrated room: %+v, %v", ks, err)
 	}
@@ -207,7 +210,7 @@ func bucketStates(t testing.TB, js jetstream.JetStream) map[string][2]uint64 {
 func TestMigrateSQLiteToKVIdempotent(t *testing.T) {
 	sd := seedSQLite(t)
 	ns := startNATS(t)
-	js := connect(t, ns)
+	js := testnats.JetStream(t, ns)
 	prefix := freshPrefix()
 	first := migrate(t, sd.path, js, prefix)
 	snap1 := export(t, openKVStore(t, ns, prefix))
@@ -230,7 +233,7 @@ func TestMigrateSQLiteToKVIdempotent(t *testing.T) {
 func TestMigrateSQLiteToKVRefusesMissingDatabase(t *testing.T) {
 	ns := startNATS(t)
 	path := filepath.Join(t.TempDir(), "none.db")
-	_, err := membership.MigrateSQLiteToKV(context.Background(), path, connect(t, ns), membership.KVConfig{Prefix: freshPrefix()}, nil)
+	_, err := membership.MigrateSQLiteToKV(context.Background(), path, testnats.JetStream(t, ns), membership.KVConfig{Prefix: freshPrefix()}, nil)
 	if err == nil {
 		t.Fatal("MigrateSQLiteToKV of a missing database succeeded")
 	}
@@ -257,7 +260,7 @@ func TestBackupSQLiteCreatesConsistentCopy(t *testing.T) {
 				return
 			default:
 			}
-			u := newUser(t, fmt.Sprintf("writer%d", i))
+			u := storetest.NewUser(t, fmt.Sprintf("writer%d", i))
 			if err := s.CreateUser(ctx, u); err != nil {
 				t.Error(err)
 				return
@@ -312,18 +315,18 @@ func seedLarge(tb testing.TB, path string, rooms, members, epochs int) {
 	tb.Helper()
 	ctx := context.Background()
 	s := openAt(tb, path)
-	ids, users := newIdentities(tb, members)
-	createUsers(tb, s, users...)
+	ids, users := storetest.NewIdentities(tb, members)
+	storetest.CreateUsers(tb, s, users...)
 	for range rooms {
 		r := api.Room{ID: api.NewRoomID(), Name: "big", Encrypted: true, Creator: users[0].User, CreatedAt: time.Now()}
-		c := createRoom(tb, s, ids[0], r)
-		c.addAll(s, ids[0], users[1:])
+		c := storetest.CreateRoom(tb, s, ids[0], r)
+		c.AddAll(s, ids[0], users[1:])
 		for range epochs - 1 {
-			ch := c.nextRekey(ids[0], users)
+			ch := c.NextRekey(ids[0], users)
 			if _, err := s.Rekey(ctx, ch); err != nil {
 				tb.Fatal(err)
 			}
-			c.accept(ch.Statement)
+			c.Accept(ch.Statement)
 		}
 	}
 }
@@ -400,7 +403,7 @@ func BenchmarkMigrate100k(b *testing.B) {
 		{"sync_always", startNATSSyncAlways},
 	} {
 		b.Run(c.name, func(b *testing.B) {
-			js := connect(b, c.start(b))
+			js := testnats.JetStream(b, c.start(b))
 			var stats membership.MigrateStats
 			var peak uint64
 			for b.Loop() {

@@ -4,9 +4,13 @@
 package testnats
 
 import (
+	"log/slog"
+	"os"
 	"testing"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 )
@@ -34,4 +38,29 @@ func Start(t testing.TB, cfg embeddednats.ServerConfig) *server.Server {
 		ns.WaitForShutdown()
 	})
 	return ns
+}
+
+// JetStream opens a connection to ns of its own, as one membershipd node
+// has, closed when the test ends.
+func JetStream(t testing.TB, ns *server.Server) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(embeddednats.ClientURL(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+// Logger is the servers' and stores' logger in tests: it discards unless
+// UNIBUS_TEST_LOG=debug.
+func Logger() *slog.Logger {
+	if os.Getenv("UNIBUS_TEST_LOG") == "debug" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
 }

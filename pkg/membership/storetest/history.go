@@ -8,7 +8,7 @@ import (
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
-	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/membership/store"
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
@@ -41,7 +41,7 @@ func (f *fixture) refuseAdds(room string, u api.User, watch []api.User, adds []a
 // rekeyRefusal is a Rekey the store must refuse.
 type rekeyRefusal struct {
 	what string
-	c    membership.Rekey
+	c    store.Rekey
 	code string
 }
 
@@ -58,7 +58,7 @@ func (f *fixture) refuseRekeys(room string, watch []api.User, rekeys []rekeyRefu
 }
 
 // withStatement is c with statement st.
-func withStatement(c membership.Rekey, st roomchain.Signed) membership.Rekey {
+func withStatement(c store.Rekey, st roomchain.Signed) store.Rekey {
 	c.Statement = st
 	return c
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/enmanuel/unibus/pkg/api"
-	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/membership/store"
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
@@ -60,11 +60,11 @@ var rekeyCases = []testCase{
 		before := f.snapshot(r.ID, alice, bob, carol, dave)
 		type refusal struct {
 			what    string
-			c       membership.Rekey
+			c       store.Rekey
 			code    string
 			mention string
 		}
-		withKey := func(c membership.Rekey, mod func(k *api.SealedKey)) membership.Rekey {
+		withKey := func(c store.Rekey, mod func(k *api.SealedKey)) store.Rekey {
 			c.Keys = append([]api.SealedKey(nil), c.Keys...)
 			mod(&c.Keys[len(c.Keys)-1])
 			return c
@@ -209,7 +209,7 @@ var rekeyCases = []testCase{
 	{"concurrent", func(f *fixture) {
 		r, alice, bob, carol := f.trio()
 		const n = 20
-		changes := make([]membership.Rekey, n)
+		changes := make([]store.Rekey, n)
 		for i := range changes {
 			c := f.change(r.ID, 1, alice, []api.User{carol}, alice, bob)
 			for j := range c.Keys {
@@ -242,7 +242,7 @@ var rekeyCases = []testCase{
 // revokedRemoval is the rekey of room from epoch from by actor that
 // removes remove as revoked ([roomchain.ReasonRevoked]) and seals the new
 // key to keep.
-func (f *fixture) revokedRemoval(room string, from uint64, actor, remove api.User, keep ...api.User) membership.Rekey {
+func (f *fixture) revokedRemoval(room string, from uint64, actor, remove api.User, keep ...api.User) store.Rekey {
 	f.Helper()
 	c := f.change(room, from, actor, []api.User{remove}, keep...)
 	c.Statement = f.sign(actor.User, roomchain.Statement{Room: room, Kind: roomchain.KindRemove, Epoch: from + 1, Remove: []string{remove.User}, Reason: roomchain.ReasonRevoked})

@@ -1,8 +1,8 @@
-// Package storetest is the conformance suite of [membership.Store]. Every
+// Package storetest is the conformance suite of [store.Store]. Every
 // backend runs it from its own tests:
 //
 //	func TestConformance(t *testing.T) {
-//		storetest.Run(t, func(t testing.TB) membership.Store { … })
+//		storetest.Run(t, func(t testing.TB) store.Store { … })
 //	}
 //
 // The suite uses only the Store interface, so it checks what the interface
@@ -30,7 +30,7 @@ import (
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
-	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/membership/store"
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
@@ -38,7 +38,7 @@ import (
 // must return a new, empty store and arrange for it to be closed when the
 // test ends (t.Cleanup). Subtests run one at a time; the large-room test is
 // skipped with -short.
-func Run(t *testing.T, open func(t testing.TB) membership.Store) {
+func Run(t *testing.T, open func(t testing.TB) store.Store) {
 	groups := []struct {
 		name  string
 		cases []testCase
@@ -75,7 +75,7 @@ type testCase struct {
 // fixture is one test's store and helpers around it.
 type fixture struct {
 	testing.TB
-	s     membership.Store
+	s     store.Store
 	ctx   context.Context
 	clock time.Time
 	// ids holds, by user key, every identity the fixture generated: the
@@ -92,7 +92,7 @@ type history struct {
 	chain []roomchain.Signed
 }
 
-func newFixture(t testing.TB, open func(t testing.TB) membership.Store) *fixture {
+func newFixture(t testing.TB, open func(t testing.TB) store.Store) *fixture {
 	t.Helper()
 	return &fixture{
 		TB:    t,
@@ -337,7 +337,7 @@ func (f *fixture) addAll(room string, users []api.User, actor api.User) api.Room
 	f.Helper()
 	r := f.getRoom(room)
 	var added []roomchain.Member
-	a := membership.Add{Room: room, Epoch: r.Epoch}
+	a := store.Add{Room: room, Epoch: r.Epoch}
 	for _, u := range users {
 		added = append(added, roomchain.Member{Public: u.Public, Role: roomchain.RoleMember})
 		a.Users = append(a.Users, u.User)
@@ -366,9 +366,9 @@ func (f *fixture) getRoom(id string) api.Room {
 // change builds the rekey of room from epoch from that removes remove and
 // seals the new key to keep, the keys sealed and the statement (to epoch
 // from+1, after the fixture's head of the room) signed by actor.
-func (f *fixture) change(room string, from uint64, actor api.User, remove []api.User, keep ...api.User) membership.Rekey {
+func (f *fixture) change(room string, from uint64, actor api.User, remove []api.User, keep ...api.User) store.Rekey {
 	f.Helper()
-	c := membership.Rekey{Room: room, FromEpoch: from}
+	c := store.Rekey{Room: room, FromEpoch: from}
 	for _, u := range remove {
 		c.Remove = append(c.Remove, u.User)
 	}
@@ -379,7 +379,7 @@ func (f *fixture) change(room string, from uint64, actor api.User, remove []api.
 	return c
 }
 
-func (f *fixture) rekey(c membership.Rekey) api.Room {
+func (f *fixture) rekey(c store.Rekey) api.Room {
 	f.Helper()
 	r, err := f.s.Rekey(f.ctx, c)
 	if err != nil {
@@ -676,10 +676,10 @@ func OneWinner(t testing.TB, errs []error, what string) int {
 	return winner
 }
 
-// AddOne adds one member through [membership.Store.AddMembers], with key
+// AddOne adds one member through [store.Store.AddMembers], with key
 // as its sealed key (nil for a cleartext room).
-func AddOne(ctx context.Context, s membership.Store, room, user string, epoch uint64, key *api.SealedKey, st roomchain.Signed) (api.Room, error) {
-	a := membership.Add{Room: room, Epoch: epoch, Users: []string{user}, Statement: st}
+func AddOne(ctx context.Context, s store.Store, room, user string, epoch uint64, key *api.SealedKey, st roomchain.Signed) (api.Room, error) {
+	a := store.Add{Room: room, Epoch: epoch, Users: []string{user}, Statement: st}
 	if key != nil {
 		a.Keys = []api.SealedKey{*key}
 	}

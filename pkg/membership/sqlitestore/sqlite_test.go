@@ -1,13 +1,11 @@
-package membership_test
+package sqlitestore_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,14 +13,15 @@ import (
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
-	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/membership/sqlitestore"
+	"github.com/enmanuel/unibus/pkg/membership/store"
 	"github.com/enmanuel/unibus/pkg/membership/storetest"
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
-func openAt(t testing.TB, path string) membership.Store {
+func openAt(t testing.TB, path string) store.Store {
 	t.Helper()
-	s, err := membership.Open(path)
+	s, err := sqlitestore.Open(path)
 	if err != nil {
 		t.Fatalf("Open(%s): %v", path, err)
 	}
@@ -30,7 +29,7 @@ func openAt(t testing.TB, path string) membership.Store {
 	return s
 }
 
-func openTemp(t testing.TB) membership.Store {
+func openTemp(t testing.TB) store.Store {
 	return openAt(t, filepath.Join(t.TempDir(), "unibus.db"))
 }
 
@@ -87,7 +86,7 @@ func applied(t testing.TB, db *sql.DB) []appliedMigration {
 
 func TestMigrationsAppliedOnce(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "unibus.db")
-	s, err := membership.Open(path)
+	s, err := sqlitestore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +102,7 @@ func TestMigrationsAppliedOnce(t *testing.T) {
 		}
 	}
 	for range 2 {
-		s, err := membership.Open(path)
+		s, err := sqlitestore.Open(path)
 		if err != nil {
 			t.Fatalf("reopen: %v", err)
 		}
@@ -127,7 +126,7 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s, err := membership.Open(path)
+			s, err := sqlitestore.Open(path)
 			if err == nil {
 				s.Close()
 			}
@@ -147,7 +146,7 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 
 func TestNewerSchemaRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "unibus.db")
-	s, err := membership.Open(path)
+	s, err := sqlitestore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +156,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 	if _, err := db.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, newer, time.Now().UnixNano()); err != nil {
 		t.Fatal(err)
 	}
-	_, err = membership.Open(path)
+	_, err = sqlitestore.Open(path)
 	want := fmt.Sprintf("database schema version %d is newer than this membershipd (max %d): upgrade membershipd", newer, newer-1)
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Open of a newer schema: %v; want an error saying %q", err, want)
@@ -175,8 +174,8 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	aliceID, alice := newIdentity(t, "alice")
-	bob, carol := newUser(t, "bob"), newUser(t, "carol")
+	aliceID, alice := storetest.NewIdentity(t, "alice")
+	bob, carol := storetest.NewUser(t, "bob"), storetest.NewUser(t, "carol")
 	legacy := api.NewRoomID()
 	blobID := strings.Repeat("cd", 32)
 	db, err := sql.Open("sqlite", path)
@@ -208,7 +207,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s, err := membership.Open(path)
+	s, err := sqlitestore.Open(path)
 	if err != nil {
 		t.Fatalf("Open of a version-1 database: %v", err)
 	}
@@ -263,17 +262,17 @@ func TestMigrateFromVersion1(t *testing.T) {
 	}
 
 	// The old room cannot be changed: no statement follows a missing head.
-	pretend := &chain{tb: t}
-	create := pretend.create(aliceID, api.Room{ID: legacy, Name: "old", Encrypted: true})
-	pretend.accept(create)
+	pretend := storetest.NewChain(t)
+	create := pretend.Create(aliceID, api.Room{ID: legacy, Name: "old", Encrypted: true})
+	pretend.Accept(create)
 	kc := api.SealedKey{Room: legacy, Epoch: 2, Member: carol.User, Sealer: alice.Public, SealedKey: []byte("k")}
-	for what, st := range map[string]roomchain.Signed{"a creation statement": create, "an add statement": pretend.add(aliceID, carol.Public)} {
+	for what, st := range map[string]roomchain.Signed{"a creation statement": create, "an add statement": pretend.Add(aliceID, carol.Public)} {
 		_, err := storetest.AddOne(ctx, s, legacy, carol.User, 2, &kc, st)
 		if api.ErrorCode(err) != api.CodeInvalid || !strings.Contains(err.Error(), "no signed membership history") {
 			t.Fatalf("AddMember to an old room with %s: %v, want invalid (no history)", what, err)
 		}
 	}
-	_, err = s.Rekey(ctx, membership.Rekey{Room: legacy, FromEpoch: 2, Keys: []api.SealedKey{sealed(legacy, 3, alice, alice)}, Statement: pretend.rekey(aliceID)})
+	_, err = s.Rekey(ctx, store.Rekey{Room: legacy, FromEpoch: 2, Keys: []api.SealedKey{storetest.Sealed(legacy, 3, alice, alice)}, Statement: pretend.Rekey(aliceID)})
 	if api.ErrorCode(err) != api.CodeInvalid {
 		t.Fatalf("Rekey of an old room: %v, want invalid", err)
 	}
@@ -286,8 +285,8 @@ func TestMigrateFromVersion1(t *testing.T) {
 
 	// A new room has a history, kept across a reopen.
 	r = api.Room{ID: api.NewRoomID(), Name: "new", Encrypted: true, Creator: alice.User}
-	c := createRoom(t, s, aliceID, r)
-	st := c.addOne(s, aliceID, bob)
+	c := storetest.CreateRoom(t, s, aliceID, r)
+	st := c.AddOne(s, aliceID, bob)
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -295,29 +294,29 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if got2 := applied(t, raw); len(got2) != len(got) {
 		t.Fatalf("schema_migrations after a reopen: %+v; want %+v again", got2, got)
 	}
-	c.stored(s, "statements after a reopen")
+	c.Stored(s, "statements after a reopen")
 	if got, err := s.GetRoom(ctx, r.ID); err != nil || got.HeadSeq != 2 || got.HeadHash != st.HashHex() {
 		t.Fatalf("new room after a reopen: %+v, %v", got, err)
 	}
 }
 
 // TestCreationStatementMatchesRoom checks what the SQLite store checks of a
-// creation statement beyond [membership.CheckStatement]: the room's name
+// creation statement beyond [store.CheckStatement]: the room's name
 // and encryption, which clients take from the statement.
 func TestCreationStatementMatchesRoom(t *testing.T) {
 	ctx := context.Background()
 	s := openTemp(t)
-	aliceID, alice := newIdentity(t, "alice")
+	aliceID, alice := storetest.NewIdentity(t, "alice")
 	if err := s.CreateUser(ctx, alice); err != nil {
 		t.Fatal(err)
 	}
 	r := api.Room{ID: api.NewRoomID(), Name: "plans", Encrypted: true, Creator: alice.User}
-	k := sealed(r.ID, 1, alice, alice)
+	k := storetest.Sealed(r.ID, 1, alice, alice)
 	renamed, cleartext := r, r
 	renamed.Name = "other"
 	cleartext.Encrypted = false
 	for what, claimed := range map[string]api.Room{"another name": renamed, "a cleartext room": cleartext} {
-		st := (&chain{tb: t}).create(aliceID, claimed)
+		st := storetest.NewChain(t).Create(aliceID, claimed)
 		err := s.CreateRoom(ctx, r, &k, st)
 		if api.ErrorCode(err) != api.CodeInvalid {
 			t.Fatalf("CreateRoom with a statement naming %s: %v, want invalid", what, err)
@@ -326,14 +325,14 @@ func TestCreationStatementMatchesRoom(t *testing.T) {
 			t.Fatalf("GetRoom after the refused CreateRoom: %v, want not_found", err)
 		}
 	}
-	createRoom(t, s, aliceID, r)
+	storetest.CreateRoom(t, s, aliceID, r)
 }
 
 func TestOpenCreatesPrivateFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state dir", "membership?#%")
 	path := filepath.Join(dir, "unibus.db")
 	s := openAt(t, path)
-	if err := s.CreateUser(context.Background(), newUser(t, "alice")); err != nil {
+	if err := s.CreateUser(context.Background(), storetest.NewUser(t, "alice")); err != nil {
 		t.Fatal(err)
 	}
 	for p, want := range map[string]os.FileMode{dir: 0o700 | os.ModeDir, path: 0o600} {
@@ -348,198 +347,9 @@ func TestOpenCreatesPrivateFiles(t *testing.T) {
 	if _, err := os.Stat(path + "-wal"); err != nil {
 		t.Errorf("no WAL file next to the database: %v", err)
 	}
-	if _, err := membership.Open(""); err == nil {
+	if _, err := sqlitestore.Open(""); err == nil {
 		t.Error("Open(\"\") succeeded")
 	}
-}
-
-func newUser(t testing.TB, name string) api.User {
-	t.Helper()
-	_, u := newIdentity(t, name)
-	return u
-}
-
-// newIdentity is newUser with its identity, which signs its statements.
-func newIdentity(t testing.TB, name string) (*identity.Identity, api.User) {
-	t.Helper()
-	id, err := identity.Generate(name, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return id, api.User{Public: id.Public(), Role: api.RoleMember, Status: api.StatusActive, CreatedAt: time.Now()}
-}
-
-// newIdentities is newIdentity of n users named user00000, user00001…,
-// made on a few goroutines: key generation is the slow part.
-func newIdentities(t testing.TB, n int) ([]*identity.Identity, []api.User) {
-	t.Helper()
-	ids := make([]*identity.Identity, n)
-	users := make([]api.User, n)
-	var wg sync.WaitGroup
-	const workers = 4
-	for w := range workers {
-		wg.Go(func() {
-			for i := w; i < n; i += workers {
-				ids[i], users[i] = newIdentity(t, fmt.Sprintf("user%05d", i))
-			}
-		})
-	}
-	wg.Wait()
-	return ids, users
-}
-
-// createUsers registers users in s.
-func createUsers(t testing.TB, s membership.Store, users ...api.User) {
-	t.Helper()
-	for _, u := range users {
-		if err := s.CreateUser(context.Background(), u); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// chain makes a room's statements as an honest client does, after the
-// last one the store accepted.
-type chain struct {
-	tb    testing.TB
-	room  string
-	state *roomchain.State
-	all   []roomchain.Signed
-}
-
-// sign signs the next statement of kind by actor, adding add and removing
-// remove, with the admins that change leaves.
-func (c *chain) sign(actor *identity.Identity, kind string, epoch uint64, add []roomchain.Member, remove []string, name string, encrypted bool) roomchain.Signed {
-	c.tb.Helper()
-	st := roomchain.Statement{Version: roomchain.Version, Room: c.room, Seq: 1, Kind: kind, Actor: actor.UserKey(), Epoch: epoch,
-		Name: name, Encrypted: encrypted, Add: add, Remove: remove, Admins: c.state.AdminsAfter(add, remove), Time: time.Now().UnixMilli()}
-	if c.state != nil {
-		st.Seq, st.Prev = c.state.Seq+1, c.state.Head
-	}
-	s, err := roomchain.Sign(st, actor.SigningKey())
-	if err != nil {
-		c.tb.Fatal(err)
-	}
-	return s
-}
-
-// create is the creation statement of r by creator.
-func (c *chain) create(creator *identity.Identity, r api.Room) roomchain.Signed {
-	c.tb.Helper()
-	c.room = r.ID
-	return c.sign(creator, roomchain.KindCreate, 1, []roomchain.Member{{Public: creator.Public(), Role: roomchain.RoleAdmin}}, nil, r.Name, r.Encrypted)
-}
-
-// add is actor's statement adding u as a plain member.
-func (c *chain) add(actor *identity.Identity, u identity.Public) roomchain.Signed {
-	c.tb.Helper()
-	return c.sign(actor, roomchain.KindAdd, c.state.Epoch, []roomchain.Member{{Public: u, Role: roomchain.RoleMember}}, nil, "", false)
-}
-
-// rekey is actor's statement of the next epoch without the users remove.
-func (c *chain) rekey(actor *identity.Identity, remove ...string) roomchain.Signed {
-	c.tb.Helper()
-	kind := roomchain.KindRekey
-	if len(remove) > 0 {
-		kind = roomchain.KindRemove
-	}
-	return c.sign(actor, kind, c.state.Epoch+1, nil, remove, "", false)
-}
-
-// addOne adds u to the room as a plain member through s, by actor, who
-// seals its key if the room is encrypted, accepts the statement and
-// returns it.
-func (c *chain) addOne(s membership.Store, actor *identity.Identity, u api.User) roomchain.Signed {
-	c.tb.Helper()
-	st := c.add(actor, u.Public)
-	var k *api.SealedKey
-	if c.state.Encrypted {
-		kk := sealed(c.room, c.state.Epoch, u, api.User{Public: actor.Public()})
-		k = &kk
-	}
-	if _, err := storetest.AddOne(context.Background(), s, c.room, u.User, c.state.Epoch, k, st); err != nil {
-		c.tb.Fatalf("add %s: %v", u.Name, err)
-	}
-	c.accept(st)
-	return st
-}
-
-// nextRekey is actor's rekey of the room from its epoch to the next,
-// without the users remove, with the new key sealed by actor to each of
-// keep.
-func (c *chain) nextRekey(actor *identity.Identity, keep []api.User, remove ...string) membership.Rekey {
-	c.tb.Helper()
-	from := c.state.Epoch
-	rk := membership.Rekey{Room: c.room, FromEpoch: from, Remove: remove, Statement: c.rekey(actor, remove...)}
-	sealer := api.User{Public: actor.Public()}
-	for _, u := range keep {
-		rk.Keys = append(rk.Keys, sealed(c.room, from+1, u, sealer))
-	}
-	return rk
-}
-
-// addAll adds users to the room, encrypted, through s in one bulk add by
-// actor, who seals their keys, and accepts its statement.
-func (c *chain) addAll(s membership.Store, actor *identity.Identity, users []api.User) {
-	c.tb.Helper()
-	epoch := c.state.Epoch
-	sealer := api.User{Public: actor.Public()}
-	added := make([]roomchain.Member, 0, len(users))
-	a := membership.Add{Room: c.room, Epoch: epoch}
-	for _, u := range users {
-		added = append(added, roomchain.Member{Public: u.Public, Role: roomchain.RoleMember})
-		a.Users = append(a.Users, u.User)
-		a.Keys = append(a.Keys, sealed(c.room, epoch, u, sealer))
-	}
-	a.Statement = c.sign(actor, roomchain.KindAdd, epoch, added, nil, "", false)
-	if _, err := s.AddMembers(context.Background(), a); err != nil {
-		c.tb.Fatal(err)
-	}
-	c.accept(a.Statement)
-}
-
-// stored fails unless s holds the room's history as accepted, byte for
-// byte, and returns it.
-func (c *chain) stored(s membership.Store, what string) []roomchain.Signed {
-	c.tb.Helper()
-	sts, err := s.Statements(context.Background(), c.room, 0)
-	same := slices.EqualFunc(sts, c.all, func(a, b roomchain.Signed) bool { return bytes.Equal(a.Body, b.Body) && bytes.Equal(a.Sig, b.Sig) })
-	if err != nil || !same {
-		c.tb.Fatalf("%s: %d statements, %v; want the %d accepted", what, len(sts), err, len(c.all))
-	}
-	return sts
-}
-
-// accept records st, accepted by the store.
-func (c *chain) accept(st roomchain.Signed) {
-	c.tb.Helper()
-	next, err := c.state.Apply(c.room, st)
-	if err != nil {
-		c.tb.Fatalf("accepted statement does not verify: %v", err)
-	}
-	c.state = next
-	c.all = append(c.all, st)
-}
-
-// createRoom creates r, by creator, in s.
-func createRoom(t testing.TB, s membership.Store, creator *identity.Identity, r api.Room) *chain {
-	t.Helper()
-	c := &chain{tb: t}
-	st := c.create(creator, r)
-	var k *api.SealedKey
-	if r.Encrypted {
-		kk := sealed(r.ID, 1, api.User{Public: creator.Public()}, api.User{Public: creator.Public()})
-		k = &kk
-	}
-	if err := s.CreateRoom(context.Background(), r, k, st); err != nil {
-		t.Fatal(err)
-	}
-	c.accept(st)
-	return c
-}
-
-func sealed(room string, epoch uint64, member, sealer api.User) api.SealedKey {
-	return api.SealedKey{Room: room, Epoch: epoch, Member: member.User, Sealer: sealer.Public, SealedKey: []byte("sealed for " + member.Name)}
 }
 
 // TestSecondOpenSeesWrites opens the file twice, as the server and the
@@ -549,7 +359,7 @@ func TestSecondOpenSeesWrites(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "unibus.db")
 	a := openAt(t, path)
 	b := openAt(t, path)
-	alice := newUser(t, "alice")
+	alice := storetest.NewUser(t, "alice")
 	if err := a.CreateUser(ctx, alice); err != nil {
 		t.Fatal(err)
 	}
@@ -568,7 +378,7 @@ func TestSecondOpenSeesWrites(t *testing.T) {
 	}
 
 	// A plain connection, like a third program, changes a user too.
-	bob := newUser(t, "bob")
+	bob := storetest.NewUser(t, "bob")
 	if err := b.CreateUser(ctx, bob); err != nil {
 		t.Fatal(err)
 	}
@@ -583,20 +393,20 @@ func TestSecondOpenSeesWrites(t *testing.T) {
 	}
 
 	// Rooms, rekeys and their statements too.
-	carolID, carol := newIdentity(t, "carol")
-	createUsers(t, a, carol)
+	carolID, carol := storetest.NewIdentity(t, "carol")
+	storetest.CreateUsers(t, a, carol)
 	r := api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: true, Creator: carol.User}
-	c := createRoom(t, a, carolID, r)
-	rk := c.nextRekey(carolID, []api.User{carol})
+	c := storetest.CreateRoom(t, a, carolID, r)
+	rk := c.NextRekey(carolID, []api.User{carol})
 	if _, err := b.Rekey(ctx, rk); err != nil {
 		t.Fatal(err)
 	}
-	c.accept(rk.Statement)
+	c.Accept(rk.Statement)
 	got, err := a.GetRoom(ctx, r.ID)
 	if err != nil || got.Epoch != 2 || got.HeadSeq != 2 || got.HeadHash != rk.Statement.HashHex() {
 		t.Fatalf("store A reads %+v, %v after store B rekeyed", got, err)
 	}
-	c.stored(a, "store A's history after store B rekeyed")
+	c.Stored(a, "store A's history after store B rekeyed")
 }
 
 // TestConcurrentRekeyTwoStores races rekeys through two stores on one
@@ -604,41 +414,41 @@ func TestSecondOpenSeesWrites(t *testing.T) {
 func TestConcurrentRekeyTwoStores(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "unibus.db")
-	stores := []membership.Store{openAt(t, path), openAt(t, path)}
-	aliceID, alice := newIdentity(t, "alice")
-	createUsers(t, stores[0], alice)
+	stores := []store.Store{openAt(t, path), openAt(t, path)}
+	aliceID, alice := storetest.NewIdentity(t, "alice")
+	storetest.CreateUsers(t, stores[0], alice)
 	r := api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: true, Creator: alice.User}
-	c := createRoom(t, stores[0], aliceID, r)
-	rk := c.nextRekey(aliceID, []api.User{alice})
+	c := storetest.CreateRoom(t, stores[0], aliceID, r)
+	rk := c.NextRekey(aliceID, []api.User{alice})
 	errs := storetest.Race(10, func(i int) error {
 		_, err := stores[i%2].Rekey(ctx, rk)
 		return err
 	})
 	storetest.OneWinner(t, errs, "concurrent rekeys through two stores")
-	c.accept(rk.Statement)
-	c.stored(stores[1], "history after the concurrent rekeys")
+	c.Accept(rk.Statement)
+	c.Stored(stores[1], "history after the concurrent rekeys")
 }
 
 func TestDataSurvivesReopen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "unibus.db")
-	s, err := membership.Open(path)
+	s, err := sqlitestore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	aliceID, alice := newIdentity(t, "alice")
-	bob := newUser(t, "bob")
+	aliceID, alice := storetest.NewIdentity(t, "alice")
+	bob := storetest.NewUser(t, "bob")
 	at := time.Date(2025, 6, 7, 8, 9, 10, 987654321, time.FixedZone("X", 3600))
 	alice.CreatedAt = at
-	createUsers(t, s, alice, bob)
+	storetest.CreateUsers(t, s, alice, bob)
 	r := api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: true, Creator: alice.User, CreatedAt: at}
-	c := createRoom(t, s, aliceID, r)
-	c.addOne(s, aliceID, bob)
-	rk := c.nextRekey(aliceID, []api.User{alice}, bob.User)
+	c := storetest.CreateRoom(t, s, aliceID, r)
+	c.AddOne(s, aliceID, bob)
+	rk := c.NextRekey(aliceID, []api.User{alice}, bob.User)
 	if _, err := s.Rekey(ctx, rk); err != nil {
 		t.Fatal(err)
 	}
-	c.accept(rk.Statement)
+	c.Accept(rk.Statement)
 	blob := api.Blob{ID: strings.Repeat("ab", 32), Room: r.ID, Size: 99, Uploader: alice.User, CreatedAt: at}
 	if err := s.AddBlob(ctx, blob); err != nil {
 		t.Fatal(err)
@@ -661,10 +471,10 @@ func TestDataSurvivesReopen(t *testing.T) {
 	}
 	got, err := s.GetRoom(ctx, r.ID)
 	if err != nil || got.Epoch != 2 || !got.CreatedAt.Equal(at) || got.CreatedAt.Location() != time.UTC ||
-		got.HeadSeq != 3 || got.HeadHash != c.state.Head {
+		got.HeadSeq != 3 || got.HeadHash != c.State.Head {
 		t.Fatalf("room after reopen: %+v, %v", got, err)
 	}
-	sts := c.stored(s, "statements after reopen")
+	sts := c.Stored(s, "statements after reopen")
 	if _, err := roomchain.Verify(r.ID, sts); err != nil {
 		t.Fatalf("history after reopen does not verify: %v", err)
 	}
@@ -684,7 +494,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 		t.Fatalf("blob after reopen: %+v, %v", b, err)
 	}
 	// The history goes on from the head stored before.
-	if _, err := s.Rekey(ctx, c.nextRekey(aliceID, []api.User{alice})); err != nil {
+	if _, err := s.Rekey(ctx, c.NextRekey(aliceID, []api.User{alice})); err != nil {
 		t.Fatalf("rekey after reopen: %v", err)
 	}
 }
@@ -694,7 +504,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 func TestZeroTimesMeanNow(t *testing.T) {
 	ctx := context.Background()
 	s := openTemp(t)
-	u := newUser(t, "alice")
+	u := storetest.NewUser(t, "alice")
 	u.CreatedAt = time.Time{}
 	before := time.Now()
 	if err := s.CreateUser(ctx, u); err != nil {
@@ -723,17 +533,17 @@ const honestAdds = 500
 // database at path, for speed: its users, members and keys, and as its
 // head one bulk add statement of every other member, signed by the owner,
 // which validly follows the creation statement.
-func bigRoom(b *testing.B, path string, s membership.Store, n int) (api.Room, []api.User, []*identity.Identity, *chain) {
+func bigRoom(b *testing.B, path string, s store.Store, n int) (api.Room, []api.User, []*identity.Identity, *storetest.Chain) {
 	b.Helper()
-	ids, users := newIdentities(b, n)
+	ids, users := storetest.NewIdentities(b, n)
 	owner, ownerID := users[0], ids[0]
-	createUsers(b, s, owner)
+	storetest.CreateUsers(b, s, owner)
 	r := api.Room{ID: api.NewRoomID(), Name: "big", Encrypted: true, Creator: owner.User, Epoch: 1}
-	c := createRoom(b, s, ownerID, r)
+	c := storetest.CreateRoom(b, s, ownerID, r)
 	if n <= honestAdds {
 		for _, u := range users[1:] {
-			createUsers(b, s, u)
-			c.addOne(s, ownerID, u)
+			storetest.CreateUsers(b, s, u)
+			c.AddOne(s, ownerID, u)
 		}
 		return r, users, ids, c
 	}
@@ -742,7 +552,7 @@ func bigRoom(b *testing.B, path string, s membership.Store, n int) (api.Room, []
 	for i, u := range users[1:] {
 		added[i] = roomchain.Member{Public: u.Public, Role: roomchain.RoleMember}
 	}
-	head := c.sign(ownerID, roomchain.KindAdd, 1, added, nil, "", false)
+	head := c.Sign(ownerID, roomchain.KindAdd, 1, added, nil, "", false)
 	db := rawDB(b, path)
 	tx, err := db.Begin()
 	if err != nil {
@@ -757,7 +567,7 @@ func bigRoom(b *testing.B, path string, s membership.Store, n int) (api.Room, []
 		if _, err := tx.Exec(`INSERT INTO members (room, user_key, since) VALUES (?, ?, 1)`, r.ID, u.User); err != nil {
 			b.Fatal(err)
 		}
-		k := sealed(r.ID, 1, u, owner)
+		k := storetest.Sealed(r.ID, 1, u, owner)
 		if _, err := tx.Exec(`INSERT INTO sealed_keys (room, epoch, member, sealer, sealed) VALUES (?, 1, ?, ?, ?)`, r.ID, u.User, owner.User, k.SealedKey); err != nil {
 			b.Fatal(err)
 		}
@@ -771,7 +581,7 @@ func bigRoom(b *testing.B, path string, s membership.Store, n int) (api.Room, []
 	if err := tx.Commit(); err != nil {
 		b.Fatal(err)
 	}
-	c.accept(head)
+	c.Accept(head)
 	return r, users, ids, c
 }
 
@@ -781,11 +591,11 @@ func BenchmarkSealedKeys(b *testing.B) {
 	s := openAt(b, path)
 	r, users, ids, ch := bigRoom(b, path, s, 100)
 	for range 9 {
-		c := ch.nextRekey(ids[0], users)
+		c := ch.NextRekey(ids[0], users)
 		if _, err := s.Rekey(ctx, c); err != nil {
 			b.Fatal(err)
 		}
-		ch.accept(c.Statement)
+		ch.Accept(c.Statement)
 	}
 	b.Run("one_epoch", func(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
@@ -808,10 +618,10 @@ func BenchmarkSealedKeys(b *testing.B) {
 func BenchmarkRoomsOf(b *testing.B) {
 	ctx := context.Background()
 	s := openTemp(b)
-	aliceID, alice := newIdentity(b, "alice")
-	createUsers(b, s, alice)
+	aliceID, alice := storetest.NewIdentity(b, "alice")
+	storetest.CreateUsers(b, s, alice)
 	for range 50 {
-		createRoom(b, s, aliceID, api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: true, Creator: alice.User})
+		storetest.CreateRoom(b, s, aliceID, api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: true, Creator: alice.User})
 	}
 	for b.Loop() {
 		rs, err := s.RoomsOf(ctx, alice.User)
@@ -822,18 +632,7 @@ func BenchmarkRoomsOf(b *testing.B) {
 }
 
 func BenchmarkIsAuthorized(b *testing.B) {
-	benchIsAuthorized(b, openTemp(b))
-}
-
-// benchIsAuthorized measures IsAuthorized of an active user of s.
-func benchIsAuthorized(b *testing.B, s membership.Store) {
-	alice := newUser(b, "alice")
-	createUsers(b, s, alice)
-	for b.Loop() {
-		if !s.IsAuthorized(alice.User) {
-			b.Fatal("not authorized")
-		}
-	}
+	storetest.BenchIsAuthorized(b, openTemp(b))
 }
 
 // BenchmarkRekey10000 measures one rekey (the write, its statement checked
@@ -843,26 +642,6 @@ func BenchmarkRekey10000(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "unibus.db")
 	s := openAt(b, path)
 	_, users, ids, ch := bigRoom(b, path, s, 10000)
-	size := benchRekey(b, s, ch, ids[0], users)
+	size := storetest.BenchRekey(b, s, ch, ids[0], users)
 	b.ReportMetric(float64(size), "statement-bytes")
-}
-
-// benchRekey measures rekeys of the room of ch through s, one at a time,
-// each by owner with the new key sealed to every one of users; preparing
-// each request is outside the timer. It returns the size of the first
-// statement.
-func benchRekey(b *testing.B, s membership.Store, ch *chain, owner *identity.Identity, users []api.User) int {
-	ctx := context.Background()
-	c := ch.nextRekey(owner, users)
-	size := len(c.Statement.Body)
-	for b.Loop() {
-		if _, err := s.Rekey(ctx, c); err != nil {
-			b.Fatal(err)
-		}
-		b.StopTimer()
-		ch.accept(c.Statement)
-		c = ch.nextRekey(owner, users)
-		b.StartTimer()
-	}
-	return size
 }

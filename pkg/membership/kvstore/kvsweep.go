@@ -1,4 +1,4 @@
-package membership
+package kvstore
 
 import (
 	"context"
@@ -10,12 +10,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 )
-
-// KVSweeper is the JetStream KV store's garbage collection: see
-// [jetstreamStore.Sweep].
-type KVSweeper interface {
-	Sweep(ctx context.Context, minAge time.Duration) (removed int, err error)
-}
 
 // Sweep purges the data of changes that no room document commits and
 // that were written more than minAge ago: what a writer that crashed

@@ -1,4 +1,4 @@
-package membership
+package kvstore
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/membership/store"
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
@@ -153,7 +154,7 @@ func (s *jetstreamStore) loadState(ctx context.Context, doc roomDoc) (*roomState
 func (s *jetstreamStore) readRoom(ctx context.Context, id string) (roomView, error) {
 	key := roomKey(id)
 	if key == "" {
-		return roomView{}, roomNotFound(id)
+		return roomView{}, store.RoomNotFound(id)
 	}
 	for range 3 {
 		e, ok, err := s.get(ctx, s.rooms, key)
@@ -161,7 +162,7 @@ func (s *jetstreamStore) readRoom(ctx context.Context, id string) (roomView, err
 			return roomView{}, s.fail("get room", err)
 		}
 		if !ok {
-			return roomView{}, roomNotFound(id)
+			return roomView{}, store.RoomNotFound(id)
 		}
 		if rev, doc, state, ok := s.cache.room(id); ok && rev == e.Revision() && state != nil {
 			return roomView{rev: rev, doc: doc, state: state}, nil
@@ -256,7 +257,7 @@ func (s *jetstreamStore) commit(ctx context.Context, op string, prev *roomView, 
 	if isWrongLastSeq(err) {
 		s.discard(room, c)
 		if prev == nil {
-			return 0, roomIDTaken(room)
+			return 0, store.RoomIDTaken(room)
 		}
 		return 0, api.Errorf(api.CodeConflict, "room %s changed while this change was written: fetch the room and try again", room)
 	}
@@ -291,11 +292,11 @@ func (s *jetstreamStore) purgeState(room, c string) {
 	}
 }
 
-// headOf reads the last statement of the room v, for [CheckStatement]. A
+// headOf reads the last statement of the room v, for [store.CheckStatement]. A
 // room without history cannot be changed.
 func (s *jetstreamStore) headOf(ctx context.Context, v roomView, op string) (*roomchain.Signed, error) {
 	if v.doc.HeadSeq == 0 {
-		return nil, noHistory(v.doc.ID)
+		return nil, store.NoHistory(v.doc.ID)
 	}
 	if v.doc.HeadSeq > uint64(len(v.state.Stmts)) {
 		return nil, s.fail(op, fmt.Errorf("room %s: head statement %d is missing", v.doc.ID, v.doc.HeadSeq))
@@ -323,7 +324,7 @@ func (s *jetstreamStore) statement(ctx context.Context, room, c string) (roomcha
 // st as the first statement of its history, checked as the SQLite store
 // checks it; the room document is created only if the id is new.
 func (s *jetstreamStore) CreateRoom(ctx context.Context, r api.Room, creatorKey *api.SealedKey, st roomchain.Signed) error {
-	if err := checkNewRoom(r, creatorKey); err != nil {
+	if err := store.CheckNewRoom(r, creatorKey); err != nil {
 		return err
 	}
 	ctx, cancel := withTimeout(ctx)
@@ -331,22 +332,22 @@ func (s *jetstreamStore) CreateRoom(ctx context.Context, r api.Room, creatorKey 
 	if err := s.syncUsers(ctx); err != nil {
 		return err
 	}
-	if err := checkCreator(r, s.userStatus); err != nil {
+	if err := store.CheckCreator(r, s.userStatus); err != nil {
 		return err
 	}
 	if _, taken, err := s.get(ctx, s.rooms, r.ID); err != nil {
 		return s.fail("create room", err)
 	} else if taken {
-		return roomIDTaken(r.ID)
+		return store.RoomIDTaken(r.ID)
 	}
 	var keys []api.SealedKey
 	if creatorKey != nil {
 		keys = []api.SealedKey{*creatorKey}
 	}
-	if err := checkSealers(keys, s.userStatus); err != nil {
+	if err := store.CheckSealers(keys, s.userStatus); err != nil {
 		return err
 	}
-	if err := checkCreateStatement(r, st); err != nil {
+	if err := store.CheckCreateStatement(r, st); err != nil {
 		return s.fail("create room", err)
 	}
 	c := newChangeID()
@@ -393,7 +394,7 @@ func (s *jetstreamStore) RoomsOf(ctx context.Context, userKey string) ([]api.Roo
 			rooms = append(rooms, doc.room())
 		}
 	}
-	slices.SortFunc(rooms, compareRooms)
+	slices.SortFunc(rooms, store.CompareRooms)
 	return rooms, nil
 }
 
@@ -443,9 +444,9 @@ func (s *jetstreamStore) Members(ctx context.Context, room string, history bool)
 }
 
 // AddMembers adds a.Users at the room's current epoch after checking the
-// rules of [Store.AddMembers], in the order the SQLite store checks them,
+// rules of [store.Store.AddMembers], in the order the SQLite store checks them,
 // and commits the add as one change.
-func (s *jetstreamStore) AddMembers(ctx context.Context, a Add) (api.Room, error) {
+func (s *jetstreamStore) AddMembers(ctx context.Context, a store.Add) (api.Room, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	v, err := s.readRoom(ctx, a.Room)
@@ -455,22 +456,22 @@ func (s *jetstreamStore) AddMembers(ctx context.Context, a Add) (api.Room, error
 	if err := s.syncUsers(ctx); err != nil {
 		return api.Room{}, err
 	}
-	if err := checkAddable(a.Users, s.userStatus); err != nil {
+	if err := store.CheckAddable(a.Users, s.userStatus); err != nil {
 		return api.Room{}, err
 	}
 	before := v.state.current()
-	after, err := checkAdd(a, v.doc.Epoch, v.doc.Encrypted, before)
+	after, err := store.CheckAdd(a, v.doc.Epoch, v.doc.Encrypted, before)
 	if err != nil {
 		return api.Room{}, err
 	}
-	if err := checkSealers(a.Keys, s.userStatus); err != nil {
+	if err := store.CheckSealers(a.Keys, s.userStatus); err != nil {
 		return api.Room{}, err
 	}
 	head, err := s.headOf(ctx, v, "add members")
 	if err != nil {
 		return api.Room{}, err
 	}
-	parsed, err := CheckStatement(a.Room, head, before, a.Statement, roomchain.KindAdd, a.Epoch, after)
+	parsed, err := store.CheckStatement(a.Room, head, before, a.Statement, roomchain.KindAdd, a.Epoch, after)
 	if err != nil {
 		return api.Room{}, s.fail("add members", err)
 	}
@@ -489,17 +490,17 @@ func (s *jetstreamStore) AddMembers(ctx context.Context, a Add) (api.Room, error
 }
 
 // Rekey moves the room to c.FromEpoch+1 after checking the rules of
-// [Rekey], in the order the SQLite store checks them, and commits it as
+// [store.Rekey], in the order the SQLite store checks them, and commits it as
 // one change: the member set is compared in memory, and the keys are
 // written pipelined, not one round trip each.
-func (s *jetstreamStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
+func (s *jetstreamStore) Rekey(ctx context.Context, c store.Rekey) (api.Room, error) {
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	v, err := s.readRoom(ctx, c.Room)
 	if err != nil {
 		return api.Room{}, err
 	}
-	if err := checkRekeyEpoch(c, v.doc.Epoch); err != nil {
+	if err := store.CheckRekeyEpoch(c, v.doc.Epoch); err != nil {
 		return api.Room{}, err
 	}
 	next := c.FromEpoch + 1
@@ -515,18 +516,18 @@ func (s *jetstreamStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 		}
 		active[k] = status == api.StatusActive
 	}
-	removed, remaining, err := checkRekey(c, v.doc.Encrypted, members, active)
+	removed, remaining, err := store.CheckRekey(c, v.doc.Encrypted, members, active)
 	if err != nil {
 		return api.Room{}, err
 	}
-	if err := checkSealers(c.Keys, s.userStatus); err != nil {
+	if err := store.CheckSealers(c.Keys, s.userStatus); err != nil {
 		return api.Room{}, err
 	}
 	head, err := s.headOf(ctx, v, "rekey")
 	if err != nil {
 		return api.Room{}, err
 	}
-	parsed, err := checkRekeyStatement(c, head, members, remaining, active)
+	parsed, err := store.CheckRekeyStatement(c, head, members, remaining, active)
 	if err != nil {
 		return api.Room{}, s.fail("rekey", err)
 	}

@@ -1,4 +1,4 @@
-package membership
+package store
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 
 // Store is the control-plane state: users, rooms, members and the sealed
 // keys of every epoch, and which room each blob belongs to. Every backend
-// (SQLite now, JetStream KV next) implements it and passes the shared
+// (SQLite, JetStream KV) implements it and passes the shared
 // conformance suite in storetest.
 //
 // Rules every backend keeps:
@@ -36,7 +36,8 @@ type Store interface {
 	// revoked user keeps its first revocation time). not_found if unknown.
 	RevokeUser(ctx context.Context, keyOrName string, at time.Time) (api.User, error)
 	// IsAuthorized reports whether userKey belongs to an active user. It is
-	// on the NATS connect path, so it must be cheap and never block long.
+	// on the NATS connect path, so it must be cheap and answer within
+	// [AuthorizeTimeout] (false when it cannot tell by then).
 	IsAuthorized(userKey string) bool
 
 	// CreateRoom stores a new room at epoch 1 with its creator as the only
@@ -90,6 +91,10 @@ type Store interface {
 	// Close releases the backend.
 	Close() error
 }
+
+// AuthorizeTimeout bounds [Store.IsAuthorized], which is on the NATS
+// connect path.
+const AuthorizeTimeout = 2 * time.Second
 
 // Add is one atomic addition of members to a room.
 type Add struct {
@@ -176,44 +181,44 @@ func CheckStatement(room string, head *roomchain.Signed, before []string, next r
 // change, in the order both backends check them (the order decides which
 // code a request breaking several rules gets).
 
-// statusOf is a backend's lookup, inside a change, of a user's status:
+// StatusOf is a backend's lookup, inside a change, of a user's status:
 // not_found for an unknown user.
-type statusOf func(user string) (string, error)
+type StatusOf func(user string) (string, error)
 
-// looksLikeUserKey reports whether s has the shape of an nkey user key;
+// LooksLikeUserKey reports whether s has the shape of an nkey user key;
 // such a string is looked up as a key before it is tried as a name.
-func looksLikeUserKey(s string) bool { return len(s) == 56 && s[0] == 'U' }
+func LooksLikeUserKey(s string) bool { return len(s) == 56 && s[0] == 'U' }
 
-func userNotFound(keyOrName string) error {
+func UserNotFound(keyOrName string) error {
 	return api.Errorf(api.CodeNotFound, "user %q not found: check the name or user key with `unibus user list`, or register the user with `unibus user add`", keyOrName)
 }
 
-func roomNotFound(id string) error {
+func RoomNotFound(id string) error {
 	return api.Errorf(api.CodeNotFound, "room %s not found: check the id with `unibus room list`", id)
 }
 
-func blobNotFound(room, id string) error {
+func BlobNotFound(room, id string) error {
 	return api.Errorf(api.CodeNotFound, "blob %s not found in room %s: check the room and the blob id", id, room)
 }
 
-func roomIDTaken(id string) error {
+func RoomIDTaken(id string) error {
 	return api.Errorf(api.CodeConflict, "room id %s is taken: create the room again with a new id", id)
 }
 
-// noHistory is the error of a change to a room created before signed
+// NoHistory is the error of a change to a room created before signed
 // membership history: no statement can follow its missing head.
-func noHistory(room string) error {
+func NoHistory(room string) error {
 	return api.Errorf(api.CodeInvalid, "room %s has no signed membership history (it predates it) and cannot be changed: create a new room", room)
 }
 
-// nonceUsed is UseNonce's conflict: a replayed request.
-func nonceUsed() error {
+// NonceUsed is UseNonce's conflict: a replayed request.
+func NonceUsed() error {
 	return api.Errorf(api.CodeConflict, "request already used: sign every request anew")
 }
 
-// checkNewUser checks the fields of a user to register, before the
+// CheckNewUser checks the fields of a user to register, before the
 // backend looks at its own state.
-func checkNewUser(u api.User) error {
+func CheckNewUser(u api.User) error {
 	if u.Role != api.RoleAdmin && u.Role != api.RoleMember {
 		return api.Errorf(api.CodeInvalid, "invalid role %q: use %s or %s", u.Role, api.RoleAdmin, api.RoleMember)
 	}
@@ -235,25 +240,25 @@ func checkNewUser(u api.User) error {
 	return nil
 }
 
-// checkNewBlob checks a blob record, before the backend looks at its
+// CheckNewBlob checks a blob record, before the backend looks at its
 // own state.
-func checkNewBlob(b api.Blob) error {
+func CheckNewBlob(b api.Blob) error {
 	if b.ID == "" || b.Size < 0 {
 		return api.Errorf(api.CodeInvalid, "blob record needs an id and a size of at least 0: record the id and size the blob store returned")
 	}
 	return nil
 }
 
-// unknownUploader is AddBlob's error for an uploader that is not a
+// UnknownUploader is AddBlob's error for an uploader that is not a
 // registered user.
-func unknownUploader(user string) error {
+func UnknownUploader(user string) error {
 	return api.Errorf(api.CodeInvalid, "blob uploader %q is not a registered user: upload as a registered user", user)
 }
 
-// checkNewRoom is what every backend checks of a new room before it looks
+// CheckNewRoom is what every backend checks of a new room before it looks
 // at its own state: the id, the name, and the creator's key for an
 // encrypted room (none for a cleartext one).
-func checkNewRoom(r api.Room, creatorKey *api.SealedKey) error {
+func CheckNewRoom(r api.Room, creatorKey *api.SealedKey) error {
 	if !api.ValidRoomID(r.ID) {
 		return api.Errorf(api.CodeInvalid, "invalid room id %q: make one with api.NewRoomID", r.ID)
 	}
@@ -264,7 +269,7 @@ func checkNewRoom(r api.Room, creatorKey *api.SealedKey) error {
 		if creatorKey == nil {
 			return api.Errorf(api.CodeInvalid, "an encrypted room needs its creator's sealed key for epoch 1: seal the room key to the creator")
 		}
-		return checkKey(creatorKey, r.ID, 1, r.Creator)
+		return CheckKey(creatorKey, r.ID, 1, r.Creator)
 	}
 	if creatorKey != nil {
 		return api.Errorf(api.CodeInvalid, "a cleartext room takes no sealed key: send none")
@@ -272,8 +277,8 @@ func checkNewRoom(r api.Room, creatorKey *api.SealedKey) error {
 	return nil
 }
 
-// checkCreator checks that the creator of r is an active user.
-func checkCreator(r api.Room, status statusOf) error {
+// CheckCreator checks that the creator of r is an active user.
+func CheckCreator(r api.Room, status StatusOf) error {
 	st, err := status(r.Creator)
 	if err != nil && !api.IsCode(err, api.CodeNotFound) {
 		return err
@@ -284,11 +289,11 @@ func checkCreator(r api.Room, status statusOf) error {
 	return nil
 }
 
-// checkCreateStatement checks st, the creation statement of the new room
+// CheckCreateStatement checks st, the creation statement of the new room
 // r ([CheckStatement]), and that it names the room's name and encryption
 // as r does: clients take both from the statement and refuse a room the
 // server describes otherwise.
-func checkCreateStatement(r api.Room, st roomchain.Signed) error {
+func CheckCreateStatement(r api.Room, st roomchain.Signed) error {
 	parsed, err := CheckStatement(r.ID, nil, nil, st, roomchain.KindCreate, 1, []string{r.Creator})
 	if err != nil {
 		return err
@@ -300,8 +305,8 @@ func checkCreateStatement(r api.Room, st roomchain.Signed) error {
 	return nil
 }
 
-// checkKey checks that k is the key of member in room at epoch.
-func checkKey(k *api.SealedKey, room string, epoch uint64, member string) error {
+// CheckKey checks that k is the key of member in room at epoch.
+func CheckKey(k *api.SealedKey, room string, epoch uint64, member string) error {
 	switch {
 	case k.Room != room:
 		return api.Errorf(api.CodeInvalid, "the sealed key for %s is for room %q, not %s: seal the key of this room", member, k.Room, room)
@@ -315,9 +320,9 @@ func checkKey(k *api.SealedKey, room string, epoch uint64, member string) error 
 	return nil
 }
 
-// checkSealers checks that every sealer of keys is a registered user.
+// CheckSealers checks that every sealer of keys is a registered user.
 // Keys come from one caller, so there is usually one distinct sealer.
-func checkSealers(keys []api.SealedKey, status statusOf) error {
+func CheckSealers(keys []api.SealedKey, status StatusOf) error {
 	seen := map[string]bool{}
 	for _, k := range keys {
 		if seen[k.Sealer.User] {
@@ -333,8 +338,8 @@ func checkSealers(keys []api.SealedKey, status statusOf) error {
 	return nil
 }
 
-// checkAddable checks that an add names users, each an active user.
-func checkAddable(users []string, status statusOf) error {
+// CheckAddable checks that an add names users, each an active user.
+func CheckAddable(users []string, status StatusOf) error {
 	if len(users) == 0 {
 		return api.Errorf(api.CodeInvalid, "no members to add: name at least one user")
 	}
@@ -350,12 +355,12 @@ func checkAddable(users []string, status statusOf) error {
 	return nil
 }
 
-// checkAdd checks a, whose users are active ([checkAddable]), against the
+// CheckAdd checks a, whose users are active ([CheckAddable]), against the
 // room it changes, at epoch and encrypted or not, whose current members
 // are before (user keys, sorted): the rules of [Store.AddMembers] that
 // the room decides, before the sealers and the statement. It returns the
 // members after the add, sorted.
-func checkAdd(a Add, epoch uint64, encrypted bool, before []string) ([]string, error) {
+func CheckAdd(a Add, epoch uint64, encrypted bool, before []string) ([]string, error) {
 	if epoch != a.Epoch {
 		return nil, api.Errorf(api.CodeConflict, "room %s is at epoch %d, not %d: it was rekeyed meanwhile; fetch the room and try again", a.Room, epoch, a.Epoch)
 	}
@@ -388,28 +393,28 @@ func checkAdd(a Add, epoch uint64, encrypted bool, before []string) ([]string, e
 			return nil, api.Errorf(api.CodeInvalid, "the add seals a key for %s, who is not one of the new members or has a key already: send one key for each new member", k.Member)
 		}
 		seen[k.Member] = true
-		if err := checkKey(k, a.Room, a.Epoch, k.Member); err != nil {
+		if err := CheckKey(k, a.Room, a.Epoch, k.Member); err != nil {
 			return nil, err
 		}
 	}
 	return after, nil
 }
 
-// checkRekeyEpoch checks that c starts from the room's epoch, the first
+// CheckRekeyEpoch checks that c starts from the room's epoch, the first
 // thing a rekey checks: two concurrent rekeys cannot both win.
-func checkRekeyEpoch(c Rekey, epoch uint64) error {
+func CheckRekeyEpoch(c Rekey, epoch uint64) error {
 	if epoch != c.FromEpoch {
 		return api.Errorf(api.CodeConflict, "room %s moved to epoch %d, the rekey starts from %d: fetch the room and try again", c.Room, epoch, c.FromEpoch)
 	}
 	return nil
 }
 
-// checkRekey checks c against the room it changes, encrypted or not,
+// CheckRekey checks c against the room it changes, encrypted or not,
 // whose current members are members (user keys, sorted), active[k]
 // telling whether member k is an active user: the rules of [Rekey] that
 // the room decides, before the sealers and the statement. It returns whom
 // c removes and the members that remain (sorted).
-func checkRekey(c Rekey, encrypted bool, members []string, active map[string]bool) (map[string]bool, []string, error) {
+func CheckRekey(c Rekey, encrypted bool, members []string, active map[string]bool) (map[string]bool, []string, error) {
 	next := c.FromEpoch + 1
 	removed := make(map[string]bool, len(c.Remove))
 	for _, k := range c.Remove {
@@ -462,13 +467,13 @@ func checkRekey(c Rekey, encrypted bool, members []string, active map[string]boo
 	return removed, remaining, nil
 }
 
-// checkRekeyStatement checks the statement of c ([CheckStatement]) after
+// CheckRekeyStatement checks the statement of c ([CheckStatement]) after
 // head, from the members before it to those that remain (as
-// [checkRekey] found them): a remove statement if c removes anyone, else
+// [CheckRekey] found them): a remove statement if c removes anyone, else
 // a rekey one. A statement that removes users as revoked
 // ([roomchain.ReasonRevoked]) must remove only users that are not
 // active. It returns the statement.
-func checkRekeyStatement(c Rekey, head *roomchain.Signed, members, remaining []string, active map[string]bool) (roomchain.Statement, error) {
+func CheckRekeyStatement(c Rekey, head *roomchain.Signed, members, remaining []string, active map[string]bool) (roomchain.Statement, error) {
 	kind := roomchain.KindRekey
 	if len(c.Remove) > 0 {
 		kind = roomchain.KindRemove

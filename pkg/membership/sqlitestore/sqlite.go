@@ -1,4 +1,4 @@
-package membership
+package sqlitestore
 
 import (
 	"context"
@@ -22,42 +22,12 @@ import (
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/membership/store"
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
-// The SQLite backend keeps the whole control plane in one database file.
-//
-// Several processes may open the same file at once (the server, and the
-// host admin CLI seeding or revoking users), so nothing is cached in the
-// process: every call reads the database, and a change committed by one
-// process is seen by the next call of every other.
-//
-// Connection settings (see dsn):
-//   - WAL journal: readers never wait for the writer, nor it for them.
-//   - synchronous=FULL: a change is on disk before its call returns, so
-//     nothing acknowledged is lost on power failure. (NORMAL would only
-//     lose the last commits, but those may already have been announced.)
-//   - busy_timeout: a writer waits for another instead of failing.
-//   - foreign_keys: every user and room reference is checked.
-//   - _txlock=immediate: every read-write transaction starts with BEGIN
-//     IMMEDIATE and so takes the write lock before it reads. Two
-//     read-modify-write changes (two rekeys, say) therefore serialize: the
-//     second waits, then reads what the first wrote, instead of failing
-//     with SQLITE_BUSY when it tries to write. Read-only work runs outside
-//     transactions and takes no write lock.
-//
-// Membership history (migrations/0002_history.sql): every room change runs
-// the checks of its documented error codes first, then, still inside its
-// transaction, [CheckStatement] against the room's head statement and its
-// current member rows, and only then writes: its rows, its statement
-// (verbatim) and the room's new head. A refused change therefore writes
-// nothing.
-
 // busyTimeout is how long a write waits for another process's write.
 const busyTimeout = 5 * time.Second
-
-// authorizeTimeout bounds IsAuthorized, which is on the NATS connect path.
-const authorizeTimeout = 2 * time.Second
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
@@ -103,7 +73,7 @@ func loadMigrations() ([]migration, error) {
 	return ms, nil
 }
 
-// sqliteStore is the SQLite [Store].
+// sqliteStore is the SQLite [store.Store].
 type sqliteStore struct {
 	db *sql.DB
 	// reads runs the read queries through statements prepared once, not
@@ -119,7 +89,7 @@ type sqliteStore struct {
 //
 // Other processes may open the same file at the same time; each sees the
 // others' changes at once.
-func Open(path string) (Store, error) {
+func Open(path string) (store.Store, error) {
 	if path == "" {
 		return nil, errors.New("membership database: empty path: pass the database file")
 	}
@@ -391,7 +361,7 @@ func scanUser(sc scanner) (api.User, error) {
 
 // lookupUser finds a user by key, then by name; not_found if neither.
 func (s *sqliteStore) lookupUser(ctx context.Context, q querier, keyOrName string) (api.User, error) {
-	if looksLikeUserKey(keyOrName) {
+	if store.LooksLikeUserKey(keyOrName) {
 		u, err := scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE user_key = ?`, keyOrName))
 		if err == nil {
 			return u, nil
@@ -402,7 +372,7 @@ func (s *sqliteStore) lookupUser(ctx context.Context, q querier, keyOrName strin
 	}
 	u, err := scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE name = ?`, keyOrName))
 	if errors.Is(err, sql.ErrNoRows) {
-		return api.User{}, userNotFound(keyOrName)
+		return api.User{}, store.UserNotFound(keyOrName)
 	}
 	if err != nil {
 		return api.User{}, s.fail("get user", err)
@@ -412,7 +382,7 @@ func (s *sqliteStore) lookupUser(ctx context.Context, q querier, keyOrName strin
 
 // CreateUser registers u. A zero CreatedAt means now.
 func (s *sqliteStore) CreateUser(ctx context.Context, u api.User) error {
-	if err := checkNewUser(u); err != nil {
+	if err := store.CheckNewUser(u); err != nil {
 		return err
 	}
 	var revoked sql.NullInt64
@@ -481,12 +451,12 @@ func (s *sqliteStore) RevokeUser(ctx context.Context, keyOrName string, at time.
 
 // IsAuthorized reports whether userKey is an active user. It reads the
 // database every time, so a revocation by another process takes effect at
-// once, and answers false on any error or after authorizeTimeout.
+// once, and answers false on any error or after store.AuthorizeTimeout.
 func (s *sqliteStore) IsAuthorized(userKey string) bool {
-	if !looksLikeUserKey(userKey) {
+	if !store.LooksLikeUserKey(userKey) {
 		return false
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), authorizeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), store.AuthorizeTimeout)
 	defer cancel()
 	var one int
 	err := s.reads.QueryRowContext(ctx, `SELECT 1 FROM users WHERE user_key = ? AND status = 'active'`, userKey).Scan(&one)
@@ -516,7 +486,7 @@ func scanRoom(sc scanner) (api.Room, error) {
 func (s *sqliteStore) getRoom(ctx context.Context, q querier, id string) (api.Room, error) {
 	r, err := scanRoom(q.QueryRowContext(ctx, `SELECT `+roomColumns+` FROM rooms WHERE id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return api.Room{}, roomNotFound(id)
+		return api.Room{}, store.RoomNotFound(id)
 	}
 	if err != nil {
 		return api.Room{}, s.fail("get room", err)
@@ -530,7 +500,7 @@ func (s *sqliteStore) userStatus(ctx context.Context, q querier, userKey string)
 	var status string
 	err := q.QueryRowContext(ctx, `SELECT status FROM users WHERE user_key = ?`, userKey).Scan(&status)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", userNotFound(userKey)
+		return "", store.UserNotFound(userKey)
 	}
 	if err != nil {
 		return "", s.fail("get user", err)
@@ -540,7 +510,7 @@ func (s *sqliteStore) userStatus(ctx context.Context, q querier, userKey string)
 
 // statusIn is the status lookup of users in q, for the checks every
 // backend makes (store.go).
-func (s *sqliteStore) statusIn(ctx context.Context, q querier) statusOf {
+func (s *sqliteStore) statusIn(ctx context.Context, q querier) store.StatusOf {
 	return func(u string) (string, error) { return s.userStatus(ctx, q, u) }
 }
 
@@ -559,11 +529,11 @@ func seqArg(n uint64) int64 {
 }
 
 // headOf loads the last statement of room r, read in the write
-// transaction, for [CheckStatement]. A room created before schema version
+// transaction, for [store.CheckStatement]. A room created before schema version
 // 2 has none and cannot be changed: no statement can follow it.
 func (s *sqliteStore) headOf(ctx context.Context, tx *sql.Tx, r api.Room, op string) (*roomchain.Signed, error) {
 	if r.HeadSeq == 0 {
-		return nil, noHistory(r.ID)
+		return nil, store.NoHistory(r.ID)
 	}
 	var head roomchain.Signed
 	err := tx.QueryRowContext(ctx, `SELECT body, sig FROM statements WHERE room = ? AND seq = ?`, r.ID, seqArg(r.HeadSeq)).Scan(&head.Body, &head.Sig)
@@ -577,7 +547,7 @@ func (s *sqliteStore) headOf(ctx context.Context, tx *sql.Tx, r api.Room, op str
 }
 
 // appendStatement stores st, statement seq of room r, checked by
-// [CheckStatement] against the head r names, and moves r's head to it
+// [store.CheckStatement] against the head r names, and moves r's head to it
 // (and its epoch to epoch). The update is conditioned on the head and
 // epoch read in this transaction, as a guard: the write lock already
 // excludes a change in between.
@@ -601,32 +571,32 @@ func (s *sqliteStore) appendStatement(ctx context.Context, tx *sql.Tx, r *api.Ro
 // CreateRoom stores r at epoch 1 with its creator as the only member and
 // st as the first statement of its history. A zero CreatedAt means now;
 // r.Epoch, r.HeadSeq, r.HeadHash and r.Members are ignored. Beyond
-// [CheckStatement], st must name the room's name and encryption as r does
+// [store.CheckStatement], st must name the room's name and encryption as r does
 // (invalid otherwise): clients take both from the statement and refuse a
 // room the server describes otherwise.
 func (s *sqliteStore) CreateRoom(ctx context.Context, r api.Room, creatorKey *api.SealedKey, st roomchain.Signed) error {
-	if err := checkNewRoom(r, creatorKey); err != nil {
+	if err := store.CheckNewRoom(r, creatorKey); err != nil {
 		return err
 	}
 	return s.write(ctx, "create room", func(tx *sql.Tx) error {
 		status := s.statusIn(ctx, tx)
-		if err := checkCreator(r, status); err != nil {
+		if err := store.CheckCreator(r, status); err != nil {
 			return err
 		}
 		var one int
 		err := tx.QueryRowContext(ctx, `SELECT 1 FROM rooms WHERE id = ?`, r.ID).Scan(&one)
 		if err == nil {
-			return roomIDTaken(r.ID)
+			return store.RoomIDTaken(r.ID)
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return s.fail("create room", err)
 		}
 		if creatorKey != nil {
-			if err := checkSealers([]api.SealedKey{*creatorKey}, status); err != nil {
+			if err := store.CheckSealers([]api.SealedKey{*creatorKey}, status); err != nil {
 				return err
 			}
 		}
-		if err := checkCreateStatement(r, st); err != nil {
+		if err := store.CheckCreateStatement(r, st); err != nil {
 			return s.fail("create room", err)
 		}
 		hash := st.HashHex()
@@ -704,9 +674,9 @@ func (s *sqliteStore) Members(ctx context.Context, room string, history bool) ([
 }
 
 // AddMembers adds a.Users at the room's current epoch after checking the
-// rules of [Store.AddMembers], in one BEGIN IMMEDIATE transaction: the
+// rules of [store.Store.AddMembers], in one BEGIN IMMEDIATE transaction: the
 // member set is read with one query, users' status with one per user.
-func (s *sqliteStore) AddMembers(ctx context.Context, a Add) (api.Room, error) {
+func (s *sqliteStore) AddMembers(ctx context.Context, a store.Add) (api.Room, error) {
 	var r api.Room
 	err := s.write(ctx, "add members", func(tx *sql.Tx) error {
 		var err error
@@ -714,7 +684,7 @@ func (s *sqliteStore) AddMembers(ctx context.Context, a Add) (api.Room, error) {
 			return err
 		}
 		status := s.statusIn(ctx, tx)
-		if err := checkAddable(a.Users, status); err != nil {
+		if err := store.CheckAddable(a.Users, status); err != nil {
 			return err
 		}
 		// The member sets before and after the add, for the statement check.
@@ -722,18 +692,18 @@ func (s *sqliteStore) AddMembers(ctx context.Context, a Add) (api.Room, error) {
 		if err != nil {
 			return err
 		}
-		after, err := checkAdd(a, r.Epoch, r.Encrypted, before)
+		after, err := store.CheckAdd(a, r.Epoch, r.Encrypted, before)
 		if err != nil {
 			return err
 		}
-		if err := checkSealers(a.Keys, status); err != nil {
+		if err := store.CheckSealers(a.Keys, status); err != nil {
 			return err
 		}
 		head, err := s.headOf(ctx, tx, r, "add members")
 		if err != nil {
 			return err
 		}
-		parsed, err := CheckStatement(a.Room, head, before, a.Statement, roomchain.KindAdd, a.Epoch, after)
+		parsed, err := store.CheckStatement(a.Room, head, before, a.Statement, roomchain.KindAdd, a.Epoch, after)
 		if err != nil {
 			return s.fail("add members", err)
 		}
@@ -759,18 +729,18 @@ func (s *sqliteStore) AddMembers(ctx context.Context, a Add) (api.Room, error) {
 }
 
 // Rekey moves the room to c.FromEpoch+1 after checking the rules of
-// [Rekey], all in one BEGIN IMMEDIATE transaction. The member set and
+// [store.Rekey], all in one BEGIN IMMEDIATE transaction. The member set and
 // each member's status are read with one query and compared in memory
 // (and with the statement), and the keys are written through one
 // prepared statement: no query per member.
-func (s *sqliteStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
+func (s *sqliteStore) Rekey(ctx context.Context, c store.Rekey) (api.Room, error) {
 	var r api.Room
 	err := s.write(ctx, "rekey", func(tx *sql.Tx) error {
 		var err error
 		if r, err = s.getRoom(ctx, tx, c.Room); err != nil {
 			return err
 		}
-		if err := checkRekeyEpoch(c, r.Epoch); err != nil {
+		if err := store.CheckRekeyEpoch(c, r.Epoch); err != nil {
 			return err
 		}
 		next := c.FromEpoch + 1
@@ -790,18 +760,18 @@ func (s *sqliteStore) Rekey(ctx context.Context, c Rekey) (api.Room, error) {
 		if err != nil {
 			return err
 		}
-		_, remaining, err := checkRekey(c, r.Encrypted, members, active)
+		_, remaining, err := store.CheckRekey(c, r.Encrypted, members, active)
 		if err != nil {
 			return err
 		}
-		if err := checkSealers(c.Keys, s.statusIn(ctx, tx)); err != nil {
+		if err := store.CheckSealers(c.Keys, s.statusIn(ctx, tx)); err != nil {
 			return err
 		}
 		head, err := s.headOf(ctx, tx, r, "rekey")
 		if err != nil {
 			return err
 		}
-		parsed, err := checkRekeyStatement(c, head, members, remaining, active)
+		parsed, err := store.CheckRekeyStatement(c, head, members, remaining, active)
 		if err != nil {
 			return s.fail("rekey", err)
 		}
@@ -893,7 +863,7 @@ func (s *sqliteStore) IsMember(ctx context.Context, room, userKey string) (bool,
 	err := s.reads.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM members WHERE room = ?1 AND user_key = ?2 AND until IS NULL)
 		FROM rooms WHERE id = ?1`, room, userKey).Scan(&ok)
 	if errors.Is(err, sql.ErrNoRows) {
-		return false, roomNotFound(room)
+		return false, store.RoomNotFound(room)
 	}
 	if err != nil {
 		return false, s.fail("check member", err)
@@ -930,7 +900,7 @@ func (s *sqliteStore) Statements(ctx context.Context, room string, after uint64)
 // exist; invalid if the uploader is not a registered user. A zero
 // CreatedAt means now.
 func (s *sqliteStore) AddBlob(ctx context.Context, b api.Blob) error {
-	if err := checkNewBlob(b); err != nil {
+	if err := store.CheckNewBlob(b); err != nil {
 		return err
 	}
 	return s.write(ctx, "add blob", func(tx *sql.Tx) error {
@@ -938,7 +908,7 @@ func (s *sqliteStore) AddBlob(ctx context.Context, b api.Blob) error {
 			return err
 		}
 		if _, err := s.userStatus(ctx, tx, b.Uploader); api.IsCode(err, api.CodeNotFound) {
-			return unknownUploader(b.Uploader)
+			return store.UnknownUploader(b.Uploader)
 		} else if err != nil {
 			return err
 		}
@@ -958,7 +928,7 @@ func (s *sqliteStore) GetBlob(ctx context.Context, room, id string) (api.Blob, e
 	err := s.reads.QueryRowContext(ctx, `SELECT size, uploader, created_at FROM blobs WHERE room = ? AND id = ?`, room, id).
 		Scan(&b.Size, &b.Uploader, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		return api.Blob{}, blobNotFound(room, id)
+		return api.Blob{}, store.BlobNotFound(room, id)
 	}
 	if err != nil {
 		return api.Blob{}, s.fail("get blob", err)
@@ -980,7 +950,7 @@ func (s *sqliteStore) UseNonce(ctx context.Context, nonce string, expires time.T
 			return s.fail("use nonce", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return nonceUsed()
+			return store.NonceUsed()
 		}
 		return nil
 	})
@@ -991,7 +961,7 @@ func (s *sqliteStore) UseNonce(ctx context.Context, nonce string, expires time.T
 // ExportSnapshot reads the whole database in one read transaction (a
 // consistent snapshot under WAL: writers go on meanwhile), every table
 // in one query.
-func (s *sqliteStore) ExportSnapshot(ctx context.Context) (*Snapshot, error) {
+func (s *sqliteStore) ExportSnapshot(ctx context.Context) (*store.Snapshot, error) {
 	conn, err := s.db.Conn(ctx)
 	if err != nil {
 		return nil, s.fail("export", err)
@@ -1003,7 +973,7 @@ func (s *sqliteStore) ExportSnapshot(ctx context.Context) (*Snapshot, error) {
 		return nil, s.fail("export", err)
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`)
-	snap := &Snapshot{}
+	snap := &store.Snapshot{}
 	each := func(query string, scan func(rows *sql.Rows) error) error {
 		rows, err := conn.QueryContext(ctx, query)
 		if err != nil {
@@ -1030,7 +1000,7 @@ func (s *sqliteStore) ExportSnapshot(ctx context.Context) (*Snapshot, error) {
 		}),
 		each(`SELECT room, user_key, since, until FROM members`, func(rows *sql.Rows) error {
 			var (
-				m     MemberRecord
+				m     store.MemberRecord
 				since int64
 				until sql.NullInt64
 			)
@@ -1041,7 +1011,7 @@ func (s *sqliteStore) ExportSnapshot(ctx context.Context) (*Snapshot, error) {
 		}),
 		each(`SELECT room, epoch, member, sealer, sealed FROM sealed_keys`, func(rows *sql.Rows) error {
 			var (
-				k     SealedKeyRecord
+				k     store.SealedKeyRecord
 				epoch int64
 			)
 			err := rows.Scan(&k.Room, &epoch, &k.Member, &k.Sealer, &k.SealedKey)
@@ -1051,7 +1021,7 @@ func (s *sqliteStore) ExportSnapshot(ctx context.Context) (*Snapshot, error) {
 		}),
 		each(`SELECT room, seq, body, sig FROM statements`, func(rows *sql.Rows) error {
 			var (
-				st  StatementRecord
+				st  store.StatementRecord
 				seq int64
 			)
 			err := rows.Scan(&st.Room, &seq, &st.Body, &st.Sig)

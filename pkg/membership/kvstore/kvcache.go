@@ -1,4 +1,4 @@
-package membership
+package kvstore
 
 import (
 	"context"
@@ -13,6 +13,7 @@ import (
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/membership/store"
 )
 
 // kvCache is the in-memory view of the users and rooms buckets that the
@@ -292,7 +293,7 @@ func (c *kvCache) user(k string) (api.User, bool) {
 func (c *kvCache) lookup(keyOrName string) (api.User, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if looksLikeUserKey(keyOrName) {
+	if store.LooksLikeUserKey(keyOrName) {
 		if cu, ok := c.users[keyOrName]; ok {
 			return cu.u, true
 		}
@@ -311,7 +312,7 @@ func (c *kvCache) allUsers() []api.User {
 		users = append(users, cloneUser(cu.u))
 	}
 	c.mu.Unlock()
-	slices.SortFunc(users, compareUsers)
+	slices.SortFunc(users, store.CompareUsers)
 	return users
 }
 

@@ -1,4 +1,4 @@
-package membership_test
+package kvstore_test
 
 import (
 	"bytes"
@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -22,7 +21,8 @@ import (
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/enmanuel/unibus/pkg/identity"
-	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/membership/kvstore"
+	"github.com/enmanuel/unibus/pkg/membership/store"
 	"github.com/enmanuel/unibus/pkg/membership/storetest"
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
@@ -65,11 +65,11 @@ func freshPrefix() string { return fmt.Sprintf("t%d", prefixes.Add(1)) }
 
 // openKVStore opens a KV store on ns's buckets of prefix, on a connection
 // of its own, closed when the test ends.
-func openKVStore(t testing.TB, ns *server.Server, prefix string) membership.Store {
+func openKVStore(t testing.TB, ns *server.Server, prefix string) store.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := membership.OpenKV(ctx, connect(t, ns), membership.KVConfig{Prefix: prefix, Logger: testLogger()})
+	s, err := kvstore.Open(ctx, connect(t, ns), kvstore.Config{Prefix: prefix, Logger: testLogger()})
 	if err != nil {
 		t.Fatalf("OpenKV: %v", err)
 	}
@@ -79,7 +79,7 @@ func openKVStore(t testing.TB, ns *server.Server, prefix string) membership.Stor
 
 func TestKVConformance(t *testing.T) {
 	ns := startNATS(t)
-	storetest.Run(t, func(t testing.TB) membership.Store {
+	storetest.Run(t, func(t testing.TB) store.Store {
 		return openKVStore(t, ns, freshPrefix())
 	})
 }
@@ -88,15 +88,15 @@ func TestOpenKVIsIdempotent(t *testing.T) {
 	ns := startNATS(t)
 	prefix := freshPrefix()
 	a := openKVStore(t, ns, prefix)
-	alice := newUser(t, "alice")
-	createUsers(t, a, alice)
+	alice := storetest.NewUser(t, "alice")
+	storetest.CreateUsers(t, a, alice)
 	b := openKVStore(t, ns, prefix) // the buckets exist: opened, not reset
 	if got, err := b.GetUser(context.Background(), "alice"); err != nil || got.User != alice.User {
 		t.Fatalf("GetUser through a second open = %v, %v", got.User, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := membership.OpenKV(ctx, connect(t, ns), membership.KVConfig{Prefix: "bad prefix"}); err == nil {
+	if _, err := kvstore.Open(ctx, connect(t, ns), kvstore.Config{Prefix: "bad prefix"}); err == nil {
 		t.Fatal("OpenKV accepted a prefix with a space")
 	}
 }
@@ -122,21 +122,21 @@ func TestKVTwoNodes(t *testing.T) {
 	prefix := freshPrefix()
 	a, b := openKVStore(t, ns, prefix), openKVStore(t, ns, prefix)
 
-	aliceID, alice := newIdentity(t, "alice")
-	_, bob := newIdentity(t, "bob")
-	createUsers(t, a, alice, bob)
+	aliceID, alice := storetest.NewIdentity(t, "alice")
+	_, bob := storetest.NewIdentity(t, "bob")
+	storetest.CreateUsers(t, a, alice, bob)
 	waitFor(t, time.Second, "node b does not authorize the users node a created", func() bool {
 		return b.IsAuthorized(alice.User) && b.IsAuthorized(bob.User)
 	})
 
 	// A room created through a, a member added through b.
 	r := api.Room{ID: api.NewRoomID(), Name: "plans", Encrypted: true, Creator: alice.User, CreatedAt: time.Now()}
-	c := createRoom(t, a, aliceID, r)
+	c := storetest.CreateRoom(t, a, aliceID, r)
 	waitFor(t, time.Second, "node b does not see the room node a created", func() bool {
 		got, err := b.GetRoom(ctx, r.ID)
 		return err == nil && got.HeadSeq == 1
 	})
-	c.addOne(b, aliceID, bob) // through node b
+	c.AddOne(b, aliceID, bob) // through node b
 	waitFor(t, time.Second, "node a does not see the member node b added", func() bool {
 		ok, err := a.IsMember(ctx, r.ID, bob.User)
 		rooms, _ := a.RoomsOf(ctx, bob.User)
@@ -144,11 +144,11 @@ func TestKVTwoNodes(t *testing.T) {
 	})
 
 	// bob removed through a: b sees him gone.
-	rm := c.nextRekey(aliceID, []api.User{alice}, bob.User)
+	rm := c.NextRekey(aliceID, []api.User{alice}, bob.User)
 	if _, err := a.Rekey(ctx, rm); err != nil {
 		t.Fatal(err)
 	}
-	c.accept(rm.Statement)
+	c.Accept(rm.Statement)
 	waitFor(t, time.Second, "node b still has bob a member after node a removed him", func() bool {
 		ok, err := b.IsMember(ctx, r.ID, bob.User)
 		rooms, _ := b.RoomsOf(ctx, bob.User)
@@ -161,7 +161,7 @@ func TestKVTwoNodes(t *testing.T) {
 	if err != nil || len(ms) != 2 || i < 0 || ms[i].Until != 2 {
 		t.Fatalf("node b's member history after the removal: %+v, %v", ms, err)
 	}
-	c.stored(b, "node b's statements")
+	c.Stored(b, "node b's statements")
 
 	// bob revoked through b: a refuses him within a second.
 	if _, err := b.RevokeUser(ctx, bob.User, time.Now()); err != nil {
@@ -190,28 +190,28 @@ func TestKVConcurrentRekeysTwoNodes(t *testing.T) {
 	ctx := context.Background()
 	ns := startNATS(t)
 	prefix := freshPrefix()
-	nodes := []membership.Store{openKVStore(t, ns, prefix), openKVStore(t, ns, prefix)}
+	nodes := []store.Store{openKVStore(t, ns, prefix), openKVStore(t, ns, prefix)}
 
-	ids, users := newIdentities(t, 30)
-	createUsers(t, nodes[0], users...)
+	ids, users := storetest.NewIdentities(t, 30)
+	storetest.CreateUsers(t, nodes[0], users...)
 	r := api.Room{ID: api.NewRoomID(), Name: "race", Encrypted: true, Creator: users[0].User, CreatedAt: time.Now()}
-	c := createRoom(t, nodes[0], ids[0], r)
-	c.addAll(nodes[1], ids[0], users[1:])
+	c := storetest.CreateRoom(t, nodes[0], ids[0], r)
+	c.AddAll(nodes[1], ids[0], users[1:])
 
 	for round := range 10 {
-		from := c.state.Epoch
+		from := c.State.Epoch
 		// Each node's change: a rekey by a different member, keys tagged
 		// with the node.
-		changes := make([]membership.Rekey, 2)
+		changes := make([]store.Rekey, 2)
 		for i := range changes {
-			changes[i] = tagKeys(c.nextRekey(ids[i], users), users, fmt.Sprintf("round %d node %d", round, i))
+			changes[i] = tagKeys(c.NextRekey(ids[i], users), users, fmt.Sprintf("round %d node %d", round, i))
 		}
 		errs := storetest.Race(len(nodes), func(i int) error {
 			_, err := nodes[i].Rekey(ctx, changes[i])
 			return err
 		})
 		winner := storetest.OneWinner(t, errs, fmt.Sprintf("round %d: concurrent rekeys through two nodes", round))
-		c.accept(changes[winner].Statement)
+		c.Accept(changes[winner].Statement)
 		for _, node := range nodes {
 			for _, u := range users {
 				ks, err := node.SealedKeys(ctx, r.ID, u.User, from+1)
@@ -220,11 +220,11 @@ func TestKVConcurrentRekeysTwoNodes(t *testing.T) {
 					t.Fatalf("round %d: %s's key of epoch %d = %+v, %v; want the winner's", round, u.Name, from+1, ks, err)
 				}
 			}
-			c.stored(node, fmt.Sprintf("round %d: history", round))
+			c.Stored(node, fmt.Sprintf("round %d: history", round))
 		}
 	}
 	// Every loser purged what it wrote.
-	if removed, err := nodes[0].(membership.KVSweeper).Sweep(ctx, 0); err != nil || removed != 0 {
+	if removed, err := nodes[0].(sweeper).Sweep(ctx, 0); err != nil || removed != 0 {
 		t.Fatalf("Sweep after the races = %d, %v; want nothing left behind", removed, err)
 	}
 }
@@ -232,7 +232,7 @@ func TestKVConcurrentRekeysTwoNodes(t *testing.T) {
 // tagKeys sets the key rk seals to each of users (in the order nextRekey
 // sealed them) to tag, " for " and the user's name, so that whose rekey
 // stored a key shows.
-func tagKeys(rk membership.Rekey, users []api.User, tag string) membership.Rekey {
+func tagKeys(rk store.Rekey, users []api.User, tag string) store.Rekey {
 	for i, u := range users {
 		rk.Keys[i].SealedKey = []byte(tag + " for " + u.Name)
 	}
@@ -248,15 +248,15 @@ func TestKVOvertakenBeforeCommit(t *testing.T) {
 	ns := startNATS(t)
 	prefix := freshPrefix()
 	a, b := openKVStore(t, ns, prefix), openKVStore(t, ns, prefix)
-	aliceID, alice := newIdentity(t, "alice")
-	bobID, bob := newIdentity(t, "bob")
-	createUsers(t, a, alice, bob)
+	aliceID, alice := storetest.NewIdentity(t, "alice")
+	bobID, bob := storetest.NewIdentity(t, "bob")
+	storetest.CreateUsers(t, a, alice, bob)
 	r := api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: true, Creator: alice.User, CreatedAt: time.Now()}
-	c := createRoom(t, a, aliceID, r)
-	c.addOne(a, aliceID, bob)
+	c := storetest.CreateRoom(t, a, aliceID, r)
+	c.AddOne(a, aliceID, bob)
 	both := []api.User{alice, bob}
 	held, release := make(chan struct{}), make(chan struct{})
-	membership.SetKVTestHook(a, func(step string) error {
+	kvstore.SetKVTestHook(a, func(step string) error {
 		if step == "commit" {
 			close(held)
 			<-release
@@ -265,30 +265,30 @@ func TestKVOvertakenBeforeCommit(t *testing.T) {
 	})
 	errc := make(chan error, 1)
 	go func() {
-		_, err := a.Rekey(ctx, tagKeys(c.nextRekey(aliceID, both), both, "a"))
+		_, err := a.Rekey(ctx, tagKeys(c.NextRekey(aliceID, both), both, "a"))
 		errc <- err
 	}()
 	<-held
-	won := tagKeys(c.nextRekey(bobID, both), both, "b")
+	won := tagKeys(c.NextRekey(bobID, both), both, "b")
 	if _, err := b.Rekey(ctx, won); err != nil {
 		t.Fatalf("rekey through node b while node a's waits to commit: %v", err)
 	}
-	c.accept(won.Statement)
+	c.Accept(won.Statement)
 	close(release)
 	if err := <-errc; api.ErrorCode(err) != api.CodeConflict {
 		t.Fatalf("the overtaken rekey: %v; want conflict", err)
 	}
-	membership.SetKVTestHook(a, nil)
-	for _, node := range []membership.Store{a, b} {
+	kvstore.SetKVTestHook(a, nil)
+	for _, node := range []store.Store{a, b} {
 		for _, u := range both {
 			ks, err := node.SealedKeys(ctx, r.ID, u.User, 2)
 			if err != nil || len(ks) != 1 || string(ks[0].SealedKey) != "b for "+u.Name {
 				t.Fatalf("%s's key of epoch 2: %+v, %v; want node b's", u.Name, ks, err)
 			}
 		}
-		c.stored(node, "history")
+		c.Stored(node, "history")
 	}
-	if removed, err := a.(membership.KVSweeper).Sweep(ctx, 0); err != nil || removed != 0 {
+	if removed, err := a.(sweeper).Sweep(ctx, 0); err != nil || removed != 0 {
 		t.Fatalf("Sweep = %d, %v: the overtaken rekey left data behind", removed, err)
 	}
 }
@@ -303,31 +303,31 @@ func TestKVCrashBeforeCommit(t *testing.T) {
 	prefix := freshPrefix()
 	s := openKVStore(t, ns, prefix)
 	crash := errors.New("crash")
-	membership.SetKVTestHook(s, func(step string) error {
+	kvstore.SetKVTestHook(s, func(step string) error {
 		if step == "commit" {
 			return crash
 		}
 		return nil
 	})
 
-	aliceID, alice := newIdentity(t, "alice")
-	_, bob := newIdentity(t, "bob")
-	_, carol := newIdentity(t, "carol")
-	createUsers(t, s, alice, bob, carol)
+	aliceID, alice := storetest.NewIdentity(t, "alice")
+	_, bob := storetest.NewIdentity(t, "bob")
+	_, carol := storetest.NewIdentity(t, "carol")
+	storetest.CreateUsers(t, s, alice, bob, carol)
 	r := api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: true, Creator: alice.User, CreatedAt: time.Now()}
-	st := (&chain{tb: t}).create(aliceID, r)
-	k := sealed(r.ID, 1, alice, alice)
+	st := storetest.NewChain(t).Create(aliceID, r)
+	k := storetest.Sealed(r.ID, 1, alice, alice)
 	if err := s.CreateRoom(ctx, r, &k, st); !errors.Is(err, crash) {
 		t.Fatalf("CreateRoom with a crash before its commit: %v", err)
 	}
 	if _, err := s.GetRoom(ctx, r.ID); api.ErrorCode(err) != api.CodeNotFound {
 		t.Fatalf("GetRoom of a room whose creation crashed: %v; want not_found", err)
 	}
-	membership.SetKVTestHook(s, nil)
-	c := createRoom(t, s, aliceID, r)
-	c.addOne(s, aliceID, bob)
-	c.addOne(s, aliceID, carol)
-	snapshot := func(s membership.Store) string {
+	kvstore.SetKVTestHook(s, nil)
+	c := storetest.CreateRoom(t, s, aliceID, r)
+	c.AddOne(s, aliceID, bob)
+	c.AddOne(s, aliceID, carol)
+	snapshot := func(s store.Store) string {
 		t.Helper()
 		room, err := s.GetRoom(ctx, r.ID)
 		if err != nil {
@@ -355,25 +355,25 @@ func TestKVCrashBeforeCommit(t *testing.T) {
 	}
 	before := snapshot(s)
 
-	membership.SetKVTestHook(s, func(step string) error {
+	kvstore.SetKVTestHook(s, func(step string) error {
 		if step == "commit" {
 			return crash
 		}
 		return nil
 	})
-	rm := c.nextRekey(aliceID, []api.User{alice, bob}, carol.User)
+	rm := c.NextRekey(aliceID, []api.User{alice, bob}, carol.User)
 	if _, err := s.Rekey(ctx, rm); !errors.Is(err, crash) {
 		t.Fatalf("Rekey with a crash before its commit: %v", err)
 	}
-	_, dave := newIdentity(t, "dave")
-	createUsers(t, s, dave)
-	kd := sealed(r.ID, 1, dave, alice)
-	if _, err := storetest.AddOne(ctx, s, r.ID, dave.User, 1, &kd, c.add(aliceID, dave.Public)); !errors.Is(err, crash) {
+	_, dave := storetest.NewIdentity(t, "dave")
+	storetest.CreateUsers(t, s, dave)
+	kd := storetest.Sealed(r.ID, 1, dave, alice)
+	if _, err := storetest.AddOne(ctx, s, r.ID, dave.User, 1, &kd, c.Add(aliceID, dave.Public)); !errors.Is(err, crash) {
 		t.Fatalf("AddMembers with a crash before its commit: %v", err)
 	}
 	// What a restarted node (a fresh store on the same buckets) and this
 	// one see: the room as before.
-	membership.SetKVTestHook(s, nil)
+	kvstore.SetKVTestHook(s, nil)
 	fresh := openKVStore(t, ns, prefix)
 	for what, got := range map[string]string{"the same node": snapshot(s), "a restarted node": snapshot(fresh)} {
 		if got != before {
@@ -383,14 +383,14 @@ func TestKVCrashBeforeCommit(t *testing.T) {
 	// The sweep removes what the crashed changes wrote, and nothing
 	// else: the creation, the rekey (two keys) and the add (one key),
 	// each with its statement.
-	removed, err := fresh.(membership.KVSweeper).Sweep(ctx, 0)
+	removed, err := fresh.(sweeper).Sweep(ctx, 0)
 	if err != nil || removed != 2+3+2 {
 		t.Fatalf("Sweep = %d, %v; want the 7 values of the crashed changes", removed, err)
 	}
 	if got := snapshot(openKVStore(t, ns, prefix)); got != before {
 		t.Fatalf("after the sweep, the room is\n%s\nwant\n%s", got, before)
 	}
-	if removed, err := fresh.(membership.KVSweeper).Sweep(ctx, 0); err != nil || removed != 0 {
+	if removed, err := fresh.(sweeper).Sweep(ctx, 0); err != nil || removed != 0 {
 		t.Fatalf("second Sweep = %d, %v; want nothing left to remove", removed, err)
 	}
 
@@ -398,12 +398,12 @@ func TestKVCrashBeforeCommit(t *testing.T) {
 	if _, err := fresh.Rekey(ctx, rm); err != nil {
 		t.Fatalf("Rekey after the crashed one: %v", err)
 	}
-	c.accept(rm.Statement)
+	c.Accept(rm.Statement)
 	ks, err := fresh.SealedKeys(ctx, r.ID, bob.User, 0)
 	if err != nil || len(ks) != 2 || ks[1].Epoch != 2 {
 		t.Fatalf("bob's keys after the rekey: %+v, %v", ks, err)
 	}
-	c.stored(s, "history after the redone rekey")
+	c.Stored(s, "history after the redone rekey")
 }
 
 // TestKVLargeValues runs changes of a room whose statements and state do
@@ -416,23 +416,23 @@ func TestKVLargeValues(t *testing.T) {
 	ns := startNATS(t)
 	prefix := freshPrefix()
 	s := openKVStore(t, ns, prefix)
-	membership.SetKVValueSizes(s, 2048, 1024)
+	kvstore.SetKVValueSizes(s, 2048, 1024)
 	const n = 60 // statement ~15 KB: 8 parts; state ~6 KB: 3 parts
-	ids, users := newIdentities(t, n)
-	createUsers(t, s, users...)
+	ids, users := storetest.NewIdentities(t, n)
+	storetest.CreateUsers(t, s, users...)
 	r := api.Room{ID: api.NewRoomID(), Name: "big", Encrypted: true, Creator: users[0].User, CreatedAt: time.Now()}
-	c := createRoom(t, s, ids[0], r)
-	c.addAll(s, ids[0], users[1:])
+	c := storetest.CreateRoom(t, s, ids[0], r)
+	c.AddAll(s, ids[0], users[1:])
 	for e := 1; e <= 3; e++ { // the last rekey replaces a large state by another
-		ch := c.nextRekey(ids[0], users[:n-e], users[n-e].User)
+		ch := c.NextRekey(ids[0], users[:n-e], users[n-e].User)
 		if _, err := s.Rekey(ctx, ch); err != nil {
 			t.Fatal(err)
 		}
-		c.accept(ch.Statement)
+		c.Accept(ch.Statement)
 	}
 	fresh := openKVStore(t, ns, prefix)
-	for i, st := range []membership.Store{s, fresh} {
-		sts := c.stored(st, fmt.Sprintf("store %d: statements", i))
+	for i, st := range []store.Store{s, fresh} {
+		sts := c.Stored(st, fmt.Sprintf("store %d: statements", i))
 		if _, err := roomchain.Verify(r.ID, sts); err != nil {
 			t.Fatal(err)
 		}
@@ -470,22 +470,23 @@ func TestKVNonceExpiry(t *testing.T) {
 }
 
 // BenchmarkKVRekey10000 measures one rekey of a 10,000-member room on the
-// KV store (its 10,000 keys pipelined, its 2.5 MB statement and 1 MB state
-// stored in parts, the room document updated), as BenchmarkRekey10000
-// does for SQLite. The room is built in SQLite and migrated.
+// KV store (its 10,000 keys pipelined, its statement and state stored,
+// the room document updated), as BenchmarkRekey10000 does for SQLite.
+// The room is built through the store with one bulk add.
 func BenchmarkKVRekey10000(b *testing.B) {
-	path := filepath.Join(b.TempDir(), "unibus.db")
-	_, users, ids, ch := bigRoom(b, path, openAt(b, path), 10000)
-	ns := startNATS(b)
-	prefix := freshPrefix()
-	migrate(b, path, connect(b, ns), prefix)
-	benchRekey(b, openKVStore(b, ns, prefix), ch, ids[0], users)
+	s := openKVStore(b, startNATS(b), freshPrefix())
+	ids, users := storetest.NewIdentities(b, 10000)
+	storetest.CreateUsers(b, s, users...)
+	r := api.Room{ID: api.NewRoomID(), Name: "big", Encrypted: true, Creator: users[0].User, Epoch: 1}
+	c := storetest.CreateRoom(b, s, ids[0], r)
+	c.AddAll(s, ids[0], users[1:])
+	storetest.BenchRekey(b, s, c, ids[0], users)
 }
 
 // BenchmarkKVIsAuthorized measures the NATS connect check, served from
 // the cache.
 func BenchmarkKVIsAuthorized(b *testing.B) {
-	benchIsAuthorized(b, openKVStore(b, startNATS(b), freshPrefix()))
+	storetest.BenchIsAuthorized(b, openKVStore(b, startNATS(b), freshPrefix()))
 }
 
 // BenchmarkKVCreateUser measures CreateUser: one atomic batch of two
@@ -494,7 +495,7 @@ func BenchmarkKVCreateUser(b *testing.B) {
 	s := openKVStore(b, startNATS(b), freshPrefix())
 	users := make([]api.User, 0, 1000)
 	for i := range cap(users) {
-		users = append(users, newUser(b, fmt.Sprintf("u%d", i)))
+		users = append(users, storetest.NewUser(b, fmt.Sprintf("u%d", i)))
 	}
 	i := 0
 	for b.Loop() {
@@ -552,14 +553,14 @@ func TestKVReplicated(t *testing.T) {
 	ctx := context.Background()
 	servers := startCluster(t, 3)
 	prefix := freshPrefix()
-	stores := make([]membership.Store, len(servers))
+	stores := make([]store.Store, len(servers))
 	for i, ns := range servers {
 		js := connect(t, ns)
 		var err error
 		waitFor(t, 30*time.Second, "the KV store opens on the cluster", func() bool {
 			octx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
-			stores[i], err = membership.OpenKV(octx, js, membership.KVConfig{Prefix: prefix, Replicas: 3, Logger: testLogger()})
+			stores[i], err = kvstore.Open(octx, js, kvstore.Config{Prefix: prefix, Replicas: 3, Logger: testLogger()})
 			return err == nil
 		})
 		t.Cleanup(func() { stores[i].Close() })
@@ -572,7 +573,7 @@ func TestKVReplicated(t *testing.T) {
 	ids := make([]*identity.Identity, 3)
 	users := make([]api.User, 3)
 	for i := range ids {
-		ids[i], users[i] = newIdentity(t, fmt.Sprintf("user%d", i))
+		ids[i], users[i] = storetest.NewIdentity(t, fmt.Sprintf("user%d", i))
 		if err := stores[i].CreateUser(ctx, users[i]); err != nil {
 			t.Fatalf("CreateUser through node %d: %v", i+1, err)
 		}
@@ -581,26 +582,26 @@ func TestKVReplicated(t *testing.T) {
 		t.Fatalf("CreateUser of a taken key on R3: %v; want conflict", err)
 	}
 	r := api.Room{ID: api.NewRoomID(), Name: "r3", Encrypted: true, Creator: users[0].User, CreatedAt: time.Now()}
-	c := createRoom(t, stores[0], ids[0], r)
+	c := storetest.CreateRoom(t, stores[0], ids[0], r)
 	for i, u := range users[1:] {
-		c.addOne(stores[i+1], ids[0], u) // through node i+2
+		c.AddOne(stores[i+1], ids[0], u) // through node i+2
 	}
-	changes := make([]membership.Rekey, 2)
+	changes := make([]store.Rekey, 2)
 	for i := range changes {
-		changes[i] = tagKeys(c.nextRekey(ids[i], users), users, fmt.Sprintf("node %d", i))
+		changes[i] = tagKeys(c.NextRekey(ids[i], users), users, fmt.Sprintf("node %d", i))
 	}
 	errs := storetest.Race(len(changes), func(i int) error {
 		_, err := stores[i].Rekey(ctx, changes[i])
 		return err
 	})
 	winner := storetest.OneWinner(t, errs, "concurrent rekeys on R3")
-	c.accept(changes[winner].Statement)
+	c.Accept(changes[winner].Statement)
 	for i, s := range stores {
 		ks, err := s.SealedKeys(ctx, r.ID, users[2].User, 2)
 		if err != nil || len(ks) != 1 || string(ks[0].SealedKey) != fmt.Sprintf("node %d for %s", winner, users[2].Name) {
 			t.Fatalf("node %d: key of epoch 2: %+v, %v; want the winner's", i+1, ks, err)
 		}
-		c.stored(s, fmt.Sprintf("node %d: history", i+1))
+		c.Stored(s, fmt.Sprintf("node %d: history", i+1))
 	}
 	if _, err := stores[1].RevokeUser(ctx, users[2].User, time.Now()); err != nil {
 		t.Fatal(err)
@@ -608,4 +609,10 @@ func TestKVReplicated(t *testing.T) {
 	waitFor(t, time.Second, "the revocation reaches every node", func() bool {
 		return !stores[0].IsAuthorized(users[2].User) && !stores[2].IsAuthorized(users[2].User)
 	})
+}
+
+// sweeper is the garbage collection the KV store offers beside the
+// Store contract.
+type sweeper interface {
+	Sweep(ctx context.Context, minAge time.Duration) (int, error)
 }

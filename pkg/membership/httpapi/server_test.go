@@ -1,4 +1,4 @@
-package membership_test
+package httpapi_test
 
 import (
 	"bytes"
@@ -17,7 +17,7 @@ import (
 	"github.com/enmanuel/unibus/internal/testutil/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
-	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/membership/httpapi"
 	"github.com/enmanuel/unibus/pkg/reqsig"
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
@@ -37,7 +37,7 @@ type apiFixture struct {
 
 var sealed73 = bytes.Repeat([]byte{1}, 73)
 
-func newAPIFixture(t testing.TB, mode membership.AuthMode) *apiFixture {
+func newAPIFixture(t testing.TB, mode httpapi.AuthMode) *apiFixture {
 	t.Helper()
 	f := &apiFixture{bus: testbus.Start(t, testbus.Options{Mode: mode})}
 	f.bus.Server.MaxBlobBytes = 1 << 20
@@ -217,7 +217,7 @@ func (f *apiFixture) dump(t testing.TB) string {
 }
 
 func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
-	f := newAPIFixture(t, membership.AuthOff)
+	f := newAPIFixture(t, httpapi.AuthOff)
 	room, clear := "/v1/rooms/"+f.room, "/v1/rooms/"+f.clear
 	big := `{"token":"` + strings.Repeat("a", api.MaxJSONBody) + `"}`
 	rekey2 := f.next(t, f.alice, f.room, roomchain.KindRekey, 2, nil, nil)
@@ -328,7 +328,7 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 }
 
 func TestBlobUploadRefusals(t *testing.T) {
-	f := newAPIFixture(t, membership.AuthOff)
+	f := newAPIFixture(t, httpapi.AuthOff)
 	path := "/v1/rooms/" + f.room + "/blobs"
 	data := []byte("some ciphertext")
 	good := sha256.Sum256(data)
@@ -367,7 +367,7 @@ func TestBlobUploadRefusals(t *testing.T) {
 }
 
 func TestEnforceModeChecksSignatures(t *testing.T) {
-	f := newAPIFixture(t, membership.AuthEnforce)
+	f := newAPIFixture(t, httpapi.AuthEnforce)
 	id := api.NewRoomID()
 	body := jsonBody(t, api.CreateRoomRequest{ID: id, Name: "x", Cleartext: true, Statement: createStatement(t, f.alice, id, "x", false)})
 	sign := func(method, uri string, digest [32]byte, at time.Time) string {
@@ -430,7 +430,7 @@ func TestEnforceModeChecksSignatures(t *testing.T) {
 }
 
 func TestEnforceModeRefusesReplaysAcrossRestarts(t *testing.T) {
-	f := newAPIFixture(t, membership.AuthEnforce)
+	f := newAPIFixture(t, httpapi.AuthEnforce)
 	id := api.NewRoomID()
 	body := jsonBody(t, api.CreateRoomRequest{ID: id, Name: "once", Cleartext: true, Statement: createStatement(t, f.alice, id, "once", false)})
 	sig, err := reqsig.Sign(f.alice, "POST", "/v1/rooms", sha256.Sum256(body), time.Now(), nil)
@@ -456,7 +456,7 @@ func TestEnforceModeRefusesReplaysAcrossRestarts(t *testing.T) {
 	f.bus.NATS.Shutdown()
 	f.bus.NATS.WaitForShutdown()
 	f.bus.Store.Close()
-	f.bus = testbus.Start(t, testbus.Options{Mode: membership.AuthEnforce, Dir: f.bus.Dir})
+	f.bus = testbus.Start(t, testbus.Options{Mode: httpapi.AuthEnforce, Dir: f.bus.Dir})
 	before := f.dump(t)
 	if got := post(); got != 401 {
 		t.Fatalf("replayed request = %d; want 401", got)
@@ -467,7 +467,7 @@ func TestEnforceModeRefusesReplaysAcrossRestarts(t *testing.T) {
 }
 
 func TestHealthAndInfoNeedNoSignature(t *testing.T) {
-	f := newAPIFixture(t, membership.AuthEnforce)
+	f := newAPIFixture(t, httpapi.AuthEnforce)
 	for _, p := range []string{"/healthz", "/v1/info"} {
 		r := f.call(t, nil, "GET", p, nil)
 		if r.status != 200 {
@@ -484,7 +484,7 @@ func TestHealthAndInfoNeedNoSignature(t *testing.T) {
 // FuzzJSONBodies sends arbitrary bodies to every JSON route: the answer is
 // a success or a 4xx JSON error, never a 5xx.
 func FuzzJSONBodies(f *testing.F) {
-	fx := newAPIFixture(f, membership.AuthOff)
+	fx := newAPIFixture(f, httpapi.AuthOff)
 	routes := []string{"/v1/rooms", "/v1/users", "/v1/rooms/" + fx.room + "/members", "/v1/rooms/" + fx.room + "/rekey", "/v1/users/bob/revoke"}
 	seeds := [][]byte{
 		[]byte(`{"id":"aaaaaaaaaaaaaaaaaaaaaaaaaa","name":"ops","cleartext":true}`),
@@ -517,7 +517,7 @@ func FuzzJSONBodies(f *testing.F) {
 // TestMemberGetsOnlyItsOwnSealedKeys: a member asking for the room's keys,
 // even naming another member, gets its own sealed keys and no one else's.
 func TestMemberGetsOnlyItsOwnSealedKeys(t *testing.T) {
-	f := newAPIFixture(t, membership.AuthOff)
+	f := newAPIFixture(t, httpapi.AuthOff)
 	add := api.AddMembersRequest{Epoch: 1, Members: []api.KeyGrant{{Member: f.bob.UserKey(), SealedKey: sealed73}}, Statement: f.next(t, f.alice, f.room, roomchain.KindAdd, 1, []*identity.Identity{f.bob}, nil)}
 	f.mustOK(t, f.alice, "POST", "/v1/rooms/"+f.room+"/members", add)
 	for _, q := range []string{"", "?member=" + f.alice.UserKey(), "?epoch=1&member=" + f.alice.UserKey()} {

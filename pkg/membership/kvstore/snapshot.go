@@ -1,4 +1,4 @@
-package membership
+package kvstore
 
 import (
 	"bytes"
@@ -13,109 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/membership/store"
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
-
-// Snapshot is the whole control-plane state, independent of any backend:
-// every user with its status and times, every room with its real epoch
-// and head, every membership span, every sealed-key row of every epoch,
-// every statement of every room's history, and every blob record.
-// Request nonces are not in it: they only matter for a few minutes.
-//
-// Each list is in a canonical order (see Sort), so that two snapshots of
-// the same state are equal (reflect.DeepEqual), whichever backend they
-// were read from.
-type Snapshot struct {
-	Users      []api.User        `json:"users"`       // by creation time, then user key
-	Rooms      []api.Room        `json:"rooms"`       // by creation time, then id; no members
-	Members    []MemberRecord    `json:"members"`     // by room, since, user
-	SealedKeys []SealedKeyRecord `json:"sealed_keys"` // by room, epoch, member
-	Statements []StatementRecord `json:"statements"`  // by room, seq
-	Blobs      []api.Blob        `json:"blobs"`       // by room, id
-}
-
-// MemberRecord is one membership span: User is a member of Room from
-// epoch Since up to, not including, Until (0 while it lasts).
-type MemberRecord struct {
-	Room  string `json:"room"`
-	User  string `json:"user"`
-	Since uint64 `json:"since"`
-	Until uint64 `json:"until,omitempty"`
-}
-
-// SealedKeyRecord is one sealed-key row: the key of Room at Epoch sealed
-// to Member by Sealer (user keys).
-type SealedKeyRecord struct {
-	Room      string `json:"room"`
-	Epoch     uint64 `json:"epoch"`
-	Member    string `json:"member"`
-	Sealer    string `json:"sealer"`
-	SealedKey []byte `json:"sealed_key"`
-}
-
-// StatementRecord is statement Seq of Room's membership history, as
-// stored: its body and signature.
-type StatementRecord struct {
-	Room string `json:"room"`
-	Seq  uint64 `json:"seq"`
-	Body []byte `json:"body"`
-	Sig  []byte `json:"sig"`
-}
-
-// SnapshotExporter is a backend that can read its whole state: both the
-// SQLite and the JetStream KV stores are.
-type SnapshotExporter interface {
-	ExportSnapshot(ctx context.Context) (*Snapshot, error)
-}
-
-// Size is the number of records in the snapshot.
-func (s *Snapshot) Size() int {
-	return len(s.Users) + len(s.Rooms) + len(s.Members) + len(s.SealedKeys) + len(s.Statements) + len(s.Blobs)
-}
-
-// Sort puts every list in its canonical order, and makes nil lists
-// empty.
-func (s *Snapshot) Sort() {
-	s.Users = orEmpty(s.Users)
-	s.Rooms = orEmpty(s.Rooms)
-	s.Members = orEmpty(s.Members)
-	s.SealedKeys = orEmpty(s.SealedKeys)
-	s.Statements = orEmpty(s.Statements)
-	s.Blobs = orEmpty(s.Blobs)
-	slices.SortFunc(s.Users, compareUsers)
-	slices.SortFunc(s.Rooms, compareRooms)
-	slices.SortFunc(s.Members, func(a, b MemberRecord) int {
-		return cmp.Or(strings.Compare(a.Room, b.Room), cmp.Compare(a.Since, b.Since), strings.Compare(a.User, b.User))
-	})
-	slices.SortFunc(s.SealedKeys, func(a, b SealedKeyRecord) int {
-		return cmp.Or(strings.Compare(a.Room, b.Room), cmp.Compare(a.Epoch, b.Epoch), strings.Compare(a.Member, b.Member))
-	})
-	slices.SortFunc(s.Statements, func(a, b StatementRecord) int {
-		return cmp.Or(strings.Compare(a.Room, b.Room), cmp.Compare(a.Seq, b.Seq))
-	})
-	slices.SortFunc(s.Blobs, func(a, b api.Blob) int {
-		return cmp.Or(strings.Compare(a.Room, b.Room), strings.Compare(a.ID, b.ID))
-	})
-}
-
-// compareUsers orders users oldest first, ties by user key: the order of
-// a snapshot's users and of the KV store's ListUsers.
-func compareUsers(a, b api.User) int {
-	return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.User, b.User))
-}
-
-// compareRooms orders rooms oldest first, ties by id: the order of a
-// snapshot's rooms and of the KV store's RoomsOf.
-func compareRooms(a, b api.Room) int {
-	return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), strings.Compare(a.ID, b.ID))
-}
-
-func orEmpty[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
-}
 
 // ---- JetStream KV ----
 
@@ -151,11 +51,11 @@ func (s *jetstreamStore) readAll(ctx context.Context, kv jetstream.KeyValue, fil
 // ExportSnapshot reads the whole state: every bucket streamed through one
 // watch each, keeping only what the room documents commit. Changes made
 // meanwhile may or may not be in it (stop writers for an exact copy).
-func (s *jetstreamStore) ExportSnapshot(ctx context.Context) (*Snapshot, error) {
+func (s *jetstreamStore) ExportSnapshot(ctx context.Context) (*store.Snapshot, error) {
 	if err := s.syncUsers(ctx); err != nil {
 		return nil, err
 	}
-	snap := &Snapshot{Users: s.cache.allUsers()}
+	snap := &store.Snapshot{Users: s.cache.allUsers()}
 
 	// Rooms and their states.
 	views := map[string]roomView{}
@@ -179,7 +79,7 @@ func (s *jetstreamStore) ExportSnapshot(ctx context.Context) (*Snapshot, error) 
 		}
 		snap.Rooms = append(snap.Rooms, v.doc.room())
 		for _, sp := range v.state.Spans {
-			snap.Members = append(snap.Members, MemberRecord{Room: id, User: sp.User, Since: sp.Since, Until: sp.Until})
+			snap.Members = append(snap.Members, store.MemberRecord{Room: id, User: sp.User, Since: sp.Since, Until: sp.Until})
 		}
 	}
 
@@ -211,7 +111,7 @@ func (s *jetstreamStore) ExportSnapshot(ctx context.Context) (*Snapshot, error) 
 			if err := json.Unmarshal(e.Value(), &kk); err != nil || !ok {
 				return fmt.Errorf("sealed key %s: undecodable", e.Key())
 			}
-			snap.SealedKeys = append(snap.SealedKeys, SealedKeyRecord{Room: tok[1], Epoch: kk.Epoch, Member: member, Sealer: kk.Sealer, SealedKey: kk.Sealed})
+			snap.SealedKeys = append(snap.SealedKeys, store.SealedKeyRecord{Room: tok[1], Epoch: kk.Epoch, Member: member, Sealer: kk.Sealer, SealedKey: kk.Sealed})
 		}
 		return nil
 	})
@@ -228,7 +128,7 @@ func (s *jetstreamStore) ExportSnapshot(ctx context.Context) (*Snapshot, error) 
 		if err != nil {
 			return nil, s.fail("export statements", err)
 		}
-		snap.Statements = append(snap.Statements, StatementRecord{Room: room, Seq: seq, Body: st.Body, Sig: st.Sig})
+		snap.Statements = append(snap.Statements, store.StatementRecord{Room: room, Seq: seq, Body: st.Body, Sig: st.Sig})
 	}
 
 	err = s.readAll(ctx, s.blobs, nil, func(e jetstream.KeyValueEntry) error {
@@ -280,6 +180,17 @@ func importEpochChange(e uint64) string  { return "e" + strconv.FormatUint(e, 10
 
 const importChange = "i"
 
+// Import writes snap into the buckets of cfg, creating them if needed
+// (see importSnapshot): the one-time move of another backend's state.
+// It does not start the store's cache: serve the buckets with [Open].
+func Import(ctx context.Context, js jetstream.JetStream, cfg Config, snap *store.Snapshot, progress func(done, total int)) error {
+	s, err := bindKV(ctx, js, cfg)
+	if err != nil {
+		return err
+	}
+	return s.importSnapshot(ctx, snap, progress)
+}
+
 // importSnapshot writes snap into the buckets as raw values that keep
 // every epoch, status, time and head as they are (no rule is checked:
 // the snapshot is a trusted copy of a store that checked them). Every
@@ -291,7 +202,7 @@ const importChange = "i"
 //
 // It overwrites rooms that changed since an earlier import: run it
 // before serving from these buckets, not after.
-func (s *jetstreamStore) importSnapshot(ctx context.Context, snap *Snapshot, progress func(done, total int)) error {
+func (s *jetstreamStore) importSnapshot(ctx context.Context, snap *store.Snapshot, progress func(done, total int)) error {
 	done, total := 0, snap.Size()
 	report := func(n int) {
 		done += n
@@ -301,8 +212,8 @@ func (s *jetstreamStore) importSnapshot(ctx context.Context, snap *Snapshot, pro
 	}
 	type roomData struct {
 		room  api.Room
-		stmts []StatementRecord
-		keys  []SealedKeyRecord
+		stmts []store.StatementRecord
+		keys  []store.SealedKeyRecord
 		spans []span
 	}
 	rooms := map[string]*roomData{}
@@ -347,7 +258,7 @@ func (s *jetstreamStore) importSnapshot(ctx context.Context, snap *Snapshot, pro
 	docs := make([]roomDoc, 0, len(rooms))
 	for _, r := range snap.Rooms {
 		rd := rooms[r.ID]
-		slices.SortFunc(rd.stmts, func(a, b StatementRecord) int { return cmp.Compare(a.Seq, b.Seq) })
+		slices.SortFunc(rd.stmts, func(a, b store.StatementRecord) int { return cmp.Compare(a.Seq, b.Seq) })
 		state := &roomState{Spans: orEmpty(rd.spans), Stmts: []string{}, Epochs: []string{}}
 		for i, st := range rd.stmts {
 			if st.Seq != uint64(i+1) {
@@ -417,4 +328,11 @@ func (s *jetstreamStore) importSnapshot(ctx context.Context, snap *Snapshot, pro
 		return s.fail("import rooms", err)
 	}
 	return nil
+}
+
+func orEmpty[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }

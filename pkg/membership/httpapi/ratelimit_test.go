@@ -1,4 +1,4 @@
-package membership_test
+package httpapi_test
 
 import (
 	"encoding/json"
@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nkeys"
 
 	"github.com/enmanuel/unibus/pkg/api"
-	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/membership/httpapi"
 	"github.com/enmanuel/unibus/pkg/reqsig"
 )
 
@@ -39,23 +39,23 @@ func (c *fakeClock) Advance(d time.Duration) {
 
 // rateFixture is a limited handler that counts the requests reaching it.
 type rateFixture struct {
-	rl      *membership.RateLimiter
+	rl      *httpapi.RateLimiter
 	clock   *fakeClock
 	h       http.Handler
 	mu      sync.Mutex
 	reached int
 }
 
-func newRateFixture(l membership.RateLimit) *rateFixture {
+func newRateFixture(l httpapi.RateLimit) *rateFixture {
 	f := &rateFixture{clock: newFakeClock()}
-	f.rl = membership.NewRateLimiter(l)
+	f.rl = httpapi.NewRateLimiter(l)
 	f.rl.Now = f.clock.Now
 	f.h = f.rl.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
 		f.reached++
 		f.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
-	}), membership.RequestKey)
+	}), httpapi.RequestKey)
 	return f
 }
 
@@ -110,7 +110,7 @@ func wantLimited(t testing.TB, w *httptest.ResponseRecorder, retryAfter int) {
 
 func TestRateLimiterBurstThen429(t *testing.T) {
 	t.Parallel()
-	f := newRateFixture(membership.RateLimit{PerSecond: 0.5, Burst: 3})
+	f := newRateFixture(httpapi.RateLimit{PerSecond: 0.5, Burst: 3})
 	alice, _ := claim(t)
 	for i := range 3 {
 		if w := f.do(alice, "192.0.2.1:1000"); w.Code != http.StatusNoContent {
@@ -128,7 +128,7 @@ func TestRateLimiterBurstThen429(t *testing.T) {
 
 func TestRateLimiterKeysAreIndependent(t *testing.T) {
 	t.Parallel()
-	f := newRateFixture(membership.RateLimit{PerSecond: 1, Burst: 2})
+	f := newRateFixture(httpapi.RateLimit{PerSecond: 1, Burst: 2})
 	alice, _ := claim(t)
 	bob, _ := claim(t)
 	for range 2 {
@@ -161,7 +161,7 @@ func TestRateLimiterKeysAreIndependent(t *testing.T) {
 
 func TestRateLimiterRefill(t *testing.T) {
 	t.Parallel()
-	f := newRateFixture(membership.RateLimit{PerSecond: 2, Burst: 4})
+	f := newRateFixture(httpapi.RateLimit{PerSecond: 2, Burst: 4})
 	alice, _ := claim(t)
 	for range 4 {
 		f.do(alice, "192.0.2.1:1000")
@@ -189,21 +189,21 @@ func TestRateLimiterRefill(t *testing.T) {
 
 func TestRateLimiterRetryAfterRoundsUp(t *testing.T) {
 	t.Parallel()
-	f := newRateFixture(membership.RateLimit{PerSecond: 0.1, Burst: 1})
+	f := newRateFixture(httpapi.RateLimit{PerSecond: 0.1, Burst: 1})
 	f.do("", "192.0.2.1:1")
 	wantLimited(t, f.do("", "192.0.2.1:1"), 10)
 	f.clock.Advance(2500 * time.Millisecond)
 	wantLimited(t, f.do("", "192.0.2.1:1"), 8) // 7.5 s rounds up
 
 	// A vanishing rate still gives a sane Retry-After.
-	f = newRateFixture(membership.RateLimit{PerSecond: 1e-30, Burst: 1})
+	f = newRateFixture(httpapi.RateLimit{PerSecond: 1e-30, Burst: 1})
 	f.do("", "192.0.2.1:1")
 	wantLimited(t, f.do("", "192.0.2.1:1"), 86400)
 }
 
 func TestRateLimiterMemoryBound(t *testing.T) {
 	t.Parallel()
-	f := newRateFixture(membership.RateLimit{PerSecond: 1, Burst: 5})
+	f := newRateFixture(httpapi.RateLimit{PerSecond: 1, Burst: 5})
 	f.rl.MaxKeys = 100
 
 	// Idle keys go once their bucket is full again.
@@ -242,8 +242,8 @@ func TestRateLimiterMemoryBound(t *testing.T) {
 func TestRateLimiterOffAndDefaults(t *testing.T) {
 	t.Parallel()
 	next := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
-	for _, l := range []membership.RateLimit{{}, {PerSecond: -1, Burst: 10}} {
-		rl := membership.NewRateLimiter(l)
+	for _, l := range []httpapi.RateLimit{{}, {PerSecond: -1, Burst: 10}} {
+		rl := httpapi.NewRateLimiter(l)
 		h := rl.Middleware(next, nil)
 		for range 1000 {
 			w := httptest.NewRecorder()
@@ -254,7 +254,7 @@ func TestRateLimiterOffAndDefaults(t *testing.T) {
 		}
 	}
 	// Burst 0 means ceil(PerSecond).
-	f := newRateFixture(membership.RateLimit{PerSecond: 2.5})
+	f := newRateFixture(httpapi.RateLimit{PerSecond: 2.5})
 	for range 3 {
 		if w := f.do("", "192.0.2.1:1"); w.Code != http.StatusNoContent {
 			t.Fatalf("status %d within the default burst of 3", w.Code)
@@ -265,7 +265,7 @@ func TestRateLimiterOffAndDefaults(t *testing.T) {
 
 func TestRateLimiterConcurrent(t *testing.T) {
 	t.Parallel()
-	f := newRateFixture(membership.RateLimit{PerSecond: 1, Burst: 50})
+	f := newRateFixture(httpapi.RateLimit{PerSecond: 1, Burst: 50})
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -300,7 +300,7 @@ func TestRequestKey(t *testing.T) {
 		if tt.auth != "" {
 			r.Header.Set("Authorization", tt.auth)
 		}
-		if got := membership.RequestKey(r); got != tt.want {
+		if got := httpapi.RequestKey(r); got != tt.want {
 			t.Errorf("RequestKey(auth %.20q, remote %q) = %q; want %q", tt.auth, tt.remote, got, tt.want)
 		}
 	}

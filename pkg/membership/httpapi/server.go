@@ -1,4 +1,4 @@
-package membership
+package httpapi
 
 import (
 	"bytes"
@@ -17,6 +17,7 @@ import (
 
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/membership/store"
 	"github.com/enmanuel/unibus/pkg/reqsig"
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
@@ -67,15 +68,15 @@ type Server struct {
 	// after every committed membership or epoch change.
 	Events Publisher
 
-	store Store
+	store store.Store
 	blobs Blobs
 	mode  AuthMode
 	mux   *http.ServeMux
 }
 
 // NewServer returns the API over store and blobs with the given auth mode.
-func NewServer(store Store, blobs Blobs, mode AuthMode) *Server {
-	s := &Server{store: store, blobs: blobs, mode: mode, MaxBlobBytes: DefaultMaxBlobBytes, Version: "dev"}
+func NewServer(st store.Store, blobs Blobs, mode AuthMode) *Server {
+	s := &Server{store: st, blobs: blobs, mode: mode, MaxBlobBytes: DefaultMaxBlobBytes, Version: "dev"}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.health)
 	mux.HandleFunc("GET /v1/info", s.info)
@@ -542,7 +543,7 @@ func (s *Server) addMembers(ctx context.Context, c *call) (int, any, error) {
 	if len(req.Members) == 0 {
 		return 0, nil, api.Errorf(api.CodeInvalid, "members is empty: name at least one user to add")
 	}
-	add := Add{Room: room.ID, Epoch: req.Epoch, Users: make([]string, len(req.Members)), Statement: req.Statement}
+	add := store.Add{Room: room.ID, Epoch: req.Epoch, Users: make([]string, len(req.Members)), Statement: req.Statement}
 	for i, m := range req.Members {
 		u, err := s.store.GetUser(ctx, m.Member)
 		if err != nil {
@@ -583,7 +584,7 @@ func (s *Server) rekey(ctx context.Context, c *call) (int, any, error) {
 	if err := checkActor(req.Statement, c.user.User); err != nil {
 		return 0, nil, err
 	}
-	change := Rekey{Room: room, FromEpoch: req.FromEpoch, Remove: req.Remove, Keys: make([]api.SealedKey, 0, len(req.Keys)), Statement: req.Statement}
+	change := store.Rekey{Room: room, FromEpoch: req.FromEpoch, Remove: req.Remove, Keys: make([]api.SealedKey, 0, len(req.Keys)), Statement: req.Statement}
 	for _, k := range req.Keys {
 		if err := checkSealed(k.SealedKey); err != nil {
 			return 0, nil, err

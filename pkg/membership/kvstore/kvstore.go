@@ -1,4 +1,4 @@
-package membership
+package kvstore
 
 import (
 	"bytes"
@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/membership/store"
 )
 
 // The JetStream KV backend keeps the control plane in five KV buckets, so
@@ -28,7 +29,7 @@ import (
 // one process or on one disk. docs/kv-store.md explains the choices below
 // at more length.
 //
-// Buckets (P is KVConfig.Prefix, "unibus" by default) and keys:
+// Buckets (P is Config.Prefix, "unibus" by default) and keys:
 //
 //	P_users     u.<user key>          the user (JSON: identity, role, status, times)
 //	            n.<name>              the user key holding that name (uniqueness)
@@ -84,15 +85,15 @@ import (
 //
 // # Durability
 //
-// The buckets use file storage with KVConfig.Replicas copies. JetStream
+// The buckets use file storage with Config.Replicas copies. JetStream
 // acknowledges a write before it is synced to disk unless the server runs
 // with sync_interval: always (server.Options.SyncAlways), a server-wide
 // setting that no stream or client can ask for: without it, writes
 // acknowledged in the last sync interval (2 minutes by default) are lost
 // when every replica crashes together. The embedded server must set it.
 
-// KVConfig configures [OpenKV].
-type KVConfig struct {
+// Config configures [Open] and [Import].
+type Config struct {
 	// Replicas is the number of copies of each bucket in a cluster; below
 	// 1 means 1.
 	Replicas int
@@ -130,7 +131,7 @@ var validPrefix = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
 // kvOpTimeout bounds a store operation that the caller gave no deadline.
 const kvOpTimeout = 30 * time.Second
 
-// jetstreamStore is the JetStream KV [Store].
+// jetstreamStore is the JetStream KV [store.Store].
 type jetstreamStore struct {
 	js      jetstream.JetStream
 	nc      *nats.Conn
@@ -155,7 +156,7 @@ type jetstreamStore struct {
 	hook func(step string) error
 }
 
-// OpenKV opens the control-plane store on the JetStream KV buckets named
+// Open opens the control-plane store on the JetStream KV buckets named
 // by cfg, creating or updating them as needed (idempotent: safe on every
 // start and on every node), and loads its cache from them. It needs
 // nats-server 2.12 or later (atomic batch publish), run with
@@ -163,7 +164,7 @@ type jetstreamStore struct {
 // docs/kv-store.md). js must allow at least 1,024 unacknowledged
 // asynchronous publishes (jetstream.New's default is 4,000). Close stops
 // its watches; it does not close js's connection.
-func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (Store, error) {
+func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (store.Store, error) {
 	s, err := bindKV(ctx, js, cfg)
 	if err != nil {
 		return nil, err
@@ -181,7 +182,7 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (Store, e
 
 // bindKV creates or updates the buckets of cfg and binds them, without
 // the cache: enough to import a snapshot, not to serve.
-func bindKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (*jetstreamStore, error) {
+func bindKV(ctx context.Context, js jetstream.JetStream, cfg Config) (*jetstreamStore, error) {
 	prefix := cfg.Prefix
 	if prefix == "" {
 		prefix = "unibus"
@@ -645,3 +646,15 @@ func (s *jetstreamStore) atomicCreate(ctx context.Context, msgs []*nats.Msg) (ui
 	}
 	return ack.Seq, nil
 }
+
+// nanos is t as the Unix nanoseconds a value stores; the zero time is
+// stored as now.
+func nanos(t time.Time) int64 {
+	if t.IsZero() {
+		t = time.Now()
+	}
+	return t.UnixNano()
+}
+
+// fromNanos is the time of a stored Unix nanoseconds value, in UTC.
+func fromNanos(n int64) time.Time { return time.Unix(0, n).UTC() }

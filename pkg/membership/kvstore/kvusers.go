@@ -1,4 +1,4 @@
-package membership
+package kvstore
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/membership/store"
 )
 
 // Users, blobs and nonces of the JetStream KV store (see kvstore.go).
@@ -21,7 +22,7 @@ const maxRetries = 10
 // CreateUser registers u: its user record and its name, in one atomic
 // batch, each only if its key is new. A zero CreatedAt means now.
 func (s *jetstreamStore) CreateUser(ctx context.Context, u api.User) error {
-	if err := checkNewUser(u); err != nil {
+	if err := store.CheckNewUser(u); err != nil {
 		return err
 	}
 	u.CreatedAt = fromNanos(nanos(u.CreatedAt))
@@ -92,9 +93,9 @@ func (s *jetstreamStore) readUser(ctx context.Context, k string) (u api.User, re
 // stream leader), with the revision of its record.
 func (s *jetstreamStore) lookupUser(ctx context.Context, keyOrName string) (api.User, uint64, error) {
 	if keyOrName == "" {
-		return api.User{}, 0, userNotFound(keyOrName)
+		return api.User{}, 0, store.UserNotFound(keyOrName)
 	}
-	if looksLikeUserKey(keyOrName) {
+	if store.LooksLikeUserKey(keyOrName) {
 		u, rev, ok, err := s.readUser(ctx, keyOrName)
 		if err != nil {
 			return api.User{}, 0, s.fail("get user", err)
@@ -108,14 +109,14 @@ func (s *jetstreamStore) lookupUser(ctx context.Context, keyOrName string) (api.
 		return api.User{}, 0, s.fail("get user", err)
 	}
 	if !ok {
-		return api.User{}, 0, userNotFound(keyOrName)
+		return api.User{}, 0, store.UserNotFound(keyOrName)
 	}
 	u, rev, ok, err := s.readUser(ctx, string(e.Value()))
 	if err != nil {
 		return api.User{}, 0, s.fail("get user", err)
 	}
 	if !ok || u.Name != keyOrName {
-		return api.User{}, 0, userNotFound(keyOrName)
+		return api.User{}, 0, store.UserNotFound(keyOrName)
 	}
 	return u, rev, nil
 }
@@ -191,15 +192,15 @@ func (s *jetstreamStore) RevokeUser(ctx context.Context, keyOrName string, at ti
 
 // IsAuthorized reports whether userKey is an active user, from the cache.
 // A key the cache does not know is read from the bucket (by key only: one
-// read), bounded by authorizeTimeout; any error answers false.
+// read), bounded by store.AuthorizeTimeout; any error answers false.
 func (s *jetstreamStore) IsAuthorized(userKey string) bool {
-	if !looksLikeUserKey(userKey) {
+	if !store.LooksLikeUserKey(userKey) {
 		return false
 	}
 	if u, ok := s.cache.user(userKey); ok {
 		return u.Active()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), authorizeTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), store.AuthorizeTimeout)
 	defer cancel()
 	u, _, ok, err := s.readUser(ctx, userKey)
 	return err == nil && ok && u.Active()
@@ -210,7 +211,7 @@ func (s *jetstreamStore) IsAuthorized(userKey string) bool {
 func (s *jetstreamStore) userStatus(k string) (string, error) {
 	u, ok := s.cache.user(k)
 	if !ok {
-		return "", userNotFound(k)
+		return "", store.UserNotFound(k)
 	}
 	return u.Status, nil
 }
@@ -222,7 +223,7 @@ func (s *jetstreamStore) knownUser(ctx context.Context, k string) (bool, error) 
 	if _, ok := s.cache.user(k); ok {
 		return true, nil
 	}
-	if !looksLikeUserKey(k) {
+	if !store.LooksLikeUserKey(k) {
 		return false, nil
 	}
 	_, ok, err := s.get(ctx, s.users, userKey(k))
@@ -243,7 +244,7 @@ func (s *jetstreamStore) userOf(ctx context.Context, k string) (api.User, error)
 	case err != nil:
 		return api.User{}, s.fail("get user", err)
 	case !ok:
-		return api.User{}, userNotFound(k)
+		return api.User{}, store.UserNotFound(k)
 	}
 	return u, nil
 }
@@ -261,7 +262,7 @@ type kvBlob struct {
 // keeps the first record (a create, not an overwrite). not_found if the
 // room does not exist; invalid if the uploader is not a registered user.
 func (s *jetstreamStore) AddBlob(ctx context.Context, b api.Blob) error {
-	if err := checkNewBlob(b); err != nil {
+	if err := store.CheckNewBlob(b); err != nil {
 		return err
 	}
 	ctx, cancel := withTimeout(ctx)
@@ -274,7 +275,7 @@ func (s *jetstreamStore) AddBlob(ctx context.Context, b api.Blob) error {
 		return err
 	}
 	if !known {
-		return unknownUploader(b.Uploader)
+		return store.UnknownUploader(b.Uploader)
 	}
 	data, err := json.Marshal(kvBlob{Size: b.Size, Uploader: b.Uploader, Created: nanos(b.CreatedAt)})
 	if err != nil {
@@ -291,14 +292,14 @@ func (s *jetstreamStore) GetBlob(ctx context.Context, room, id string) (api.Blob
 	ctx, cancel := withTimeout(ctx)
 	defer cancel()
 	if room == "" || id == "" {
-		return api.Blob{}, blobNotFound(room, id)
+		return api.Blob{}, store.BlobNotFound(room, id)
 	}
 	e, ok, err := s.get(ctx, s.blobs, blobKey(room, id))
 	if err != nil {
 		return api.Blob{}, s.fail("get blob", err)
 	}
 	if !ok {
-		return api.Blob{}, blobNotFound(room, id)
+		return api.Blob{}, store.BlobNotFound(room, id)
 	}
 	var kb kvBlob
 	if err := json.Unmarshal(e.Value(), &kb); err != nil {
@@ -336,7 +337,7 @@ func (s *jetstreamStore) UseNonce(ctx context.Context, nonce string, expires tim
 		}
 		if last != 0 {
 			// Another request reused the expired nonce first.
-			return nonceUsed()
+			return store.NonceUsed()
 		}
 		e, ok, err := s.get(ctx, s.nonces, key)
 		if err != nil {
@@ -346,7 +347,7 @@ func (s *jetstreamStore) UseNonce(ctx context.Context, nonce string, expires tim
 			continue // removed meanwhile: create it again
 		}
 		if exp, err := strconv.ParseInt(string(e.Value()), 10, 64); err != nil || exp >= nanos(time.Now()) {
-			return nonceUsed()
+			return store.NonceUsed()
 		}
 		last = e.Revision()
 	}

@@ -1,4 +1,4 @@
-package membership
+package httpapi
 
 import (
 	"container/list"
