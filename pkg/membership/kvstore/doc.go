@@ -1,8 +1,8 @@
 // Package kvstore is the JetStream KV backend of the control-plane
 // [store.Store], opened with [Open]. It keeps the control plane in five KV
-// buckets, so that several membershipd nodes share one state and no state lives in
-// one process or on one disk. docs/kv-store.md explains the choices below
-// at more length.
+// buckets, so that several membershipd nodes share one state and no
+// state lives in one process or on one disk. docs/kv-store.md explains
+// the choices below at more length.
 //
 // Buckets (P is Config.Prefix, "unibus" by default) and keys:
 //

@@ -17,7 +17,7 @@ import (
 )
 
 // Rooms, members, sealed keys and statements of the JetStream KV store:
-// see kvstore.go for the layout and how a change commits.
+// see doc.go for the layout and how a change commits.
 
 // roomDoc is a room document (rooms bucket, key = room id): the commit
 // point of every change of the room.

@@ -13,7 +13,7 @@ import (
 	"github.com/enmanuel/unibus/pkg/membership/store"
 )
 
-// Users, blobs and nonces of the JetStream KV store (see kvstore.go).
+// Users, blobs and nonces of the JetStream KV store (see doc.go).
 
 // maxRetries bounds the retries of a revision-checked update that lost a
 // race it may retry (a revocation, a nonce).

@@ -509,7 +509,7 @@ func (s *sqliteStore) userStatus(ctx context.Context, q querier, userKey string)
 }
 
 // statusIn is the status lookup of users in q, for the checks every
-// backend makes (store.go).
+// backend makes (package store).
 func (s *sqliteStore) statusIn(ctx context.Context, q querier) store.StatusOf {
 	return func(u string) (string, error) { return s.userStatus(ctx, q, u) }
 }
