@@ -497,6 +497,31 @@ func TestFollow(t *testing.T) {
 	}
 }
 
+// TestReaddedMember: `room add` of a removed member rekeys the room, so
+// that bob reads nothing alice sent while he was out, and what follows.
+func TestReaddedMember(t *testing.T) {
+	t.Parallel()
+	alice, bob, room := startOps(t)
+	alice.must(t, "", "send", room, "before")
+	alice.must(t, "", "room", "remove", room, "bob")
+	out := strings.TrimSpace(alice.must(t, "", "send", room, "while bob is out"))
+	if got := alice.must(t, "", "room", "add", room, "bob"); !strings.Contains(got, "at epoch 3") {
+		t.Errorf("room add of a former member printed %q; want the room rekeyed to epoch 3", got)
+	}
+	alice.must(t, "", "send", room, "bob is back")
+
+	msgs := decodeLines(t, bob.must(t, "", "read", room, "--json"))
+	if len(msgs) != 3 || msgs[0]["text"] != "before" || msgs[2]["text"] != "bob is back" || msgs[2]["epoch"] != 3.0 {
+		t.Fatalf("bob read %v; want before, an unreadable message and bob is back at epoch 3", msgs)
+	}
+	if m := msgs[1]; m["id"] != out || m["epoch"] != 2.0 || m["error"] == nil {
+		t.Errorf("bob's read of the message sent while he was out = %v; want id %s at epoch 2 with an error", m, out)
+	}
+	if _, ok := msgs[1]["text"]; ok {
+		t.Error("a re-added member read a message sent while he was out")
+	}
+}
+
 func TestBadServer(t *testing.T) {
 	t.Parallel()
 	dead := httptest.NewServer(nil)

@@ -115,9 +115,20 @@ type CreateRoomRequest struct {
 // members (by user key or name) with, for an encrypted room, the current
 // epoch's key sealed to each by the caller, and the add statement naming
 // them all. A bulk add is one request, one transaction, one statement.
+//
+// A rekeying add (Rekey) also moves the room from Epoch to Epoch+1 in the
+// same change: Members carry the new epoch's key, Keys the same key sealed
+// to each current member, and the statement is an add of epoch Epoch+1.
+// Re-adding a former member must rekey, so that it gets no key of the
+// epochs it was out for.
 type AddMembersRequest struct {
 	Epoch   uint64     `json:"epoch"`
 	Members []KeyGrant `json:"members"`
+	Rekey   bool       `json:"rekey,omitempty"`
+	// Keys are, in a rekeying add of an encrypted room, the new epoch's
+	// key sealed to each current member (the caller included); none
+	// otherwise.
+	Keys []KeyGrant `json:"keys,omitempty"`
 	// Statement is the add statement, signed by the caller.
 	Statement roomchain.Signed `json:"statement"`
 }
@@ -230,9 +241,10 @@ func RoomEventSubject(room string) string { return SubjectPrefix + room + ".even
 func KeysSubject(user string) string { return subjects.InboxPrefix(user) + ".keys" }
 
 // KeyDelivery is the body membershipd publishes on [KeysSubject] of every
-// member a rekey (with or without removals) leaves in a room, right after
-// the rekey is stored and before its [RoomEvent]: the member's sealed key
-// of the new epoch and the statement of the rekey or removal. A member whose verified history is at the
+// member a rekey (with or without removals, or a rekeying add) leaves in a
+// room, right after the rekey is stored and before its [RoomEvent]: the
+// member's sealed key of the new epoch and the statement of the rekey,
+// removal or add. A member whose verified history is at the
 // statement before opens the key at once, without asking the API, so that
 // a rekey of a room of thousands does not turn into thousands of requests.
 // Like a RoomEvent it is a hint: a client applies the statement to the

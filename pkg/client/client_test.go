@@ -175,6 +175,108 @@ func TestLateMemberCannotReadEarlierEpochs(t *testing.T) {
 	}
 }
 
+// TestReaddedMemberCannotReadWhatHeMissed: re-adding a removed member
+// rekeys the room in the same request. bob reads what was sent before his
+// removal and after his return, and nothing of what was sent while he was
+// out, whatever epoch that was; the members who stayed read everything,
+// and what bob says once back.
+func TestReaddedMemberCannotReadWhatHeMissed(t *testing.T) {
+	bus, alice, bob, room := twoMembers(t)
+	_, carol := bus.User(t, "carol", api.RoleMember)
+	if _, err := alice.AddMember(ctxT(t), room, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, room, "before")
+	if got := readAll(t, bob, room); len(got) != 1 || got[0].Text != "before" {
+		t.Fatalf("bob read %+v before his removal; want alice's message", got)
+	}
+	if _, err := alice.RemoveMember(ctxT(t), room, "bob"); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, alice, room, "while bob is out") // epoch 2
+	if _, err := carol.Rekey(ctxT(t), room); err != nil {
+		t.Fatal(err)
+	}
+	mustSend(t, carol, room, "still without bob") // epoch 3
+	r, err := alice.AddMember(ctxT(t), room, "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Epoch != 4 {
+		t.Fatalf("room after re-adding bob at epoch %d; want epoch 4: the re-add rekeys", r.Epoch)
+	}
+	mustSend(t, alice, room, "bob is back")
+	mustSend(t, carol, room, "welcome back")
+	mustSend(t, bob, room, "thanks")
+
+	msgs := readAll(t, bob, room)
+	var read []string
+	for _, m := range msgs {
+		switch {
+		case m.Epoch == 2 || m.Epoch == 3:
+			if m.Err == nil || m.Text != "" {
+				t.Errorf("bob read %q at epoch %d, sent while he was out; want an error and no text", m.Text, m.Epoch)
+			}
+		case m.Err != nil:
+			t.Errorf("bob could not read the message of epoch %d: %v", m.Epoch, m.Err)
+		default:
+			read = append(read, m.Text)
+		}
+	}
+	if want := []string{"before", "bob is back", "welcome back", "thanks"}; len(msgs) != 6 || !slices.Equal(read, want) {
+		t.Fatalf("bob read %q of %d messages; want %q of 6", read, len(msgs), want)
+	}
+	// Nothing of the epochs he was out for was sealed to him.
+	for _, e := range []uint64{2, 3} {
+		if keys, err := bus.Store.SealedKeys(context.Background(), room, bob.Identity().UserKey(), e); err != nil || len(keys) != 0 {
+			t.Fatalf("bob holds %d keys of epoch %d (%v); want none", len(keys), e, err)
+		}
+	}
+	for _, c := range []*client.Client{alice, carol} {
+		var got []string
+		for _, m := range readAll(t, c, room) {
+			if m.Err != nil {
+				t.Fatalf("%s could not read the message of epoch %d: %v", c.Identity().Name(), m.Epoch, m.Err)
+			}
+			got = append(got, m.Text)
+		}
+		if want := []string{"before", "while bob is out", "still without bob", "bob is back", "welcome back", "thanks"}; !slices.Equal(got, want) {
+			t.Fatalf("%s read %q; want %q", c.Identity().Name(), got, want)
+		}
+	}
+}
+
+// TestReaddRemovesRevokedMembersFirst: the re-add seals a new key to every
+// member, so revoked members are removed first, in a rekey of their own.
+func TestReaddRemovesRevokedMembersFirst(t *testing.T) {
+	bus, alice, _, room := twoMembers(t)
+	_, carol := bus.User(t, "carol", api.RoleMember)
+	if _, err := alice.AddMember(ctxT(t), room, "carol"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := alice.RemoveMember(ctxT(t), room, "carol"); err != nil { // epoch 2
+		t.Fatal(err)
+	}
+	if _, err := alice.RevokeUser(ctxT(t), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	r, err := alice.AddMember(ctxT(t), room, "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := alice.Verify(ctxT(t), room)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Epoch != 4 || v.Epoch != 4 || len(v.Members) != 2 {
+		t.Fatalf("room after re-adding carol: epoch %d (verified %d), %d members; want epoch 4 (bob rekeyed out, then the re-add) with alice and carol", r.Epoch, v.Epoch, len(v.Members))
+	}
+	mustSend(t, alice, room, "carol is back")
+	if msgs := readAll(t, carol, room); len(msgs) == 0 || msgs[len(msgs)-1].Text != "carol is back" {
+		t.Fatalf("carol read %+v; want alice's message", msgs)
+	}
+}
+
 // publishRaw puts bytes on a room's subject as any NATS client could.
 func publishRaw(t testing.TB, bus *testbus.Bus, room string, b []byte) {
 	t.Helper()
@@ -631,13 +733,14 @@ func waitForPinnedHead(t *testing.T, pins, hash string) {
 	}
 }
 
-// TestNewEpochKeyArrivesWithoutAsking: when another member rekeys, or
-// removes a member, the client holds the new key from membershipd's
+// TestNewEpochKeyArrivesWithoutAsking: when another member rekeys,
+// removes a member or re-adds a former one, the client holds the new key
+// from membershipd's
 // delivery on NATS (the statement verified against its history, the key
 // opened) and sends at the new epoch without one request to the API; a
 // removed member reads nothing of it.
 func TestNewEpochKeyArrivesWithoutAsking(t *testing.T) {
-	for _, change := range []string{"rekey", "removal"} {
+	for _, change := range []string{"rekey", "removal", "re-add"} {
 		t.Run(change, func(t *testing.T) {
 			bus := testbus.Start(t, testbus.Options{})
 			pins := filepath.Join(t.TempDir(), "alice.pins.json")
@@ -651,14 +754,22 @@ func TestNewEpochKeyArrivesWithoutAsking(t *testing.T) {
 			if _, err := bob.AddMembers(ctxT(t), room.ID, []string{"alice", "carol"}); err != nil {
 				t.Fatal(err)
 			}
+			if change == "re-add" {
+				if _, err := bob.RemoveMember(ctxT(t), room.ID, "carol"); err != nil {
+					t.Fatal(err)
+				}
+			}
 			mustSend(t, alice, room.ID, "epoch 1")
 			before := api_.n.Load()
 
 			var updated api.Room
-			if change == "rekey" {
+			switch change {
+			case "rekey":
 				updated, err = bob.Rekey(ctxT(t), room.ID)
-			} else {
+			case "removal":
 				updated, err = bob.RemoveMember(ctxT(t), room.ID, "carol")
+			case "re-add": // a rekeying add
+				updated, err = bob.AddMember(ctxT(t), room.ID, "carol")
 			}
 			if err != nil {
 				t.Fatal(err)
@@ -675,6 +786,16 @@ func TestNewEpochKeyArrivesWithoutAsking(t *testing.T) {
 			msgs := readAll(t, bob, room.ID)
 			if last := msgs[len(msgs)-1]; last.ID != id || last.Err != nil || last.Epoch != updated.Epoch {
 				t.Fatalf("bob read %+v; want alice's message at epoch %d", last, updated.Epoch)
+			}
+			if change == "re-add" {
+				if msgs := readAll(t, carol, room.ID); msgs[len(msgs)-1].ID != id || msgs[len(msgs)-1].Err != nil {
+					t.Fatalf("the re-added carol read %+v last; want alice's message", msgs[len(msgs)-1])
+				}
+				// And alice reads what carol says once back.
+				back := mustSend(t, carol, room.ID, "carol is back")
+				if msgs := readAll(t, alice, room.ID); msgs[len(msgs)-1].ID != back || msgs[len(msgs)-1].Err != nil {
+					t.Fatalf("alice read %+v last; want carol's message", msgs[len(msgs)-1])
+				}
 			}
 			if change == "removal" {
 				for _, m := range readAllLenient(carol, room.ID) {

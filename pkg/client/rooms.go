@@ -237,7 +237,8 @@ func (c *Client) statement(chain *roomchain.State, kind string, epoch uint64, ad
 
 // AddMember adds user (name or key) to the room, sealing the current
 // epoch's key to it, and signs the add statement. The new member can read
-// the room from this epoch on. Only room admins may add members.
+// the room from this epoch on; a former member, from the next one (see
+// AddMembers). Only room admins may add members.
 func (c *Client) AddMember(ctx context.Context, roomRef, user string) (api.Room, error) {
 	return c.AddMembers(ctx, roomRef, []string{user})
 }
@@ -245,6 +246,12 @@ func (c *Client) AddMember(ctx context.Context, roomRef, user string) (api.Room,
 // AddMembers adds users (names or keys) in one request and one statement:
 // a room of thousands is built in one step. Each user's identity binding is
 // verified and its keys pinned before anything is sealed to it.
+//
+// Re-adding a former member (the verified history tells) rekeys the room
+// in the same request: the room moves to the next epoch, whose new key is
+// sealed to every member and to those added, so that a returning member
+// reads nothing of what was sent while it was out. Revoked members are
+// removed first, in a rekey of their own.
 func (c *Client) AddMembers(ctx context.Context, roomRef string, users []string) (api.Room, error) {
 	id, err := c.ResolveRoom(ctx, roomRef)
 	if err != nil {
@@ -291,11 +298,38 @@ func (c *Client) AddMembers(ctx context.Context, roomRef string, users []string)
 		if me, _ := chain.Member(c.id.UserKey()); me.Role != roomchain.RoleAdmin {
 			return api.Room{}, api.Errorf(api.CodeForbidden, "only room admins add members, and you are not one in room %s", id)
 		}
-		req := api.AddMembersRequest{Epoch: chain.Epoch}
-		if req.Statement, err = c.statement(chain, roomchain.KindAdd, chain.Epoch, added, nil, ""); err != nil {
+		rekey := false
+		for _, m := range added {
+			rekey = rekey || chain.Former(m.User)
+		}
+		if rekey && len(snap.revoked()) > 0 && attempt == 0 {
+			// The new key goes to every member: revoked ones go first.
+			if _, err := c.rekey(ctx, snap, nil); err != nil {
+				return api.Room{}, err
+			}
+			continue
+		}
+		epoch := chain.Epoch
+		if rekey {
+			epoch++
+		}
+		req := api.AddMembersRequest{Epoch: chain.Epoch, Rekey: rekey}
+		if req.Statement, err = c.statement(chain, roomchain.KindAdd, epoch, added, nil, ""); err != nil {
 			return api.Room{}, err
 		}
-		if snap.room.Encrypted {
+		switch {
+		case snap.room.Encrypted && rekey:
+			key, err := e2ee.NewRoomKey(rand.Reader)
+			if err != nil {
+				return api.Room{}, err
+			}
+			if req.Members, err = c.sealAll(key, id, epoch, added); err != nil {
+				return api.Room{}, err
+			}
+			if req.Keys, err = c.sealAll(key, id, epoch, chain.Members); err != nil {
+				return api.Room{}, err
+			}
+		case snap.room.Encrypted:
 			key, ok := snap.keys[chain.Epoch]
 			if !ok {
 				return api.Room{}, fmt.Errorf("room %s: you hold no key for its current epoch %d, so you cannot share it; ask a member to rekey", id, chain.Epoch)
@@ -303,7 +337,7 @@ func (c *Client) AddMembers(ctx context.Context, roomRef string, users []string)
 			if req.Members, err = c.sealAll(*key, id, chain.Epoch, added); err != nil {
 				return api.Room{}, err
 			}
-		} else {
+		default:
 			for _, m := range added {
 				req.Members = append(req.Members, api.KeyGrant{Member: m.User})
 			}

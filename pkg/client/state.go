@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -574,8 +575,8 @@ func (c *Client) applyKeyDelivery(st *roomState, d api.KeyDelivery) error {
 	if err != nil {
 		return err
 	}
-	if s.Kind != roomchain.KindRekey && s.Kind != roomchain.KindRemove {
-		return fmt.Errorf("a %s statement brings no new epoch", s.Kind)
+	if chain.Epoch != old.chain.Epoch+1 {
+		return fmt.Errorf("a %s statement of the same epoch brings no new key", s.Kind)
 	}
 	k := d.Key
 	if k.Epoch != chain.Epoch || k.Sealer.User != s.Actor {
@@ -589,7 +590,17 @@ func (c *Client) applyKeyDelivery(st *roomState, d api.KeyDelivery) error {
 		}
 		key = &opened
 	}
-	snap := &roomSnapshot{room: old.room, chain: chain, keys: make(map[uint64]*e2ee.RoomKey, len(old.keys)+1), senders: old.senders, hashes: make(map[uint64]string, len(old.hashes)+1), at: old.at, listed: old.listed}
+	senders := old.senders
+	if len(s.Add) > 0 {
+		// A rekeying add: the members it adds send from this epoch.
+		senders = maps.Clone(old.senders)
+		for _, m := range s.Add {
+			if pub, err := identity.ParseUserKey(m.User); err == nil {
+				senders[[32]byte(pub)] = senderKey{SenderKey: e2ee.NewSenderKey(pub), user: m.User}
+			}
+		}
+	}
+	snap := &roomSnapshot{room: old.room, chain: chain, keys: make(map[uint64]*e2ee.RoomKey, len(old.keys)+1), senders: senders, hashes: make(map[uint64]string, len(old.hashes)+1), at: old.at, listed: old.listed}
 	snap.room.Epoch, snap.room.HeadSeq, snap.room.HeadHash = chain.Epoch, chain.Seq, chain.Head
 	snap.room.Members = currentOf(old.room.Members, chain)
 	for e, k := range old.keys {

@@ -27,8 +27,12 @@
 //     member and its bindings verify ([identity.Public]); Remove and Admins
 //     are sorted without repeats;
 //   - create (Seq 1 only): epoch 1, adds the actor alone, as admin;
-//   - add: same epoch, adds one or more users who are not members, removes
-//     none; the actor is an admin;
+//   - add: same epoch, or the next one (a rekeying add, the new key sealed
+//     to every member after it); adds one or more users who are not
+//     members, removes none; the actor is an admin. An add that re-adds
+//     a former member ([State.Former]) must be a rekeying add: one
+//     statement and one request, so that he holds no key of the epochs
+//     he was out for nor of what was sent since his removal;
 //   - remove: next epoch, removes one or more members, adds none, leaves at
 //     least one; the actor is an admin, removes only itself, or removes
 //     users the server revoked (Reason "revoked": the server checks they
@@ -272,6 +276,21 @@ func (s *State) Member(user string) (Member, bool) {
 	return s.Members[i], true
 }
 
+// Former reports whether user was a member of the room before and is not
+// one now. Re-adding a former member starts a new epoch (an add statement
+// of the next epoch), so that he gets no key of the epochs he was out
+// for. A state from [Resume] knows no spans, so it reports false: the
+// server tells former members from its own rows.
+func (s *State) Former(user string) bool {
+	if s == nil {
+		return false
+	}
+	if _, ok := s.Member(user); ok {
+		return false
+	}
+	return len(s.spans[user]) > 0
+}
+
 // MemberAt returns the record of user if it was a member at epoch e.
 func (s *State) MemberAt(user string, e uint64) (Member, bool) {
 	if s == nil {
@@ -459,8 +478,9 @@ func (s *State) apply(room string, sig Signed, st Statement) (*State, error) {
 	}
 	switch st.Kind {
 	case KindAdd:
-		if st.Epoch != s.Epoch || len(st.Add) == 0 || len(st.Remove) != 0 {
-			return nil, invalid("statement %d (add) must add members, remove none, and keep the epoch", st.Seq)
+		rekeying := st.Epoch == s.Epoch+1
+		if (st.Epoch != s.Epoch && !rekeying) || len(st.Add) == 0 || len(st.Remove) != 0 {
+			return nil, invalid("statement %d (add) must add members, remove none, and keep the epoch or start the next one", st.Seq)
 		}
 		if actor.Role != RoleAdmin {
 			return nil, invalid("statement %d: %s adds a member but is not a room admin", st.Seq, who(actor))
@@ -468,6 +488,9 @@ func (s *State) apply(room string, sig Signed, st Statement) (*State, error) {
 		for _, m := range st.Add {
 			if _, ok := s.Member(m.User); ok {
 				return nil, invalid("statement %d adds %s (%s), who is already a member: a member's record never changes", st.Seq, m.Name, m.User)
+			}
+			if !rekeying && s.Former(m.User) {
+				return nil, invalid("statement %d adds %s (%s), a former member, at epoch %d: re-adding a former member rekeys (an add statement of epoch %d, the new key sealed to every member); a history written by an unibus before this rule is refused: create the room again", st.Seq, m.Name, m.User, st.Epoch, s.Epoch+1)
 			}
 		}
 		if err := checkBindings(st.Seq, st.Add); err != nil {

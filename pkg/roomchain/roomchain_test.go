@@ -159,6 +159,10 @@ func TestForgedHistoriesAreRefused(t *testing.T) {
 	removed := &builder{tb: t, chain: slices.Clone(base), state: b.state}
 	removed.append(alice, roomchain.Statement{Kind: roomchain.KindRemove, Epoch: 2, Remove: keys(bob)})
 	removed.append(alice, roomchain.Statement{Kind: roomchain.KindRekey, Epoch: 3})
+	readd := func(epoch uint64) func() []roomchain.Signed {
+		st := removed.next(alice, roomchain.Statement{Kind: roomchain.KindAdd, Epoch: epoch, Add: []roomchain.Member{member(bob, roomchain.RoleMember)}})
+		return func() []roomchain.Signed { return append(slices.Clone(removed.chain), st) }
+	}
 	v1, err := json.Marshal(map[string]any{"v": 1, "room": room, "seq": 1, "kind": "create", "actor": alice.UserKey(), "epoch": 1, "name": "ops",
 		"members": []roomchain.Member{member(alice, roomchain.RoleAdmin)}, "time": 0})
 	if err != nil {
@@ -184,6 +188,10 @@ func TestForgedHistoriesAreRefused(t *testing.T) {
 		{"no admins", after(b.next(alice, roomchain.Statement{Kind: roomchain.KindRekey, Epoch: 2, Admins: []string{}})), "admins"},
 		{"the last admin leaves, naming herself still an admin", after(b.next(alice, roomchain.Statement{Kind: roomchain.KindRemove, Epoch: 2, Remove: keys(alice), Admins: keys(alice)})), "admins"},
 		{"every member removed", after(b.next(alice, roomchain.Statement{Kind: roomchain.KindRemove, Epoch: 2, Remove: keys(alice, bob)})), "every member"},
+		// A former member comes back only with a new epoch, the next one.
+		{"former member re-added at the same epoch", readd(3), "a former member, at epoch 3: re-adding a former member rekeys"},
+		{"former member re-added two epochs on", readd(5), "keep the epoch or start the next one"},
+		{"former member re-added at an earlier epoch", readd(2), "keep the epoch or start the next one"},
 		{"statement dropped", func() []roomchain.Signed {
 			return []roomchain.Signed{base[0], b.next(alice, roomchain.Statement{Kind: roomchain.KindRekey, Epoch: 2})}
 		}, "out of order"},
@@ -236,6 +244,50 @@ func TestForgedHistoriesAreRefused(t *testing.T) {
 				t.Fatalf("Verify = %q; want it to mention %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestReAddStartsANewEpoch: a former member is added back by an add
+// statement of the next epoch, and is a member again from that epoch
+// only, not in the epochs he was out for. A rekeying add may add new
+// users too; a server resuming from its rows takes it as a verifier does.
+func TestReAddStartsANewEpoch(t *testing.T) {
+	alice, bob, carol := user(t, "alice"), user(t, "bob"), user(t, "carol")
+	b := newChain(t, alice)
+	b.append(alice, add(member(bob, roomchain.RoleMember)))
+	b.append(alice, roomchain.Statement{Kind: roomchain.KindRemove, Epoch: 2, Remove: keys(bob)})
+	b.append(alice, roomchain.Statement{Kind: roomchain.KindRekey, Epoch: 3})
+	if !b.state.Former(bob.UserKey()) || b.state.Former(alice.UserKey()) || b.state.Former(carol.UserKey()) {
+		t.Fatalf("Former(bob, alice, carol) = %v, %v, %v; want true, false, false", b.state.Former(bob.UserKey()), b.state.Former(alice.UserKey()), b.state.Former(carol.UserKey()))
+	}
+	at3 := b.state
+	b.append(alice, roomchain.Statement{Kind: roomchain.KindAdd, Epoch: 4, Add: []roomchain.Member{member(bob, roomchain.RoleMember), member(carol, roomchain.RoleMember)}})
+	st, err := roomchain.Verify(room, b.chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Epoch != 4 || !slices.Equal(roomchain.Users(st.Members), roomchain.Users(b.state.Members)) || len(st.Members) != 3 || st.Former(bob.UserKey()) {
+		t.Fatalf("after the rekeying add: epoch %d, members %v, Former(bob) %v; want epoch 4, all three, false", st.Epoch, roomchain.Users(st.Members), st.Former(bob.UserKey()))
+	}
+	for _, c := range []struct {
+		who   *identity.Identity
+		epoch uint64
+		want  bool
+	}{{bob, 1, true}, {bob, 2, false}, {bob, 3, false}, {bob, 4, true}, {carol, 3, false}, {carol, 4, true}} {
+		if _, got := st.MemberAt(c.who.UserKey(), c.epoch); got != c.want {
+			t.Errorf("MemberAt(%s, %d) = %v; want %v", c.who.Name(), c.epoch, got, c.want)
+		}
+	}
+	// A rekeying add of new users only is an add too.
+	b.append(alice, roomchain.Statement{Kind: roomchain.KindAdd, Epoch: 5, Add: []roomchain.Member{member(user(t, "dave"), roomchain.RoleMember)}})
+
+	resumed, err := roomchain.Resume(room, b.chain[3], roomchain.Users(at3.Members))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := resumed.Apply(room, b.chain[4])
+	if err != nil || got.Epoch != 4 || !slices.Equal(roomchain.Users(got.Members), roomchain.Users(st.Members)) {
+		t.Fatalf("the rekeying add after Resume = %v; want epoch 4 and the same members", err)
 	}
 }
 

@@ -543,7 +543,11 @@ func (s *Server) addMembers(ctx context.Context, c *call) (int, any, error) {
 	if len(req.Members) == 0 {
 		return 0, nil, api.Errorf(api.CodeInvalid, "members is empty: name at least one user to add")
 	}
-	add := store.Add{Room: room.ID, Epoch: req.Epoch, Users: make([]string, len(req.Members)), Statement: req.Statement}
+	if len(req.Keys) > 0 && !req.Rekey {
+		return 0, nil, api.Errorf(api.CodeInvalid, "keys are for a rekeying add: set rekey, or send none")
+	}
+	add := store.Add{Room: room.ID, Epoch: req.Epoch, Users: make([]string, len(req.Members)), Rekey: req.Rekey, Statement: req.Statement}
+	epoch := add.After()
 	for i, m := range req.Members {
 		u, err := s.store.GetUser(ctx, m.Member)
 		if err != nil {
@@ -555,10 +559,18 @@ func (s *Server) addMembers(ctx context.Context, c *call) (int, any, error) {
 			if err := checkSealed(m.SealedKey); err != nil {
 				return 0, nil, err
 			}
-			add.Keys = append(add.Keys, api.SealedKey{Room: room.ID, Epoch: req.Epoch, Member: u.User, Sealer: c.user.Public, SealedKey: m.SealedKey})
+			add.Keys = append(add.Keys, api.SealedKey{Room: room.ID, Epoch: epoch, Member: u.User, Sealer: c.user.Public, SealedKey: m.SealedKey})
 		case len(m.SealedKey) > 0:
 			return 0, nil, api.Errorf(api.CodeInvalid, "room %s is cleartext: send no sealed_key", room.ID)
 		}
+	}
+	// A rekeying add's keys for the current members, by user key as a
+	// rekey's are.
+	for _, k := range req.Keys {
+		if err := checkSealed(k.SealedKey); err != nil {
+			return 0, nil, err
+		}
+		add.Keys = append(add.Keys, api.SealedKey{Room: room.ID, Epoch: epoch, Member: k.Member, Sealer: c.user.Public, SealedKey: k.SealedKey})
 	}
 	if err := checkActor(req.Statement, c.user.User); err != nil {
 		return 0, nil, err
@@ -567,7 +579,10 @@ func (s *Server) addMembers(ctx context.Context, c *call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	s.log().Info("members added", "room", room.ID, "count", len(add.Users), "by", c.user.User, "epoch", updated.Epoch)
+	s.log().Info("members added", "room", room.ID, "count", len(add.Users), "by", c.user.User, "epoch", updated.Epoch, "rekey", add.Rekey)
+	if add.Rekey {
+		s.deliverKeys(room.ID, req.Statement, add.Keys)
+	}
 	s.announce(updated, add.Users...)
 	return http.StatusOK, updated, nil
 }

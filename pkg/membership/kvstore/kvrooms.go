@@ -443,8 +443,9 @@ func (s *jetstreamStore) Members(ctx context.Context, room string, history bool)
 	return members, nil
 }
 
-// AddMembers adds a.Users at the room's current epoch after checking the
-// rules of [store.Store.AddMembers], in the order the SQLite store checks them,
+// AddMembers adds a.Users at the room's current epoch (or, for a
+// rekeying add, at the next one) after checking the rules of
+// [store.Store.AddMembers], in the order the SQLite store checks them,
 // and commits the add as one change.
 func (s *jetstreamStore) AddMembers(ctx context.Context, a store.Add) (api.Room, error) {
 	ctx, cancel := withTimeout(ctx)
@@ -460,7 +461,24 @@ func (s *jetstreamStore) AddMembers(ctx context.Context, a store.Add) (api.Room,
 		return api.Room{}, err
 	}
 	before := v.state.current()
-	after, err := store.CheckAdd(a, v.doc.Epoch, v.doc.Encrypted, before)
+	active := make(map[string]bool, len(before))
+	for _, k := range before {
+		status, err := s.userStatus(k)
+		if err != nil {
+			return api.Room{}, s.fail("add members", fmt.Errorf("room %s: member %s: %w", a.Room, k, err))
+		}
+		active[k] = status == api.StatusActive
+	}
+	former := map[string]bool{}
+	for _, sp := range v.state.Spans {
+		if sp.Until != 0 {
+			former[sp.User] = true
+		}
+	}
+	for _, k := range before {
+		delete(former, k)
+	}
+	after, err := store.CheckAdd(a, v.doc.Epoch, v.doc.Encrypted, before, active, former)
 	if err != nil {
 		return api.Room{}, err
 	}
@@ -471,18 +489,23 @@ func (s *jetstreamStore) AddMembers(ctx context.Context, a store.Add) (api.Room,
 	if err != nil {
 		return api.Room{}, err
 	}
-	parsed, err := store.CheckStatement(a.Room, head, before, a.Statement, roomchain.KindAdd, a.Epoch, after)
+	epoch := a.After()
+	parsed, err := store.CheckStatement(a.Room, head, before, a.Statement, roomchain.KindAdd, epoch, after)
 	if err != nil {
 		return api.Room{}, s.fail("add members", err)
 	}
 	c := newChangeID()
 	state := v.state.clone()
 	for _, u := range a.Users {
-		state.Spans = append(state.Spans, span{User: u, Since: a.Epoch, Keys: c})
+		state.Spans = append(state.Spans, span{User: u, Since: epoch, Keys: c})
 	}
 	state.Stmts = append(state.Stmts, c)
+	if a.Rekey {
+		// The change holds the new epoch's keys of every member.
+		state.Epochs = append(state.Epochs, c)
+	}
 	doc := v.doc
-	doc.HeadSeq, doc.HeadHash, doc.Change = parsed.Seq, a.Statement.HashHex(), c
+	doc.Epoch, doc.HeadSeq, doc.HeadHash, doc.Change = epoch, parsed.Seq, a.Statement.HashHex(), c
 	if _, err := s.commit(ctx, "add members", &v, doc, state, a.Statement, a.Keys); err != nil {
 		return api.Room{}, err
 	}

@@ -673,9 +673,11 @@ func (s *sqliteStore) Members(ctx context.Context, room string, history bool) ([
 	return members, nil
 }
 
-// AddMembers adds a.Users at the room's current epoch after checking the
-// rules of [store.Store.AddMembers], in one BEGIN IMMEDIATE transaction: the
-// member set is read with one query, users' status with one per user.
+// AddMembers adds a.Users at the room's current epoch (or, for a
+// rekeying add, at the next one) after checking the rules of
+// [store.Store.AddMembers], in one BEGIN IMMEDIATE transaction: the
+// member rows, current and former, with the current members' status are
+// read with one query, the added users' status with one per user.
 func (s *sqliteStore) AddMembers(ctx context.Context, a store.Add) (api.Room, error) {
 	var r api.Room
 	err := s.write(ctx, "add members", func(tx *sql.Tx) error {
@@ -687,12 +689,37 @@ func (s *sqliteStore) AddMembers(ctx context.Context, a store.Add) (api.Room, er
 		if err := store.CheckAddable(a.Users, status); err != nil {
 			return err
 		}
-		// The member sets before and after the add, for the statement check.
-		before, err := queryAll(ctx, s, tx, "add members", `SELECT user_key FROM members WHERE room = ? AND until IS NULL ORDER BY user_key`, scanKey, a.Room)
+		// The member sets before and after the add, for the statement
+		// check; the current members' status and the former members, for
+		// the rules of a re-add.
+		var before []string
+		active, former := map[string]bool{}, map[string]bool{}
+		_, err = queryAll(ctx, s, tx, "add members", `SELECT m.user_key, m.until IS NULL, u.status = 'active'
+			FROM members m JOIN users u ON u.user_key = m.user_key
+			WHERE m.room = ?
+			ORDER BY m.user_key`, func(sc scanner) (struct{}, error) {
+			var (
+				k           string
+				current, ok bool
+			)
+			if err := sc.Scan(&k, &current, &ok); err != nil {
+				return struct{}{}, err
+			}
+			if current {
+				before = append(before, k)
+				active[k] = ok
+			} else {
+				former[k] = true
+			}
+			return struct{}{}, nil
+		}, a.Room)
 		if err != nil {
 			return err
 		}
-		after, err := store.CheckAdd(a, r.Epoch, r.Encrypted, before)
+		for _, k := range before {
+			delete(former, k)
+		}
+		after, err := store.CheckAdd(a, r.Epoch, r.Encrypted, before, active, former)
 		if err != nil {
 			return err
 		}
@@ -703,20 +730,21 @@ func (s *sqliteStore) AddMembers(ctx context.Context, a store.Add) (api.Room, er
 		if err != nil {
 			return err
 		}
-		parsed, err := store.CheckStatement(a.Room, head, before, a.Statement, roomchain.KindAdd, a.Epoch, after)
+		epoch := a.After()
+		parsed, err := store.CheckStatement(a.Room, head, before, a.Statement, roomchain.KindAdd, epoch, after)
 		if err != nil {
 			return s.fail("add members", err)
 		}
-		if err := s.appendStatement(ctx, tx, &r, parsed.Seq, a.Statement, a.Epoch, "add members"); err != nil {
+		if err := s.appendStatement(ctx, tx, &r, parsed.Seq, a.Statement, epoch, "add members"); err != nil {
 			return err
 		}
 		for _, u := range a.Users {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO members (room, user_key, since) VALUES (?, ?, ?)`, a.Room, u, epochArg(a.Epoch)); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO members (room, user_key, since) VALUES (?, ?, ?)`, a.Room, u, epochArg(epoch)); err != nil {
 				return s.fail("add members", err)
 			}
 		}
 		for _, k := range a.Keys {
-			if _, err := tx.ExecContext(ctx, insertKey, a.Room, k.Member, epochArg(a.Epoch), k.Sealer.User, k.SealedKey); err != nil {
+			if _, err := tx.ExecContext(ctx, insertKey, a.Room, k.Member, epochArg(epoch), k.Sealer.User, k.SealedKey); err != nil {
 				return s.fail("add members", err)
 			}
 		}

@@ -58,10 +58,14 @@ type Store interface {
 	// must equal a.Epoch (else conflict: the room was rekeyed meanwhile),
 	// with a.Keys their sealed keys for that epoch (exactly one each for an
 	// encrypted room, none for a cleartext one), and appends a.Statement,
-	// the add statement, to the room's history. conflict if a user is
-	// already a member or the statement does not follow the room's head;
-	// invalid if a user is not active, a key is missing or extra, or the
-	// statement does not verify. A bulk add is one change and one statement.
+	// the add statement, to the room's history. A rekeying add (a.Rekey)
+	// also moves the room to a.Epoch+1, in the same change: the users are
+	// members from that epoch, and a.Keys holds its key for every member.
+	// Re-adding a former member must rekey. conflict if a user is already
+	// a member or the statement does not follow the room's head; invalid
+	// if a user is not active, a former member is added without a rekey, a
+	// key is missing or extra, or the statement does not verify. A bulk
+	// add is one change and one statement. See [Add] for the rules.
 	AddMembers(ctx context.Context, a Add) (api.Room, error)
 	// Rekey moves the room from c.FromEpoch to c.FromEpoch+1 in one atomic
 	// change. See [Rekey] for the rules it checks.
@@ -97,12 +101,35 @@ type Store interface {
 const AuthorizeTimeout = 2 * time.Second
 
 // Add is one atomic addition of members to a room.
+//
+// A plain add keeps the room's epoch: the users are members from Epoch,
+// Keys holds that epoch's key for each of them, and Statement is an add
+// statement of Epoch. A rekeying add (Rekey) moves the room to Epoch+1 in
+// the same change: the users are members from Epoch+1, Keys holds the new
+// epoch's key for every member after the add (the current ones and the
+// users added, each once) and Statement is an add statement of Epoch+1.
+//
+// Re-adding a former member (a user who was a member of the room and is
+// not now, whatever epoch it left at) must be a rekeying add, so that it
+// holds no key of the epochs it was out for: the key of Epoch would let
+// it read what was sent since its removal. A rekeying add leaves no
+// revoked member in the room: remove revoked members first.
 type Add struct {
 	Room      string
-	Epoch     uint64
+	Epoch     uint64   // the room's current epoch
 	Users     []string // user keys
+	Rekey     bool     // a rekeying add, to Epoch+1
 	Keys      []api.SealedKey
 	Statement roomchain.Signed
+}
+
+// After returns the room's epoch after a: Epoch, or Epoch+1 for a
+// rekeying add.
+func (a Add) After() uint64 {
+	if a.Rekey {
+		return a.Epoch + 1
+	}
+	return a.Epoch
 }
 
 // Rekey is one atomic epoch change of a room.
@@ -357,10 +384,12 @@ func CheckAddable(users []string, status StatusOf) error {
 
 // CheckAdd checks a, whose users are active ([CheckAddable]), against the
 // room it changes, at epoch and encrypted or not, whose current members
-// are before (user keys, sorted): the rules of [Store.AddMembers] that
-// the room decides, before the sealers and the statement. It returns the
-// members after the add, sorted.
-func CheckAdd(a Add, epoch uint64, encrypted bool, before []string) ([]string, error) {
+// are before (user keys, sorted), active[k] telling whether member k is an
+// active user and former[u] whether user u was a member before and is not
+// now: the rules of [Store.AddMembers] and [Add] that the room decides,
+// before the sealers and the statement. It returns the members after the
+// add, sorted.
+func CheckAdd(a Add, epoch uint64, encrypted bool, before []string, active, former map[string]bool) ([]string, error) {
 	if epoch != a.Epoch {
 		return nil, api.Errorf(api.CodeConflict, "room %s is at epoch %d, not %d: it was rekeyed meanwhile; fetch the room and try again", a.Room, epoch, a.Epoch)
 	}
@@ -377,23 +406,46 @@ func CheckAdd(a Add, epoch uint64, encrypted bool, before []string) ([]string, e
 		adding[u] = true
 		after = slices.Insert(after, i, u)
 	}
+	if !a.Rekey {
+		for _, u := range a.Users {
+			if former[u] {
+				return nil, api.Errorf(api.CodeInvalid, "re-adding a former member rekeys: user %s was a member of room %s before, and the key of epoch %d would let it read what was sent since it left; add it in a rekeying add (rekey: true) to epoch %d, the new key sealed to every member and to it (the SDK and `unibus room add` do so)", u, a.Room, a.Epoch, a.Epoch+1)
+			}
+		}
+	} else {
+		for _, k := range before {
+			if !active[k] {
+				return nil, api.Errorf(api.CodeInvalid, "member %s is revoked: a rekeying add seals the new key to every member; remove it first (a rekey that removes it)", k)
+			}
+		}
+	}
+	next := a.After()
 	if !encrypted {
 		if len(a.Keys) != 0 {
 			return nil, api.Errorf(api.CodeInvalid, "room %s is cleartext: send no sealed key", a.Room)
 		}
 		return after, nil
 	}
-	if len(a.Keys) != len(a.Users) {
-		return nil, api.Errorf(api.CodeInvalid, "room %s is encrypted: send the key of epoch %d sealed to each new member (%d keys for %d members)", a.Room, a.Epoch, len(a.Keys), len(a.Users))
+	// The members that get a key: the new ones, and for a rekeying add
+	// every member after it.
+	sealTo, one, who := adding, "one of the new members", "each new member"
+	if a.Rekey {
+		sealTo, one, who = make(map[string]bool, len(after)), "a member after the add", "every member after the add, the new ones included"
+		for _, u := range after {
+			sealTo[u] = true
+		}
+	}
+	if len(a.Keys) != len(sealTo) {
+		return nil, api.Errorf(api.CodeInvalid, "room %s is encrypted: send the key of epoch %d sealed to %s (%d keys for %d members)", a.Room, next, who, len(a.Keys), len(sealTo))
 	}
 	seen := make(map[string]bool, len(a.Keys))
 	for i := range a.Keys {
 		k := &a.Keys[i]
-		if !adding[k.Member] || seen[k.Member] {
-			return nil, api.Errorf(api.CodeInvalid, "the add seals a key for %s, who is not one of the new members or has a key already: send one key for each new member", k.Member)
+		if !sealTo[k.Member] || seen[k.Member] {
+			return nil, api.Errorf(api.CodeInvalid, "the add seals a key for %s, who is not %s or has a key already: send one key for %s", k.Member, one, who)
 		}
 		seen[k.Member] = true
-		if err := CheckKey(k, a.Room, a.Epoch, k.Member); err != nil {
+		if err := CheckKey(k, a.Room, next, k.Member); err != nil {
 			return nil, err
 		}
 	}

@@ -1,8 +1,12 @@
 package storetest
 
 import (
+	"fmt"
+	"slices"
+
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
+	"github.com/enmanuel/unibus/pkg/membership/store"
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
@@ -125,28 +129,126 @@ var memberCases = []testCase{
 		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 2), member(carol, 1, 0)}, "Members with history after removing bob")
 		f.wantRoomIDs(f.roomsOf(bob), nil, "RoomsOf(bob) after his removal")
 
-		// Removed members can be added again, from the current epoch.
-		f.add(r.ID, bob, carol)
-		wantMembers(f, f.members(r.ID, false), []api.Member{member(alice, 1, 0), member(carol, 1, 0), member(bob, 2, 0)}, "Members after re-adding bob")
-		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 2), member(carol, 1, 0), member(bob, 2, 0)}, "history after re-adding bob")
+		// Removed members can be added again, in a rekeying add: from the
+		// next epoch (readd_rekeys has its rules).
+		f.addMembers(f.readd(r.ID, bob, carol, alice, carol))
+		wantMembers(f, f.members(r.ID, false), []api.Member{member(alice, 1, 0), member(carol, 1, 0), member(bob, 3, 0)}, "Members after re-adding bob")
+		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 2), member(carol, 1, 0), member(bob, 3, 0)}, "history after re-adding bob")
 		f.wantRoomIDs(f.roomsOf(bob), []string{r.ID}, "RoomsOf(bob) after re-adding him")
 		if !f.isMember(r.ID, bob) {
 			f.Fatal("IsMember of a re-added member is false")
 		}
-		wantKeys(f, f.keys(r.ID, bob, 0), []api.SealedKey{key(r.ID, 1, bob, alice), key(r.ID, 2, bob, carol)}, "bob's keys")
+		wantKeys(f, f.keys(r.ID, bob, 0), []api.SealedKey{key(r.ID, 1, bob, alice), key(r.ID, 3, bob, carol)}, "bob's keys")
 		before := f.snapshot(r.ID, alice, bob, carol)
-		_, err := AddOne(f.ctx, f.s, r.ID, bob.User, 2, &api.SealedKey{Room: r.ID, Epoch: 2, Member: bob.User, Sealer: alice.Public, SealedKey: []byte("k")},
+		_, err := AddOne(f.ctx, f.s, r.ID, bob.User, 3, &api.SealedKey{Room: r.ID, Epoch: 3, Member: bob.User, Sealer: alice.Public, SealedKey: []byte("k")},
 			f.addStatement(r.ID, alice, bob.Public, roomchain.RoleMember))
 		wantCode(f, err, api.CodeConflict, "AddMember of a re-added member")
 		f.unchanged(before, "AddMember of a re-added member")
 
 		// Removed twice, added three times.
-		f.rekey(f.change(r.ID, 2, alice, []api.User{bob}, alice, carol))
-		f.add(r.ID, bob, alice)
+		f.rekey(f.change(r.ID, 3, alice, []api.User{bob}, alice, carol))
+		f.addMembers(f.readd(r.ID, bob, alice, alice, carol))
 		wantMembers(f, f.members(r.ID, true), []api.Member{
-			member(alice, 1, 0), member(bob, 1, 2), member(carol, 1, 0), member(bob, 2, 3), member(bob, 3, 0),
+			member(alice, 1, 0), member(bob, 1, 2), member(carol, 1, 0), member(bob, 3, 4), member(bob, 5, 0),
 		}, "history after three adds")
-		wantMembers(f, f.members(r.ID, false), []api.Member{member(alice, 1, 0), member(carol, 1, 0), member(bob, 3, 0)}, "Members after three adds")
+		wantMembers(f, f.members(r.ID, false), []api.Member{member(alice, 1, 0), member(carol, 1, 0), member(bob, 5, 0)}, "Members after three adds")
+	}},
+
+	{"readd_rekeys", func(f *fixture) {
+		// Re-adding a former member moves the room to the next epoch in
+		// the same change, its key sealed to every member and to him: he
+		// gets no key of the epochs he was out for.
+		alice := f.user("alice")
+		bob := f.user("bob")
+		carol := f.user("carol")
+		dave := f.user("dave")
+		r := f.room(alice, true)
+		f.add(r.ID, bob, alice)
+		f.add(r.ID, carol, alice)
+		f.rekey(f.change(r.ID, 1, alice, []api.User{bob}, alice, carol)) // bob out at epoch 2
+		f.rekey(f.change(r.ID, 2, carol, nil, alice, carol))             // and at epoch 3
+		before := f.snapshot(r.ID, alice, bob, carol, dave)
+
+		// A plain add of a former member is refused, whatever its form.
+		k3 := key(r.ID, 3, bob, alice)
+		_, err := AddOne(f.ctx, f.s, r.ID, bob.User, 3, &k3, f.addStatement(r.ID, alice, bob.Public, roomchain.RoleMember))
+		wantCode(f, err, api.CodeInvalid, "a plain re-add of bob")
+		wantMention(f, err, "re-adding a former member rekeys", "a plain re-add of bob")
+		wantMention(f, err, bob.User, "a plain re-add of bob")
+		f.unchanged(before, "a plain re-add of bob")
+
+		for _, c := range []struct {
+			what string
+			mod  func(a *store.Add)
+			code string
+		}{
+			{"without a key for carol", func(a *store.Add) {
+				a.Keys = slices.DeleteFunc(a.Keys, func(k api.SealedKey) bool { return k.Member == carol.User })
+			}, api.CodeInvalid},
+			{"without a key for bob", func(a *store.Add) {
+				a.Keys = slices.DeleteFunc(a.Keys, func(k api.SealedKey) bool { return k.Member == bob.User })
+			}, api.CodeInvalid},
+			{"with a key for a non-member", func(a *store.Add) { a.Keys = append(a.Keys, key(r.ID, 4, dave, alice)) }, api.CodeInvalid},
+			{"with bob's key twice", func(a *store.Add) { a.Keys = append(a.Keys, key(r.ID, 4, bob, alice)) }, api.CodeInvalid},
+			{"with the current epoch's keys", func(a *store.Add) {
+				for i := range a.Keys {
+					a.Keys[i].Epoch = 3
+				}
+			}, api.CodeInvalid},
+			{"with a statement of the current epoch", func(a *store.Add) {
+				a.Statement = f.addStatement(r.ID, alice, bob.Public, roomchain.RoleMember)
+			}, api.CodeInvalid},
+			{"from a stale epoch", func(a *store.Add) { a.Epoch = 2 }, api.CodeConflict},
+		} {
+			a := f.readd(r.ID, bob, alice, alice, carol)
+			c.mod(&a)
+			_, err := f.s.AddMembers(f.ctx, a)
+			wantCode(f, err, c.code, "a rekeying re-add of bob "+c.what)
+			f.unchanged(before, "a rekeying re-add of bob "+c.what)
+		}
+
+		got := f.addMembers(f.readd(r.ID, bob, alice, alice, carol))
+		if got.Epoch != 4 {
+			f.Fatalf("the rekeying re-add left the room at epoch %d, want 4", got.Epoch)
+		}
+		f.wantRoom(f.getRoom(r.ID), api.Room{ID: r.ID, Name: r.Name, Encrypted: true, Epoch: 4, Creator: r.Creator, CreatedAt: r.CreatedAt}, "GetRoom after the rekeying re-add")
+		wantMembers(f, f.members(r.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 2), member(carol, 1, 0), member(bob, 4, 0)}, "history after the rekeying re-add")
+		wantKeys(f, f.keys(r.ID, bob, 0), []api.SealedKey{key(r.ID, 1, bob, alice), key(r.ID, 4, bob, alice)}, "bob's keys: none of epochs 2 and 3, when he was out")
+		for _, e := range []uint64{2, 3} {
+			wantKeys(f, f.keys(r.ID, bob, e), nil, fmt.Sprintf("bob's key of epoch %d", e))
+		}
+		wantKeys(f, f.keys(r.ID, alice, 4), []api.SealedKey{key(r.ID, 4, alice, alice)}, "alice's key of epoch 4")
+		wantKeys(f, f.keys(r.ID, carol, 0), []api.SealedKey{key(r.ID, 1, carol, alice), key(r.ID, 2, carol, alice), key(r.ID, 3, carol, carol), key(r.ID, 4, carol, alice)}, "carol's keys")
+		f.wantStatements(r.ID, 0, f.rooms[r.ID].chain, "the history after the rekeying re-add")
+
+		// A rekeying add leaves no revoked member in the room.
+		f.add(r.ID, dave, alice)
+		f.rekey(f.change(r.ID, 4, alice, []api.User{carol}, alice, bob, dave)) // carol out at epoch 5
+		if _, err := f.s.RevokeUser(f.ctx, dave.User, f.now()); err != nil {
+			f.Fatal(err)
+		}
+		before = f.snapshot(r.ID, alice, bob, carol, dave)
+		_, err = f.s.AddMembers(f.ctx, f.readd(r.ID, carol, alice, alice, bob, dave))
+		wantCode(f, err, api.CodeInvalid, "a rekeying re-add that keeps a revoked member")
+		wantMention(f, err, dave.User, "a rekeying re-add that keeps a revoked member")
+		f.unchanged(before, "a rekeying re-add that keeps a revoked member")
+		f.rekey(f.change(r.ID, 5, alice, []api.User{dave}, alice, bob))
+		f.addMembers(f.readd(r.ID, carol, alice, alice, bob))
+		wantKeys(f, f.keys(r.ID, carol, 0), []api.SealedKey{key(r.ID, 1, carol, alice), key(r.ID, 2, carol, alice), key(r.ID, 3, carol, carol), key(r.ID, 4, carol, alice), key(r.ID, 7, carol, alice)},
+			"carol's keys after her re-add: none of epochs 5 and 6")
+
+		// In a cleartext room too, a former member comes back with a new
+		// epoch; and a rekeying add may add a user new to the room.
+		lab := f.room(alice, false)
+		f.add(lab.ID, bob, alice)
+		f.rekey(f.change(lab.ID, 1, alice, []api.User{bob}))
+		before = f.snapshot(lab.ID, alice, bob)
+		_, err = AddOne(f.ctx, f.s, lab.ID, bob.User, 2, nil, f.addStatement(lab.ID, alice, bob.Public, roomchain.RoleMember))
+		wantCode(f, err, api.CodeInvalid, "a plain re-add to a cleartext room")
+		f.unchanged(before, "a plain re-add to a cleartext room")
+		f.addMembers(f.readd(lab.ID, bob, alice))
+		f.addMembers(f.readd(lab.ID, carol, alice))
+		wantMembers(f, f.members(lab.ID, true), []api.Member{member(alice, 1, 0), member(bob, 1, 2), member(bob, 3, 0), member(carol, 4, 0)}, "the cleartext room's history")
 	}},
 
 	{"revoked_member_stays_listed", func(f *fixture) {

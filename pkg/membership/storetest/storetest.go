@@ -332,6 +332,39 @@ func (f *fixture) addAs(room string, u, actor api.User, role string) api.Room {
 	return got
 }
 
+// readd builds actor's rekeying add of u, a former member, to room: the
+// room moves from its epoch to the next, whose key actor seals to keep
+// (every current member) and to u, and actor signs an add statement of
+// that epoch.
+func (f *fixture) readd(room string, u, actor api.User, keep ...api.User) store.Add {
+	f.Helper()
+	r := f.getRoom(room)
+	a := store.Add{Room: room, Epoch: r.Epoch, Users: []string{u.User}, Rekey: true}
+	if r.Encrypted {
+		for _, m := range append(slices.Clone(keep), u) {
+			a.Keys = append(a.Keys, key(room, r.Epoch+1, m, actor))
+		}
+	}
+	a.Statement = f.sign(actor.User, roomchain.Statement{Room: room, Kind: roomchain.KindAdd, Epoch: r.Epoch + 1, Add: []roomchain.Member{{Public: u.Public, Role: roomchain.RoleMember}}})
+	return a
+}
+
+// addMembers makes the add a, which must succeed, and records its
+// statement.
+func (f *fixture) addMembers(a store.Add) api.Room {
+	f.Helper()
+	got, err := f.s.AddMembers(f.ctx, a)
+	if err != nil {
+		f.Fatalf("AddMembers %v to %s (rekey: %v): %v", a.Users, a.Room, a.Rekey, err)
+	}
+	if got.Epoch != a.After() {
+		f.Fatalf("AddMembers returned epoch %d, want %d", got.Epoch, a.After())
+	}
+	f.accept(a.Room, a.Statement)
+	f.wantHead(got, "AddMembers' room")
+	return got
+}
+
 // addAll adds users to room in one bulk add (one statement) by actor.
 func (f *fixture) addAll(room string, users []api.User, actor api.User) api.Room {
 	f.Helper()
