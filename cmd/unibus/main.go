@@ -163,7 +163,7 @@ var commands = []*command{
 		define: with(lastFlag, followFlag, jsonFlag("print one JSON object per message and line")), run: read},
 	{name: "fetch", pos: []string{"ROOM", "MSGID"}, flags: "[-o PATH] [--force] [--json]", help: "download and decrypt a message's attachment",
 		define: with(outFlag, forceFlag, jsonFlag("print what was saved as JSON")), run: fetch},
-	{name: "bench", flags: "[--msgs N] [--size BYTES] [--rate R] [--rekey-members N] [--json]", help: "measure the deployment: raw NATS against end to end, the API, a rekey", define: benchFlags, run: bench},
+	{name: "bench", flags: "[--msgs N] [--size BYTES] [--rate R] [--rekey-members N] [--json]", help: "measure the deployment: raw NATS against end to end, the API, a rekey", define: benchFlags, run: runBench},
 }
 
 func with(defs ...func(*flag.FlagSet, *options)) func(*flag.FlagSet, *options) {

@@ -61,7 +61,7 @@ var rules = []struct {
 	why    string
 }{
 	{
-		pkgs:   []string{"pkg/client", "cmd/unibus"},
+		pkgs:   []string{"pkg/client", "pkg/bench", "cmd/unibus"},
 		forbid: []string{"github.com/nats-io/nats-server/v2/server", "modernc.org/sqlite", module + "/pkg/membership", module + "/pkg/membership/...", module + "/pkg/busauth", module + "/pkg/embeddednats", module + "/pkg/blobstore"},
 		why:    "a client binary carries no SQLite, no nats-server and none of the server's packages",
 	},
