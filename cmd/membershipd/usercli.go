@@ -200,11 +200,13 @@ func seedUser(ctx context.Context, store membership.Store, opts userOpts, pos []
 	}
 	if err := store.CreateUser(ctx, u); err != nil {
 		if api.IsCode(err, api.CodeConflict) {
-			return fmt.Errorf("user %s (%s) is already registered, or the name or key is taken: see `membershipd user list`", u.Name, u.User)
+			// The store's message says which: the key, or the name in
+			// some case (names are unique regardless of case).
+			return fmt.Errorf("user %s (%s) not seeded: %v (see `membershipd user list`)", u.Name, u.User, err)
 		}
 		return err
 	}
-	fmt.Fprintf(stdout, "seeded %s (%s) %s\n", u.Name, u.Role, u.User)
+	fmt.Fprintf(stdout, "seeded %s (%s) %s\n", identity.Printable(u.Name), u.Role, u.User)
 	return nil
 }
 
@@ -224,7 +226,7 @@ func listUsers(ctx context.Context, store membership.Store, opts userOpts, pos [
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tROLE\tSTATUS\tUSER\tFINGERPRINT")
 	for _, u := range users {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", u.Name, u.Role, u.Status, u.User, u.Fingerprint())
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", identity.Printable(u.Name), u.Role, u.Status, u.User, u.Fingerprint())
 	}
 	return tw.Flush()
 }
@@ -242,9 +244,9 @@ func revokeUser(ctx context.Context, store membership.Store, opts userOpts, pos 
 		return err
 	}
 	if !before.Active() {
-		fmt.Fprintf(stdout, "%s was already revoked\n", u.Name)
+		fmt.Fprintf(stdout, "%s was already revoked\n", identity.Printable(u.Name))
 		return nil
 	}
-	fmt.Fprintf(stdout, "revoked %s\n", u.Name)
+	fmt.Fprintf(stdout, "revoked %s\n", identity.Printable(u.Name))
 	return nil
 }

@@ -49,9 +49,14 @@ func idNew(ctx context.Context, x *invocation, _ []string) error {
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
+	// Checked before anything is made: the error names the character
+	// (control, bidi, zero-width…) and says what a name may hold.
+	if err := identity.CheckName(x.opts.name); err != nil {
+		return fmt.Errorf("--name: %w", err)
+	}
 	id, err := identity.Generate(x.opts.name, nil)
 	if err != nil {
-		return fmt.Errorf("name %q: %w", x.opts.name, err)
+		return err
 	}
 	if err := id.Save(path); err != nil {
 		return err

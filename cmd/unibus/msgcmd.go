@@ -14,6 +14,7 @@ import (
 
 	"github.com/enmanuel/unibus/pkg/client"
 	"github.com/enmanuel/unibus/pkg/e2ee"
+	"github.com/enmanuel/unibus/pkg/identity"
 )
 
 func send(ctx context.Context, x *invocation, args []string) error {
@@ -134,12 +135,13 @@ func formatMessage(m client.Received) string {
 	if sender == "" {
 		sender = "?"
 	}
+	sender = printName(sender)
 	var body string
 	switch {
 	case m.Err != nil:
 		body = "[unreadable: " + m.Err.Error() + "]"
 	case m.File != nil:
-		attach := fmt.Sprintf("[file: %s, %s]", m.File.Name, humanSize(m.File.Size))
+		attach := fmt.Sprintf("[file: %s, %s]", printName(m.File.Name), humanSize(m.File.Size))
 		body = strings.TrimPrefix(m.Text+" "+attach, " ")
 	default:
 		body = m.Text
@@ -234,15 +236,18 @@ func fetch(ctx context.Context, x *invocation, args []string) error {
 			Path string `json:"path"`
 		}{ref.Name, ref.Size, target})
 	}
-	_, err = fmt.Fprintf(x.stdout, "saved %s (%s) to %s\n", clean(ref.Name), humanSize(ref.Size), target)
+	_, err = fmt.Fprintf(x.stdout, "saved %s (%s) to %s\n", printName(ref.Name), humanSize(ref.Size), printName(target))
 	return err
 }
 
 // safeName turns an attachment's name, chosen by its sender, into a name
-// for a file in the current directory, or refuses it.
+// for a file in the current directory, or refuses it: no path, and no
+// character a name may not hold (identity.UnsafeRune), so that a name
+// such as "invoice\u202efdp.exe" does not land on disk looking like
+// "invoiceexe.pdf".
 func safeName(name string) (string, error) {
 	base := filepath.Base(name)
-	if base == "" || base == "." || base == ".." || strings.ContainsAny(base, `/\`) || strings.ContainsFunc(base, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+	if base == "" || base == "." || base == ".." || strings.ContainsAny(base, `/\`) || strings.ContainsFunc(base, identity.UnsafeRune) {
 		return "", fmt.Errorf("the attachment's name %q is not a safe file name: choose one with -o PATH", name)
 	}
 	return base, nil

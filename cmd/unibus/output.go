@@ -10,6 +10,8 @@ import (
 	"unicode"
 
 	"golang.org/x/term"
+
+	"github.com/enmanuel/unibus/pkg/identity"
 )
 
 // timeLayout is how human output shows times, in local time.
@@ -60,6 +62,13 @@ func localTime(t time.Time) string {
 	}
 	return t.Local().Format(timeLayout)
 }
+
+// printName is how human output shows a name received from the server
+// (of a user, a room, a sender, a file): with every control, bidi or
+// invisible character escaped as Go writes it (identity.Printable), so
+// that no name, even one stored before the server refused them, can
+// move the cursor, reorder the line or hide part of itself.
+func printName(s string) string { return identity.Printable(s) }
 
 // clean makes text from other users safe to print on a terminal: control
 // characters other than newline and tab (escape sequences among them)

@@ -45,7 +45,7 @@ func roomList(ctx context.Context, x *invocation, _ []string) error {
 	}
 	rows := make([][]string, 0, len(rooms))
 	for _, r := range rooms {
-		rows = append(rows, []string{r.ID, clean(r.Name), strconv.FormatUint(r.Epoch, 10), yesNo(r.Encrypted)})
+		rows = append(rows, []string{r.ID, printName(r.Name), strconv.FormatUint(r.Epoch, 10), yesNo(r.Encrypted)})
 	}
 	return writeTable(x.stdout, []string{"ID", "NAME", "EPOCH", "ENCRYPTED"}, rows)
 }
@@ -79,12 +79,12 @@ func roomShow(ctx context.Context, x *invocation, args []string) error {
 	creator := r.Creator
 	for _, m := range r.Members {
 		if m.User == r.Creator {
-			creator = m.Name + " (" + m.User + ")"
+			creator = printName(m.Name) + " (" + m.User + ")"
 		}
 	}
 	tw := tabwriter.NewWriter(x.stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintf(tw, "id:\t%s\n", r.ID)
-	fmt.Fprintf(tw, "name:\t%s\n", clean(r.Name))
+	fmt.Fprintf(tw, "name:\t%s\n", printName(r.Name))
 	fmt.Fprintf(tw, "epoch:\t%d\n", r.Epoch)
 	fmt.Fprintf(tw, "encrypted:\t%s\n", yesNo(r.Encrypted))
 	fmt.Fprintf(tw, "creator:\t%s\n", creator)
@@ -97,7 +97,7 @@ func roomShow(ctx context.Context, x *invocation, args []string) error {
 	tw = tabwriter.NewWriter(x.stdout, 0, 8, 2, ' ', 0)
 	fmt.Fprintln(tw, "  NAME\tUSER\tROLE\tSINCE")
 	for _, m := range r.Members {
-		fmt.Fprintf(tw, "  %s\t%s\t%s\tepoch %d\n", m.Name, m.User, roles[m.User], m.Since)
+		fmt.Fprintf(tw, "  %s\t%s\t%s\tepoch %d\n", printName(m.Name), m.User, roles[m.User], m.Since)
 	}
 	return tw.Flush()
 }
@@ -115,7 +115,7 @@ func roomAdd(ctx context.Context, x *invocation, args []string) error {
 	if x.opts.json {
 		return writeJSON(x.stdout, r)
 	}
-	_, err = fmt.Fprintf(x.stdout, "added %s to room %s (%s) at epoch %d\n", memberName(r, args[1]), clean(r.Name), r.ID, r.Epoch)
+	_, err = fmt.Fprintf(x.stdout, "added %s to room %s (%s) at epoch %d\n", printName(memberName(r, args[1])), printName(r.Name), r.ID, r.Epoch)
 	return err
 }
 
@@ -132,7 +132,7 @@ func roomRemove(ctx context.Context, x *invocation, args []string) error {
 	if x.opts.json {
 		return writeJSON(x.stdout, r)
 	}
-	_, err = fmt.Fprintf(x.stdout, "removed %s from room %s (%s); rekeyed to epoch %d\n", args[1], clean(r.Name), r.ID, r.Epoch)
+	_, err = fmt.Fprintf(x.stdout, "removed %s from room %s (%s); rekeyed to epoch %d\n", printName(args[1]), printName(r.Name), r.ID, r.Epoch)
 	return err
 }
 
@@ -149,7 +149,7 @@ func roomRekey(ctx context.Context, x *invocation, args []string) error {
 	if x.opts.json {
 		return writeJSON(x.stdout, r)
 	}
-	_, err = fmt.Fprintf(x.stdout, "rekeyed room %s (%s) to epoch %d\n", clean(r.Name), r.ID, r.Epoch)
+	_, err = fmt.Fprintf(x.stdout, "rekeyed room %s (%s) to epoch %d\n", printName(r.Name), r.ID, r.Epoch)
 	return err
 }
 

@@ -29,7 +29,7 @@ func userAdd(ctx context.Context, x *invocation, args []string) error {
 	if x.opts.json {
 		return writeJSON(x.stdout, toUserJSON(u))
 	}
-	_, err = fmt.Fprintf(x.stdout, "added %s (%s) %s\n", u.Name, u.Role, u.User)
+	_, err = fmt.Fprintf(x.stdout, "added %s (%s) %s\n", printName(u.Name), u.Role, u.User)
 	return err
 }
 
@@ -52,7 +52,7 @@ func userList(ctx context.Context, x *invocation, _ []string) error {
 	}
 	rows := make([][]string, 0, len(users))
 	for _, u := range users {
-		rows = append(rows, []string{u.Name, u.Role, u.Status, u.Fingerprint(), u.User})
+		rows = append(rows, []string{printName(u.Name), u.Role, u.Status, u.Fingerprint(), u.User})
 	}
 	return writeTable(x.stdout, []string{"NAME", "ROLE", "STATUS", "FINGERPRINT", "USER"}, rows)
 }
@@ -70,6 +70,6 @@ func userRevoke(ctx context.Context, x *invocation, args []string) error {
 	if x.opts.json {
 		return writeJSON(x.stdout, toUserJSON(u))
 	}
-	_, err = fmt.Fprintf(x.stdout, "revoked %s\n", u.Name)
+	_, err = fmt.Fprintf(x.stdout, "revoked %s\n", printName(u.Name))
 	return err
 }

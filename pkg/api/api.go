@@ -214,19 +214,34 @@ func ValidRoomID(s string) bool {
 	return true
 }
 
-// ValidRoomName reports whether s is acceptable as a room name: 1 to
-// MaxRoomNameLen bytes of printable text, no control characters, not
-// starting or ending with space.
-func ValidRoomName(s string) bool {
-	if s == "" || len(s) > MaxRoomNameLen || strings.TrimSpace(s) != s {
-		return false
+// roomNameRule is what a room name may hold, as error messages say it.
+const roomNameRule = "use 1 to 128 bytes of letters, digits, punctuation, symbols and spaces, without leading or trailing space and without control or invisible characters"
+
+// ValidRoomName reports whether s is acceptable as a room name (see
+// [CheckRoomName], which says why not).
+func ValidRoomName(s string) bool { return CheckRoomName(s) == nil }
+
+// CheckRoomName returns nil if s is acceptable as a room name, else an
+// invalid [Error] that names the offending character and says what to do.
+// A room name is 1 to [MaxRoomNameLen] bytes of valid UTF-8, not starting
+// or ending with a space, without any character [identity.UnsafeRune]
+// refuses: no control characters, no bidi controls, no zero-width or
+// other invisible characters. The server (the API and every backend), the
+// SDK and the CLI all check with it.
+func CheckRoomName(s string) error {
+	switch {
+	case s == "":
+		return Errorf(CodeInvalid, "a room needs a name: %s", roomNameRule)
+	case len(s) > MaxRoomNameLen:
+		return Errorf(CodeInvalid, "invalid room name: it is %d bytes long: %s", len(s), roomNameRule)
 	}
-	for _, r := range s {
-		if r < 0x20 || r == 0x7f || r == 0xfffd {
-			return false
-		}
+	if r, at, bad := identity.FirstUnsafe(s); bad {
+		return Errorf(CodeInvalid, "invalid room name %q: it holds %s at byte %d: type the name again without it; %s", s, identity.DescribeRune(r), at, roomNameRule)
 	}
-	return true
+	if strings.TrimSpace(s) != s {
+		return Errorf(CodeInvalid, "invalid room name %q: it starts or ends with a space: %s", s, roomNameRule)
+	}
+	return nil
 }
 
 // RoomEventSubject is the core-NATS subject on which membershipd announces

@@ -156,8 +156,8 @@ func (c *Client) Room(ctx context.Context, ref string) (api.Room, error) {
 // admin). An encrypted room starts at epoch 1 with a fresh key sealed to
 // the caller. The creation statement opens the room's signed history.
 func (c *Client) CreateRoom(ctx context.Context, name string, cleartext bool) (api.Room, error) {
-	if !api.ValidRoomName(name) {
-		return api.Room{}, api.Errorf(api.CodeInvalid, "invalid room name %q: use 1 to %d printable characters without leading or trailing space", name, api.MaxRoomNameLen)
+	if err := api.CheckRoomName(name); err != nil {
+		return api.Room{}, err
 	}
 	self := c.id.Public()
 	req := api.CreateRoomRequest{ID: api.NewRoomID(), Name: name, Cleartext: cleartext}

@@ -18,6 +18,14 @@
 //     identity token, and [ParseToken] reads it back after checking the
 //     binding.
 //
+// # Names
+//
+// [CheckName] is the rule of user names, and [UnsafeRune] the characters
+// no name may hold, user or room (pkg/api's CheckRoomName uses it): no
+// control, bidi or invisible character. [FoldName] is the form in which
+// user names are unique ("dave" and "Dave" are one name), and [Printable]
+// how a name received from others is shown on a terminal.
+//
 // All types are immutable after creation and safe for concurrent use.
 package identity
 
@@ -54,29 +62,16 @@ const tokenPrefix = "unibus1:"
 
 // Errors returned by this package; test with errors.Is.
 var (
-	ErrInvalidName    = errors.New("invalid name: use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+	ErrInvalidName    = errors.New("invalid name: " + nameRule)
 	ErrInvalidKey     = errors.New("invalid key")
 	ErrInvalidToken   = errors.New("invalid identity token")
 	ErrBadBinding     = errors.New("identity binding signature does not verify")
 	ErrIdentityExists = errors.New("identity file already exists")
 )
 
-// ValidName reports whether name is acceptable as a user name.
-func ValidName(name string) bool {
-	if len(name) == 0 || len(name) > MaxNameLen {
-		return false
-	}
-	for i := 0; i < len(name); i++ {
-		c := name[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case (c == '.' || c == '_' || c == '-') && i > 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+// ValidName reports whether name is acceptable as a user name (see
+// [CheckName], which says why not).
+func ValidName(name string) bool { return CheckName(name) == nil }
 
 // Public is a user's public identity: what an admin registers and what
 // others seal room keys to.
@@ -100,8 +95,8 @@ type Identity struct {
 // Generate makes a new identity named name, reading randomness from rand
 // (crypto/rand.Reader when nil).
 func Generate(name string, rand io.Reader) (*Identity, error) {
-	if !ValidName(name) {
-		return nil, ErrInvalidName
+	if err := CheckName(name); err != nil {
+		return nil, err
 	}
 	_, userPriv, err := ed25519.GenerateKey(rand)
 	if err != nil {
@@ -130,8 +125,8 @@ func Generate(name string, rand io.Reader) (*Identity, error) {
 
 // FromSeeds rebuilds an identity from its name and nkey seeds.
 func FromSeeds(name, userSeed, xkeySeed string) (*Identity, error) {
-	if !ValidName(name) {
-		return nil, ErrInvalidName
+	if err := CheckName(name); err != nil {
+		return nil, err
 	}
 	p, raw, err := nkeys.DecodeSeed([]byte(userSeed))
 	if err != nil || p != nkeys.PrefixByteUser {
@@ -232,8 +227,8 @@ func ParseXKey(s string) ([32]byte, error) {
 
 // Verify checks the name, both keys and the binding signature.
 func (p Public) Verify() error {
-	if !ValidName(p.Name) {
-		return ErrInvalidName
+	if err := CheckName(p.Name); err != nil {
+		return err
 	}
 	pub, err := ParseUserKey(p.User)
 	if err != nil {

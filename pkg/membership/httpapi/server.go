@@ -183,22 +183,9 @@ type call struct {
 	r    *http.Request
 }
 
-// decode reads the call's JSON body into v strictly: one object, no unknown
-// fields, nothing after it.
-func (c *call) decode(v any) error {
-	if len(bytes.TrimSpace(c.body)) == 0 {
-		return api.Errorf(api.CodeInvalid, "request body is empty: send a JSON object (see docs/api.md)")
-	}
-	dec := json.NewDecoder(bytes.NewReader(c.body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return api.Errorf(api.CodeInvalid, "malformed JSON body: %v (see docs/api.md for the fields)", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return api.Errorf(api.CodeInvalid, "malformed JSON body: trailing data after the object: send one JSON object")
-	}
-	return nil
-}
+// decode reads the call's JSON body into v strictly (decodeJSON): one
+// object, nothing after it, every key exactly a field's name, once.
+func (c *call) decode(v any) error { return decodeJSON(c.body, v) }
 
 type handlerFunc func(ctx context.Context, c *call) (int, any, error)
 
@@ -418,8 +405,8 @@ func (s *Server) createRoom(ctx context.Context, c *call) (int, any, error) {
 	if err := c.decode(&req); err != nil {
 		return 0, nil, err
 	}
-	if !api.ValidRoomName(req.Name) {
-		return 0, nil, api.Errorf(api.CodeInvalid, "invalid room name: use 1 to %d printable characters without leading or trailing space", api.MaxRoomNameLen)
+	if err := api.CheckRoomName(req.Name); err != nil {
+		return 0, nil, err
 	}
 	if req.Cleartext && s.RequireEncryptedRooms {
 		return 0, nil, api.Errorf(api.CodeForbidden, "cleartext rooms are disabled on this server (public bind): create an encrypted room")

@@ -7,7 +7,8 @@
 // Buckets (P is Config.Prefix, "unibus" by default) and keys:
 //
 //	P_users     u.<user key>          the user (JSON: identity, role, status, times)
-//	            n.<name>              the user key holding that name (uniqueness)
+//	            n.<folded name>       the user key holding that name in any case
+//	                                  (uniqueness; identity.FoldName)
 //	P_rooms     <room id>             the room document: the commit point of
 //	                                  every membership change
 //	P_roomdata  t.<room>.<change>     a change's statement (body and signature)
@@ -40,7 +41,14 @@
 // Creating a user writes two keys, the user and its name, in one atomic
 // batch publish (nats-server 2.12 and later), each with an expected last
 // subject sequence of 0, so that the key and the name are both unique and
-// a crash cannot leave one without the other.
+// a crash cannot leave one without the other. The name key is the name
+// case-folded, so that "Dave" and "dave" are one key. Buckets written
+// before names were folded hold n.<name> in the case registered, and may
+// hold names differing only in case: they are left as they are (a name is
+// signed into its identity and cannot be changed), the cache indexes
+// every user by its folded name from the open on, CreateUser refuses a
+// name the cache knows in any case, and lookups by name pick with
+// store.MatchName (the exact name first).
 //
 // # Reads
 //

@@ -36,7 +36,7 @@ type kvCache struct {
 	cond *sync.Cond // signalled when a watermark moves or a watch ends
 
 	users    map[string]cachedUser // by user key
-	names    map[string]string     // name → user key
+	names    map[string][]string   // identity.FoldName(name) → the user keys of that name, in any case (several only in data older than that rule)
 	usersSeq uint64                // last users stream sequence the watch applied
 
 	rooms    map[string]*roomEntry      // by room id
@@ -64,7 +64,7 @@ func newKVCache(s *jetstreamStore) *kvCache {
 	c := &kvCache{
 		s:        s,
 		users:    map[string]cachedUser{},
-		names:    map[string]string{},
+		names:    map[string][]string{},
 		rooms:    map[string]*roomEntry{},
 		memberOf: map[string]map[string]bool{},
 	}
@@ -277,7 +277,9 @@ func (c *kvCache) putUserLocked(rev uint64, u api.User) {
 		return
 	}
 	c.users[u.User] = cachedUser{rev: rev, u: u}
-	c.names[u.Name] = u.User
+	if n := identity.FoldName(u.Name); !slices.Contains(c.names[n], u.User) {
+		c.names[n] = append(c.names[n], u.User)
+	}
 }
 
 // user returns the cached user with key k (shared: clone before handing
@@ -289,19 +291,28 @@ func (c *kvCache) user(k string) (api.User, bool) {
 	return cu.u, ok
 }
 
-// lookup finds a user by key, then by name, in the cache.
-func (c *kvCache) lookup(keyOrName string) (api.User, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+// lookup finds a user by key in the cache, else the cached users named
+// keyOrName in any case (see named); store.MatchName picks among them.
+func (c *kvCache) lookup(keyOrName string) (byKey api.User, ok bool, named []api.User) {
 	if store.LooksLikeUserKey(keyOrName) {
-		if cu, ok := c.users[keyOrName]; ok {
-			return cu.u, true
+		if u, ok := c.user(keyOrName); ok {
+			return u, true, nil
 		}
 	}
-	if k, ok := c.names[keyOrName]; ok {
-		return c.users[k].u, true
+	return api.User{}, false, c.named(keyOrName)
+}
+
+// named returns the cached users whose name is name in any case, oldest
+// first (shared: clone before handing them out).
+func (c *kvCache) named(name string) []api.User {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var users []api.User
+	for _, k := range c.names[identity.FoldName(name)] {
+		users = append(users, c.users[k].u)
 	}
-	return api.User{}, false
+	slices.SortFunc(users, store.CompareUsers)
+	return users
 }
 
 // allUsers returns every cached user, oldest first (ties by user key).

@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/membership/store"
 )
 
@@ -287,7 +288,7 @@ func fromKVToken(t string) (string, bool) {
 }
 
 func userKey(u string) string       { return "u." + kvToken(u) }
-func nameKey(name string) string    { return "n." + kvToken(name) }
+func nameKey(name string) string    { return "n." + kvToken(identity.FoldName(name)) }
 func stmtKey(room, c string) string { return "t." + room + "." + c }
 func sealedKey(room, c, member string) string {
 	return "k." + room + "." + c + "." + kvToken(member)

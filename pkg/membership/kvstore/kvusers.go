@@ -3,6 +3,7 @@ package kvstore
 import (
 	"context"
 	"encoding/json"
+	"slices"
 	"strconv"
 	"time"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/membership/store"
 )
 
@@ -19,11 +21,20 @@ import (
 // race it may retry (a revocation, a nonce).
 const maxRetries = 10
 
-// CreateUser registers u: its user record and its name, in one atomic
-// batch, each only if its key is new. A zero CreatedAt means now.
+// CreateUser registers u: its user record and its name (case-folded),
+// in one atomic batch, each only if its key is new. A zero CreatedAt
+// means now. Names written before they were folded (n.Dave) are not in
+// the batch's way: the cache, which holds every user from the open on,
+// refuses a name that any user has in any case first.
 func (s *jetstreamStore) CreateUser(ctx context.Context, u api.User) error {
 	if err := store.CheckNewUser(u); err != nil {
 		return err
+	}
+	if _, ok := s.cache.user(u.User); ok {
+		return userKeyTaken(u.User)
+	}
+	if named := s.cache.named(u.Name); len(named) > 0 {
+		return store.NameTaken(u.Name, named[0].Name)
 	}
 	u.CreatedAt = fromNanos(nanos(u.CreatedAt))
 	if u.RevokedAt != nil {
@@ -46,9 +57,13 @@ func (s *jetstreamStore) CreateUser(ctx context.Context, u api.User) error {
 		case gerr != nil:
 			return s.fail("create user", gerr)
 		case taken:
-			return api.Errorf(api.CodeConflict, "user key %s is already registered: look it up with its key instead of adding it again", u.User)
+			return userKeyTaken(u.User)
 		default:
-			return api.Errorf(api.CodeConflict, "user name %q is taken: choose another name for this identity", u.Name)
+			holder := u.Name
+			if h, _, err := s.lookupUser(ctx, u.Name); err == nil {
+				holder = h.Name
+			}
+			return store.NameTaken(u.Name, holder)
 		}
 	}
 	if err != nil {
@@ -58,11 +73,23 @@ func (s *jetstreamStore) CreateUser(ctx context.Context, u api.User) error {
 	return nil
 }
 
-// GetUser returns the user with this key or, failing that, this name,
-// from the cache; a user the cache does not know (yet) is looked up in
-// the bucket.
+func userKeyTaken(key string) error {
+	return api.Errorf(api.CodeConflict, "user key %s is already registered: look it up with its key instead of adding it again", key)
+}
+
+// GetUser returns the user with this key or, failing that, this name in
+// any case (store.MatchName), from the cache; a user the cache does not
+// know (yet) is looked up in the bucket.
 func (s *jetstreamStore) GetUser(ctx context.Context, keyOrName string) (api.User, error) {
-	if u, ok := s.cache.lookup(keyOrName); ok {
+	u, ok, named := s.cache.lookup(keyOrName)
+	if !ok && len(named) > 0 {
+		u, err := store.MatchName(keyOrName, named)
+		if err != nil {
+			return api.User{}, err
+		}
+		return cloneUser(u), nil
+	}
+	if ok {
 		return cloneUser(u), nil
 	}
 	ctx, cancel := withTimeout(ctx)
@@ -89,8 +116,11 @@ func (s *jetstreamStore) readUser(ctx context.Context, k string) (u api.User, re
 	return u, e.Revision(), true, nil
 }
 
-// lookupUser reads a user by key, then by name, from the bucket (the
-// stream leader), with the revision of its record.
+// lookupUser reads a user by key, then by name in any case
+// (store.MatchName), from the bucket (the stream leader), with the
+// revision of its record. The users of a name are those the cache knows
+// by it, else the one its name key holds: n.<folded name>, and n.<name>
+// as written before names were folded.
 func (s *jetstreamStore) lookupUser(ctx context.Context, keyOrName string) (api.User, uint64, error) {
 	if keyOrName == "" {
 		return api.User{}, 0, store.UserNotFound(keyOrName)
@@ -104,21 +134,40 @@ func (s *jetstreamStore) lookupUser(ctx context.Context, keyOrName string) (api.
 			return u, rev, nil
 		}
 	}
-	e, ok, err := s.get(ctx, s.users, nameKey(keyOrName))
+	var keys []string
+	for _, u := range s.cache.named(keyOrName) {
+		keys = append(keys, u.User)
+	}
+	if len(keys) == 0 {
+		for _, nk := range []string{nameKey(keyOrName), "n." + kvToken(keyOrName)} {
+			e, ok, err := s.get(ctx, s.users, nk)
+			if err != nil {
+				return api.User{}, 0, s.fail("get user", err)
+			}
+			if ok && !slices.Contains(keys, string(e.Value())) {
+				keys = append(keys, string(e.Value()))
+			}
+		}
+	}
+	var (
+		users []api.User
+		revs  = map[string]uint64{}
+	)
+	for _, k := range keys {
+		u, rev, ok, err := s.readUser(ctx, k)
+		if err != nil {
+			return api.User{}, 0, s.fail("get user", err)
+		}
+		if ok && identity.FoldName(u.Name) == identity.FoldName(keyOrName) {
+			users = append(users, u)
+			revs[u.User] = rev
+		}
+	}
+	u, err := store.MatchName(keyOrName, users)
 	if err != nil {
-		return api.User{}, 0, s.fail("get user", err)
+		return api.User{}, 0, err
 	}
-	if !ok {
-		return api.User{}, 0, store.UserNotFound(keyOrName)
-	}
-	u, rev, ok, err := s.readUser(ctx, string(e.Value()))
-	if err != nil {
-		return api.User{}, 0, s.fail("get user", err)
-	}
-	if !ok || u.Name != keyOrName {
-		return api.User{}, 0, store.UserNotFound(keyOrName)
-	}
-	return u, rev, nil
+	return u, revs[u.User], nil
 }
 
 // ListUsers returns every user, oldest first (ties by user key), from the

@@ -359,7 +359,8 @@ func scanUser(sc scanner) (api.User, error) {
 	return u, nil
 }
 
-// lookupUser finds a user by key, then by name; not_found if neither.
+// lookupUser finds a user by key, then by name in any case
+// (store.MatchName); not_found if neither.
 func (s *sqliteStore) lookupUser(ctx context.Context, q querier, keyOrName string) (api.User, error) {
 	if store.LooksLikeUserKey(keyOrName) {
 		u, err := scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE user_key = ?`, keyOrName))
@@ -370,14 +371,13 @@ func (s *sqliteStore) lookupUser(ctx context.Context, q querier, keyOrName strin
 			return api.User{}, s.fail("get user", err)
 		}
 	}
-	u, err := scanUser(q.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE name = ?`, keyOrName))
-	if errors.Is(err, sql.ErrNoRows) {
-		return api.User{}, store.UserNotFound(keyOrName)
-	}
+	// Every case of the name (users_name_lower), oldest first: more than
+	// one only in a database older than schema version 5.
+	users, err := queryAll(ctx, s, q, "get user", `SELECT `+userColumns+` FROM users WHERE lower(name) = lower(?) ORDER BY rowid`, scanUser, keyOrName)
 	if err != nil {
-		return api.User{}, s.fail("get user", err)
+		return api.User{}, err
 	}
-	return u, nil
+	return store.MatchName(keyOrName, users)
 }
 
 // CreateUser registers u. A zero CreatedAt means now.
@@ -390,14 +390,19 @@ func (s *sqliteStore) CreateUser(ctx context.Context, u api.User) error {
 		revoked = sql.NullInt64{Int64: nanos(*u.RevokedAt), Valid: true}
 	}
 	return s.write(ctx, "create user", func(tx *sql.Tx) error {
-		var keyTaken bool
-		err := tx.QueryRowContext(ctx, `SELECT user_key = ?1 FROM users WHERE user_key = ?1 OR name = ?2 ORDER BY 1 DESC LIMIT 1`,
-			u.User, u.Name).Scan(&keyTaken)
+		// The name in any case: users_name_nocase holds the rule, this
+		// query the message.
+		var (
+			keyTaken bool
+			holder   string
+		)
+		err := tx.QueryRowContext(ctx, `SELECT user_key = ?1, name FROM users WHERE user_key = ?1 OR lower(name) = lower(?2) ORDER BY 1 DESC LIMIT 1`,
+			u.User, u.Name).Scan(&keyTaken, &holder)
 		switch {
 		case err == nil && keyTaken:
 			return api.Errorf(api.CodeConflict, "user key %s is already registered: look it up with its key instead of adding it again", u.User)
 		case err == nil:
-			return api.Errorf(api.CodeConflict, "user name %q is taken: choose another name for this identity", u.Name)
+			return store.NameTaken(u.Name, holder)
 		case !errors.Is(err, sql.ErrNoRows):
 			return s.fail("create user", err)
 		}

@@ -21,6 +21,10 @@
 // its own accord for the same situations ([UserNotFound], [RoomNotFound],
 // …) are here too, so that both backends say the same thing.
 //
+// User names are unique regardless of case: [NameTaken] is the conflict
+// of a name taken in any case, and [MatchName] picks the user a lookup by
+// name means, the same way in both backends (names.go).
+//
 // The backends are packages sqlitestore and kvstore beside this one; the
 // conformance suite both pass is package storetest.
 package store

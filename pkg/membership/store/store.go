@@ -289,8 +289,8 @@ func CheckNewRoom(r api.Room, creatorKey *api.SealedKey) error {
 	if !api.ValidRoomID(r.ID) {
 		return api.Errorf(api.CodeInvalid, "invalid room id %q: make one with api.NewRoomID", r.ID)
 	}
-	if !api.ValidRoomName(r.Name) {
-		return api.Errorf(api.CodeInvalid, "invalid room name %q: use 1 to %d printable characters without leading or trailing space", r.Name, api.MaxRoomNameLen)
+	if err := api.CheckRoomName(r.Name); err != nil {
+		return err
 	}
 	if r.Encrypted {
 		if creatorKey == nil {

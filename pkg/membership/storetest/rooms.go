@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"bytes"
+	"strconv"
 	"time"
 
 	"github.com/enmanuel/unibus/pkg/api"
@@ -242,5 +243,32 @@ var roomCases = []testCase{
 		wantCode(f, err, api.CodeNotFound, "IsMember of an unknown room")
 		_, err = f.s.IsMember(f.ctx, "", alice.User)
 		wantCode(f, err, api.CodeNotFound, "IsMember of the empty room id")
+	}},
+
+	{"refused_room_names", func(f *fixture) {
+		// Names that reorder, hide or escape text (api.CheckRoomName), with
+		// a creation statement that names them as the room does: refused,
+		// and nothing is stored.
+		alice := f.user("alice")
+		before := f.snapshot("", alice)
+		for _, name := range []string{
+			"ops\u202etxt.exe", "a\u2066b\u2069", "a\u200eb", "a\u200fb", "a\u061cb", "a\u202ab", "a\u202db",
+			"a\u200bb", "a\u200cb", "a\u200db", "a\u2060b", "\ufeffops", "a\u00adb", "a\u3164b", "a\u034fb", "a\ufe0fb", "a\U000e0041b",
+			"a\x1b[31mb", "a\x00b", "a\tb", "a\nb", "a\x7fb", "a\u0085b", "a\u2028b", "a\u00a0b", "a\ue000b", "a\xffb", "a\ufffdb",
+		} {
+			r := api.Room{ID: api.NewRoomID(), Name: name, Encrypted: false, Epoch: 1, Creator: alice.User, CreatedAt: f.now()}
+			err := f.s.CreateRoom(f.ctx, r, nil, f.createStatement(r))
+			what := "CreateRoom named " + strconv.Quote(name)
+			wantCode(f, err, api.CodeInvalid, what)
+			wantMention(f, err, "U+", what)
+			f.unchanged(before, what)
+			_, err = f.s.GetRoom(f.ctx, r.ID)
+			wantCode(f, err, api.CodeNotFound, "GetRoom after "+what)
+		}
+		// Letters of every script, marks, symbols and plain emoji are names.
+		for _, name := range []string{"ops", "Ops room ✓", "café", "cafe\u0301", "חדר", "غرفة", "会议室", "🚀 launch"} {
+			r := api.Room{ID: api.NewRoomID(), Name: name, Epoch: 1, Creator: alice.User, CreatedAt: f.now()}
+			f.createRoom(r, nil)
+		}
 	}},
 }

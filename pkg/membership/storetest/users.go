@@ -3,6 +3,7 @@ package storetest
 import (
 	"bytes"
 	"crypto/rand"
+	"strconv"
 	"strings"
 	"time"
 
@@ -104,6 +105,11 @@ var userCases = []testCase{
 			"empty status":   {Public: good, Role: api.RoleMember, CreatedAt: f.now()},
 			"not a user key": {Public: identity.Public{Name: "bob", User: "bob", XKey: good.XKey, Binding: good.Binding}, Role: api.RoleMember, Status: api.StatusActive},
 			"invalid name":   {Public: identity.Public{Name: "bob smith", User: good.User, XKey: good.XKey, Binding: good.Binding}, Role: api.RoleMember, Status: api.StatusActive},
+		}
+		// Names that reorder, hide or escape text: refused before the
+		// binding is looked at.
+		for _, name := range []string{"bob\u202egnp.exe", "b\u2066ob\u2069", "bo\u200eb", "bo\u061cb", "b\u200bob", "bo\u200db", "\ufeffbob", "bob\x1b[2J", "bob\x00", "bob\u0085", "bob\u00ad", "b\u3164ob", "bob\ufe0f", "bob\xff"} {
+			cases["name "+strconv.Quote(name)] = api.User{Public: identity.Public{Name: name, User: good.User, XKey: good.XKey, Binding: good.Binding}, Role: api.RoleMember, Status: api.StatusActive, CreatedAt: f.now()}
 		}
 		for what, u := range cases {
 			err := f.s.CreateUser(f.ctx, u)
@@ -263,5 +269,66 @@ var userCases = []testCase{
 			f.Fatal(err)
 		}
 		wantUser(f, again, alice, "GetUser after changing returned values")
+	}},
+
+	{"name_unique_regardless_of_case", func(f *fixture) {
+		dave := f.user("dave")
+		Eve := f.user("Eve")
+		before := f.snapshot("", dave, Eve)
+		for _, c := range []struct{ name, holder string }{
+			{"Dave", "dave"}, {"DAVE", "dave"}, {"dAvE", "dave"}, {"dave", "dave"},
+			{"eve", "Eve"}, {"EVE", "Eve"},
+		} {
+			other := f.newIdentity(c.name)
+			err := f.s.CreateUser(f.ctx, api.User{Public: other.Public(), Role: api.RoleMember, Status: api.StatusActive, CreatedAt: f.now()})
+			what := "CreateUser of " + c.name + " while " + c.holder + " is registered"
+			wantCode(f, err, api.CodeConflict, what)
+			wantMention(f, err, strconv.Quote(c.holder), what)
+			f.unchanged(before, what)
+			if f.s.IsAuthorized(other.UserKey()) {
+				f.Fatalf("%s: the refused user is authorized", what)
+			}
+			if _, err := f.s.GetUser(f.ctx, other.UserKey()); api.ErrorCode(err) != api.CodeNotFound {
+				f.Fatalf("%s: GetUser of the refused key = %v; want not_found", what, err)
+			}
+		}
+		// Names that only look alike in other ways are other names.
+		f.user("dave2")
+		f.user("dave.")
+	}},
+
+	{"get_by_name_regardless_of_case", func(f *fixture) {
+		dave := f.user("Dave")
+		bob := f.user("bob")
+		for _, q := range []string{"Dave", "dave", "DAVE", "dAVE"} {
+			got, err := f.s.GetUser(f.ctx, q)
+			if err != nil {
+				f.Fatalf("GetUser(%q): %v", q, err)
+			}
+			wantUser(f, got, dave, "GetUser("+q+")")
+		}
+		got, err := f.s.GetUser(f.ctx, "BOB")
+		if err != nil {
+			f.Fatalf("GetUser(BOB): %v", err)
+		}
+		wantUser(f, got, bob, "GetUser(BOB)")
+		for _, q := range []string{"davey", "dav", "Dave ", "d\u200bave"} {
+			_, err := f.s.GetUser(f.ctx, q)
+			wantCode(f, err, api.CodeNotFound, "GetUser("+strconv.Quote(q)+")")
+		}
+		// A key is not a name: a key in another case finds nobody.
+		_, err = f.s.GetUser(f.ctx, strings.ToLower(dave.User))
+		wantCode(f, err, api.CodeNotFound, "GetUser of a lower-cased user key")
+		// RevokeUser finds its user the same way.
+		got, err = f.s.RevokeUser(f.ctx, "dAvE", f.now())
+		if err != nil {
+			f.Fatalf("RevokeUser(dAvE): %v", err)
+		}
+		if got.User != dave.User || got.Status != api.StatusRevoked {
+			f.Fatalf("RevokeUser(dAvE) = %s %s; want %s revoked", got.Name, got.Status, dave.Name)
+		}
+		if f.s.IsAuthorized(dave.User) || !f.s.IsAuthorized(bob.User) {
+			f.Fatal("RevokeUser(dAvE) revoked the wrong user")
+		}
 	}},
 }
