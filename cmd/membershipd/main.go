@@ -52,6 +52,18 @@ const (
 	historyTimeout     = 10 * time.Second // one attempt at the history stream
 )
 
+// Timeouts of the HTTP API's connections. A request body has its own,
+// moving, deadline (httpapi.Server.BodyTimeout, then httpapi.MinBodyRate),
+// set when the API reads it, so that a large blob upload is not cut by
+// apiReadTimeout; apiReadTimeout bounds the rest: the headers and the wait
+// before the body. There is no write timeout: blob downloads stream for as
+// long as they take.
+const (
+	apiReadHeaderTimeout = 10 * time.Second
+	apiReadTimeout       = time.Minute
+	apiIdleTimeout       = 2 * time.Minute // a kept-alive connection between requests
+)
+
 func main() {
 	// Subcommand dispatch: `membershipd user ...` is the local administration CLI
 	// (seed/list/revoke bus users) and must be handled before the server flag set
@@ -387,14 +399,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	logger.Printf("control-plane auth: %s", authMode)
 
-	// Flood protection: per claimed user, and per address in front of it
-	// (ten times as generous) since the claim is not verified before the
-	// limiter runs. Limits are per node.
+	// Flood protection: per address in front of the API (ten times as
+	// generous, since one address may serve several users), and per user
+	// in it, once the user's signature has verified: a request whose
+	// signature does not verify counts against its address only. Limits
+	// are per node.
 	var handler http.Handler = srv
 	if *apiRate > 0 {
-		perUser := httpapi.NewRateLimiter(httpapi.RateLimit{PerSecond: *apiRate, Burst: *apiBurst})
+		srv.UserLimit = httpapi.NewRateLimiter(httpapi.RateLimit{PerSecond: *apiRate, Burst: *apiBurst})
 		perIP := httpapi.NewRateLimiter(httpapi.RateLimit{PerSecond: 10 * *apiRate, Burst: 10 * *apiBurst})
-		handler = perIP.Middleware(perUser.Middleware(srv, httpapi.RequestKey), httpapi.RemoteIPKey)
+		handler = perIP.Middleware(srv, httpapi.RemoteIPKey)
 		logger.Printf("API rate limit: %g requests/s per user (burst %d), %g per address", *apiRate, *apiBurst, 10**apiRate)
 	}
 
@@ -404,7 +418,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// headers before any body limit applies (the body ceilings live in the
 		// membership middleware).
 		MaxHeaderBytes:    membership.MaxHeaderBytes,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: apiReadHeaderTimeout,
+		ReadTimeout:       apiReadTimeout,
+		IdleTimeout:       apiIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(slogger.Handler(), slog.LevelWarn),
 	}
 	if serverTLS != nil {

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/enmanuel/unibus/pkg/api"
-	"github.com/enmanuel/unibus/pkg/reqsig"
 )
 
 // Default API rate limit of one client: a steady 100 requests a second
@@ -37,27 +36,35 @@ type RateLimit struct {
 }
 
 // RateLimiter slows clients that send more than their [RateLimit]: each key
-// (a client, see [RequestKey]) has its own token bucket, and a request that
-// finds its bucket empty is answered 429 with a Retry-After header and the
-// API's JSON error (code rate_limited), without reaching the handler.
+// (an address, see [RemoteIPKey], or a user) has its own token bucket, and
+// a request that finds its bucket empty is answered 429 with a Retry-After
+// header and the API's JSON error (code rate_limited), without reaching
+// the handler.
 //
 // Limits are per server node: a token bucket lives in the memory of one
 // process, so behind a load balancer over n nodes a client may send up to n
-// times the limit. It guards the node it runs on, before the work a
-// request costs (signature checks, store reads); it is not shared state,
-// and it is reset by a restart.
+// times the limit. It guards the node it runs on; in front of the Server,
+// before the work a request costs (signature checks, store reads). It is
+// not shared state, and it is reset by a restart.
 //
 // Memory is bounded: a bucket that has refilled completely is
 // indistinguishable from a new one and is dropped, and at most MaxKeys
 // buckets are kept; past that the least recently used is dropped (that
 // client starts again with a full bucket).
 //
-// A user's claimed key is not verified before the limiter runs (see
-// [RequestKey]), so a server bounds both the claimed user and the address:
+// In front of a [Server], a limiter knows only the connection: who made a
+// request is known once its signature has verified. So a server bounds
+// each address in front, and each user in the Server ([Server.UserLimit]),
+// which spends a user's token only on requests whose signature verified
+// (under [AuthOff], on the user claimed, since nothing is verified there):
 //
-//	perUser := NewRateLimiter(RateLimit{PerSecond: DefaultRatePerSecond, Burst: DefaultRateBurst})
-//	perAddr := NewRateLimiter(RateLimit{PerSecond: 5 * DefaultRatePerSecond, Burst: 5 * DefaultRateBurst})
-//	handler := perAddr.Middleware(perUser.Middleware(srv, RequestKey), RemoteIPKey)
+//	srv.UserLimit = NewRateLimiter(RateLimit{PerSecond: DefaultRatePerSecond, Burst: DefaultRateBurst})
+//	perAddr := NewRateLimiter(RateLimit{PerSecond: 10 * DefaultRatePerSecond, Burst: 10 * DefaultRateBurst})
+//	handler := perAddr.Middleware(srv, RemoteIPKey)
+//
+// A request whose signature does not verify thus counts against its
+// address only, and nobody can spend another user's budget by claiming
+// that user's key.
 //
 // A RateLimiter is safe for concurrent use. Set its fields before the first
 // request.
@@ -205,31 +212,37 @@ func (rl *RateLimiter) now() time.Time {
 
 // writeRateLimited answers 429 with a Retry-After of at least one second.
 func writeRateLimited(w http.ResponseWriter, wait time.Duration) {
-	secs := max(1, int64(math.Ceil(wait.Seconds())))
-	e := api.Errorf(api.CodeRateLimited, "too many requests: slow down and retry in %d s", secs)
+	e := rateLimited(wait)
 	h := w.Header()
-	h.Set("Retry-After", strconv.FormatInt(secs, 10))
+	h.Set("Retry-After", e.retryAfter())
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(api.HTTPStatus(e.Code))
-	json.NewEncoder(w).Encode(e)
+	w.WriteHeader(api.HTTPStatus(e.err.Code))
+	json.NewEncoder(w).Encode(e.err)
 }
 
-// RequestKey identifies the client of r for rate limiting: "user:" and the
-// user key claimed by its request signature (the user= field of the
-// Authorization header) when the header parses, else [RemoteIPKey].
-//
-// The claim is not verified here (the limiter runs before the signature
-// check, to spare the node that work), so a client can spread a flood over
-// many claimed keys, or spend another user's budget by claiming its key.
-// Put a limiter keyed by [RemoteIPKey], with a larger budget, in front of
-// one keyed by RequestKey to bound both.
-func RequestKey(r *http.Request) string {
-	if sig, err := reqsig.Parse(r.Header.Get("Authorization")); err == nil {
-		return "user:" + sig.User
-	}
-	return RemoteIPKey(r)
+// retryLater is an API error answered with a Retry-After header: 429
+// rate_limited, 503 unavailable.
+type retryLater struct {
+	err   *api.Error
+	after time.Duration
+}
+
+func (e *retryLater) Error() string { return e.err.Error() }
+func (e *retryLater) Unwrap() error { return e.err }
+
+// retryAfter is the Retry-After value: whole seconds, at least one.
+func (e *retryLater) retryAfter() string {
+	return strconv.FormatInt(retrySeconds(e.after), 10)
+}
+
+func retrySeconds(d time.Duration) int64 { return max(1, int64(math.Ceil(d.Seconds()))) }
+
+// rateLimited is the answer to a request that found its bucket empty, with
+// wait until the next token.
+func rateLimited(wait time.Duration) *retryLater {
+	return &retryLater{after: wait, err: api.Errorf(api.CodeRateLimited, "too many requests: slow down and retry in %d s", retrySeconds(wait))}
 }
 
 // RemoteIPKey identifies the client of r by the address of its connection:

@@ -10,11 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nkeys"
-
+	"github.com/enmanuel/unibus/internal/testutil/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/membership/httpapi"
-	"github.com/enmanuel/unibus/pkg/reqsig"
 )
 
 // fakeClock is a clock that moves only when told.
@@ -38,6 +36,9 @@ func (c *fakeClock) Advance(d time.Duration) {
 }
 
 // rateFixture is a limited handler that counts the requests reaching it.
+// Its key is the client a request names in X-Client, if any; the server
+// keys its per-user limiter by verified user instead
+// (TestBadSignaturesSpendOnlyTheirAddress).
 type rateFixture struct {
 	rl      *httpapi.RateLimiter
 	clock   *fakeClock
@@ -55,36 +56,29 @@ func newRateFixture(l httpapi.RateLimit) *rateFixture {
 		f.reached++
 		f.mu.Unlock()
 		w.WriteHeader(http.StatusNoContent)
-	}), httpapi.RequestKey)
+	}), clientKey)
 	return f
 }
 
-// do sends one request with the given Authorization header from remote.
-func (f *rateFixture) do(auth, remote string) *httptest.ResponseRecorder {
+// clientKey is the client named by X-Client; "" (no name) makes
+// Middleware key by address.
+func clientKey(r *http.Request) string {
+	if c := r.Header.Get("X-Client"); c != "" {
+		return "client:" + c
+	}
+	return ""
+}
+
+// do sends one request of client (empty: none named) from remote.
+func (f *rateFixture) do(client, remote string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(http.MethodGet, "/v1/me", nil)
 	r.RemoteAddr = remote
-	if auth != "" {
-		r.Header.Set("Authorization", auth)
+	if client != "" {
+		r.Header.Set("X-Client", client)
 	}
 	w := httptest.NewRecorder()
 	f.h.ServeHTTP(w, r)
 	return w
-}
-
-// claim returns an Authorization header claiming a fresh user key (the
-// signature is not valid: the limiter does not check it).
-func claim(t testing.TB) (header, userKey string) {
-	t.Helper()
-	kp, err := nkeys.CreateUser()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := kp.PublicKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig := reqsig.Signature{User: pub, Time: 1, Body: reqsig.EmptyBody, Sig: make([]byte, 64)}
-	return sig.String(), pub
 }
 
 // wantLimited checks a 429 in the API's JSON error shape with Retry-After.
@@ -111,7 +105,7 @@ func wantLimited(t testing.TB, w *httptest.ResponseRecorder, retryAfter int) {
 func TestRateLimiterBurstThen429(t *testing.T) {
 	t.Parallel()
 	f := newRateFixture(httpapi.RateLimit{PerSecond: 0.5, Burst: 3})
-	alice, _ := claim(t)
+	alice := "alice"
 	for i := range 3 {
 		if w := f.do(alice, "192.0.2.1:1000"); w.Code != http.StatusNoContent {
 			t.Fatalf("request %d within the burst: status %d", i+1, w.Code)
@@ -129,25 +123,25 @@ func TestRateLimiterBurstThen429(t *testing.T) {
 func TestRateLimiterKeysAreIndependent(t *testing.T) {
 	t.Parallel()
 	f := newRateFixture(httpapi.RateLimit{PerSecond: 1, Burst: 2})
-	alice, _ := claim(t)
-	bob, _ := claim(t)
+	alice := "alice"
+	bob := "bob"
 	for range 2 {
 		f.do(alice, "192.0.2.1:1000")
 	}
 	wantLimited(t, f.do(alice, "192.0.2.1:1000"), 1)
 
-	// Another user from the same address, unsigned clients from other
+	// Another client from the same address, unnamed clients from other
 	// addresses: not affected by alice's flood.
 	for i := range 2 {
 		if w := f.do(bob, "192.0.2.1:1001"); w.Code != http.StatusNoContent {
 			t.Fatalf("bob's request %d: status %d; want 204", i+1, w.Code)
 		}
 		if w := f.do("", "198.51.100.7:2000"); w.Code != http.StatusNoContent {
-			t.Fatalf("unsigned request %d: status %d; want 204", i+1, w.Code)
+			t.Fatalf("unnamed client's request %d: status %d; want 204", i+1, w.Code)
 		}
 	}
-	// Unsigned or malformed requests share their address's bucket.
-	wantLimited(t, f.do("Unibus-Ed25519 user=garbage", "198.51.100.7:2001"), 1)
+	// Unnamed clients share their address's bucket.
+	wantLimited(t, f.do("", "198.51.100.7:2001"), 1)
 	if w := f.do("", "[2001:db8::1]:3000"); w.Code != http.StatusNoContent {
 		t.Fatalf("IPv6 client: status %d", w.Code)
 	}
@@ -162,7 +156,7 @@ func TestRateLimiterKeysAreIndependent(t *testing.T) {
 func TestRateLimiterRefill(t *testing.T) {
 	t.Parallel()
 	f := newRateFixture(httpapi.RateLimit{PerSecond: 2, Burst: 4})
-	alice, _ := claim(t)
+	alice := "alice"
 	for range 4 {
 		f.do(alice, "192.0.2.1:1000")
 	}
@@ -280,13 +274,13 @@ func TestRateLimiterConcurrent(t *testing.T) {
 	}
 }
 
-func TestRequestKey(t *testing.T) {
+func TestRemoteIPKey(t *testing.T) {
 	t.Parallel()
-	header, pub := claim(t)
 	tests := []struct {
 		auth, remote, want string
 	}{
-		{header, "192.0.2.1:1", "user:" + pub},
+		// What a request claims is no key: a signature is checked later.
+		{forged(t, testbus.NewIdentity(t, "alice").UserKey()), "192.0.2.1:1", "ip:192.0.2.1"},
 		{"", "192.0.2.1:1", "ip:192.0.2.1"},
 		{"Bearer x", "192.0.2.1:1", "ip:192.0.2.1"},
 		{"", "[::ffff:192.0.2.1]:1", "ip:192.0.2.1"},
@@ -300,8 +294,8 @@ func TestRequestKey(t *testing.T) {
 		if tt.auth != "" {
 			r.Header.Set("Authorization", tt.auth)
 		}
-		if got := httpapi.RequestKey(r); got != tt.want {
-			t.Errorf("RequestKey(auth %.20q, remote %q) = %q; want %q", tt.auth, tt.remote, got, tt.want)
+		if got := httpapi.RemoteIPKey(r); got != tt.want {
+			t.Errorf("RemoteIPKey(auth %.20q, remote %q) = %q; want %q", tt.auth, tt.remote, got, tt.want)
 		}
 	}
 }

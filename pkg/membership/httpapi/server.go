@@ -12,7 +12,9 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/enmanuel/unibus/pkg/api"
@@ -67,11 +69,27 @@ type Server struct {
 	// Events, when set, receives a [api.RoomEvent] on [api.RoomEventSubject]
 	// after every committed membership or epoch change.
 	Events Publisher
+	// UserLimit, when set, slows each user: a call takes a token from its
+	// user's bucket once its signature has verified (under [AuthOff], from
+	// the bucket of the user it claims), and is answered 429 when the
+	// bucket is empty. A call whose signature does not verify takes none;
+	// it counts only against its address, in a [RateLimiter] keyed by
+	// [RemoteIPKey] in front of the Server.
+	UserLimit *RateLimiter
+	// BodyTimeout is how long a request body may take to arrive, beyond
+	// which it must keep coming at [MinBodyRate]; 0 means
+	// [DefaultBodyTimeout]. See "Bodies" in the package doc.
+	BodyTimeout time.Duration
+	// MaxUnverifiedBodies bounds the JSON bodies read at once, before
+	// their digest is compared with the signature; a call over it is
+	// answered 503 with a Retry-After. 0 means [DefaultMaxUnverifiedBodies].
+	MaxUnverifiedBodies int
 
-	store store.Store
-	blobs Blobs
-	mode  AuthMode
-	mux   *http.ServeMux
+	store      store.Store
+	blobs      Blobs
+	mode       AuthMode
+	mux        *http.ServeMux
+	unverified atomic.Int64 // JSON bodies being read
 }
 
 // NewServer returns the API over store and blobs with the given auth mode.
@@ -177,10 +195,11 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 
 // call is one authenticated API call.
 type call struct {
-	user api.User
-	sig  reqsig.Signature // as parsed; checked as the auth mode says
-	body []byte
-	r    *http.Request
+	user     api.User
+	sig      reqsig.Signature // as parsed; checked as the auth mode says
+	verified bool             // the signature verified (never under off)
+	body     []byte
+	r        *http.Request
 }
 
 // decode reads the call's JSON body into v strictly (decodeJSON): one
@@ -189,34 +208,33 @@ func (c *call) decode(v any) error { return decodeJSON(c.body, v) }
 
 type handlerFunc func(ctx context.Context, c *call) (int, any, error)
 
-// json wraps a JSON handler: it reads the body under its ceiling,
-// authenticates the caller, and writes the result or the error.
+// json wraps a JSON handler: it authenticates the caller before reading
+// anything of the body, reads the body under its ceiling (see readBody),
+// checks that it is the body signed, and writes the result or the error.
 func (s *Server) json(maxBody int64, h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var body []byte
 		if maxBody > 0 {
 			if ct := r.Header.Get("Content-Type"); ct != "" && !isJSONContentType(ct) {
 				s.writeError(w, r, api.Errorf(api.CodeUnsupported, "content type %q not accepted: send application/json", ct))
 				return
 			}
-			b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
-			if err != nil {
-				var mbe *http.MaxBytesError
-				if errors.As(err, &mbe) {
-					s.writeError(w, r, api.Errorf(api.CodeTooLarge, "request body over %d bytes: send less", maxBody))
-					return
-				}
-				s.writeError(w, r, api.Errorf(api.CodeInvalid, "read request body: %v: send the request again", err))
+		}
+		c, err := s.authenticate(r)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		var body []byte
+		if maxBody > 0 {
+			if body, err = s.readBody(w, r, maxBody); err != nil {
+				s.writeError(w, r, err)
 				return
 			}
-			body = b
-		} else if n, _ := io.Copy(io.Discard, io.LimitReader(r.Body, 1)); n > 0 {
+		} else if n, _ := io.Copy(io.Discard, io.LimitReader(s.timedBody(w, r), 1)); n > 0 {
 			s.writeError(w, r, api.Errorf(api.CodeInvalid, "%s %s takes no body: send none", r.Method, r.URL.Path))
 			return
 		}
-		digest := sha256.Sum256(body)
-		c, err := s.authenticate(r, &digest)
-		if err != nil {
+		if err := s.checkBody(c, sha256.Sum256(body)); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -238,10 +256,13 @@ func isMediaType(ct, want string) bool {
 }
 
 // authenticate finds the calling user from the request signature, parsed
-// once for the whole call. body is the digest of the body as received, or
-// nil for a streamed body: the digest the signature claims is taken, and
-// the blob store checks it as it writes.
-func (s *Server) authenticate(r *http.Request, body *[32]byte) (*call, error) {
+// once for the whole call, before anything of the body is read: the
+// header's shape; under soft and enforce, the signature's time window and
+// the signature itself, over the method, the request URI and the body
+// digest it claims; the user's rate limit ([Server.UserLimit]); and the
+// user, known and active (one store read). What only the body can show,
+// that it is the body signed, checkBody checks once the body is read.
+func (s *Server) authenticate(r *http.Request) (*call, error) {
 	sig, err := reqsig.Parse(r.Header.Get("Authorization"))
 	if err != nil {
 		if s.mode == AuthSoft && errors.Is(err, reqsig.ErrMissing) {
@@ -251,15 +272,23 @@ func (s *Server) authenticate(r *http.Request, body *[32]byte) (*call, error) {
 		}
 		return nil, api.Errorf(api.CodeUnauthorized, "%v: the SDK and the unibus CLI sign every call (see docs/request-signature.md)", err)
 	}
-	if body == nil {
-		body = &sig.Body
-	}
+	c := &call{sig: sig, r: r}
 	if s.mode != AuthOff {
-		if verr := s.checkSignature(r, &sig, *body); verr != nil {
+		if verr := s.checkSignature(r, &sig); verr != nil {
 			if s.mode == AuthEnforce {
 				return nil, verr
 			}
 			s.log().Warn("request signature rejected (soft mode: allowed)", "method", r.Method, "path", r.URL.Path, "user", sig.User, "reason", verr.Error())
+		} else {
+			c.verified = true
+		}
+	}
+	// A user's budget is spent only by the user: a signature that does not
+	// verify counts against its address alone (the limiter in front).
+	// Under off nothing is verified, and the claim is the identity.
+	if s.UserLimit != nil && (c.verified || s.mode == AuthOff) {
+		if ok, wait := s.UserLimit.Allow(sig.User); !ok {
+			return nil, rateLimited(wait)
 		}
 	}
 	u, err := s.store.GetUser(r.Context(), sig.User)
@@ -272,27 +301,48 @@ func (s *Server) authenticate(r *http.Request, body *[32]byte) (*call, error) {
 	if !u.Active() {
 		return nil, api.Errorf(api.CodeForbidden, "user %s is revoked: ask an admin", u.Name)
 	}
-	return &call{user: u, sig: sig, r: r}, nil
+	c.user = u
+	return c, nil
 }
 
-// checkSignature verifies the signature, its time window and body digest.
-func (s *Server) checkSignature(r *http.Request, sig *reqsig.Signature, body [32]byte) error {
-	if err := sig.Verify(r.Method, r.URL.RequestURI()); err != nil {
-		return api.Errorf(api.CodeUnauthorized, "%v: sign the exact method, path and query sent", err)
-	}
+// checkSignature checks what a signature shows without the body: its time
+// window, then the signature over the method, the request URI and the
+// body digest it claims.
+func (s *Server) checkSignature(r *http.Request, sig *reqsig.Signature) error {
 	if d := s.now().Sub(sig.TimeValue()); d > SignatureWindow || d < -SignatureWindow {
 		return api.Errorf(api.CodeUnauthorized, "request signed at %s, outside the %s window of the server clock: check this machine's clock", sig.TimeValue().UTC().Format(time.RFC3339), SignatureWindow)
 	}
-	if sig.Body != body {
-		return api.Errorf(api.CodeUnauthorized, "request signature covers another body: sign the body you send")
+	if err := sig.Verify(r.Method, r.URL.RequestURI()); err != nil {
+		return api.Errorf(api.CodeUnauthorized, "%v: sign the exact method, path and query sent", err)
+	}
+	return nil
+}
+
+// checkBody finishes the signature check of c once its body is known:
+// body is the digest of the body received, or for a streamed upload the
+// digest the signature claims (the blob store checks it as it writes).
+// Under off, and for a signature soft mode let through, there is nothing
+// to finish.
+func (s *Server) checkBody(c *call, body [32]byte) error {
+	if !c.verified {
+		return nil
+	}
+	r := c.r
+	if c.sig.Body != body {
+		err := api.Errorf(api.CodeUnauthorized, "request signature covers another body: sign the body you send")
+		if s.mode == AuthEnforce {
+			return err
+		}
+		s.log().Warn("request signature rejected (soft mode: allowed)", "method", r.Method, "path", r.URL.Path, "user", c.sig.User, "reason", err.Error())
+		return nil
 	}
 	// A request that changes something is accepted once: its nonce is kept
 	// in the store (so also across restarts and nodes) until the signature's
 	// window has passed. Reads are not recorded; a replayed read returns
 	// only what is sealed for the signer.
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		expires := sig.TimeValue().Add(SignatureWindow + time.Second)
-		if err := s.store.UseNonce(r.Context(), sig.User+":"+hex.EncodeToString(sig.Nonce[:]), expires); err != nil {
+		expires := c.sig.TimeValue().Add(SignatureWindow + time.Second)
+		if err := s.store.UseNonce(r.Context(), c.sig.User+":"+hex.EncodeToString(c.sig.Nonce[:]), expires); err != nil {
 			if api.IsCode(err, api.CodeConflict) {
 				return api.Errorf(api.CodeUnauthorized, "replayed request: sign every request anew")
 			}
@@ -313,6 +363,10 @@ func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError answers with the error's status and a JSON body. Errors that
 // are not *api.Error become internal, their details kept in the log.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	var later *retryLater
+	if errors.As(err, &later) {
+		w.Header().Set("Retry-After", later.retryAfter())
+	}
 	var e *api.Error
 	if !errors.As(err, &e) {
 		s.log().Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
@@ -702,12 +756,14 @@ func (s *Server) sealedKeys(ctx context.Context, c *call) (int, any, error) {
 // signature claims is checked by the blob store as it writes. A download
 // has no body.
 func (s *Server) blobCall(w http.ResponseWriter, r *http.Request, upload bool) (*call, string, bool) {
-	var body *[32]byte // an upload: the digest its signature claims
-	if !upload {
-		empty := reqsig.EmptyBody
-		body = &empty
+	c, err := s.authenticate(r)
+	if err == nil {
+		body := reqsig.EmptyBody
+		if upload {
+			body = c.sig.Body
+		}
+		err = s.checkBody(c, body)
 	}
-	c, err := s.authenticate(r, body)
 	if err != nil {
 		s.writeError(w, r, err)
 		return nil, "", false
@@ -733,7 +789,7 @@ func (s *Server) uploadBlob(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	id, size, err := s.blobs.Put(r.Context(), r.Body, s.MaxBlobBytes, hex.EncodeToString(c.sig.Body[:]))
+	id, size, err := s.blobs.Put(r.Context(), s.timedBody(w, r), s.MaxBlobBytes, hex.EncodeToString(c.sig.Body[:]))
 	if err != nil {
 		s.writeError(w, r, blobError(err, s.MaxBlobBytes))
 		return
@@ -803,6 +859,9 @@ func blobError(err error, max int64) error {
 		case "invalid_id":
 			return api.Errorf(api.CodeInvalid, "invalid blob id: use the id the upload returned")
 		}
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return slowBody()
 	}
 	if errors.Is(err, context.Canceled) {
 		return api.Errorf(api.CodeInvalid, "upload interrupted: upload again")
