@@ -4,14 +4,17 @@
 // NkeyAuthenticator plugs into nats-server as a custom client authenticator:
 // a client proves possession of the private key of its user nkey by signing
 // the nonce the server sends in INFO, and the control plane decides whether
-// that key is currently a member. ServerTLSConfig and RouteTLSConfig load the
-// certificates for the client listener and for mutually authenticated
-// cluster routes.
+// that key is currently a member. It also places each client in its NATS
+// account (see [NkeyAuthenticator.BindAccounts]): membershipd's control key
+// in the control account, everyone else in the bus account.
+// ServerTLSConfig and RouteTLSConfig load the certificates for the client
+// listener and for mutually authenticated cluster routes.
 //
 // This package imports nats-server; client code should not depend on it.
 package busauth
 
 import (
+	"context"
 	"encoding/base64"
 	"log/slog"
 
@@ -28,18 +31,40 @@ import (
 // is set (pkg/embeddednats does this); without a nonce every client is
 // refused, because a signature over nothing could be replayed.
 //
-// The exported fields must be set before the server starts; Check is called
-// concurrently afterwards.
+// # Accounts
+//
+// Once BindAccounts has given it the server's two accounts, the
+// authenticator admits ControlKey, and only it, into the control account,
+// with full rights there, and every other client into the bus account.
+// Without BindAccounts every client stays in the server's global account
+// and ControlKey is refused.
+//
+// With Open set (--bus-auth off and soft), every client but ControlKey is
+// admitted into the bus account with full rights and without any check,
+// as if there were no authenticator: clients need send no nkey. ControlKey
+// is checked in every mode, so that the control account is reachable only
+// with its private key.
+//
+// The exported fields must be set, and BindAccounts called, before the
+// server starts; Check is called concurrently afterwards.
 type NkeyAuthenticator struct {
 	// Permissions, when non-nil, supplies the permissions of an admitted
 	// user. It is called once per connection; a nil result, like a nil
 	// Permissions hook, grants full access. The returned value must not be
-	// changed afterwards.
+	// changed afterwards. It is not called for ControlKey, nor under Open.
 	Permissions func(userKey string) *server.Permissions
 	// Logger receives refusals (info) and admissions (debug); nil discards.
 	Logger *slog.Logger
+	// ControlKey is the public user nkey ("U…") admitted into the control
+	// account; empty admits nobody there.
+	ControlKey string
+	// Open admits every client but ControlKey into the bus account without
+	// any check, with full rights.
+	Open bool
 
 	isAuthorized func(userKey string) bool
+	// bus and control are the server's accounts, set by BindAccounts.
+	bus, control *server.Account
 }
 
 var _ server.Authentication = (*NkeyAuthenticator)(nil)
@@ -51,27 +76,73 @@ func NewNkeyAuthenticator(isAuthorized func(userKey string) bool) *NkeyAuthentic
 	return &NkeyAuthenticator{isAuthorized: isAuthorized}
 }
 
-// Check implements server.Authentication. It verifies the client's nkey
-// signature over the server nonce, asks whether the key is authorized and,
-// on success, registers the user with its permissions.
+// BindAccounts gives the authenticator the server's bus and control
+// accounts, the server's own (server.Server.LookupAccount), not those of
+// its options: pkg/embeddednats calls it through ServerConfig.Accounts
+// before the server accepts clients. A nil account is ignored.
+func (a *NkeyAuthenticator) BindAccounts(bus, control *server.Account) {
+	a.bus, a.control = bus, control
+}
+
+// Check implements server.Authentication. ControlKey, once its signature
+// over the server nonce verifies, is registered in the control account with
+// full rights. Under Open everyone else is registered in the bus account
+// with full rights. Otherwise Check verifies the client's nkey signature,
+// asks whether the key is authorized and, on success, registers the user in
+// the bus account with its permissions.
 func (a *NkeyAuthenticator) Check(c server.ClientAuthentication) bool {
 	if c.Kind() != server.CLIENT {
 		return a.refuse(c, "", "not a client connection")
 	}
 	opts := c.GetOpts()
-	if opts == nil || opts.Nkey == "" {
+	var claimed string
+	if opts != nil {
+		claimed = opts.Nkey
+	}
+	if a.ControlKey != "" && claimed == a.ControlKey {
+		if reason := verifyNkey(c, opts); reason != "" {
+			return a.refuse(c, claimed, reason)
+		}
+		if a.control == nil {
+			return a.refuse(c, claimed, "control key, but no control account bound")
+		}
+		return a.admit(c, claimed, a.control, nil)
+	}
+	if a.Open {
+		return a.admit(c, "", a.bus, nil)
+	}
+	if claimed == "" {
 		return a.refuse(c, "", "no nkey presented")
 	}
+	if reason := verifyNkey(c, opts); reason != "" {
+		if !nkeys.IsValidPublicUserKey(claimed) {
+			claimed = ""
+		}
+		return a.refuse(c, claimed, reason)
+	}
+	if a.isAuthorized == nil || !a.isAuthorized(claimed) {
+		return a.refuse(c, claimed, "nkey not authorized")
+	}
+	var perms *server.Permissions
+	if a.Permissions != nil {
+		perms = a.Permissions(claimed)
+	}
+	return a.admit(c, claimed, a.bus, perms)
+}
+
+// verifyNkey checks that the client's nkey is a user key and its
+// signature covers the server nonce; it returns why not, or "".
+func verifyNkey(c server.ClientAuthentication, opts *server.ClientOpts) string {
 	userKey := opts.Nkey
 	if !nkeys.IsValidPublicUserKey(userKey) {
-		return a.refuse(c, "", "not a user nkey")
+		return "not a user nkey"
 	}
 	nonce := c.GetNonce()
 	if len(nonce) == 0 {
-		return a.refuse(c, userKey, "server sent no nonce; enable Options.AlwaysEnableNonce")
+		return "server sent no nonce; enable Options.AlwaysEnableNonce"
 	}
 	if opts.Sig == "" {
-		return a.refuse(c, userKey, "signature missing")
+		return "signature missing"
 	}
 	// Same decoding as nats-server's own nkey check: raw URL base64, with
 	// standard base64 accepted as a fallback.
@@ -79,25 +150,30 @@ func (a *NkeyAuthenticator) Check(c server.ClientAuthentication) bool {
 	if err != nil {
 		sig, err = base64.StdEncoding.DecodeString(opts.Sig)
 		if err != nil {
-			return a.refuse(c, userKey, "signature is not base64")
+			return "signature is not base64"
 		}
 	}
 	pub, err := nkeys.FromPublicKey(userKey)
 	if err != nil {
-		return a.refuse(c, userKey, "nkey not valid")
+		return "nkey not valid"
 	}
 	if err := pub.Verify(nonce, sig); err != nil {
-		return a.refuse(c, userKey, "signature not verified")
+		return "signature not verified"
 	}
-	if a.isAuthorized == nil || !a.isAuthorized(userKey) {
-		return a.refuse(c, userKey, "nkey not authorized")
+	return ""
+}
+
+// admit registers c as userKey (empty: an unchecked client under Open) in
+// acc, or in the global account when acc is nil, with perms.
+func (a *NkeyAuthenticator) admit(c server.ClientAuthentication, userKey string, acc *server.Account, perms *server.Permissions) bool {
+	c.RegisterUser(&server.User{Username: userKey, Permissions: perms, Account: acc})
+	if l := a.logger(); l.Enabled(context.Background(), slog.LevelDebug) {
+		account := "global"
+		if acc != nil {
+			account = acc.GetName()
+		}
+		l.Debug("bus client admitted", slog.String("user", userKey), slog.String("account", account), slog.String("remote", remote(c)))
 	}
-	var perms *server.Permissions
-	if a.Permissions != nil {
-		perms = a.Permissions(userKey)
-	}
-	c.RegisterUser(&server.User{Username: userKey, Permissions: perms})
-	a.logger().Debug("bus client admitted", slog.String("user", userKey), slog.String("remote", remote(c)))
 	return true
 }
 

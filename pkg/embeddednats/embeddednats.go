@@ -11,6 +11,19 @@
 // a fresh nonce in its INFO line so that clients can prove possession of
 // their private key; without that option nats-server sends no nonce to
 // clients of a custom authenticator and a signature would be replayable.
+//
+// # Accounts
+//
+// With ServerConfig.Accounts the server has two NATS accounts, both with
+// JetStream, in place of nats-server's single global account ("$G"):
+// [BusAccount] for the bus (members, room subjects and events, inboxes,
+// the history stream) and [ControlAccount] for the control plane (the KV
+// buckets and the blob Object Store). Subjects and streams of one account
+// are invisible from the other, so nothing a client of the bus publishes,
+// nor any reply subject it names (to which JetStream sends its
+// acknowledgements), can reach the control plane. The accounts are static
+// configuration, identical on every server of a cluster; routes carry
+// both. The Auth must place each client in one of them.
 package embeddednats
 
 import (
@@ -26,6 +39,30 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 )
+
+// The accounts of a server started with ServerConfig.Accounts. Their
+// names are also the directories of their JetStream data under the store
+// directory (StoreDir/jetstream/<account>).
+const (
+	// BusAccount holds the bus: members' and membershipd's bus
+	// connections, room subjects, events and inboxes, and the history
+	// stream.
+	BusAccount = "UNIBUS"
+	// ControlAccount holds the control plane's JetStream data: the KV
+	// buckets and the blob Object Store. Only membershipd's control key
+	// is admitted to it.
+	ControlAccount = "UNIBUS_CONTROL"
+)
+
+// accountsConfig declares the two accounts in nats-server's configuration
+// syntax, the one exported way to give a configured account JetStream
+// before the server starts. "enabled" gives each account dynamic limits:
+// both share the server's JetStream limits (JetStreamMaxMemory,
+// JetStreamMaxStore) and neither reserves any of it.
+const accountsConfig = "accounts {\n" +
+	"\t" + BusAccount + ": { jetstream: enabled }\n" +
+	"\t" + ControlAccount + ": { jetstream: enabled }\n" +
+	"}\n"
 
 // readyTimeout bounds how long StartServer waits for the listeners to come up.
 const readyTimeout = 10 * time.Second
@@ -51,6 +88,13 @@ type ServerConfig struct {
 	Cluster *ClusterConfig
 	// Auth authenticates client connections; nil means no authentication.
 	Auth server.Authentication
+	// Accounts, when non-nil, gives the server the two accounts
+	// [BusAccount] and [ControlAccount], each with JetStream, in place of
+	// the global account, and is called with them once the server exists
+	// and before it accepts a client, so that Auth can place each client
+	// in one (busauth.NkeyAuthenticator.BindAccounts does). It requires
+	// Auth: a client left in the global account has no JetStream then.
+	Accounts func(bus, control *server.Account)
 	// TLS, when non-nil, makes TLS mandatory for client connections. If its
 	// ClientAuth is tls.RequireAndVerifyClientCert, clients must also present
 	// a certificate.
@@ -66,6 +110,10 @@ type ServerConfig struct {
 	// MonitorPort enables the HTTP monitoring endpoint on 127.0.0.1 at this
 	// port; 0 leaves it off and -1 picks a random free port.
 	MonitorPort int
+	// MaxSubs bounds the subscriptions of one client connection; 0 means
+	// no bound. A subscription over it is refused with "maximum
+	// subscriptions exceeded" and the connection stays open.
+	MaxSubs int
 	// SyncAlways makes JetStream sync every write to disk before
 	// acknowledging it (nats-server's sync_interval: always). Without it
 	// JetStream syncs lazily, and writes acknowledged shortly before a crash
@@ -117,6 +165,20 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 	}
 	logger := newLogAdapter(cfg.Logger)
 	ns.SetLoggerV2(logger, logger.debugEnabled(), false, false)
+	if cfg.Accounts != nil {
+		// The server made its own copies of the configured accounts:
+		// clients must be placed in those, and nobody connects before
+		// Start.
+		bus, err := ns.LookupAccount(BusAccount)
+		if err != nil {
+			return nil, fmt.Errorf("embeddednats: account %s: %w", BusAccount, err)
+		}
+		control, err := ns.LookupAccount(ControlAccount)
+		if err != nil {
+			return nil, fmt.Errorf("embeddednats: account %s: %w", ControlAccount, err)
+		}
+		cfg.Accounts(bus, control)
+	}
 
 	// Start runs the startup sequence synchronously; listener and JetStream
 	// failures are reported through Fatalf, which the adapter records
@@ -173,6 +235,7 @@ func buildOptions(cfg ServerConfig) (*server.Options, error) {
 		JetStreamMaxStore:      cfg.JetStreamMaxStore,
 		NoSigs:                 true,
 		DisableJetStreamBanner: true,
+		MaxSubs:                cfg.MaxSubs,
 	}
 	if cfg.MonitorPort != 0 {
 		opts.HTTPHost = "127.0.0.1"
@@ -183,6 +246,16 @@ func buildOptions(cfg ServerConfig) (*server.Options, error) {
 		opts.TLS = true
 		opts.TLSVerify = cfg.TLS.ClientAuth == tls.RequireAndVerifyClientCert
 		opts.AllowNonTLS = false
+	}
+	if cfg.Accounts != nil {
+		if cfg.Auth == nil {
+			return nil, errors.New("embeddednats: accounts without an authenticator; set Auth to place each client in an account")
+		}
+		var conf server.Options
+		if err := conf.ProcessConfigString(accountsConfig); err != nil {
+			return nil, fmt.Errorf("embeddednats: accounts configuration: %w", err)
+		}
+		opts.Accounts = conf.Accounts
 	}
 	if cfg.Auth != nil {
 		opts.CustomClientAuthentication = cfg.Auth

@@ -1,0 +1,186 @@
+package embeddednats_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/enmanuel/unibus/pkg/embeddednats"
+)
+
+// accountAuth admits everyone, the user "control" into the control
+// account and anybody else into the bus account.
+type accountAuth struct{ bus, control *server.Account }
+
+func (a *accountAuth) bind(bus, control *server.Account) { a.bus, a.control = bus, control }
+
+func (a *accountAuth) Check(c server.ClientAuthentication) bool {
+	acc := a.bus
+	if c.GetOpts().Username == "control" {
+		acc = a.control
+	}
+	c.RegisterUser(&server.User{Username: c.GetOpts().Username, Account: acc})
+	return true
+}
+
+// withAccounts returns cfg with the two accounts and an accountAuth.
+func withAccounts(cfg embeddednats.ServerConfig) embeddednats.ServerConfig {
+	auth := &accountAuth{}
+	cfg.Auth, cfg.Accounts = auth, auth.bind
+	return cfg
+}
+
+func jetStreamOf(t *testing.T, nc *nats.Conn) jetstream.JetStream {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
+}
+
+func TestAccountsAreApart(t *testing.T) {
+	ns := start(t, withAccounts(embeddednats.ServerConfig{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1}))
+	url := embeddednats.ClientURL(ns)
+	for name, acc := range map[string]string{"bus": embeddednats.BusAccount, "control": embeddednats.ControlAccount} {
+		a, err := ns.LookupAccount(acc)
+		if err != nil || !a.JetStreamEnabled() {
+			t.Fatalf("%s account %s: %v, JetStream %v; want it with JetStream", name, acc, err, err == nil && a.JetStreamEnabled())
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	control := jetStreamOf(t, connect(t, url, nats.UserInfo("control", "")))
+	kv, err := control.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "cfg"})
+	if err != nil {
+		t.Fatalf("KV bucket in the control account: %v", err)
+	}
+	if _, err := kv.Put(ctx, "k", []byte("kept")); err != nil {
+		t.Fatal(err)
+	}
+
+	busNC := connect(t, url, nats.UserInfo("member", ""))
+	bus := jetStreamOf(t, busNC)
+	if _, err := bus.CreateStream(ctx, jetstream.StreamConfig{Name: "H", Subjects: []string{"h.>"}}); err != nil {
+		t.Fatalf("stream in the bus account: %v", err)
+	}
+	// The bus account does not see the bucket, and a stream's ack sent
+	// to the bucket's subject (a reply subject the publisher chose), like
+	// a plain publish there, lands in the bus account, not in the bucket.
+	if _, err := bus.KeyValue(ctx, "cfg"); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Fatalf("bucket seen from the bus account: %v; want not found", err)
+	}
+	if err := busNC.PublishMsg(&nats.Msg{Subject: "h.x", Reply: "$KV.cfg.k", Data: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := busNC.Publish("$KV.cfg.k", []byte("overwritten")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.Publish(ctx, "h.x", []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	ai, err := bus.AccountInfo(ctx)
+	if err != nil || ai.Streams != 1 {
+		t.Fatalf("bus account info = %+v, %v; want its one stream", ai, err)
+	}
+	e, err := kv.Get(ctx, "k")
+	if err != nil || string(e.Value()) != "kept" || e.Revision() != 1 {
+		t.Fatalf("control bucket's key after the bus's writes = %v, %v; want %q at revision 1", e, err, "kept")
+	}
+}
+
+func TestAccountsNeedAuth(t *testing.T) {
+	_, err := embeddednats.StartServer(embeddednats.ServerConfig{StoreDir: t.TempDir(), Port: -1, Accounts: func(_, _ *server.Account) {}})
+	if err == nil || !strings.Contains(err.Error(), "Auth") {
+		t.Fatalf("accounts without Auth: %v; want an error naming Auth", err)
+	}
+}
+
+// TestClusterAccounts: on a three-node cluster, each account has its own
+// replicated JetStream: an R3 KV bucket in the control account and an R3
+// stream in the bus account, written through one node and read through
+// another.
+func TestClusterAccounts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test skipped in short mode")
+	}
+	const n = 3
+	ports := make([]int, n)
+	routes := make([]string, n)
+	for i := range ports {
+		ports[i] = freePort(t)
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", ports[i])
+	}
+	servers := make([]*server.Server, n)
+	for i := range servers {
+		servers[i] = start(t, withAccounts(embeddednats.ServerConfig{
+			StoreDir:   t.TempDir(),
+			Host:       "127.0.0.1",
+			Port:       -1,
+			ServerName: fmt.Sprintf("n%d", i+1),
+			Cluster:    &embeddednats.ClusterConfig{Name: "unibus-accounts", Host: "127.0.0.1", Port: ports[i], Routes: routes},
+		}))
+	}
+	first, last := embeddednats.ClientURL(servers[0]), embeddednats.ClientURL(servers[n-1])
+	control := jetStreamOf(t, connect(t, first, nats.UserInfo("control", "")))
+	bus := jetStreamOf(t, connect(t, first, nats.UserInfo("member", "")))
+
+	var kv jetstream.KeyValue
+	waitFor(t, 20*time.Second, "R3 bucket in the control account", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		var err error
+		kv, err = control.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "cfg", Replicas: 3})
+		return err
+	})
+	waitFor(t, 20*time.Second, "R3 stream in the bus account", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := bus.CreateStream(ctx, jetstream.StreamConfig{Name: "H", Subjects: []string{"h.>"}, Replicas: 3})
+		return err
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := kv.Put(ctx, "k", []byte("replicated")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.Publish(ctx, "h.x", []byte("history")); err != nil {
+		t.Fatal(err)
+	}
+
+	// Through the last node: each account sees its own data only.
+	control3 := jetStreamOf(t, connect(t, last, nats.UserInfo("control", "")))
+	bus3 := jetStreamOf(t, connect(t, last, nats.UserInfo("member", "")))
+	kv3, err := control3.KeyValue(ctx, "cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := kv3.Get(ctx, "k"); err != nil || string(e.Value()) != "replicated" {
+		t.Fatalf("control key through n%d = %v, %v; want %q", n, e, err, "replicated")
+	}
+	st, err := kv3.Status(ctx)
+	if err != nil || st.(*jetstream.KeyValueBucketStatus).StreamInfo().Config.Replicas != 3 {
+		t.Fatalf("bucket status through n%d: %v; want 3 replicas", n, err)
+	}
+	if _, err := bus3.KeyValue(ctx, "cfg"); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Fatalf("bucket seen from the bus account through n%d: %v; want not found", n, err)
+	}
+	s3, err := bus3.Stream(ctx, "H")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := s3.GetLastMsgForSubject(ctx, "h.x"); err != nil || string(m.Data) != "history" {
+		t.Fatalf("bus stream through n%d: %v; want the message", n, err)
+	}
+	if _, err := control3.Stream(ctx, "H"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("bus stream seen from the control account: %v; want not found", err)
+	}
+}
