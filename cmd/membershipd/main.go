@@ -146,7 +146,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		historyMaxMsgsRoom = fs.Int64("history-max-msgs-per-room", -1, "messages kept per room, oldest dropped first; -1 = unlimited")
 		storeKind          = fs.String("store", "sqlite", "control-plane store: sqlite (the --db file, blobs in --store-dir) or kv (replicated JetStream KV buckets on the bus, blobs in its Object Store; see migrate-to-kv)")
 		kvReplicas         = fs.Int("kv-replicas", 1, "copies of each KV bucket and of the blob bucket with --store kv (3 in a three-node cluster)")
-		serviceKeyPath     = fs.String("service-key", "", "file with membershipd's own NATS nkey seed under --bus-auth enforce, made (0600) if missing; host tools such as migrate-to-kv use it; empty: <nats-store>/service.nk")
+		serviceKeyPath     = fs.String("service-key", "", "file with membershipd's own NATS nkey seed for the bus under --bus-auth enforce, made (0600) if missing; empty: <nats-store>/service.nk")
+		controlKeyPath     = fs.String("control-key", "", "file with the NATS nkey seed of the control plane's account (KV store, blob object store), made (0600) if missing with the embedded NATS; the host tools (user --store kv, migrate-to-kv) use it; empty: <nats-store>/control.nk, or with --nats-url none (see docs/kv-store.md)")
 		apiRate            = fs.Float64("api-rate", httpapi.DefaultRatePerSecond, "API requests per second allowed to one user (bursts of --api-burst); answered 429 beyond; 0 = unlimited")
 		apiBurst           = fs.Int("api-burst", httpapi.DefaultRateBurst, "API request burst allowed to one user")
 		logLevel           slog.Level
@@ -252,6 +253,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var ns *server.Server
 	var guard *dataPlane // set with the embedded server in enforce mode
 	var natsOpts []nats.Option
+	var ctlOpts []nats.Option // the control connection's; nil: it shares the bus connection
 	natsClientURL := *natsURL
 	if natsClientURL == "" {
 		cfg := embeddednats.ServerConfig{
@@ -288,10 +290,29 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			cfg.Cluster = cc
 			logger.Printf("cluster: %q node %q, route port %d, %d peer route(s)", *clusterName, *serverName, *clusterPort, len(cc.Routes))
 		}
+		// The authenticator runs in every mode and places each client in
+		// its account (docs/security.md, "Accounts"): the control key in
+		// the control account, which holds the KV store and the blob
+		// object store, everyone else in the bus account. The control
+		// account, and so the store, is the same whatever --bus-auth.
+		ctlPath := *controlKeyPath
+		if ctlPath == "" {
+			ctlPath = filepath.Join(*natsStore, controlKeyFile)
+		}
+		ctl, err := loadOrCreateControlKey(ctlPath)
+		if err != nil {
+			return err
+		}
+		ctlOpt, err := nkeyOption(ctl)
+		if err != nil {
+			return err
+		}
+		ctlOpts = []nats.Option{ctlOpt}
+		auth := busauth.NewNkeyAuthenticator(nil)
 		if authMode == membership.AuthEnforce {
 			// membershipd connects to its own data plane (room events, the
-			// history stream) with its service key, kept in --service-key for
-			// the host tools: admitted next to the active users.
+			// history stream) with its service key, kept in --service-key:
+			// admitted next to the active users.
 			keyPath := *serviceKeyPath
 			if keyPath == "" {
 				keyPath = filepath.Join(*natsStore, serviceKeyFile)
@@ -308,12 +329,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			// dataplane.go.
 			guard = &dataPlane{serviceKey: svcKey, log: slogger}
 			guard.setStore(store)
-			auth := busauth.NewNkeyAuthenticator(guard.authorized)
+			auth = busauth.NewNkeyAuthenticator(guard.authorized)
 			auth.Permissions = guard.permissions
-			auth.Logger = slogger
-			cfg.Auth = auth
 			natsOpts = append(natsOpts, nats.Nkey(svcKey, svc.Sign))
 			logger.Printf("NATS nkey authentication: ON (enforce)")
+		} else {
+			// off and soft take everyone on trust, as before, but into
+			// the bus account only.
+			auth.Open = true
+		}
+		auth.ControlKey, _ = ctl.PublicKey()
+		auth.Logger = slogger
+		cfg.Auth, cfg.Accounts = auth, auth.BindAccounts
+		logger.Printf("NATS accounts: %s (bus), %s (control plane; control key %s)", embeddednats.BusAccount, embeddednats.ControlAccount, ctlPath)
+		if old := oldGlobalStreams(*natsStore); len(old) > 0 {
+			logger.Printf("WARNING: JetStream data of an earlier membershipd in the global account is not served: %v in %s; to keep it, stop membershipd and move it into the accounts' directories, or run migrate-to-kv from a SQLite backup (docs/kv-store.md, \"Accounts\")", old, filepath.Join(*natsStore, "jetstream", "$G", "streams"))
 		}
 		if serverTLS != nil {
 			cfg.TLS = serverTLS
@@ -334,6 +364,17 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		logger.Printf("embedded NATS (JetStream) ready: %s", natsClientURL)
 	} else {
 		logger.Printf("using external NATS: %s", redactURL(natsClientURL))
+		if *controlKeyPath != "" {
+			ctl, err := readControlKey(*controlKeyPath, "--control-key")
+			if err != nil {
+				return err
+			}
+			ctlOpt, err := nkeyOption(ctl)
+			if err != nil {
+				return err
+			}
+			ctlOpts = []nats.Option{ctlOpt}
+		}
 	}
 
 	// membershipd's own NATS connection: room change events and the history
@@ -349,7 +390,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	if *storeKind == "kv" {
-		kv, err := membership.OpenKV(ctx, js, membership.KVConfig{Replicas: *kvReplicas, Logger: slogger})
+		// The KV store and the blob object store open on a connection
+		// to the control plane's account; everything else stays on nc.
+		ctlNC, err := controlConn(ctx, ns, natsClientURL, nc, ctlOpts, slogger, logger)
+		if err != nil {
+			return err
+		}
+		if ctlNC != nc {
+			defer drainNATS(ctlNC, logger)
+		}
+		ctlJS, err := jetstream.New(ctlNC)
+		if err != nil {
+			return fmt.Errorf("jetstream: %w", err)
+		}
+		kv, err := membership.OpenKV(ctx, ctlJS, membership.KVConfig{Replicas: *kvReplicas, Logger: slogger})
 		if err != nil {
 			return fmt.Errorf("open KV store: %w", err)
 		}
@@ -358,7 +412,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if guard != nil {
 			guard.setStore(kv)
 		}
-		obj, err := blobstore.NewObjectStore(ctx, js, blobstore.ObjectConfig{Replicas: *kvReplicas, Logger: slogger})
+		obj, err := blobstore.NewObjectStore(ctx, ctlJS, blobstore.ObjectConfig{Replicas: *kvReplicas, Logger: slogger})
 		if err != nil {
 			return fmt.Errorf("open blob object store: %w", err)
 		}

@@ -47,10 +47,13 @@ func TestMigrateToKVThenServeFromKV(t *testing.T) {
 	}
 	alice.Close()
 
+	// The buckets live in the control plane's account: the control key
+	// membershipd made in its --nats-store reaches it.
+	ctlKey := filepath.Join(dir, "jetstream", controlKeyFile)
 	migrate := func() string {
 		t.Helper()
 		var out, errb bytes.Buffer
-		code := runMigrateCLI([]string{"--db", db, "--nats-url", info.NATSURL, "--store-dir", filepath.Join(dir, "blobs")}, &out, &errb)
+		code := runMigrateCLI([]string{"--db", db, "--nats-url", info.NATSURL, "--control-key", ctlKey, "--store-dir", filepath.Join(dir, "blobs")}, &out, &errb)
 		if code != 0 {
 			t.Fatalf("migrate-to-kv exit %d: %s", code, errb.String())
 		}
@@ -112,11 +115,11 @@ func TestMigrateToKVThenServeFromKV(t *testing.T) {
 		t.Fatal(err)
 	}
 	bobID := testbus.NewIdentity(t, "bob")
-	userCLI(t, 0, "seed", "--store", "kv", "--nats-url", kvInfo.NATSURL, bobID.Public().Token())
+	userCLI(t, 0, "seed", "--store", "kv", "--nats-url", kvInfo.NATSURL, "--control-key", ctlKey, bobID.Public().Token())
 	waitFor(t, 2*time.Second, "bob seeded on the KV store is known", func() bool { return getMe(t, kv.URL, bobID) == 200 })
-	userCLI(t, 0, "revoke", "--store", "kv", "--nats-url", kvInfo.NATSURL, "bob")
+	userCLI(t, 0, "revoke", "--store", "kv", "--nats-url", kvInfo.NATSURL, "--control-key", ctlKey, "bob")
 	waitFor(t, time.Second, "bob revoked on the KV store is refused", func() bool { return getMe(t, kv.URL, bobID) == 403 })
-	out, _ := userCLI(t, 0, "list", "--store", "kv", "--nats-url", kvInfo.NATSURL)
+	out, _ := userCLI(t, 0, "list", "--store", "kv", "--nats-url", kvInfo.NATSURL, "--control-key", ctlKey)
 	if !strings.Contains(out, "alice") || !strings.Contains(out, "revoked") {
 		t.Fatalf("user list on the KV store:\n%s", out)
 	}

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"os/signal"
 	"syscall"
@@ -17,10 +16,11 @@ import (
 	"golang.org/x/term"
 
 	"github.com/enmanuel/unibus/pkg/blobstore"
+	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/enmanuel/unibus/pkg/membership"
 )
 
-const migrateUsage = `usage: membershipd migrate-to-kv [--db PATH] --nats-url URL [--replicas N] [--ca CERT] [--nkey PATH] [--store-dir DIR] [--no-backup]
+const migrateUsage = `usage: membershipd migrate-to-kv [--db PATH] --nats-url URL [--control-key PATH] [--replicas N] [--ca CERT] [--store-dir DIR] [--no-backup]
 
 Copies the whole control plane (users, rooms with their epochs, members,
 every sealed key of every epoch, the signed membership histories, blob
@@ -32,9 +32,11 @@ directory into the bus's Object Store, checking each blob's digest.
 
 The natural path: run on SQLite, migrate into the running server's own NATS
 (--nats-url nats://127.0.0.1:4250), restart with --store kv on the same
---nats-store. Against a bus with --bus-auth enforce, pass --nkey with
-membershipd's service key (<nats-store>/service.nk); it is found there by
-default.
+--nats-store. The buckets live in the control plane's own NATS account,
+reached with membershipd's control key, which it makes in its --nats-store
+at its first start (<nats-store>/control.nk, the default --control-key
+for the default --nats-store). For an external NATS that keeps the control
+plane in one account with the bus, pass --control-key ''.
 `
 
 // runMigrateCLI runs `membershipd migrate-to-kv ARGS` and returns the exit
@@ -48,7 +50,7 @@ func runMigrateCLI(args []string, stdout, stderr io.Writer) int {
 		natsURL  = fs.String("nats-url", "", "NATS URL of the bus that holds the KV buckets (required)")
 		replicas = fs.Int("replicas", 1, "copies of each bucket (3 in a three-node cluster)")
 		ca       = fs.String("ca", "", "PEM CA to trust for a tls:// NATS URL")
-		nkeyPath = fs.String("nkey", "", "nkey seed file to connect with (default: "+defaultServiceKeyPath+" if present)")
+		ctlKey   = fs.String("control-key", defaultControlKeyPath, "membershipd's control key (<nats-store>/"+controlKeyFile+"), to reach the control plane's account; '' connects without one")
 		storeDir = fs.String("store-dir", "", "blob directory to copy into the bus's Object Store (the server's --store-dir)")
 		noBackup = fs.Bool("no-backup", false, "do not back the database up first")
 	)
@@ -68,7 +70,7 @@ func runMigrateCLI(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	m := migration{db: *db, natsURL: *natsURL, replicas: *replicas, ca: *ca, nkey: *nkeyPath, storeDir: *storeDir, backup: !*noBackup, stdout: stdout, stderr: stderr}
+	m := migration{db: *db, natsURL: *natsURL, replicas: *replicas, ca: *ca, controlKey: *ctlKey, storeDir: *storeDir, backup: !*noBackup, stdout: stdout, stderr: stderr}
 	if err := m.run(ctx); err != nil {
 		fmt.Fprintf(stderr, "membershipd migrate-to-kv: %v\n", err)
 		return 1
@@ -77,10 +79,10 @@ func runMigrateCLI(args []string, stdout, stderr io.Writer) int {
 }
 
 type migration struct {
-	db, natsURL, ca, nkey, storeDir string
-	replicas                        int
-	backup                          bool
-	stdout, stderr                  io.Writer
+	db, natsURL, ca, controlKey, storeDir string
+	replicas                              int
+	backup                                bool
+	stdout, stderr                        io.Writer
 }
 
 func (m migration) run(ctx context.Context) error {
@@ -98,7 +100,7 @@ func (m migration) run(ctx context.Context) error {
 		}
 		fmt.Fprintf(m.stdout, "backup: %s\n", path)
 	}
-	nc, err := dialBus("membershipd migrate-to-kv", m.natsURL, m.nkey, m.ca)
+	nc, err := dialControl("membershipd migrate-to-kv", m.natsURL, m.controlKey, m.ca)
 	if err != nil {
 		return err
 	}
@@ -134,31 +136,39 @@ func (m migration) run(ctx context.Context) error {
 	return nil
 }
 
-// dialBus connects a host tool to the bus at url, trusting the CA file ca
-// when set, with the nkey seed at nkeyPath, or else with the service key at
-// defaultServiceKeyPath if there is one.
-func dialBus(name, url, nkeyPath, ca string) (*nats.Conn, error) {
+// dialControl connects a host tool to the control plane's account of the
+// bus at url with the control key seed at keyPath (none when keyPath is
+// empty), trusting the CA file ca when set.
+func dialControl(name, url, keyPath, ca string) (*nats.Conn, error) {
 	opts := []nats.Option{nats.Name(name), nats.Timeout(10 * time.Second)}
 	if ca != "" {
 		opts = append(opts, nats.RootCAs(ca))
 	}
-	path := nkeyPath
-	if path == "" {
-		path = defaultServiceKeyPath
-	}
-	kp, err := readSeed(path)
-	switch {
-	case err == nil:
-		pub, _ := kp.PublicKey()
-		opts = append(opts, nats.Nkey(pub, kp.Sign))
-	case nkeyPath == "" && errors.Is(err, fs.ErrNotExist):
-		// No service key beside the default JetStream store: no nkey.
-	default:
-		return nil, fmt.Errorf("nkey: %w: pass --nkey with membershipd's service key (<nats-store>/%s)", err, serviceKeyFile)
+	if keyPath != "" {
+		kp, err := readControlKey(keyPath, "--control-key")
+		if err != nil {
+			return nil, err
+		}
+		opt, err := nkeyOption(kp)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, opt)
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to %s: %w (is the bus up? under --bus-auth enforce pass --nkey with the service key)", redactURL(url), err)
+		return nil, fmt.Errorf("connect to %s: %w (is the bus up? --control-key must be the control key of the membershipd serving it)", redactURL(url), err)
+	}
+	// Under --bus-auth off membershipd's NATS admits anyone without its
+	// control key into the bus account, where the tool would make an
+	// empty store of its own.
+	if acc, err := accountOf(nc); err == nil && acc == embeddednats.BusAccount {
+		nc.Close()
+		key := "no control key"
+		if keyPath != "" {
+			key = keyPath + " is not its control key"
+		}
+		return nil, fmt.Errorf("%s reached the bus account of %s, not the control plane's: %s; pass --control-key with the control key of the membershipd serving it (its <nats-store>/%s)", name, redactURL(url), key, controlKeyFile)
 	}
 	return nc, nil
 }

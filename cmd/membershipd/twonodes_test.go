@@ -1,6 +1,7 @@
 package main
 
 import (
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -12,8 +13,8 @@ import (
 
 // TestTwoServersShareTheKVStore runs two membershipd processes (in-process
 // run calls) on one set of KV buckets: A with the embedded NATS, B on A's
-// NATS. What is done through one is seen through the other at once, and
-// concurrent rekeys through both never fork a room.
+// NATS with A's control key. What is done through one is seen through the
+// other at once, and concurrent rekeys through both never fork a room.
 func TestTwoServersShareTheKVStore(t *testing.T) {
 	dirA, dirB := t.TempDir(), t.TempDir()
 	a := startServer(t, dirA, "--store", "kv")
@@ -23,8 +24,9 @@ func TestTwoServersShareTheKVStore(t *testing.T) {
 	if status := getJSON(t, a.URL+"/v1/info", &info); status != 200 {
 		t.Fatalf("info: %d", status)
 	}
-	userCLI(t, 0, "seed", "--store", "kv", "--nats-url", info.NATSURL, "--admin", aliceID.Public().Token())
-	b := startServer(t, dirB, "--store", "kv", "--nats-url", info.NATSURL)
+	ctlKey := filepath.Join(dirA, "jetstream", controlKeyFile)
+	userCLI(t, 0, "seed", "--store", "kv", "--nats-url", info.NATSURL, "--control-key", ctlKey, "--admin", aliceID.Public().Token())
+	b := startServer(t, dirB, "--store", "kv", "--nats-url", info.NATSURL, "--control-key", ctlKey)
 
 	aliceA, aliceB := newClient(t, a.URL, aliceID), newClient(t, b.URL, aliceID)
 	if _, err := aliceA.AddUser(ctxT(t), bobID.Public().Token(), false); err != nil {

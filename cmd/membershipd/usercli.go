@@ -29,9 +29,11 @@ const userUsage = `usage:
 The user CLI works on the database directly, on the bus host, and may run
 while membershipd serves: the server reads users on every call, so a change
 takes effect at once. --db must name the server's database (default %s).
-For a server with --store kv, pass --store kv [--nats-url URL] [--nkey PATH]
-[--ca CERT]: the change is written to the KV buckets on the bus and every
-node applies it within a second.
+For a server with --store kv, pass --store kv [--nats-url URL]
+[--control-key PATH] [--ca CERT]: the change is written to the KV buckets,
+in the control plane's own account of the bus, which membershipd's
+control key reaches (<nats-store>/control.nk, by default
+%s), and every node applies it within a second.
 `
 
 // userCmd is one sub-command of `membershipd user`.
@@ -50,7 +52,7 @@ type userOpts struct {
 	json    bool
 	store   string
 	natsURL string
-	nkey    string
+	ctlKey  string
 	ca      string
 }
 
@@ -64,11 +66,11 @@ var userCmds = []userCmd{
 // success, 1 on failure, 2 on bad usage.
 func runUserCLI(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintf(stderr, userUsage, defaultDBPath)
+		fmt.Fprintf(stderr, userUsage, defaultDBPath, defaultControlKeyPath)
 		return 2
 	}
 	if args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintf(stdout, userUsage, defaultDBPath)
+		fmt.Fprintf(stdout, userUsage, defaultDBPath, defaultControlKeyPath)
 		return 0
 	}
 	var cmd *userCmd
@@ -79,7 +81,7 @@ func runUserCLI(args []string, stdout, stderr io.Writer) int {
 	}
 	if cmd == nil {
 		fmt.Fprintf(stderr, "membershipd user: unknown command %q\n", args[0])
-		fmt.Fprintf(stderr, userUsage, defaultDBPath)
+		fmt.Fprintf(stderr, userUsage, defaultDBPath, defaultControlKeyPath)
 		return 2
 	}
 
@@ -93,7 +95,7 @@ func runUserCLI(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.db, "db", defaultDBPath, "SQLite database path of the membershipd server")
 	fs.StringVar(&opts.store, "store", "sqlite", "the server's store: sqlite (--db) or kv (the KV buckets on the bus at --nats-url)")
 	fs.StringVar(&opts.natsURL, "nats-url", "nats://127.0.0.1:4250", "with --store kv: NATS URL of the bus")
-	fs.StringVar(&opts.nkey, "nkey", "", "with --store kv: nkey seed to connect with (default: "+defaultServiceKeyPath+" if present)")
+	fs.StringVar(&opts.ctlKey, "control-key", defaultControlKeyPath, "with --store kv: membershipd's control key (<nats-store>/"+controlKeyFile+"); '' connects without one")
 	fs.StringVar(&opts.ca, "ca", "", "with --store kv: PEM CA for a tls:// NATS URL")
 	switch cmd.name {
 	case "seed":
@@ -139,7 +141,7 @@ func runUserCLI(args []string, stdout, stderr io.Writer) int {
 	case "kv":
 		// The KV store lives on the bus: every node sees the change (a
 		// revocation within a second, through the nodes' watches).
-		nc, err := dialBus("membershipd user", opts.natsURL, opts.nkey, opts.ca)
+		nc, err := dialControl("membershipd user", opts.natsURL, opts.ctlKey, opts.ca)
 		if err != nil {
 			fmt.Fprintf(stderr, "membershipd user %s: %v\n", cmd.name, err)
 			return 1
