@@ -26,19 +26,29 @@ import (
 // behind the API's back (the host's `membershipd user revoke`, another node).
 const revocationPoll = 250 * time.Millisecond
 
-// dataPlane enforces, on the embedded NATS server, who may connect and to
-// which subjects (busauth.RoomPermissions), from the store. NATS fixes a
-// connection's permissions when it connects, so when a user's rooms change
-// or the user is revoked, dataPlane closes that user's connections: the
-// SDK reconnects with the new set (or, revoked, is refused).
+// dataPlane follows revocations, whatever their source (the API, the
+// host's `membershipd user revoke`, another node, the KV store): it closes
+// the user's history readers and tells the user's rooms, so that their
+// senders rekey the user out before their next message.
+//
+// Under enforce with the embedded NATS server it also enforces who may
+// connect and to which subjects (busauth.RoomPermissions), from the store.
+// NATS fixes a connection's permissions when it connects, so when a user's
+// rooms change or the user is revoked, dataPlane closes every connection
+// of that user on this node: the SDK reconnects with the new set (or,
+// revoked, is refused).
 //
 // It keeps no state a second node would need: permissions are read from
 // the store at each connect, and every node applies the room events and
 // revocations it sees to its own connections.
 type dataPlane struct {
-	ns         *server.Server
+	ns         *server.Server // nil: no connections to police here
 	serviceKey string
 	log        *slog.Logger
+	readers    readerCloser // nil: none to close
+	// maxConns bounds the connections one user holds to this node; 0:
+	// no bound.
+	maxConns int
 	// store is set once the store is open (the KV store opens after NATS):
 	// until then only the service key is admitted.
 	store atomic.Pointer[storeRef]
@@ -52,19 +62,36 @@ type dataPlane struct {
 
 type storeRef struct{ membership.Store }
 
+// readerCloser closes a user's history readers (readers.Manager).
+type readerCloser interface {
+	CloseFor(ctx context.Context, user, room string) (int, error)
+}
+
 func (d *dataPlane) setStore(s membership.Store) {
 	if s != nil {
 		d.store.Store(&storeRef{s})
 	}
 }
 
-// authorized admits membershipd's own service key and active users.
+// authorized admits membershipd's own service key and active users that
+// hold fewer than maxConns connections to this node.
 func (d *dataPlane) authorized(userKey string) bool {
 	if userKey == d.serviceKey {
 		return true
 	}
 	s := d.store.Load()
-	return s != nil && s.IsAuthorized(userKey)
+	if s == nil || !s.IsAuthorized(userKey) {
+		return false
+	}
+	if d.maxConns > 0 && d.ns != nil {
+		// The connection being admitted is listed among the user's.
+		cz, err := d.ns.Connz(&server.ConnzOptions{User: userKey, Username: true, Limit: d.maxConns + 1})
+		if err == nil && len(cz.Conns) > d.maxConns {
+			d.log.Warn("connection refused: the user holds the most connections this node allows (--max-connections-per-user)", "user", userKey, "connections", d.maxConns)
+			return false
+		}
+	}
+	return true
 }
 
 // permissions gives the service key everything and a user its rooms.
@@ -89,28 +116,51 @@ func (d *dataPlane) permissions(userKey string) *server.Permissions {
 	return busauth.RoomPermissions(userKey, ids)
 }
 
-// kick closes every connection of the given users on this node.
+// kickPage is how many connections one look at a user's connections
+// lists; a user with more is listed page after page.
+const kickPage = 1024
+
+// kick closes every connection of the given users on this node, however
+// many each has.
 func (d *dataPlane) kick(users ...string) int {
+	if d.ns == nil {
+		return 0
+	}
 	n := 0
 	for _, u := range users {
 		if u == "" || u == d.serviceKey {
 			continue
 		}
-		cz, err := d.ns.Connz(&server.ConnzOptions{User: u, Username: true, Limit: 1024})
+		n += d.kickUser(u)
+	}
+	return n
+}
+
+// kickUser closes every connection of user u. Closing a connection takes
+// it off the list, so each round lists from the start again, until a
+// round finds none left (or closes none: then nothing more can be done).
+func (d *dataPlane) kickUser(u string) int {
+	n := 0
+	for {
+		cz, err := d.ns.Connz(&server.ConnzOptions{User: u, Username: true, Limit: kickPage})
 		if err != nil {
 			d.log.Warn("cannot list a user's connections to close them: they keep their permissions until they reconnect", "user", u, "err", err)
-			continue
+			return n
 		}
+		closed := 0
 		for _, ci := range cz.Conns {
 			if ci.AuthorizedUser != u {
 				continue
 			}
 			if err := d.ns.DisconnectClientByID(ci.Cid); err == nil {
-				n++
+				closed++
 			}
 		}
+		n += closed
+		if closed == 0 || len(cz.Conns) < kickPage {
+			return n
+		}
 	}
-	return n
 }
 
 // run applies room events and revocations until ctx ends.
@@ -130,7 +180,7 @@ func (d *dataPlane) run(ctx context.Context, nc *nats.Conn) {
 		defer sub.Unsubscribe()
 	}
 	d.revoked = map[string]bool{}
-	d.pollRevocations(ctx, true)
+	d.pollRevocations(ctx, nc, true)
 	t := time.NewTicker(revocationPoll)
 	defer t.Stop()
 	for {
@@ -138,7 +188,7 @@ func (d *dataPlane) run(ctx context.Context, nc *nats.Conn) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			d.pollRevocations(ctx, false)
+			d.pollRevocations(ctx, nc, false)
 		}
 	}
 }
@@ -151,7 +201,7 @@ type revokedLister interface {
 // pollRevocations closes the connections of users revoked since the last
 // look (and, on the first look, of every revoked user). A failure to read
 // them is logged once, not at every poll, until a read succeeds again.
-func (d *dataPlane) pollRevocations(ctx context.Context, first bool) {
+func (d *dataPlane) pollRevocations(ctx context.Context, nc *nats.Conn, first bool) {
 	s := d.store.Load()
 	if s == nil {
 		return
@@ -173,10 +223,51 @@ func (d *dataPlane) pollRevocations(ctx context.Context, first bool) {
 			continue
 		}
 		d.revoked[u] = true
-		if n := d.kick(u); n > 0 || !first {
-			d.log.Info("revoked user disconnected", "user", u, "connections", n)
+		if first {
+			// Revoked before this node started: their rooms were told
+			// long ago, and the readers' sweep closes what they hold.
+			d.kick(u)
+			continue
+		}
+		n := d.kick(u)
+		readers := d.closeReaders(ctx, u)
+		rooms := d.announceRevoked(ctx, nc, u)
+		d.log.Info("revoked user cut off", "user", u, "connections", n, "readers", readers, "rooms_told", rooms)
+	}
+}
+
+// closeReaders closes every history reader of user u.
+func (d *dataPlane) closeReaders(ctx context.Context, u string) int {
+	if d.readers == nil {
+		return 0
+	}
+	n, err := d.readers.CloseFor(ctx, u, "")
+	if err != nil && ctx.Err() == nil {
+		d.log.Warn("cannot close a revoked user's history readers: the sweep will", "user", u, "err", err)
+	}
+	return n
+}
+
+// announceRevoked tells every room of the revoked user u, with a room
+// event naming it, so that the next member to send rekeys u out. Every
+// node that sees the revocation tells them; members ignore repeats.
+func (d *dataPlane) announceRevoked(ctx context.Context, nc *nats.Conn, u string) int {
+	s := d.store.Load()
+	if s == nil || nc == nil {
+		return 0
+	}
+	rooms, err := s.RoomsOf(ctx, u)
+	if err != nil {
+		d.log.Warn("cannot tell a revoked user's rooms: their members learn of it at their next member list read", "user", u, "err", err)
+		return 0
+	}
+	for _, r := range rooms {
+		b, _ := json.Marshal(api.RoomEvent{Room: r.ID, Epoch: r.Epoch, Seq: r.HeadSeq, Revoked: []string{u}})
+		if err := nc.Publish(api.RoomEventSubject(r.ID), b); err != nil {
+			d.log.Warn("cannot tell a room of a revocation", "room", r.ID, "err", err)
 		}
 	}
+	return len(rooms)
 }
 
 // revokedUsers lists the keys of the revoked users, with the store's

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -31,10 +33,10 @@ type enforceBus struct {
 	bobID      *identity.Identity
 }
 
-func startEnforce(t *testing.T) *enforceBus {
+func startEnforce(t *testing.T, extra ...string) *enforceBus {
 	t.Helper()
 	dir := t.TempDir()
-	e := &enforceBus{srv: startServer(t, dir, "--bus-auth", "enforce"), db: filepath.Join(dir, "unibus.db")}
+	e := &enforceBus{srv: startServer(t, dir, append([]string{"--bus-auth", "enforce"}, extra...)...), db: filepath.Join(dir, "unibus.db")}
 	e.aliceID, e.bobID = testbus.NewIdentity(t, "alice"), testbus.NewIdentity(t, "bob")
 	userCLI(t, 0, "seed", "--db", e.db, "--admin", e.aliceID.Public().Token())
 	userCLI(t, 0, "seed", "--db", e.db, e.bobID.Public().Token())
@@ -62,9 +64,26 @@ func (e *enforceBus) opsRoom(t testing.TB, members ...string) api.Room {
 }
 
 // rawConn connects to NATS as id, with the same options the SDK uses.
+//
+// A connection made as the member's rooms change can be closed by the
+// change's kick while it is made; the dial is then tried again.
 func (e *enforceBus) rawConn(t testing.TB, id *identity.Identity, errs chan<- error) *nats.Conn {
 	t.Helper()
-	nc, err := nats.Connect(e.info.NATSURL,
+	for attempt := 0; ; attempt++ {
+		nc, err := e.dial(id, errs)
+		if err == nil {
+			t.Cleanup(nc.Close)
+			return nc
+		}
+		if attempt == 4 || !errors.Is(err, io.EOF) {
+			t.Fatalf("connect as %s: %v", id.Name(), err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (e *enforceBus) dial(id *identity.Identity, errs chan<- error) (*nats.Conn, error) {
+	return nats.Connect(e.info.NATSURL,
 		nats.Nkey(id.UserKey(), id.NkeySign),
 		nats.CustomInboxPrefix(subjects.InboxPrefix(id.UserKey())),
 		nats.MaxReconnects(0),
@@ -76,11 +95,6 @@ func (e *enforceBus) rawConn(t testing.TB, id *identity.Identity, errs chan<- er
 				}
 			}
 		}))
-	if err != nil {
-		t.Fatalf("connect as %s: %v", id.Name(), err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
 }
 
 func ctxT(t testing.TB) context.Context {

@@ -34,6 +34,7 @@ import (
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/enmanuel/unibus/pkg/membership"
 	"github.com/enmanuel/unibus/pkg/membership/httpapi"
+	"github.com/enmanuel/unibus/pkg/membership/readers"
 )
 
 // defaultNATSStore is the embedded JetStream store of a membershipd started
@@ -50,6 +51,14 @@ const (
 	drainTimeout       = 5 * time.Second  // membershipd's own NATS connection
 	natsConnectTimeout = 5 * time.Second  // retrying the first dial of --nats-url
 	historyTimeout     = 10 * time.Second // one attempt at the history stream
+)
+
+// Default per-user ceilings of the data plane: far above what an SDK
+// client holds (one connection, a handful of subscriptions), far below
+// what exhausts a node.
+const (
+	defaultMaxConnsPerUser = 64
+	defaultMaxSubs         = 1024
 )
 
 // Timeouts of the HTTP API's connections. A request body has its own,
@@ -150,6 +159,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		controlKeyPath     = fs.String("control-key", "", "file with the NATS nkey seed of the control plane's account (KV store, blob object store), made (0600) if missing with the embedded NATS; the host tools (user --store kv, migrate-to-kv) use it; empty: <nats-store>/control.nk, or with --nats-url none (see docs/kv-store.md)")
 		apiRate            = fs.Float64("api-rate", httpapi.DefaultRatePerSecond, "API requests per second allowed to one user (bursts of --api-burst); answered 429 beyond; 0 = unlimited")
 		apiBurst           = fs.Int("api-burst", httpapi.DefaultRateBurst, "API request burst allowed to one user")
+		maxConnsPerUser    = fs.Int("max-connections-per-user", defaultMaxConnsPerUser, "NATS connections one user may hold to this node under --bus-auth enforce; refused beyond; 0 = unlimited")
+		maxSubs            = fs.Int("max-subscriptions", defaultMaxSubs, "subscriptions one NATS connection may hold on the embedded server; refused beyond; 0 = unlimited")
+		maxReaders         = fs.Int("max-readers", readers.DefaultMaxPerUser, "history readers (reads of a room under way) one user may hold at once, over all nodes; refused beyond; -1 = unlimited")
 		logLevel           slog.Level
 	)
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "structured log level: debug|info|warn|error")
@@ -268,6 +280,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			// The KV store's acknowledged writes must survive a crash of
 			// every replica: sync each write before acknowledging it.
 			SyncAlways: *storeKind == "kv",
+			MaxSubs:    max(0, *maxSubs),
 		}
 		// Cluster (issue 0003a): with a cluster name, join the route layer for HA.
 		if *clusterName != "" {
@@ -327,7 +340,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			// Per-room subject permissions and instant revocation: see
 			// dataplane.go.
-			guard = &dataPlane{serviceKey: svcKey, log: slogger}
+			guard = &dataPlane{serviceKey: svcKey, log: slogger, maxConns: max(0, *maxConnsPerUser)}
 			guard.setStore(store)
 			auth = busauth.NewNkeyAuthenticator(guard.authorized)
 			auth.Permissions = guard.permissions
@@ -429,11 +442,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	if guard != nil {
-		guardCtx, stopGuard := context.WithCancel(ctx)
-		guardDone := make(chan struct{})
-		go func() { defer close(guardDone); guard.run(guardCtx, nc) }()
-		defer func() { stopGuard(); <-guardDone }()
+	// Members read only through the history readers membershipd opens for
+	// them (package readers); every node sweeps away those of users who
+	// lost access.
+	rdrs := readers.New(readers.Config{JS: js, Members: store, MaxPerUser: *maxReaders, Logger: slogger})
+	sweepCtx, stopSweep := context.WithCancel(ctx)
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); rdrs.Run(sweepCtx, readers.DefaultSweep) }()
+	defer func() { stopSweep(); <-sweepDone }()
+
+	// The data plane follows revocations from every source (this API,
+	// the host CLI, another node): readers closed, rooms told, and under
+	// enforce, connections closed.
+	if guard == nil {
+		guard = &dataPlane{log: slogger}
+		guard.setStore(store)
+	}
+	guard.readers = rdrs
+	guardCtx, stopGuard := context.WithCancel(ctx)
+	guardDone := make(chan struct{})
+	go func() { defer close(guardDone); guard.run(guardCtx, nc) }()
+	defer func() { stopGuard(); <-guardDone }()
+	if guard.ns != nil {
 		logger.Printf("NATS per-room permissions: ON; revocations close connections within %s", revocationPoll)
 	}
 
@@ -443,6 +473,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv.Logger = slogger
 	srv.MaxBlobBytes = *maxBlobBytes
 	srv.Events = nc
+	srv.Readers = rdrs
 	// On a public (non-loopback) bind, disable cleartext rooms: the embedded NATS
 	// has no per-subject ACL, so cleartext content would be readable by any
 	// registered peer. Forcing E2E keeps message content confidential regardless

@@ -63,6 +63,6 @@ func TestRunTLS(t *testing.T) {
 	if err != nil {
 		t.Fatalf("TLS NATS connection of a seeded user: %v", err)
 	}
-	checkUserSeesHistory(t, nc)
+	checkUserHasNoJetStreamAPI(t, nc)
 	nc.Close()
 }

@@ -89,6 +89,6 @@ func TestTwoServersShareTheKVStore(t *testing.T) {
 	bobA := newClient(t, a.URL, bobID)
 	waitFor(t, time.Second, "revocation through B seen through A", func() bool {
 		_, err := bobA.Rooms(ctxT(t))
-		return api.IsCode(err, api.CodeForbidden)
+		return api.IsCode(err, api.CodeRevoked)
 	})
 }

@@ -81,9 +81,14 @@ var rules = []struct {
 		why:    "a backend sees only the contract",
 	},
 	{
+		pkgs:   []string{"pkg/membership/readers"},
+		forbid: []string{module + "/pkg/membership/sqlitestore", module + "/pkg/membership/kvstore", module + "/pkg/membership/httpapi", module + "/pkg/membership", "modernc.org/sqlite"},
+		why:    "the history readers see JetStream and the membership they ask about, nothing else of the server",
+	},
+	{
 		pkgs:   []string{"pkg/membership/httpapi"},
-		forbid: []string{module + "/pkg/membership/sqlitestore", module + "/pkg/membership/kvstore", module + "/pkg/membership", "modernc.org/sqlite", "github.com/nats-io/nats.go", "github.com/nats-io/nats-server/v2/server"},
-		why:    "the HTTP API sees only the contract, never a concrete backend",
+		forbid: []string{module + "/pkg/membership/sqlitestore", module + "/pkg/membership/kvstore", module + "/pkg/membership/readers", module + "/pkg/membership", "modernc.org/sqlite", "github.com/nats-io/nats.go", "github.com/nats-io/nats-server/v2/server"},
+		why:    "the HTTP API sees only the contract and the interfaces it declares, never a concrete backend",
 	},
 	{
 		pkgs:   []string{"pkg/api", "pkg/e2ee", "pkg/identity", "pkg/roomchain", "pkg/reqsig", "pkg/subjects"},

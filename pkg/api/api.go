@@ -289,3 +289,52 @@ type RoomEvent struct {
 	// rekeys them out.
 	Revoked []string `json:"revoked,omitempty"`
 }
+
+// ReaderSubjectToken follows the reader's inbox prefix in the subject a
+// history reader delivers to: "<inbox prefix>.r.<token>" ([ValidReaderSubject]).
+const ReaderSubjectToken = "r"
+
+// ReaderRequest asks membershipd to open a history reader of a room for
+// the caller (POST /v1/rooms/{room}/readers): a consumer of the history
+// stream that membershipd creates after checking that the caller is a
+// member now, delivering the room's messages from StartSeq (0: from the
+// first) to Deliver, a subject in the caller's own inbox namespace that
+// the caller subscribed to first.
+type ReaderRequest struct {
+	Deliver  string `json:"deliver"`
+	StartSeq uint64 `json:"start_seq,omitempty"`
+}
+
+// Reader is an open history reader ([ReaderRequest]). The caller receives
+// the room's messages on Deliver as JetStream delivers them (the reply
+// subject carries each message's stream and consumer sequence), an idle
+// heartbeat every Heartbeat when there is nothing to deliver, and flow
+// control requests to answer. The reader is closed when the caller closes
+// it (DELETE /v1/rooms/{room}/readers/{name}), when nobody has listened on
+// Deliver for a while, and at once when the caller leaves the room, is
+// removed from it, or is revoked.
+type Reader struct {
+	Name      string `json:"name"`
+	Room      string `json:"room"`
+	Deliver   string `json:"deliver"`
+	StartSeq  uint64 `json:"start_seq"`
+	LastSeq   uint64 `json:"last_seq"` // the room's last message when the reader opened; 0 if none
+	Heartbeat int64  `json:"heartbeat_ms"`
+}
+
+// ValidReaderSubject reports whether subject is one a history reader of
+// user may deliver to: "<inbox prefix of user>.r.<token>", token one of 1
+// to 64 letters, digits, '-' or '_'. No other user may subscribe there on an
+// enforcing bus, and no wildcard or extra token can widen it.
+func ValidReaderSubject(user, subject string) bool {
+	token, ok := strings.CutPrefix(subject, subjects.InboxPrefix(user)+"."+ReaderSubjectToken+".")
+	if !ok || len(token) == 0 || len(token) > 64 {
+		return false
+	}
+	for _, c := range token {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

@@ -20,6 +20,10 @@ const (
 	CodeUnavailable  = "unavailable"  // shutting down or a dependency is down
 	CodeInternal     = "internal"     // a bug or an unexpected failure; details only in the server log
 	CodeMethod       = "method_not_allowed"
+	// CodeRevoked is a forbidden call by a revoked user: the SDK tells the
+	// user so instead of a plain refusal. It shares 403 with forbidden,
+	// which answers a response with no code of its own.
+	CodeRevoked = "revoked"
 )
 
 // codeStatus is written in numbers so that the package, which the store
@@ -28,6 +32,7 @@ var codeStatus = map[string]int{
 	CodeInvalid:      400, // Bad Request
 	CodeUnauthorized: 401, // Unauthorized
 	CodeForbidden:    403, // Forbidden
+	CodeRevoked:      403, // Forbidden
 	CodeNotFound:     404, // Not Found
 	CodeMethod:       405, // Method Not Allowed
 	CodeConflict:     409, // Conflict
@@ -83,7 +88,7 @@ func HTTPStatus(code string) int {
 // code of their own (a proxy's 502, say).
 func CodeForStatus(status int) string {
 	for c, s := range codeStatus {
-		if s == status {
+		if s == status && c != CodeRevoked {
 			return c
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -38,18 +37,11 @@ func TestRoomPermissionsList(t *testing.T) {
 	inbox := subjects.InboxPrefix(u.pub) + ".>"
 	wantPub := []string{
 		inbox,
-		"$JS.API.INFO",
-		"$JS.API.CONSUMER.MSG.NEXT.UNIBUS_HISTORY.*",
-		"$JS.API.CONSUMER.INFO.UNIBUS_HISTORY.*",
-		"$JS.API.CONSUMER.DELETE.UNIBUS_HISTORY.*",
+		"$JS.FC.UNIBUS_HISTORY.*.*",
 		"unibus.room." + a + ".msg",
-		"$JS.API.CONSUMER.CREATE.UNIBUS_HISTORY.*.unibus.room." + a + ".msg",
-		"$JS.API.DIRECT.GET.UNIBUS_HISTORY.unibus.room." + a + ".msg",
 		"unibus.room." + b + ".msg",
-		"$JS.API.CONSUMER.CREATE.UNIBUS_HISTORY.*.unibus.room." + b + ".msg",
-		"$JS.API.DIRECT.GET.UNIBUS_HISTORY.unibus.room." + b + ".msg",
 	}
-	wantSub := []string{inbox, "unibus.room." + a + ".>", "unibus.room." + b + ".>"}
+	wantSub := []string{inbox, "unibus.room." + a + ".event", "unibus.room." + b + ".event"}
 	if !slices.Equal(p.Publish.Allow, wantPub) {
 		t.Errorf("publish allow = %q; want %q", p.Publish.Allow, wantPub)
 	}
@@ -62,8 +54,8 @@ func TestRoomPermissionsList(t *testing.T) {
 
 	// A user with no room still gets its inbox and nothing of any room.
 	p = busauth.RoomPermissions(u.pub, nil)
-	if !slices.Equal(p.Subscribe.Allow, []string{inbox}) || len(p.Publish.Allow) != 5 {
-		t.Errorf("RoomPermissions(no rooms) = pub %q sub %q; want the inbox and the consumer grants only", p.Publish.Allow, p.Subscribe.Allow)
+	if !slices.Equal(p.Subscribe.Allow, []string{inbox}) || !slices.Equal(p.Publish.Allow, []string{inbox, "$JS.FC.UNIBUS_HISTORY.*.*"}) {
+		t.Errorf("RoomPermissions(no rooms) = pub %q sub %q; want the inbox and flow-control answers only", p.Publish.Allow, p.Subscribe.Allow)
 	}
 
 	for _, key := range []string{"", "U", ">", "x.>", "SUAB", "N" + u.pub[1:], u.pub + ".>"} {
@@ -106,37 +98,33 @@ func TestRoomPermissions(t *testing.T) {
 			t.Fatalf("ack stream = %q; want %q", ack.Stream, api.HistoryStream)
 		}
 
-		// The last sequence, as the SDK reads it.
-		m, err := ac.Request("$JS.API.DIRECT.GET."+api.HistoryStream+"."+subjA, nil, 5*time.Second)
+		// History through a reader membershipd makes: a push consumer of
+		// the room delivering into alice's inbox, with flow control.
+		deliver := subjects.InboxPrefix(alice.pub) + ".r.test"
+		rsub, err := ac.SubscribeSync(deliver)
 		if err != nil {
-			t.Fatalf("direct get of own room: %v", err)
+			t.Fatal(err)
 		}
-		if got := m.Header.Get(jetstream.SequenceHeader); got != strconv.FormatUint(ack.Sequence, 10) || string(m.Data) != "hello A from alice" {
-			t.Fatalf("direct get = seq %q %q; want seq %d and alice's message", got, m.Data, ack.Sequence)
+		if _, err := svc.js.CreatePushConsumer(ctxT(t, 5*time.Second), api.HistoryStream, jetstream.ConsumerConfig{
+			Name: "reader-a", DeliverSubject: deliver, FilterSubject: subjA, AckPolicy: jetstream.AckNonePolicy,
+			FlowControl: true, IdleHeartbeat: time.Second, MemoryStorage: true,
+		}); err != nil {
+			t.Fatal(err)
 		}
-
-		// History through an ordered consumer with one filter subject.
-		cons, err := ac.js.OrderedConsumer(ctxT(t, 5*time.Second), api.HistoryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjA}})
+		msg, err := rsub.NextMsg(5 * time.Second)
 		if err != nil {
-			t.Fatalf("ordered consumer on own room: %v", err)
-		}
-		msg, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second))
-		if err != nil {
-			t.Fatalf("read own room's history: %v", err)
+			t.Fatalf("read own room's history through a reader: %v", err)
 		}
 		md, err := msg.Metadata()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if msg.Subject() != subjA || string(msg.Data()) != "hello A from alice" || md.NumPending != 0 {
-			t.Fatalf("history = %s %q (pending %d); want only alice's message", msg.Subject(), msg.Data(), md.NumPending)
+		if msg.Subject != subjA || string(msg.Data) != "hello A from alice" || md.NumPending != 0 || md.Sequence.Stream != ack.Sequence {
+			t.Fatalf("history = %s %q (pending %d); want only alice's message", msg.Subject, msg.Data, md.NumPending)
 		}
-		info, err := cons.Info(ctxT(t, 5*time.Second))
-		if err != nil {
-			t.Fatalf("consumer info: %v", err)
-		}
-		if err := ac.js.DeleteConsumer(ctxT(t, 5*time.Second), api.HistoryStream, info.Name); err != nil {
-			t.Fatalf("delete own consumer: %v", err)
+		// Flow-control requests are answered on "$JS.FC.…": allowed.
+		if err := ac.Publish("$JS.FC."+api.HistoryStream+".reader-a.abcd", nil); err != nil {
+			t.Fatal(err)
 		}
 
 		// Room events, and the JetStream account info.
@@ -153,9 +141,6 @@ func TestRoomPermissions(t *testing.T) {
 		if _, err := ev.NextMsg(5 * time.Second); err != nil {
 			t.Fatalf("room event: %v", err)
 		}
-		if _, err := ac.js.AccountInfo(ctxT(t, 5*time.Second)); err != nil {
-			t.Fatalf("JetStream account info: %v", err)
-		}
 		select {
 		case err := <-ac.errs:
 			t.Fatalf("member's own traffic reported %v", err)
@@ -165,6 +150,8 @@ func TestRoomPermissions(t *testing.T) {
 
 	t.Run("refused", func(t *testing.T) {
 		subscriptions := []string{
+			subjA, // live messages come through a reader, never a subscription
+			"unibus.room." + roomA + ".>",
 			subjB,
 			api.RoomEventSubject(roomB),
 			"unibus.room." + roomB + ".>",
@@ -210,7 +197,9 @@ func TestRoomPermissions(t *testing.T) {
 
 		publishes := []string{
 			subjB,
+			api.RoomEventSubject(roomA),
 			api.RoomEventSubject(roomB),
+			"$JS.FC.OTHER.c.abcd",
 			"unibus.room." + roomB + ".other",
 			subjects.InboxPrefix(bob.pub) + ".x",
 			"_INBOX.x",
@@ -243,6 +232,10 @@ func TestRoomPermissions(t *testing.T) {
 			cfg  jetstream.ConsumerConfig
 			subj string // the create subject nats.go sends
 		}{
+			{"filter A", jetstream.ConsumerConfig{Name: "c0", FilterSubject: subjA}, "CREATE.UNIBUS_HISTORY.c0." + subjA},
+			{"durable on A", jetstream.ConsumerConfig{Durable: "c6", FilterSubject: subjA}, "CREATE.UNIBUS_HISTORY.c6." + subjA},
+			{"push on A into B's events", jetstream.ConsumerConfig{Name: "c7", FilterSubject: subjA, DeliverSubject: api.RoomEventSubject(roomB)}, "CREATE.UNIBUS_HISTORY.c7." + subjA},
+			{"push on A into bob's keys", jetstream.ConsumerConfig{Name: "c8", FilterSubject: subjA, DeliverSubject: api.KeysSubject(bob.pub)}, "CREATE.UNIBUS_HISTORY.c8." + subjA},
 			{"filter B", jetstream.ConsumerConfig{Name: "c1", FilterSubject: subjB}, "CREATE.UNIBUS_HISTORY.c1." + subjB},
 			{"no filter", jetstream.ConsumerConfig{Name: "c2"}, "CREATE.UNIBUS_HISTORY.c2"},
 			{"filters A and B", jetstream.ConsumerConfig{Name: "c3", FilterSubjects: []string{subjA, subjB}}, "CREATE.UNIBUS_HISTORY.c3"},
@@ -261,6 +254,16 @@ func TestRoomPermissions(t *testing.T) {
 				ac.wantViolation(t, "consumer "+tc.name, "$JS.API.CONSUMER."+tc.subj)
 			})
 		}
+		t.Run("ordered consumer on A", func(t *testing.T) {
+			t.Parallel()
+			ac := bus.connect(t, alice)
+			ctx, cancel := context.WithTimeout(context.Background(), refusedWait)
+			defer cancel()
+			if _, err := ac.js.OrderedConsumer(ctx, api.HistoryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjA}}); !isTimeout(err) {
+				t.Fatalf("ordered consumer on A: %v; want a timeout", err)
+			}
+			ac.wantViolation(t, "ordered consumer", "."+subjA+`"`)
+		})
 		t.Run("ordered consumer on B", func(t *testing.T) {
 			t.Parallel()
 			ac := bus.connect(t, alice)
@@ -277,6 +280,11 @@ func TestRoomPermissions(t *testing.T) {
 			name, subject string
 			body          any
 		}{
+			{"account info", "$JS.API.INFO", nil},
+			{"direct get last of A", "$JS.API.DIRECT.GET.UNIBUS_HISTORY." + subjA, nil},
+			{"pull the reader of A", "$JS.API.CONSUMER.MSG.NEXT.UNIBUS_HISTORY.reader-a", map[string]any{"batch": 10}},
+			{"inspect the reader of A", "$JS.API.CONSUMER.INFO.UNIBUS_HISTORY.reader-a", nil},
+			{"delete the reader of A", "$JS.API.CONSUMER.DELETE.UNIBUS_HISTORY.reader-a", nil},
 			{"direct get last of B", "$JS.API.DIRECT.GET.UNIBUS_HISTORY." + subjB, nil},
 			{"direct get by body", "$JS.API.DIRECT.GET.UNIBUS_HISTORY", map[string]any{"last_by_subj": subjB}},
 			{"direct get by sequence", "$JS.API.DIRECT.GET.UNIBUS_HISTORY", map[string]any{"seq": bSeq}},
@@ -314,46 +322,6 @@ func TestRoomPermissions(t *testing.T) {
 			})
 		}
 
-		// Subjects the grant does cover, with a request body asking for
-		// more: the server holds the body to the subject.
-		t.Run("direct get own room asking for B's sequence", func(t *testing.T) {
-			t.Parallel()
-			ac := bus.connect(t, alice)
-			for _, body := range []any{map[string]any{"seq": bSeq}, map[string]any{"next_by_subj": subjB}, map[string]any{"last_by_subj": subjB}, map[string]any{"multi_last": []string{subjB}}} {
-				m, err := ac.Request("$JS.API.DIRECT.GET.UNIBUS_HISTORY."+subjA, mustJSON(t, body), 5*time.Second)
-				if err != nil {
-					t.Fatalf("direct get %v: %v", body, err)
-				}
-				if st := m.Header.Get("Status"); st != "408" || len(m.Data) != 0 {
-					t.Fatalf("direct get %v = status %q, %q; want 408 and no message", body, st, m.Data)
-				}
-			}
-		})
-		t.Run("consumer on own room's subject filtering B", func(t *testing.T) {
-			t.Parallel()
-			ac := bus.connect(t, alice)
-			for _, tc := range []struct {
-				cfg     map[string]any
-				errCode int
-			}{
-				{map[string]any{"name": "x1", "filter_subject": subjB}, 10131},
-				{map[string]any{"name": "x1", "filter_subject": "unibus.room.*.msg"}, 10131},
-				{map[string]any{"name": "x1", "filter_subjects": []string{subjA, subjB}}, 10137},
-				{map[string]any{"name": "x1"}, 10131},
-			} {
-				req := map[string]any{"stream_name": api.HistoryStream, "config": tc.cfg}
-				m, err := ac.Request("$JS.API.CONSUMER.CREATE.UNIBUS_HISTORY.x1."+subjA, mustJSON(t, req), 5*time.Second)
-				if err != nil {
-					t.Fatalf("create %v: %v", tc.cfg, err)
-				}
-				if code := apiErrCode(t, m.Data); code != tc.errCode {
-					t.Fatalf("create %v: JetStream error %d (%s); want %d", tc.cfg, code, m.Data, tc.errCode)
-				}
-			}
-			if _, err := svc.js.Consumer(ctxT(t, 5*time.Second), api.HistoryStream, "x1"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
-				t.Fatalf("consumer x1 after refused creates: %v; want not found", err)
-			}
-		})
 	})
 
 	// Nothing of alice's reached room B: not its subscribers, not its history.
@@ -379,139 +347,6 @@ func TestRoomPermissions(t *testing.T) {
 	}
 }
 
-// TestRoomPermissionsConsumerByName checks what RoomPermissions' doc says a
-// non-member can do with MSG.NEXT, INFO and DELETE on any consumer name:
-// it has no way to learn a member's consumer name, and with the name it can
-// read, inspect and delete that consumer.
-func TestRoomPermissionsConsumerByName(t *testing.T) {
-	bus := newRoomBus(t)
-	roomA, roomB := api.NewRoomID(), api.NewRoomID()
-	subjB := api.RoomSubject(roomB)
-	svc := bus.connect(t, bus.service)
-	createHistory(t, svc.js)
-	alice, bob := bus.member(t, roomA), bus.member(t, roomB)
-	for _, text := range []string{"B one", "B two"} {
-		if _, err := svc.js.Publish(ctxT(t, 5*time.Second), subjB, []byte(text)); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	// Bob reads B the way the SDK does.
-	bc := bus.connect(t, bob)
-	cons, err := bc.js.OrderedConsumer(ctxT(t, 5*time.Second), api.HistoryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjB}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m, err := cons.Next(jetstream.FetchMaxWait(5 * time.Second)); err != nil || string(m.Data()) != "B one" {
-		t.Fatalf("bob's first message: %v", err)
-	}
-	name := cons.CachedInfo().Name
-
-	ac := bus.connect(t, alice)
-	// No way to learn the name: listing, the API traffic, advisories and
-	// bob's inbox are all refused.
-	for _, subject := range []string{"$JS.API.CONSUMER.NAMES.UNIBUS_HISTORY", "$JS.API.CONSUMER.LIST.UNIBUS_HISTORY"} {
-		if _, err := ac.Request(subject, nil, refusedWait); !errors.Is(err, nats.ErrTimeout) {
-			t.Fatalf("%s: %v; want refused", subject, err)
-		}
-		ac.wantViolation(t, "list consumers", subject)
-	}
-	for _, subject := range []string{"$JS.API.>", "$JS.EVENT.>", "$JS.ACK.>", subjects.InboxPrefix(bob.pub) + ".>"} {
-		if _, err := ac.SubscribeSync(subject); err != nil {
-			t.Fatal(err)
-		}
-		ac.wantViolation(t, "subscribe", subject)
-	}
-
-	// With the name: read, inspect, delete. This is the exposure the
-	// RoomPermissions doc states; if NATS ever ties pulls to the creator,
-	// this test fails and the doc must change.
-	inbox := ac.NewInbox()
-	sub, err := ac.SubscribeSync(inbox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	next := "$JS.API.CONSUMER.MSG.NEXT.UNIBUS_HISTORY." + name
-	if err := ac.PublishRequest(next, inbox, mustJSON(t, map[string]any{"batch": 1, "expires": int64(2 * time.Second)})); err != nil {
-		t.Fatal(err)
-	}
-	m, err := sub.NextMsg(5 * time.Second)
-	if err != nil {
-		t.Fatalf("non-member pull with a known consumer name: %v", err)
-	}
-	if m.Subject != subjB || string(m.Data) != "B two" {
-		t.Fatalf("non-member pull = %s %q; want B's second message", m.Subject, m.Data)
-	}
-	info, err := ac.Request("$JS.API.CONSUMER.INFO.UNIBUS_HISTORY."+name, nil, 5*time.Second)
-	if err != nil || !strings.Contains(string(info.Data), subjB) {
-		t.Fatalf("non-member consumer info = %v, %v; want B's consumer config", info, err)
-	}
-	if err := ac.js.DeleteConsumer(ctxT(t, 5*time.Second), api.HistoryStream, name); err != nil {
-		t.Fatalf("non-member delete with a known name: %v", err)
-	}
-	// A wrong guess gets only "not found".
-	if err := ac.js.DeleteConsumer(ctxT(t, 5*time.Second), api.HistoryStream, "guess"); !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		t.Fatalf("delete of a guessed name: %v; want not found", err)
-	}
-}
-
-// TestRoomPermissionsPushConsumer checks the limit RoomPermissions' doc
-// states for a member: a push consumer on its own room delivers that room's
-// messages to a subject of its choice, but never into another room's
-// history.
-func TestRoomPermissionsPushConsumer(t *testing.T) {
-	bus := newRoomBus(t)
-	roomA, roomB := api.NewRoomID(), api.NewRoomID()
-	subjA, subjB := api.RoomSubject(roomA), api.RoomSubject(roomB)
-	svc := bus.connect(t, bus.service)
-	hist := createHistory(t, svc.js)
-	alice, bob := bus.member(t, roomA), bus.member(t, roomB)
-	ac, bc := bus.connect(t, alice), bus.connect(t, bob)
-	if _, err := ac.js.Publish(ctxT(t, 5*time.Second), subjA, []byte("A by alice")); err != nil {
-		t.Fatal(err)
-	}
-	events, err := bc.SubscribeSync(api.RoomEventSubject(roomB))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := bc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-
-	push := func(name, deliver string) []byte {
-		t.Helper()
-		req := map[string]any{"stream_name": api.HistoryStream, "config": map[string]any{
-			"name": name, "filter_subject": subjA, "deliver_subject": deliver, "ack_policy": "none",
-		}}
-		m, err := ac.Request("$JS.API.CONSUMER.CREATE.UNIBUS_HISTORY."+name+"."+subjA, mustJSON(t, req), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return m.Data
-	}
-	// Into B's history: refused as a delivery cycle.
-	if resp := push("p1", subjB); apiErrCode(t, resp) != 10081 {
-		t.Fatalf("push consumer delivering to B's history subject: %s; want error 10081", resp)
-	}
-	// Onto B's event subject: delivered (the documented limit).
-	if resp := push("p2", api.RoomEventSubject(roomB)); apiErrCode(t, resp) != 0 {
-		t.Fatalf("push consumer delivering to B's events: %s", resp)
-	}
-	m, err := events.NextMsg(5 * time.Second)
-	if err != nil {
-		t.Fatalf("no copy delivered to B's events: %v; the RoomPermissions doc overstates the risk, update it", err)
-	}
-	if string(m.Data) != "A by alice" || m.Subject != subjA {
-		t.Fatalf("B's event subscriber got %s %q; want the copy of A's message under A's subject", m.Subject, m.Data)
-	}
-	if n := subjectCount(t, hist, subjB); n != 0 {
-		t.Fatalf("room B history holds %d messages; want 0", n)
-	}
-}
-
-// roomBus is an embedded server whose nkey authenticator gives each user
-// RoomPermissions for the rooms listed in a map the test controls. The
-// service user has full permissions, as membershipd's own connection does.
 type roomBus struct {
 	url     string
 	service user
@@ -653,16 +488,6 @@ func createHistory(t *testing.T, js jetstream.JetStream) jetstream.Stream {
 	return st
 }
 
-// subjectCount is how many messages the history holds on subject.
-func subjectCount(t *testing.T, st jetstream.Stream, subject string) uint64 {
-	t.Helper()
-	info, err := st.Info(ctxT(t, 5*time.Second), jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Subjects[subject]
-}
-
 // historyOf reads every message of subject in the history stream.
 func historyOf(t *testing.T, c *busConn, subject string) []jetstream.Msg {
 	t.Helper()
@@ -687,24 +512,6 @@ func historyOf(t *testing.T, c *busConn, subject string) []jetstream.Msg {
 	}
 }
 
-// apiErrCode returns the JetStream error code of an API response, 0 for
-// success.
-func apiErrCode(t *testing.T, data []byte) int {
-	t.Helper()
-	var resp struct {
-		Error *struct {
-			ErrCode int `json:"err_code"`
-		} `json:"error"`
-	}
-	if err := json.Unmarshal(data, &resp); err != nil {
-		t.Fatalf("JetStream response %q: %v", data, err)
-	}
-	if resp.Error == nil {
-		return 0
-	}
-	return resp.Error.ErrCode
-}
-
 // isTimeout reports whether err is a request that got no answer in time.
 func isTimeout(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
@@ -724,159 +531,4 @@ func mustJSON(t *testing.T, v any) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// TestRoomPermissionsGuessableConsumerName shows why consumer names must
-// come from a strong random source: a member of room A that sees alice's
-// JetStream publishes in A learns the process-wide nuid in their reply
-// subject, and from it guesses the default name of alice's ordered
-// consumer on room B, which it can then pull from. With a name prefix from
-// subjects.NewConsumerPrefix the same search finds nothing.
-func TestRoomPermissionsGuessableConsumerName(t *testing.T) {
-	bus := newRoomBus(t)
-	roomA, roomB := api.NewRoomID(), api.NewRoomID()
-	subjA, subjB := api.RoomSubject(roomA), api.RoomSubject(roomB)
-	svc := bus.connect(t, bus.service)
-	createHistory(t, svc.js)
-	if _, err := svc.js.Publish(ctxT(t, 5*time.Second), subjB, []byte("secret of B")); err != nil {
-		t.Fatal(err)
-	}
-	alice, mallory := bus.member(t, roomA, roomB), bus.member(t, roomA)
-	mc := bus.connect(t, mallory)
-	watch, err := mc.SubscribeSync(subjA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := mc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-
-	for _, random := range []bool{false, true} {
-		ac := bus.connect(t, alice)
-		if _, err := ac.js.Publish(ctxT(t, 5*time.Second), subjA, []byte("hello A")); err != nil {
-			t.Fatal(err)
-		}
-		m, err := watch.NextMsg(5 * time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		// _INBOX_<alice>.<nuid>.<token>
-		seen := strings.Split(m.Reply, ".")
-		if len(seen) != 3 || len(seen[1]) != 22 {
-			t.Fatalf("reply subject %q; want the response inbox of alice's connection", m.Reply)
-		}
-		cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{subjB}}
-		if random {
-			cfg.NamePrefix = subjects.NewConsumerPrefix()
-		}
-		cons, err := ac.js.OrderedConsumer(ctxT(t, 5*time.Second), api.HistoryStream, cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		actual := cons.CachedInfo().Name
-
-		found, data := guessConsumer(t, mc, seen[1])
-		switch {
-		case !random && found != actual:
-			t.Fatalf("nuid-derived consumer name %q not guessed (guess %q); the RoomPermissions doc overstates the risk", actual, found)
-		case random && found != "":
-			t.Fatalf("random consumer name guessed: %q", found)
-		}
-		if found == "" {
-			continue
-		}
-		// The guessed name gives a non-member room B's history.
-		if data == nil {
-			reply := mc.NewInbox()
-			sub, err := mc.SubscribeSync(reply)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := mc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT.UNIBUS_HISTORY."+found, reply, []byte(`{"batch":1,"expires":2000000000}`)); err != nil {
-				t.Fatal(err)
-			}
-			m, err := sub.NextMsg(5 * time.Second)
-			if err != nil {
-				t.Fatal(err)
-			}
-			data = m.Data
-		}
-		if string(data) != "secret of B" {
-			t.Fatalf("pull through the guessed name gave %q; want B's message", data)
-		}
-	}
-}
-
-// nuidDigits is the alphabet of github.com/nats-io/nuid.
-const nuidDigits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-// guessConsumer searches the ordered consumer names that follow the nuid
-// seen in the same process: same 12-character prefix, a sequence advanced
-// by k steps of a constant increment in [33, 333), and the suffix "_1". It
-// asks for each with a no-wait pull, which a missing consumer answers with
-// "no responders", and returns the name that answered otherwise, with the
-// message it delivered, or "".
-func guessConsumer(t *testing.T, c *busConn, seen string) (string, []byte) {
-	t.Helper()
-	pre, seq := seen[:12], int64(0)
-	for _, ch := range seen[12:] {
-		seq = seq*62 + int64(strings.IndexRune(nuidDigits, ch))
-	}
-	var names []string
-	tried := map[int64]bool{}
-	for k := int64(1); k <= 64; k++ {
-		for inc := int64(33); inc < 333; inc++ {
-			n := seq + k*inc
-			if tried[n] {
-				continue
-			}
-			tried[n] = true
-			var digits [10]byte
-			for i := 9; i >= 0; i-- {
-				digits[i] = nuidDigits[n%62]
-				n /= 62
-			}
-			names = append(names, pre+string(digits[:])+"_1")
-		}
-	}
-	prefix := c.NewInbox()
-	const window = 2000 // requests in flight
-	answers := make(chan *nats.Msg, 2*window)
-	sub, err := c.ChanSubscribe(prefix+".*", answers)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	body := []byte(`{"batch":1,"no_wait":true}`)
-	sent, answered := 0, 0
-	for answered < len(names) {
-		for sent < len(names) && sent-answered < window {
-			if err := c.PublishRequest("$JS.API.CONSUMER.MSG.NEXT.UNIBUS_HISTORY."+names[sent], prefix+"."+strconv.Itoa(sent), body); err != nil {
-				t.Fatal(err)
-			}
-			sent++
-		}
-		select {
-		case m := <-answers:
-			answered++
-			if m.Header.Get("Status") == "503" {
-				continue
-			}
-			// A stored message comes under its own subject, with the
-			// consumer's name in its ack reply subject; a status (no
-			// message) under the request's reply subject.
-			if name, ok := strings.CutPrefix(m.Reply, "$JS.ACK."+api.HistoryStream+"."); ok {
-				name, _, _ = strings.Cut(name, ".")
-				return name, m.Data
-			}
-			i, err := strconv.Atoi(strings.TrimPrefix(m.Subject, prefix+"."))
-			if err != nil {
-				t.Fatalf("unexpected answer %s %v %q", m.Subject, m.Header, m.Data)
-			}
-			return names[i], nil
-		case <-time.After(10 * time.Second):
-			t.Fatalf("guessing stalled after %d of %d answers", answered, len(names))
-		}
-	}
-	return "", nil
 }

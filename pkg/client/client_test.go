@@ -569,8 +569,8 @@ func TestUnknownAndRevokedUsersRefused(t *testing.T) {
 	if _, err := admin.RevokeUser(ctxT(t), "stranger"); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := stranger.Rooms(ctxT(t)); !api.IsCode(err, api.CodeForbidden) {
-		t.Fatalf("revoked user's Rooms = %v; want forbidden", err)
+	if _, err := stranger.Rooms(ctxT(t)); !api.IsCode(err, api.CodeRevoked) {
+		t.Fatalf("revoked user's Rooms = %v; want revoked", err)
 	}
 	// A member cannot manage users.
 	_, member := bus.User(t, "member", api.RoleMember)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"strconv"
 	"sync"
 	"time"
 
@@ -16,7 +15,6 @@ import (
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/e2ee"
 	"github.com/enmanuel/unibus/pkg/roomchain"
-	"github.com/enmanuel/unibus/pkg/subjects"
 )
 
 // Message is what a sender puts in a room: text, a file, or both.
@@ -279,28 +277,15 @@ func (c *Client) Read(ctx context.Context, roomRef string, opts ReadOptions, fn 
 	if _, err := c.snapshot(ctx, id); err != nil {
 		return err
 	}
-	subject := api.RoomSubject(id)
-	lastSeq, err := c.lastSeq(ctx, subject)
+	r, err := c.openReader(ctx, id, 0)
 	if err != nil {
 		return err
 	}
-	if lastSeq == 0 && !opts.Follow {
+	defer r.close()
+	if r.info.LastSeq == 0 && !opts.Follow {
 		return nil
 	}
-	// A random name prefix: consumer names cannot be tied to their creator
-	// by NATS permissions, so they must not be guessable by other users.
-	cons, err := c.js.OrderedConsumer(ctx, api.HistoryStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subject}, NamePrefix: subjects.NewConsumerPrefix()})
-	if err != nil {
-		return fmt.Errorf("read room %s history: %w", id, err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("read room %s history: %w", id, err)
-	}
-	defer it.Stop()
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	return c.deliver(ctx, id, it, lastSeq, opts, fn)
+	return c.deliver(ctx, id, r, opts, fn)
 }
 
 // pending is a message being opened by a worker; done is closed when r is
@@ -325,7 +310,11 @@ const maxKeptBuffer = 64 << 10
 // Opening (signature check and decryption, the costly part) is spread over
 // the machine's cores, in batches when messages queue up; a reorder queue
 // keeps the room's order.
-func (c *Client) deliver(ctx context.Context, id string, it jetstream.MessagesContext, lastSeq uint64, opts ReadOptions, fn func(Received) error) error {
+func (c *Client) deliver(ctx context.Context, id string, rd *reader, opts ReadOptions, fn func(Received) error) error {
+	lastSeq := rd.info.LastSeq
+	// The reader goroutine stops when fn fails or the read ends.
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
 	workers := runtime.GOMAXPROCS(0)
 	work := make(chan *pending, maxBatch*workers)
 	queue := make(chan *pending, 2*maxBatch*workers)
@@ -364,31 +353,27 @@ func (c *Client) deliver(ctx context.Context, id string, it jetstream.MessagesCo
 		skip := uint64(0)
 		first := true
 		for {
-			m, err := it.Next()
+			m, err := rd.nextMsg(readCtx)
 			if err != nil {
-				if ctx.Err() != nil && opts.Follow {
+				switch {
+				case ctx.Err() != nil && opts.Follow:
 					err = nil
-				} else if ctx.Err() != nil {
+				case ctx.Err() != nil:
 					err = ctx.Err()
-				} else {
-					err = fmt.Errorf("read room %s: %w", id, err)
+				case readCtx.Err() != nil:
+					err = nil // fn failed: its error is returned
 				}
 				readErr <- err
 				return
 			}
-			md, err := m.Metadata()
-			if err != nil {
-				readErr <- fmt.Errorf("read room %s: %w", id, err)
-				return
-			}
-			if first && opts.Last > 0 && md.NumPending+1 > uint64(opts.Last) {
-				skip = md.NumPending + 1 - uint64(opts.Last)
+			if first && opts.Last > 0 && m.pending+1 > uint64(opts.Last) {
+				skip = m.pending + 1 - uint64(opts.Last)
 			}
 			first = false
 			if skip > 0 {
 				skip--
 			} else {
-				p := &pending{r: Received{Seq: md.Sequence.Stream}, data: m.Data(), done: make(chan struct{})}
+				p := &pending{r: Received{Seq: m.seq}, data: m.data, done: make(chan struct{})}
 				select {
 				case queue <- p:
 				case <-quit:
@@ -396,7 +381,7 @@ func (c *Client) deliver(ctx context.Context, id string, it jetstream.MessagesCo
 				}
 				work <- p
 			}
-			if !opts.Follow && md.Sequence.Stream >= lastSeq {
+			if !opts.Follow && m.seq >= lastSeq {
 				readErr <- nil
 				return
 			}
@@ -405,31 +390,13 @@ func (c *Client) deliver(ctx context.Context, id string, it jetstream.MessagesCo
 	for p := range queue {
 		<-p.done
 		if err := fn(p.r); err != nil {
-			it.Stop()
+			stopReading()
+			for range queue {
+			}
 			return err
 		}
 	}
 	return <-readErr
-}
-
-// lastSeq returns the stream sequence of the subject's last message, 0 if
-// it has none, through a direct get that names only this subject.
-func (c *Client) lastSeq(ctx context.Context, subject string) (uint64, error) {
-	m, err := c.nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+api.HistoryStream+"."+subject, nil)
-	if err != nil {
-		return 0, fmt.Errorf("read history position: %w", err)
-	}
-	if st := m.Header.Get("Status"); st != "" {
-		if st == "404" {
-			return 0, nil
-		}
-		return 0, fmt.Errorf("read history position: status %s %s", st, m.Header.Get("Description"))
-	}
-	seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("read history position: bad sequence header: %w", err)
-	}
-	return seq, nil
 }
 
 // opener opens the messages of one room for one worker, reusing its

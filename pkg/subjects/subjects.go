@@ -13,12 +13,9 @@
 //
 // # Consumer names
 //
-// NATS permissions cannot tie a consumer of the history stream to the user
-// who created it: whoever knows a consumer's name can pull from it. The
-// name must therefore be unguessable. nats.go's default name for an ordered
-// consumer is derived from a process-wide counter that other room members
-// can observe in the reply subjects of that process's publishes, so the SDK
-// sets the name prefix itself, from [NewConsumerPrefix].
+// membershipd names the history readers it makes for members (package
+// readers on the server) with [NewConsumerPrefix]: 128 random bits, so
+// that a name says nothing of its owner and cannot be guessed.
 package subjects
 
 import (
@@ -46,7 +43,7 @@ var consumerEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").Wi
 // NewConsumerPrefix returns a fresh name prefix for a consumer of the
 // history stream: 26 characters of [a-z2-7] carrying 128 bits from
 // crypto/rand, valid as a JetStream consumer name and as a subject token.
-// Pass it as jetstream.OrderedConsumerConfig.NamePrefix, one per consumer.
+// It also serves as the random token of a reader's deliver subject.
 func NewConsumerPrefix() string {
 	var b [16]byte
 	rand.Read(b[:])

@@ -27,6 +27,7 @@ import (
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/membership/readers"
 )
 
 // Bus is a running deployment.
@@ -42,6 +43,12 @@ type Bus struct {
 	HTTP    *httptest.Server
 	Conn    *nats.Conn // the server's own connection
 	JS      jetstream.JetStream
+	// Readers opens and closes members' history readers, swept as
+	// membershipd sweeps them.
+	Readers *readers.Manager
+
+	stopSweep context.CancelFunc
+	swept     chan struct{}
 }
 
 // Options adjust a Bus.
@@ -119,12 +126,19 @@ func New(opts Options) (*Bus, error) {
 	b.Server.NATSURL = b.NATSURL
 	b.Server.Events = nc
 	b.Server.Logger = Logger()
+	b.Readers = readers.New(readers.Config{JS: b.JS, Members: store, Logger: Logger()})
+	b.Server.Readers = b.Readers
+	sweepCtx, stop := context.WithCancel(context.Background())
+	b.stopSweep, b.swept = stop, make(chan struct{})
+	go func() { defer close(b.swept); b.Readers.Run(sweepCtx, readers.DefaultSweep) }()
 	b.HTTP = httptest.NewServer(b.Server)
 	return b, nil
 }
 
 // Close stops the bus.
 func (b *Bus) Close() {
+	b.stopSweep()
+	<-b.swept
 	b.HTTP.Close()
 	b.Conn.Close()
 	b.NATS.Shutdown()

@@ -69,6 +69,10 @@ type Server struct {
 	// Events, when set, receives a [api.RoomEvent] on [api.RoomEventSubject]
 	// after every committed membership or epoch change.
 	Events Publisher
+	// Readers, when set, opens members' history readers, and closes them
+	// when a member is removed or revoked. Without it the server serves no
+	// history (503).
+	Readers Readers
 	// UserLimit, when set, slows each user: a call takes a token from its
 	// user's bucket once its signature has verified (under [AuthOff], from
 	// the bucket of the user it claims), and is answered 429 when the
@@ -111,6 +115,8 @@ func NewServer(st store.Store, blobs Blobs, mode AuthMode) *Server {
 	mux.Handle("POST /v1/rooms/{room}/rekey", s.json(api.MaxRekeyBody, s.rekey))
 	mux.Handle("GET /v1/rooms/{room}/keys", s.json(0, s.sealedKeys))
 	mux.Handle("GET /v1/rooms/{room}/statements", s.json(0, s.statements))
+	mux.Handle("POST /v1/rooms/{room}/readers", s.json(api.MaxJSONBody, s.openReader))
+	mux.Handle("DELETE /v1/rooms/{room}/readers/{reader}", s.json(0, s.closeReader))
 	mux.HandleFunc("POST /v1/rooms/{room}/blobs", s.uploadBlob)
 	mux.HandleFunc("GET /v1/rooms/{room}/blobs/{blob}", s.downloadBlob)
 	s.mux = mux
@@ -299,7 +305,7 @@ func (s *Server) authenticate(r *http.Request) (*call, error) {
 		return nil, api.Errorf(api.CodeUnauthorized, "unknown user key %s: ask an admin to add you with `unibus user add TOKEN`", sig.User)
 	}
 	if !u.Active() {
-		return nil, api.Errorf(api.CodeForbidden, "user %s is revoked: ask an admin", u.Name)
+		return nil, api.Errorf(api.CodeRevoked, "user %s is revoked: ask an admin", u.Name)
 	}
 	c.user = u
 	return c, nil
@@ -445,6 +451,7 @@ func (s *Server) revokeUser(ctx context.Context, c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	s.log().Info("user revoked", "user", u.User, "name", u.Name, "by", c.user.User)
+	s.closeReaders(ctx, "", u.User)
 	s.announceRevoked(ctx, u.User)
 	return http.StatusOK, u, nil
 }
@@ -652,6 +659,7 @@ func (s *Server) rekey(ctx context.Context, c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	s.log().Info("room rekeyed", "room", room, "epoch", updated.Epoch, "removed", len(req.Remove), "by", c.user.User)
+	s.closeReaders(ctx, room, req.Remove...)
 	s.deliverKeys(room, req.Statement, change.Keys)
 	s.announce(updated, req.Remove...)
 	return http.StatusOK, updated, nil
