@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -25,27 +26,45 @@ import (
 // enforceBus is a real membershipd in enforce mode with alice (admin) and
 // bob seeded on the host, and their SDK clients.
 type enforceBus struct {
-	srv        *testServer
-	db         string
-	info       api.Info
+	srv  *testServer
+	db   string
+	info api.Info
+	// store is the flags that aim the host's user commands at the
+	// server's store.
+	store      []string
 	alice, bob *client.Client
 	aliceID    *identity.Identity
 	bobID      *identity.Identity
 }
 
+// startEnforce starts the server with extra flags ("--store", "kv" among
+// them for the KV store).
 func startEnforce(t *testing.T, extra ...string) *enforceBus {
 	t.Helper()
 	dir := t.TempDir()
 	e := &enforceBus{srv: startServer(t, dir, append([]string{"--bus-auth", "enforce"}, extra...)...), db: filepath.Join(dir, "unibus.db")}
-	e.aliceID, e.bobID = testbus.NewIdentity(t, "alice"), testbus.NewIdentity(t, "bob")
-	userCLI(t, 0, "seed", "--db", e.db, "--admin", e.aliceID.Public().Token())
-	userCLI(t, 0, "seed", "--db", e.db, e.bobID.Public().Token())
-	e.alice, e.bob = newClient(t, e.srv.URL, e.aliceID), newClient(t, e.srv.URL, e.bobID)
-	var err error
-	if e.info, err = e.alice.Info(ctxT(t)); err != nil {
-		t.Fatal(err)
+	if status := getJSON(t, e.srv.URL+"/v1/info", &e.info); status != http.StatusOK {
+		t.Fatalf("GET /v1/info = %d", status)
 	}
+	e.store = []string{"--db", e.db}
+	if slices.Contains(extra, "kv") {
+		e.store = []string{"--store", "kv", "--nats-url", e.info.NATSURL, "--control-key", filepath.Join(dir, "jetstream", controlKeyFile)}
+	}
+	e.aliceID, e.bobID = testbus.NewIdentity(t, "alice"), testbus.NewIdentity(t, "bob")
+	e.host(t, "seed", "--admin", e.aliceID.Public().Token())
+	e.host(t, "seed", e.bobID.Public().Token())
+	waitFor(t, 5*time.Second, "seeded users known", func() bool {
+		return getMe(t, e.srv.URL, e.aliceID) == http.StatusOK && getMe(t, e.srv.URL, e.bobID) == http.StatusOK
+	})
+	e.alice, e.bob = newClient(t, e.srv.URL, e.aliceID), newClient(t, e.srv.URL, e.bobID)
 	return e
+}
+
+// host runs `membershipd user COMMAND ARGS…` on the server's store,
+// wanting success.
+func (e *enforceBus) host(t testing.TB, command string, args ...string) {
+	t.Helper()
+	userCLI(t, 0, append(append([]string{command}, e.store...), args...)...)
 }
 
 // opsRoom makes alice's room "ops" and adds members to it, one by one.
@@ -82,8 +101,20 @@ func (e *enforceBus) rawConn(t testing.TB, id *identity.Identity, errs chan<- er
 	}
 }
 
-func (e *enforceBus) dial(id *identity.Identity, errs chan<- error) (*nats.Conn, error) {
-	return nats.Connect(e.info.NATSURL,
+// liveConn is rawConn for a connection that reconnects, as the SDK's
+// does, when a membership change closes it.
+func (e *enforceBus) liveConn(t testing.TB, id *identity.Identity, errs chan<- error) *nats.Conn {
+	t.Helper()
+	nc, err := e.dial(id, errs, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+	if err != nil {
+		t.Fatalf("connect as %s: %v", id.Name(), err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func (e *enforceBus) dial(id *identity.Identity, errs chan<- error, extra ...nats.Option) (*nats.Conn, error) {
+	return nats.Connect(e.info.NATSURL, append([]nats.Option{
 		nats.Nkey(id.UserKey(), id.NkeySign),
 		nats.CustomInboxPrefix(subjects.InboxPrefix(id.UserKey())),
 		nats.MaxReconnects(0),
@@ -94,7 +125,7 @@ func (e *enforceBus) dial(id *identity.Identity, errs chan<- error) (*nats.Conn,
 				default:
 				}
 			}
-		}))
+		})}, extra...)...)
 }
 
 func ctxT(t testing.TB) context.Context {
