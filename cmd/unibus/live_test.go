@@ -560,3 +560,22 @@ func TestCA(t *testing.T) {
 		t.Errorf("HTTPS with --ca = exit %d, %q, %q; want a room id", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestRevokedFollower revokes a user whose read --follow is running: it
+// exits 1 saying so, having shown nothing sent after the revocation.
+func TestRevokedFollower(t *testing.T) {
+	t.Parallel()
+	alice, bob, room := startOps(t)
+	alice.must(t, "", "send", room, "before")
+	f := bob.start(t, "read", room, "--follow")
+	f.waitLines(t, 1)
+	alice.must(t, "", "user", "revoke", "bob")
+	alice.must(t, "", "send", room, "after the revocation")
+	code := f.wait(t, 20*time.Second)
+	if code != 1 || !strings.Contains(f.errb.String(), "your user was revoked") {
+		t.Errorf("read --follow of a revoked user: exit %d, stderr %q; want exit 1 and \"your user was revoked\"", code, f.errb.String())
+	}
+	if strings.Contains(f.out.String(), "after the revocation") || len(f.lines()) != 1 {
+		t.Errorf("a revoked user's follower showed %q; want only the message before", f.out.String())
+	}
+}
