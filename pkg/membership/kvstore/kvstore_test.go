@@ -5,17 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"os"
 	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/internal/testutil/testnats"
 	"github.com/enmanuel/unibus/pkg/api"
@@ -27,35 +23,11 @@ import (
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
-// testLogger discards unless UNIBUS_TEST_LOG=debug.
-func testLogger() *slog.Logger {
-	if os.Getenv("UNIBUS_TEST_LOG") == "debug" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.DiscardHandler)
-}
-
 // startNATS starts an in-process NATS server with JetStream, its store in
 // a temporary directory, stopped when the test ends.
 func startNATS(t testing.TB) *server.Server {
 	t.Helper()
-	return testnats.Start(t, embeddednats.ServerConfig{Logger: testLogger()})
-}
-
-// connect opens a connection to ns of its own, as one membershipd node
-// has, closed when the test ends.
-func connect(t testing.TB, ns *server.Server) jetstream.JetStream {
-	t.Helper()
-	nc, err := nats.Connect(embeddednats.ClientURL(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return testnats.Start(t, embeddednats.ServerConfig{Logger: testnats.Logger()})
 }
 
 var prefixes atomic.Int64
@@ -69,7 +41,7 @@ func openKVStore(t testing.TB, ns *server.Server, prefix string) store.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	s, err := kvstore.Open(ctx, connect(t, ns), kvstore.Config{Prefix: prefix, Logger: testLogger()})
+	s, err := kvstore.Open(ctx, testnats.JetStream(t, ns), kvstore.Config{Prefix: prefix, Logger: testnats.Logger()})
 	if err != nil {
 		t.Fatalf("OpenKV: %v", err)
 	}
@@ -96,7 +68,7 @@ func TestOpenKVIsIdempotent(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := kvstore.Open(ctx, connect(t, ns), kvstore.Config{Prefix: "bad prefix"}); err == nil {
+	if _, err := kvstore.Open(ctx, testnats.JetStream(t, ns), kvstore.Config{Prefix: "bad prefix"}); err == nil {
 		t.Fatal("OpenKV accepted a prefix with a space")
 	}
 }
@@ -535,7 +507,7 @@ func startCluster(t testing.TB, n int) []*server.Server {
 	servers := make([]*server.Server, n)
 	for i := range servers {
 		servers[i] = testnats.Start(t, embeddednats.ServerConfig{
-			ServerName: fmt.Sprintf("n%d", i+1), Logger: testLogger(),
+			ServerName: fmt.Sprintf("n%d", i+1), Logger: testnats.Logger(),
 			Cluster: &embeddednats.ClusterConfig{Name: "kv-test", Host: "127.0.0.1", Port: ports[i], Routes: routes},
 		})
 	}
@@ -555,17 +527,17 @@ func TestKVReplicated(t *testing.T) {
 	prefix := freshPrefix()
 	stores := make([]store.Store, len(servers))
 	for i, ns := range servers {
-		js := connect(t, ns)
+		js := testnats.JetStream(t, ns)
 		var err error
 		waitFor(t, 30*time.Second, "the KV store opens on the cluster", func() bool {
 			octx, cancel := context.WithTimeout(ctx, 5*time.Second)
 			defer cancel()
-			stores[i], err = kvstore.Open(octx, js, kvstore.Config{Prefix: prefix, Replicas: 3, Logger: testLogger()})
+			stores[i], err = kvstore.Open(octx, js, kvstore.Config{Prefix: prefix, Replicas: 3, Logger: testnats.Logger()})
 			return err == nil
 		})
 		t.Cleanup(func() { stores[i].Close() })
 	}
-	info, err := connect(t, servers[0]).Stream(ctx, "KV_"+prefix+"_rooms")
+	info, err := testnats.JetStream(t, servers[0]).Stream(ctx, "KV_"+prefix+"_rooms")
 	if err != nil || info.CachedInfo().Config.Replicas != 3 || info.CachedInfo().Config.AllowDirect {
 		t.Fatalf("rooms bucket: %+v, %v; want 3 replicas, no direct gets", info.CachedInfo().Config, err)
 	}
