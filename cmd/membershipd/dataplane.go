@@ -4,12 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"sync/atomic"
 	"time"
 
@@ -289,38 +286,9 @@ func revokedUsers(ctx context.Context, s membership.Store) ([]string, error) {
 	return revoked, nil
 }
 
-// serviceKeyFile is the service key's file in the --nats-store directory,
-// and defaultServiceKeyPath where it is with the default --nats-store: the
-// host tools look there when given no --nkey.
-const (
-	serviceKeyFile        = "service.nk"
-	defaultServiceKeyPath = defaultNATSStore + "/" + serviceKeyFile
-)
-
-// loadOrCreateServiceKey reads membershipd's service nkey seed from path,
-// or makes one there (0600). Host tools with access to the file act with
-// membershipd's own rights, like the host's `membershipd user` commands.
-func loadOrCreateServiceKey(path string) (nkeys.KeyPair, error) {
-	kp, err := readSeed(path)
-	if err == nil {
-		return kp, nil
-	}
-	if !errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("service key: %w: fix it, or move it away to make a new one", err)
-	}
-	kp, err = nkeys.CreateUser()
-	if err != nil {
-		return nil, fmt.Errorf("create service nkey: %w", err)
-	}
-	seed, _ := kp.Seed()
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("service key directory: %w", err)
-	}
-	if err := os.WriteFile(path, append(seed, '\n'), 0o600); err != nil {
-		return nil, fmt.Errorf("write service key: %w", err)
-	}
-	return kp, nil
-}
+// serviceKeyFile is the service key's file in the --nats-store directory:
+// membershipd's own nkey on the bus account under enforce.
+const serviceKeyFile = "service.nk"
 
 // readSeed reads the nkey seed file at path. The error of a missing file
 // matches fs.ErrNotExist.

@@ -330,7 +330,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			if keyPath == "" {
 				keyPath = filepath.Join(*natsStore, serviceKeyFile)
 			}
-			svc, err := loadOrCreateServiceKey(keyPath)
+			svc, err := loadOrCreateSeed(keyPath, "service key")
 			if err != nil {
 				return err
 			}
