@@ -6,6 +6,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -103,7 +104,10 @@ func startMembershipd(t testing.TB, bin, dir string) string {
 }
 
 // TestREADMEQuickstart runs the README's quickstart as written, in a fresh
-// directory, against a real membershipd process: the newcomer's path.
+// directory, against a real membershipd process: the newcomer's path. It
+// runs it twice in the same directory against the same server, as a
+// newcomer who pastes it again does, and checks that what it leaves
+// there is in .gitignore.
 func TestREADMEQuickstart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds binaries and runs processes")
@@ -130,44 +134,93 @@ func TestREADMEQuickstart(t *testing.T) {
 		}
 		lines = append(lines, l)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	sh := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", strings.Join(lines, "\n"))
-	sh.WaitDelay = 10 * time.Second
-	sh.Dir = work
-	sh.Env = append(os.Environ(),
+	env := append(os.Environ(),
 		"PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"),
 		"UNIBUS_SERVER="+url,
 		"XDG_CONFIG_HOME="+filepath.Join(work, "config"),
 		"HOME="+work,
 	)
-	var out testio.SyncBuffer
-	sh.Stdout, sh.Stderr = &out, &out
-	if err := sh.Run(); ctx.Err() != nil {
-		t.Fatalf("quickstart did not finish in 3 minutes:\n%s", out.String())
-	} else if err != nil {
-		t.Fatalf("quickstart failed: %v\n%s", err, out.String())
-	}
-	got := out.String()
-	for _, want := range []string{
-		"alice: hello bob",
-		"bob: hi alice",
-		"quarterly numbers: 42",
-		"bob is refused: he is no longer a member",
-		"alice: bob cannot read this",
-	} {
-		if !strings.Contains(got, want) {
-			t.Errorf("quickstart output lacks %q", want)
+	var lastRun time.Time
+	for run := 1; run <= 2; run++ {
+		// The quickstart names its room after the second it runs in; a
+		// newcomer pasting it again is seconds later, and so is this run.
+		for time.Now().Unix() == lastRun.Unix() {
+			time.Sleep(10 * time.Millisecond)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		sh := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", strings.Join(lines, "\n"))
+		sh.WaitDelay = 10 * time.Second
+		sh.Dir = work
+		sh.Env = env
+		var out testio.SyncBuffer
+		sh.Stdout, sh.Stderr = &out, &out
+		err := sh.Run()
+		timedOut := ctx.Err() != nil
+		cancel()
+		lastRun = time.Now()
+		if timedOut {
+			t.Fatalf("quickstart run %d did not finish in 3 minutes:\n%s", run, out.String())
+		} else if err != nil {
+			t.Fatalf("quickstart run %d failed: %v\n%s", run, err, out.String())
+		}
+		got := out.String()
+		for _, want := range []string{
+			"alice: hello bob",
+			"bob: hi alice",
+			"quarterly numbers: 42",
+			"bob is refused: he is no longer a member",
+			"alice: bob cannot read this",
+		} {
+			if !strings.Contains(got, want) {
+				t.Errorf("quickstart run %d output lacks %q", run, want)
+			}
+		}
+		if t.Failed() || testing.Verbose() {
+			t.Logf("quickstart run %d output:\n%s", run, got)
+		}
+		// Only alice's read, after bob's refusal, may show the message sent
+		// after bob's removal.
+		if idx := strings.Index(got, "bob is refused"); idx >= 0 && strings.Contains(got[:idx], "bob cannot read this") {
+			t.Errorf("run %d: bob read the message sent after his removal:\n%s", run, got)
 		}
 	}
-	if t.Failed() || testing.Verbose() {
-		t.Logf("quickstart output:\n%s", got)
+
+	// Each run made a room of its own name: a name stays unambiguous.
+	list := exec.Command(filepath.Join(bin, "unibus"), "room", "list", "--json")
+	list.Dir, list.Env = work, append(env, "UNIBUS_IDENTITY=alice.json")
+	b, err := list.Output()
+	if err != nil {
+		t.Fatalf("unibus room list: %v", err)
 	}
-	// Only alice's read, after bob's refusal, may show the message sent
-	// after bob's removal.
-	if idx := strings.Index(got, "bob is refused"); idx >= 0 && strings.Contains(got[:idx], "bob cannot read this") {
-		t.Errorf("bob read the message sent after his removal:\n%s", got)
+	var rooms []struct{ Name string }
+	if err := json.Unmarshal(b, &rooms); err != nil {
+		t.Fatalf("unibus room list --json: %v\n%s", err, b)
 	}
+	if len(rooms) != 2 || rooms[0].Name == rooms[1].Name {
+		t.Errorf("after two runs alice's rooms are %+v; want two of different names", rooms)
+	}
+
+	// What the quickstart leaves in the directory is ignored by git
+	// (config/ is this test's XDG_CONFIG_HOME).
+	entries, err := os.ReadDir(work)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if name == "config" {
+			continue
+		}
+		if e.IsDir() {
+			name += "/"
+		}
+		check := exec.Command("git", "check-ignore", "--no-index", "-q", name)
+		check.Dir = root
+		if err := check.Run(); err != nil {
+			t.Errorf("the quickstart makes %s, which .gitignore does not ignore (git check-ignore: %v)", name, err)
+		}
+	}
+
 	if fi, err := os.Stat(filepath.Join(work, "alice.json")); err != nil {
 		t.Errorf("alice.json: %v; want the identity file, mode 0600", err)
 	} else if fi.Mode().Perm() != 0o600 {

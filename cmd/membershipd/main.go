@@ -4,7 +4,7 @@
 // JetStream so the whole stack runs with `go run` and nothing to install.
 //
 // `membershipd user seed|list|revoke` is the host-local administration CLI
-// (see usercli.go).
+// (see usercli.go); `membershipd -h` lists every command (commands.go).
 package main
 
 import (
@@ -41,9 +41,10 @@ import (
 // without --nats-store.
 const defaultNATSStore = "./local_files/jetstream"
 
-// version is reported in /v1/info; release builds set it with
-// -ldflags "-X main.version=v1.2.3".
-var version = "dev"
+// version, when a release build sets it with
+// -ldflags "-X main.version=v1.2.3", is the version --version prints and
+// /v1/info reports; empty, it is the module's (internal/buildinfo).
+var version = ""
 
 // Timeouts of the start and the graceful shutdown.
 const (
@@ -74,23 +75,15 @@ const (
 )
 
 func main() {
-	// Subcommand dispatch: `membershipd user ...` is the local administration CLI
-	// (seed/list/revoke bus users) and must be handled before the server flag set
-	// parses os.Args. Running the CLI on the bus host is trusted by design (whoever
-	// has a shell there already controls the service), which is how the first admin
-	// is seeded without a chicken-egg auth problem.
-	if len(os.Args) > 1 && os.Args[1] == "user" {
-		os.Exit(runUserCLI(os.Args[2:], os.Stdout, os.Stderr))
-	}
-	// `membershipd tls ...` makes development certificates (tlscli.go).
-	// `membershipd migrate-to-kv` is the one-time, idempotent SQLite->JetStream KV
-	// data move for decentralization (issue 0003c). Like the user CLI it runs on
-	// the host and is dispatched before the server flag set parses os.Args.
-	if len(os.Args) > 1 && os.Args[1] == "migrate-to-kv" {
-		os.Exit(runMigrateCLI(os.Args[2:], os.Stdout, os.Stderr))
-	}
-	if len(os.Args) > 1 && os.Args[1] == "tls" {
-		os.Exit(runTLSCLI(os.Args[2:], os.Stdout, os.Stderr))
+	// Subcommand dispatch: `membershipd user ...` (the local administration
+	// CLI), `tls`, `migrate-to-kv` and the others of the subcommands table
+	// (commands.go) run on the host and must be handled before the server
+	// flag set parses os.Args. Add a command to that table, not here: -h
+	// lists it from there.
+	if len(os.Args) > 1 {
+		if sub := findSubcommand(os.Args[1]); sub != nil {
+			os.Exit(sub.run(os.Args[2:], os.Stdout, os.Stderr))
+		}
 	}
 
 	// Graceful shutdown on SIGINT/SIGTERM: the signal cancels run's context.
@@ -127,6 +120,9 @@ func exitCode(err error, stderr io.Writer) int {
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("membershipd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	// -h prints the usage on stdout once Parse returns; a parse error is
+	// one line from the flag package and a pointer to -h.
+	fs.Usage = func() {}
 	var (
 		bind      = fs.String("bind", "127.0.0.1", "network interface to bind the HTTP API and the embedded NATS to; use 0.0.0.0 to accept LAN/remote peers")
 		natsURL   = fs.String("nats-url", "", "external NATS url; empty starts an embedded server")
@@ -136,7 +132,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		natsPort  = fs.Int("nats-port", 4250, "embedded NATS listen port (when --nats-url empty)")
 		natsStore = fs.String("nats-store", defaultNATSStore, "embedded JetStream store dir")
 		busAuth   = fs.String("bus-auth", "off", "control-plane auth rollout: off|soft|enforce (feature flag bus-auth)")
-		tlsCert   = fs.String("tls-cert", "", "PATH to the NATS server certificate (deploy/tls/server.crt); enables TLS on the embedded data plane")
+		tlsCert   = fs.String("tls-cert", "", "PATH to the server certificate (deploy/tls/server.crt); serves the API over HTTPS and enables TLS on the embedded data plane")
 		tlsKey    = fs.String("tls-key", "", "path to the NATS server private key (deploy/tls/server.key); required with --tls-cert")
 		// Cluster (issue 0003a): empty --cluster-name keeps the server standalone.
 		clusterName  = fs.String("cluster-name", "", "NATS cluster name (identical on every node); empty = standalone, no HA")
@@ -162,20 +158,30 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		maxConnsPerUser    = fs.Int("max-connections-per-user", defaultMaxConnsPerUser, "NATS connections one user may hold to this node under --bus-auth enforce; refused beyond; 0 = unlimited")
 		maxSubs            = fs.Int("max-subscriptions", defaultMaxSubs, "subscriptions one NATS connection may hold on the embedded server; refused beyond; 0 = unlimited")
 		maxReaders         = fs.Int("max-readers", readers.DefaultMaxPerUser, "history readers (reads of a room under way) one user may hold at once, over all nodes; refused beyond; -1 = unlimited")
+		showVersion        = fs.Bool("version", false, "print the build's version and exit")
 		logLevel           slog.Level
 	)
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "structured log level: debug|info|warn|error")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			printServerUsage(stdout, fs)
 			return err
 		}
+		fmt.Fprintln(stderr, "Run `membershipd -h` for the flags and commands.")
 		return usageError{err}
 	}
 	if fs.NArg() > 0 {
-		err := fmt.Errorf("unexpected argument %q: membershipd takes only flags (or `membershipd user ...`)", fs.Arg(0))
-		fmt.Fprintln(stderr, err)
-		fs.Usage()
+		if fs.Arg(0) == "help" {
+			printServerUsage(stdout, fs)
+			return flag.ErrHelp
+		}
+		err := errors.New(unknownCommand(fs.Arg(0)))
+		fmt.Fprintf(stderr, "membershipd: %v\n", err)
 		return usageError{err}
+	}
+	if *showVersion {
+		printVersion(stdout)
+		return nil
 	}
 
 	authMode, err := membership.ParseAuthMode(*busAuth)
@@ -469,7 +475,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	srv := membership.NewServer(store, blobs, authMode)
 	srv.NATSURL = natsClientURL
-	srv.Version = version
+	srv.Build = apiBuild(thisBuild())
 	srv.Logger = slogger
 	srv.MaxBlobBytes = *maxBlobBytes
 	srv.Events = nc

@@ -246,8 +246,8 @@ func TestRunEmbedded(t *testing.T) {
 	if !strings.HasPrefix(info.NATSURL, "nats://127.0.0.1:") || strings.HasSuffix(info.NATSURL, ":4250") {
 		t.Errorf("info nats_url = %q; want the embedded server on a free loopback port", info.NATSURL)
 	}
-	if info.AuthMode != "off" || info.HistoryStream != api.HistoryStream || info.Version != version || info.MaxBlobBytes <= 0 {
-		t.Errorf("info = %+v; want auth_mode off, history_stream %s, version %s and a blob limit", info, api.HistoryStream, version)
+	if info.AuthMode != "off" || info.HistoryStream != api.HistoryStream || info.Build != apiBuild(thisBuild()) || info.MaxBlobBytes <= 0 {
+		t.Errorf("info = %+v; want auth_mode off, history_stream %s, the build %+v and a blob limit", info, api.HistoryStream, apiBuild(thisBuild()))
 	}
 
 	// The history stream exists on the embedded server.

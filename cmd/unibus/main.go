@@ -22,6 +22,8 @@
 //	unibus fetch ROOM MSGID [-o PATH] [--force] [--json]  download and decrypt an attachment
 //	unibus bench [--msgs N] [--size BYTES] [--rate R] [--rekey-members N] [--json]
 //	                                                      measure raw NATS against end to end, the API, a rekey
+//	unibus completion bash|zsh|fish                       print a shell completion script
+//	unibus version [--json], unibus --version             print the build's version and commit
 //
 // USER is a user's name or user key; ROOM is a room id or, where it is
 // unambiguous among the caller's rooms, its name.
@@ -43,6 +45,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -55,7 +58,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"text/tabwriter"
 
 	"github.com/enmanuel/unibus/pkg/client"
 )
@@ -87,6 +89,9 @@ type invocation struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+	// commands is the command table, for the commands that describe it
+	// (completion): they cannot name the table they are in.
+	commands []*command
 }
 
 // command is one unibus command.
@@ -116,6 +121,17 @@ func (c *command) arity() (min, max int) {
 		}
 	}
 	return min, len(c.pos)
+}
+
+// usageWidth is the width the usage fits in.
+const usageWidth = 80
+
+// sections names the section of the usage of a command outside the
+// groups; the others are under "Messages:".
+var sections = map[string]string{
+	"bench":      "Tools:",
+	"completion": "Tools:",
+	"version":    "Tools:",
 }
 
 // groups names the commands that have sub-commands, with the title of
@@ -164,6 +180,8 @@ var commands = []*command{
 	{name: "fetch", pos: []string{"ROOM", "MSGID"}, flags: "[-o PATH] [--force] [--json]", help: "download and decrypt a message's attachment",
 		define: with(outFlag, forceFlag, jsonFlag("print what was saved as JSON")), run: fetch},
 	{name: "bench", flags: "[--msgs N] [--size BYTES] [--rate R] [--rekey-members N] [--json]", help: "measure the deployment: raw NATS against end to end, the API, a rekey", define: benchFlags, run: runBench},
+	{name: "completion", pos: []string{"SHELL"}, help: "print a completion script for SHELL: bash, zsh or fish", run: runCompletion},
+	{name: "version", flags: "[--json]", help: "print this build's version and commit", define: with(jsonFlag("print the build as JSON")), run: runVersion},
 }
 
 func with(defs ...func(*flag.FlagSet, *options)) func(*flag.FlagSet, *options) {
@@ -299,6 +317,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 			printUsage(stdout)
 			return 0
 		}
+		if len(rest) > 0 && isVersionFlag(rest[0]) {
+			printVersion(stdout)
+			return 0
+		}
 		if len(rest) > 0 {
 			fmt.Fprintln(stderr, "unibus: missing command")
 		}
@@ -334,7 +356,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return 2
 	}
 
-	x := &invocation{stdin: stdin, stdout: stdout, stderr: stderr}
+	x := &invocation{stdin: stdin, stdout: stdout, stderr: stderr, commands: commands}
 	fs := newFlagSet(cmd, &x.opts)
 	pos, err := parseArgs(fs, rest)
 	if err != nil {
@@ -446,11 +468,14 @@ usage: unibus COMMAND [ARGUMENTS] [FLAGS]
 
 const usageOutro = `
 Client settings (on every command, before or after it):
-  --server URL     membershipd URL (env UNIBUS_SERVER, default http://127.0.0.1:8470)
+  --server URL     membershipd URL (env UNIBUS_SERVER,
+                   default http://127.0.0.1:8470)
   --identity PATH  identity file (env UNIBUS_IDENTITY, default
-                   $XDG_CONFIG_HOME/unibus/identity.json, else ~/.config/unibus/identity.json)
+                   $XDG_CONFIG_HOME/unibus/identity.json,
+                   else ~/.config/unibus/identity.json)
   --ca PATH        trust this PEM CA for HTTPS and NATS TLS (env UNIBUS_CA)
-  --nats URL       NATS URL instead of the one the server advertises (env UNIBUS_NATS)
+  --nats URL       NATS URL instead of the one the server advertises
+                   (env UNIBUS_NATS)
 
 USER is a user's name or user key; ROOM is a room id or, where unambiguous
 among your rooms, its name. Flags may come before or after the arguments;
@@ -458,53 +483,100 @@ among your rooms, its name. Flags may come before or after the arguments;
 a stream. Exit status: 0 success, 1 failure, 2 bad usage.
 `
 
+// printUsage prints every command, section by section, in usageWidth
+// columns.
 func printUsage(w io.Writer) {
 	io.WriteString(w, usageIntro)
-	var lines [][2]string
 	section := ""
 	for _, c := range commands {
 		title := groups[strings.Fields(c.name)[0]]
 		if title == "" {
-			title = "Messages:"
+			title = cmp.Or(sections[c.name], "Messages:")
 		}
 		if title != section {
 			if section != "" {
-				lines = append(lines, [2]string{})
+				fmt.Fprintln(w)
 			}
-			lines = append(lines, [2]string{title})
+			fmt.Fprintln(w, title)
 			section = title
 		}
-		lines = append(lines, [2]string{"  " + c.synopsis(), c.help})
+		printEntry(w, c)
 	}
-	writeColumns(w, lines)
 	io.WriteString(w, usageOutro)
 	fmt.Fprintln(w, "Run `unibus help COMMAND` for a command's flags.")
 }
 
 func printGroupUsage(w io.Writer, group string) {
 	fmt.Fprintln(w, "usage:")
-	var lines [][2]string
 	for _, c := range commands {
 		if strings.Fields(c.name)[0] == group {
-			lines = append(lines, [2]string{"  " + c.synopsis(), c.help})
+			printEntry(w, c)
 		}
 	}
-	writeColumns(w, lines)
 	fmt.Fprintf(w, "\nRun `unibus help %s COMMAND` for a command's flags.\n", group)
 }
 
-// writeColumns prints lines of two aligned columns, without trailing
-// spaces.
-func writeColumns(w io.Writer, lines [][2]string) {
-	var b strings.Builder
-	tw := tabwriter.NewWriter(&b, 0, 8, 2, ' ', 0)
-	for _, l := range lines {
-		fmt.Fprintf(tw, "%s\t%s\n", l[0], l[1])
+// printEntry prints a command's synopsis and, below it, what it does,
+// both wrapped to usageWidth.
+func printEntry(w io.Writer, c *command) {
+	synopsis := []string{c.synopsis()}
+	if 2+len(synopsis[0]) > usageWidth {
+		synopsis = wrap(synopsis[0], usageWidth-4)
 	}
-	tw.Flush()
-	for _, line := range strings.SplitAfter(b.String(), "\n") {
-		if line != "" {
-			io.WriteString(w, strings.TrimRight(line, " \n")+"\n")
+	for i, l := range synopsis {
+		if i > 0 {
+			l = "  " + l
+		}
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+	for _, l := range wrap(c.help, usageWidth-6) {
+		fmt.Fprintf(w, "      %s\n", l)
+	}
+}
+
+// wrap breaks s into lines of at most width bytes, between words; a word
+// longer than width gets a line of its own.
+func wrap(s string, width int) []string {
+	var lines []string
+	line := ""
+	for _, word := range strings.Fields(s) {
+		switch {
+		case line == "":
+			line = word
+		case len(line)+1+len(word) <= width:
+			line += " " + word
+		default:
+			lines = append(lines, line)
+			line = word
+		}
+	}
+	if line != "" {
+		lines = append(lines, line)
+	}
+	return lines
+}
+
+// writeColumns prints lines of two aligned columns, without trailing
+// spaces, wrapping the second column to fit usageWidth.
+func writeColumns(w io.Writer, lines [][2]string) {
+	left := 0
+	for _, l := range lines {
+		if l[1] != "" {
+			left = max(left, len(l[0]))
+		}
+	}
+	for _, l := range lines {
+		if l[1] == "" {
+			fmt.Fprintln(w, l[0])
+			continue
+		}
+		pad := strings.Repeat(" ", left+2)
+		for i, part := range wrap(l[1], max(usageWidth-left-2, 20)) {
+			first := pad
+			if i == 0 {
+				first = l[0] + strings.Repeat(" ", left+2-len(l[0]))
+			}
+			fmt.Fprintf(w, "%s%s\n", first, part)
 		}
 	}
 }

@@ -32,13 +32,24 @@ const (
 	MaxRoomNameLen = 128
 )
 
-// Info is the answer of GET /v1/info: what a client needs to join the bus.
+// Info is the answer of GET /v1/info: what a client needs to join the bus,
+// and which build of membershipd answers.
 type Info struct {
-	Version       string `json:"version"`
+	Build
 	AuthMode      string `json:"auth_mode"`
 	NATSURL       string `json:"nats_url"`
 	HistoryStream string `json:"history_stream"`
 	MaxBlobBytes  int64  `json:"max_blob_bytes"`
+}
+
+// Build names a build of membershipd: the version and commit that
+// `membershipd --version` prints. Commit, CommitTime and Modified are
+// empty when the build recorded no VCS information.
+type Build struct {
+	Version    string    `json:"version"`
+	Commit     string    `json:"commit,omitempty"`     // the full VCS revision
+	CommitTime time.Time `json:"commit_time,omitzero"` // its time, UTC
+	Modified   bool      `json:"modified,omitempty"`   // built from a work tree with uncommitted changes
 }
 
 // User is a registered bus user.

@@ -58,8 +58,9 @@ type Server struct {
 	RequireEncryptedRooms bool
 	// NATSURL is the data-plane URL handed to clients in /v1/info.
 	NATSURL string
-	// Version is reported in /v1/info.
-	Version string
+	// Build is the build reported in /v1/info; NewServer sets the
+	// version "dev".
+	Build api.Build
 	// MaxBlobBytes is the ceiling of one uploaded blob.
 	MaxBlobBytes int64
 	// Logger receives request failures; nil discards.
@@ -98,7 +99,7 @@ type Server struct {
 
 // NewServer returns the API over store and blobs with the given auth mode.
 func NewServer(st store.Store, blobs Blobs, mode AuthMode) *Server {
-	s := &Server{store: st, blobs: blobs, mode: mode, MaxBlobBytes: DefaultMaxBlobBytes, Version: "dev"}
+	s := &Server{store: st, blobs: blobs, mode: mode, MaxBlobBytes: DefaultMaxBlobBytes, Build: api.Build{Version: "dev"}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.health)
 	mux.HandleFunc("GET /v1/info", s.info)
@@ -191,7 +192,7 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 	s.writeJSON(w, http.StatusOK, api.Info{
-		Version:       s.Version,
+		Build:         s.Build,
 		AuthMode:      s.mode.String(),
 		NATSURL:       s.NATSURL,
 		HistoryStream: api.HistoryStream,
