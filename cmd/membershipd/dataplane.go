@@ -17,6 +17,7 @@ import (
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/busauth"
 	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/membership/metrics"
 )
 
 // revocationPoll is how often the data plane looks for users revoked
@@ -43,6 +44,7 @@ type dataPlane struct {
 	serviceKey string
 	log        *slog.Logger
 	readers    readerCloser // nil: none to close
+	metrics    kickCounter  // nil: nobody counts
 	// maxConns bounds the connections one user holds to this node; 0:
 	// no bound.
 	maxConns int
@@ -58,6 +60,20 @@ type dataPlane struct {
 }
 
 type storeRef struct{ membership.Store }
+
+// kickCounter counts the connections closed (metrics.Metrics), for
+// reason metrics.ClosedAfterMembership or metrics.ClosedAfterRevocation.
+type kickCounter interface {
+	ConnectionsClosed(reason string, n int)
+}
+
+// counted tells d's counter of n connections closed for reason.
+func (d *dataPlane) counted(reason string, n int) int {
+	if n > 0 && d.metrics != nil {
+		d.metrics.ConnectionsClosed(reason, n)
+	}
+	return n
+}
 
 // readerCloser closes a user's history readers (readers.Manager).
 type readerCloser interface {
@@ -167,7 +183,7 @@ func (d *dataPlane) run(ctx context.Context, nc *nats.Conn) {
 		if json.Unmarshal(m.Data, &ev) != nil {
 			return
 		}
-		if n := d.kick(ev.Users...); n > 0 {
+		if n := d.counted(metrics.ClosedAfterMembership, d.kick(ev.Users...)); n > 0 {
 			d.log.Info("closed connections after a membership change", "room", ev.Room, "connections", n)
 		}
 	})
@@ -223,10 +239,10 @@ func (d *dataPlane) pollRevocations(ctx context.Context, nc *nats.Conn, first bo
 		if first {
 			// Revoked before this node started: their rooms were told
 			// long ago, and the readers' sweep closes what they hold.
-			d.kick(u)
+			d.counted(metrics.ClosedAfterRevocation, d.kick(u))
 			continue
 		}
-		n := d.kick(u)
+		n := d.counted(metrics.ClosedAfterRevocation, d.kick(u))
 		readers := d.closeReaders(ctx, u)
 		rooms := d.announceRevoked(ctx, nc, u)
 		d.log.Info("revoked user cut off", "user", u, "connections", n, "readers", readers, "rooms_told", rooms)

@@ -155,6 +155,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		controlKeyPath     = fs.String("control-key", "", "file with the NATS nkey seed of the control plane's account (KV store, blob object store), made (0600) if missing with the embedded NATS; the host tools (user --store kv, migrate-to-kv) use it; empty: <nats-store>/control.nk, or with --nats-url none (see docs/kv-store.md)")
 		apiRate            = fs.Float64("api-rate", httpapi.DefaultRatePerSecond, "API requests per second allowed to one user (bursts of --api-burst); answered 429 beyond; 0 = unlimited")
 		apiBurst           = fs.Int("api-burst", httpapi.DefaultRateBurst, "API request burst allowed to one user")
+		metricsAddrFlag    = fs.String("metrics-addr", "", "HOST:PORT of a listener of its own for the Prometheus metrics (/metrics); off serves none; empty: on the API port under a loopback --bind, on "+defaultMetricsAddr+" under a public one (docs/metrics.md)")
+		monitorPort        = fs.Int("monitor-port", 0, "port of the embedded NATS server's monitoring endpoint (/varz, /connz, /jsz), on 127.0.0.1 only; 0 = off, -1 = a free port")
 		maxConnsPerUser    = fs.Int("max-connections-per-user", defaultMaxConnsPerUser, "NATS connections one user may hold to this node under --bus-auth enforce; refused beyond; 0 = unlimited")
 		maxSubs            = fs.Int("max-subscriptions", defaultMaxSubs, "subscriptions one NATS connection may hold on the embedded server; refused beyond; 0 = unlimited")
 		maxReaders         = fs.Int("max-readers", readers.DefaultMaxPerUser, "history readers (reads of a room under way) one user may hold at once, over all nodes; refused beyond; -1 = unlimited")
@@ -213,6 +215,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *historyMaxAge < 0 {
 		return fmt.Errorf("--history-max-age %s: use a positive duration, or 0 to keep history forever", *historyMaxAge)
 	}
+	if *monitorPort != 0 && *natsURL != "" {
+		return errors.New("--monitor-port is the embedded NATS server's: an external NATS serves its own monitoring (nats-server -m)")
+	}
+	metricsAddr, metricsOnAPI := metricsPlace(*metricsAddrFlag, *bind)
 	// One certificate serves the embedded data plane and the HTTPS API:
 	// read it once, before anything starts.
 	var serverTLS *tls.Config
@@ -227,6 +233,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// logger so both read alike. The server prints nothing on stdout.
 	logger := log.New(stderr, "[membershipd] ", log.LstdFlags|log.Lmsgprefix)
 	slogger := newSlogger(logger, logLevel)
+
+	// Metrics go to a registry of membershipd's own (docs/metrics.md).
+	mx, err := newServerMetrics(slogger)
+	if err != nil {
+		return err
+	}
 
 	// Deferred calls undo the start in reverse: NATS connection drain, NATS
 	// server shutdown, store close, and "bye" last after a graceful stop.
@@ -252,7 +264,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("open membership store: %w", err)
 		}
 		defer st.Close()
-		store = st
+		store = mx.store.Wrap(st, "sqlite")
 		logger.Printf("membership store: %s", *dbPath)
 
 		dir, err := blobstore.New(*storeDir, blobstore.WithLogger(slogger))
@@ -288,6 +300,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			SyncAlways: *storeKind == "kv",
 			MaxSubs:    max(0, *maxSubs),
 		}
+		cfg.MonitorPort = *monitorPort
 		// Cluster (issue 0003a): with a cluster name, join the route layer for HA.
 		if *clusterName != "" {
 			cc := &embeddednats.ClusterConfig{
@@ -377,6 +390,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			ns.WaitForShutdown()
 		}()
 		natsClientURL = embeddednats.ClientURL(ns)
+		if *monitorPort != 0 {
+			logger.Printf("embedded NATS monitoring: http://%s (loopback only)", ns.MonitorAddr())
+		}
+		if err := mx.RegisterNATS(ns); err != nil {
+			return err
+		}
 		if guard != nil {
 			guard.ns = ns
 		}
@@ -427,9 +446,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("open KV store: %w", err)
 		}
 		defer kv.Close()
-		store = kv
+		store = mx.store.Wrap(kv, "kv")
 		if guard != nil {
-			guard.setStore(kv)
+			guard.setStore(store)
 		}
 		obj, err := blobstore.NewObjectStore(ctx, ctlJS, blobstore.ObjectConfig{Replicas: *kvReplicas, Logger: slogger})
 		if err != nil {
@@ -448,10 +467,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
+	// The series read at every scrape: the history stream's size, the
+	// store's users and rooms.
+	if err := mx.RegisterHistory(js, api.HistoryStream); err != nil {
+		return err
+	}
+	if err := mx.countStore(store, slogger); err != nil {
+		return err
+	}
+
 	// Members read only through the history readers membershipd opens for
 	// them (package readers); every node sweeps away those of users who
 	// lost access.
-	rdrs := readers.New(readers.Config{JS: js, Members: store, MaxPerUser: *maxReaders, Logger: slogger})
+	rdrs := readers.New(readers.Config{JS: js, Members: store, MaxPerUser: *maxReaders, Logger: slogger, Observer: mx})
 	sweepCtx, stopSweep := context.WithCancel(ctx)
 	sweepDone := make(chan struct{})
 	go func() { defer close(sweepDone); rdrs.Run(sweepCtx, readers.DefaultSweep) }()
@@ -465,6 +493,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		guard.setStore(store)
 	}
 	guard.readers = rdrs
+	guard.metrics = mx
 	guardCtx, stopGuard := context.WithCancel(ctx)
 	guardDone := make(chan struct{})
 	go func() { defer close(guardDone); guard.run(guardCtx, nc) }()
@@ -480,6 +509,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	srv.MaxBlobBytes = *maxBlobBytes
 	srv.Events = nc
 	srv.Readers = rdrs
+	srv.Observer = mx
 	// On a public (non-loopback) bind, disable cleartext rooms: the embedded NATS
 	// has no per-subject ACL, so cleartext content would be readable by any
 	// registered peer. Forcing E2E keeps message content confidential regardless
@@ -500,8 +530,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		srv.UserLimit = httpapi.NewRateLimiter(httpapi.RateLimit{PerSecond: *apiRate, Burst: *apiBurst})
 		perIP := httpapi.NewRateLimiter(httpapi.RateLimit{PerSecond: 10 * *apiRate, Burst: 10 * *apiBurst})
 		handler = perIP.Middleware(srv, httpapi.RemoteIPKey)
+		mx.countLimits(perIP, srv.UserLimit)
 		logger.Printf("API rate limit: %g requests/s per user (burst %d), %g per address", *apiRate, *apiBurst, 10**apiRate)
 	}
+	// Every API request measured; the metrics on the API port, or on a
+	// listener of their own (metrics.go).
+	handler = mx.API(handler)
+	if metricsOnAPI {
+		handler = withMetrics(handler, mx.Handler())
+		logger.Printf("metrics: %s on the API port", metricsPath)
+	}
+	metricsErr, stopMetrics, err := serveMetrics(metricsAddr, mx.Handler(), logger, slogger)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	httpSrv := &http.Server{
 		Handler: handler,
@@ -545,6 +588,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case <-ctx.Done():
 	case err := <-serveErr:
 		return fmt.Errorf("http server: %w", err)
+	case err := <-metricsErr:
+		return fmt.Errorf("metrics server: %w", err)
 	}
 
 	logger.Printf("shutting down...")

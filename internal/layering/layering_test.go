@@ -14,6 +14,11 @@ import (
 
 const module = "github.com/enmanuel/unibus"
 
+// prometheus is the Prometheus client: only the packages that measure
+// (metrics, storemetrics) and membershipd import it; the packages they
+// measure declare hooks instead.
+const prometheus = "github.com/prometheus/client_golang/prometheus"
+
 // pkg is what `go list -json` says of one package.
 type pkg struct {
 	ImportPath string
@@ -62,37 +67,47 @@ var rules = []struct {
 }{
 	{
 		pkgs:   []string{"pkg/client", "pkg/bench", "cmd/unibus"},
-		forbid: []string{"github.com/nats-io/nats-server/v2/server", "modernc.org/sqlite", module + "/pkg/membership", module + "/pkg/membership/...", module + "/pkg/busauth", module + "/pkg/embeddednats", module + "/pkg/blobstore"},
-		why:    "a client binary carries no SQLite, no nats-server and none of the server's packages",
+		forbid: []string{"github.com/nats-io/nats-server/v2/server", "modernc.org/sqlite", module + "/pkg/membership", module + "/pkg/membership/...", module + "/pkg/busauth", module + "/pkg/embeddednats", module + "/pkg/blobstore", prometheus},
+		why:    "a client binary carries no SQLite, no nats-server, no Prometheus and none of the server's packages",
 	},
 	{
 		pkgs:   []string{"pkg/membership/store"},
-		forbid: []string{"modernc.org/sqlite", "database/sql", "github.com/nats-io/nats.go", "github.com/nats-io/nats.go/jetstream", "github.com/nats-io/nats-server/v2/server", "net/http", module + "/pkg/membership/..."},
+		forbid: []string{"modernc.org/sqlite", "database/sql", "github.com/nats-io/nats.go", "github.com/nats-io/nats.go/jetstream", "github.com/nats-io/nats-server/v2/server", "net/http", prometheus, module + "/pkg/membership/..."},
 		why:    "the Store contract and its rules import no backend driver, no NATS client and no net/http",
 	},
 	{
 		pkgs:   []string{"pkg/membership/sqlitestore"},
-		forbid: []string{module + "/pkg/membership/kvstore", module + "/pkg/membership/httpapi", module + "/pkg/membership", "github.com/nats-io/nats.go", "net/http"},
+		forbid: []string{module + "/pkg/membership/kvstore", module + "/pkg/membership/httpapi", module + "/pkg/membership", "github.com/nats-io/nats.go", "net/http", prometheus},
 		why:    "a backend sees only the contract",
 	},
 	{
 		pkgs:   []string{"pkg/membership/kvstore"},
-		forbid: []string{module + "/pkg/membership/sqlitestore", module + "/pkg/membership/httpapi", module + "/pkg/membership", "modernc.org/sqlite", "database/sql"},
+		forbid: []string{module + "/pkg/membership/sqlitestore", module + "/pkg/membership/httpapi", module + "/pkg/membership", "modernc.org/sqlite", "database/sql", prometheus},
 		why:    "a backend sees only the contract",
 	},
 	{
 		pkgs:   []string{"pkg/membership/readers"},
-		forbid: []string{module + "/pkg/membership/sqlitestore", module + "/pkg/membership/kvstore", module + "/pkg/membership/httpapi", module + "/pkg/membership", "modernc.org/sqlite"},
-		why:    "the history readers see JetStream and the membership they ask about, nothing else of the server",
+		forbid: []string{module + "/pkg/membership/sqlitestore", module + "/pkg/membership/kvstore", module + "/pkg/membership/httpapi", module + "/pkg/membership", "modernc.org/sqlite", prometheus},
+		why:    "the history readers see JetStream and the membership they ask about, nothing else of the server; their Observer is how they are measured",
 	},
 	{
 		pkgs:   []string{"pkg/membership/httpapi"},
-		forbid: []string{module + "/pkg/membership/sqlitestore", module + "/pkg/membership/kvstore", module + "/pkg/membership/readers", module + "/pkg/membership", "modernc.org/sqlite", "github.com/nats-io/nats.go", "github.com/nats-io/nats-server/v2/server"},
-		why:    "the HTTP API sees only the contract and the interfaces it declares, never a concrete backend",
+		forbid: []string{module + "/pkg/membership/sqlitestore", module + "/pkg/membership/kvstore", module + "/pkg/membership/readers", module + "/pkg/membership", "modernc.org/sqlite", "github.com/nats-io/nats.go", "github.com/nats-io/nats-server/v2/server", prometheus},
+		why:    "the HTTP API sees only the contract and the interfaces it declares (its Observer among them), never a concrete backend",
+	},
+	{
+		pkgs:   []string{"pkg/membership/storemetrics"},
+		forbid: []string{module + "/pkg/membership/sqlitestore", module + "/pkg/membership/kvstore", module + "/pkg/membership/httpapi", module + "/pkg/membership", "modernc.org/sqlite", "github.com/nats-io/nats.go"},
+		why:    "the store's measure wraps the contract, whatever the backend",
+	},
+	{
+		pkgs:   []string{"pkg/membership/metrics"},
+		forbid: []string{module + "/pkg/membership/sqlitestore", module + "/pkg/membership/kvstore", module + "/pkg/membership", "modernc.org/sqlite", "github.com/nats-io/nats-server/v2/server"},
+		why:    "the metrics implement the hooks of the packages measured and read the embedded NATS server through an interface",
 	},
 	{
 		pkgs:   []string{"pkg/api", "pkg/e2ee", "pkg/identity", "pkg/roomchain", "pkg/reqsig", "pkg/subjects"},
-		forbid: []string{"github.com/nats-io/nats.go", "github.com/nats-io/nats-server/v2/server", "modernc.org/sqlite", module + "/pkg/client", module + "/pkg/membership", module + "/pkg/membership/..."},
+		forbid: []string{"github.com/nats-io/nats.go", "github.com/nats-io/nats-server/v2/server", "modernc.org/sqlite", prometheus, module + "/pkg/client", module + "/pkg/membership", module + "/pkg/membership/..."},
 		why:    "the wire types, envelope and identity both sides share depend on nothing of either side",
 	},
 }

@@ -74,6 +74,10 @@ type RateLimiter struct {
 	// MaxKeys bounds the number of tracked keys; 0 or less means
 	// DefaultMaxRateKeys.
 	MaxKeys int
+	// OnLimit, when set, is called for every request refused, after the
+	// limiter's lock is released (an operator's counter: package metrics
+	// makes one). It must be cheap and must not block.
+	OnLimit func()
 
 	rate  float64 // tokens per second; 0 means no limit
 	burst float64
@@ -133,6 +137,15 @@ func (rl *RateLimiter) Allow(key string) (ok bool, wait time.Duration) {
 	if rl.rate == 0 {
 		return true, 0
 	}
+	ok, wait = rl.take(key)
+	if !ok && rl.OnLimit != nil {
+		rl.OnLimit()
+	}
+	return ok, wait
+}
+
+// take is Allow under the limiter's lock.
+func (rl *RateLimiter) take(key string) (ok bool, wait time.Duration) {
 	now := rl.now()
 	rl.mu.Lock()
 	defer rl.mu.Unlock()

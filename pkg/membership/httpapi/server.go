@@ -81,6 +81,9 @@ type Server struct {
 	// it counts only against its address, in a [RateLimiter] keyed by
 	// [RemoteIPKey] in front of the Server.
 	UserLimit *RateLimiter
+	// Observer, when set, is told of refused signatures, key deliveries
+	// and rekeys, for an operator's counters.
+	Observer Observer
 	// BodyTimeout is how long a request body may take to arrive, beyond
 	// which it must keep coming at [MinBodyRate]; 0 means
 	// [DefaultBodyTimeout]. See "Bodies" in the package doc.
@@ -272,6 +275,11 @@ func isMediaType(ct, want string) bool {
 func (s *Server) authenticate(r *http.Request) (*call, error) {
 	sig, err := reqsig.Parse(r.Header.Get("Authorization"))
 	if err != nil {
+		if errors.Is(err, reqsig.ErrMissing) {
+			s.signatureFailed(SigMissing)
+		} else {
+			s.signatureFailed(SigMalformed)
+		}
 		if s.mode == AuthSoft && errors.Is(err, reqsig.ErrMissing) {
 			// soft tolerates unsigned calls only where a user can still be
 			// named; without a claimed key there is nobody to act as.
@@ -317,9 +325,11 @@ func (s *Server) authenticate(r *http.Request) (*call, error) {
 // body digest it claims.
 func (s *Server) checkSignature(r *http.Request, sig *reqsig.Signature) error {
 	if d := s.now().Sub(sig.TimeValue()); d > SignatureWindow || d < -SignatureWindow {
+		s.signatureFailed(SigClock)
 		return api.Errorf(api.CodeUnauthorized, "request signed at %s, outside the %s window of the server clock: check this machine's clock", sig.TimeValue().UTC().Format(time.RFC3339), SignatureWindow)
 	}
 	if err := sig.Verify(r.Method, r.URL.RequestURI()); err != nil {
+		s.signatureFailed(SigInvalid)
 		return api.Errorf(api.CodeUnauthorized, "%v: sign the exact method, path and query sent", err)
 	}
 	return nil
@@ -336,6 +346,7 @@ func (s *Server) checkBody(c *call, body [32]byte) error {
 	}
 	r := c.r
 	if c.sig.Body != body {
+		s.signatureFailed(SigBody)
 		err := api.Errorf(api.CodeUnauthorized, "request signature covers another body: sign the body you send")
 		if s.mode == AuthEnforce {
 			return err
@@ -351,6 +362,7 @@ func (s *Server) checkBody(c *call, body [32]byte) error {
 		expires := c.sig.TimeValue().Add(SignatureWindow + time.Second)
 		if err := s.store.UseNonce(r.Context(), c.sig.User+":"+hex.EncodeToString(c.sig.Nonce[:]), expires); err != nil {
 			if api.IsCode(err, api.CodeConflict) {
+				s.signatureFailed(SigReplay)
 				return api.Errorf(api.CodeUnauthorized, "replayed request: sign every request anew")
 			}
 			return err
@@ -630,6 +642,7 @@ func (s *Server) addMembers(ctx context.Context, c *call) (int, any, error) {
 	}
 	s.log().Info("members added", "room", room.ID, "count", len(add.Users), "by", c.user.User, "epoch", updated.Epoch, "rekey", add.Rekey)
 	if add.Rekey {
+		s.rekeyed(RekeyAdd)
 		s.deliverKeys(room.ID, req.Statement, add.Keys)
 	}
 	s.announce(updated, add.Users...)
@@ -660,6 +673,11 @@ func (s *Server) rekey(ctx context.Context, c *call) (int, any, error) {
 		return 0, nil, err
 	}
 	s.log().Info("room rekeyed", "room", room, "epoch", updated.Epoch, "removed", len(req.Remove), "by", c.user.User)
+	if len(req.Remove) > 0 {
+		s.rekeyed(RekeyRemoval)
+	} else {
+		s.rekeyed(RekeyRotation)
+	}
 	s.closeReaders(ctx, room, req.Remove...)
 	s.deliverKeys(room, req.Statement, change.Keys)
 	s.announce(updated, req.Remove...)
@@ -702,13 +720,15 @@ func (s *Server) deliverKeys(room string, st roomchain.Signed, keys []api.Sealed
 	if s.Events == nil {
 		return
 	}
-	for _, k := range keys {
+	for i, k := range keys {
 		b, _ := json.Marshal(api.KeyDelivery{Room: room, Statement: st, Key: k})
 		if err := s.Events.Publish(api.KeysSubject(k.Member), b); err != nil {
 			s.log().Warn("deliver a new room key", "room", room, "member", k.Member, "err", err)
+			s.keysDelivered(i, len(keys)-i)
 			return
 		}
 	}
+	s.keysDelivered(len(keys), 0)
 }
 
 // announceRevoked tells the rooms of a revoked user that one of their

@@ -91,7 +91,33 @@ type Config struct {
 	MaxPerUser int
 	// Logger receives what the manager closes; nil discards.
 	Logger *slog.Logger
+	// Observer, when set, is told of every reader opened and closed, for
+	// an operator's counters.
+	Observer Observer
 }
+
+// Observer is told of the readers a [Manager] opens and closes (package
+// metrics counts them for Prometheus). Its methods are called on the
+// request path and by the sweep, concurrently: they must be cheap and
+// must not block. Readers that JetStream deletes itself, after
+// [Config.Inactive] with nobody listening, are not told.
+type Observer interface {
+	// ReaderOpened is called for every reader opened.
+	ReaderOpened()
+	// ReadersClosed is called with the number of readers a call closed,
+	// when it closed any, and one of the Closed… reasons.
+	ReadersClosed(reason string, n int)
+}
+
+// The reasons readers are closed, as [Observer.ReadersClosed] is told.
+const (
+	ClosedByOwner = "owner"   // its owner is done with it ([Manager.Close])
+	ClosedRemoved = "removed" // its owner was removed, left or was revoked ([Manager.CloseFor])
+	ClosedSwept   = "swept"   // the sweep found its owner out of the room ([Manager.Sweep])
+)
+
+// CloseReasons lists every reason.
+var CloseReasons = []string{ClosedByOwner, ClosedRemoved, ClosedSwept}
 
 // Manager opens and closes readers. Make one with [New].
 type Manager struct {
@@ -176,6 +202,9 @@ func (m *Manager) Open(ctx context.Context, user, room, deliver string, startSeq
 		m.delete(ctx, name)
 		return api.Reader{}, err
 	}
+	if m.cfg.Observer != nil {
+		m.cfg.Observer.ReaderOpened()
+	}
 	return api.Reader{Name: name, Room: room, Deliver: deliver, StartSeq: startSeq, LastSeq: last, Heartbeat: m.cfg.Heartbeat.Milliseconds()}, nil
 }
 
@@ -186,7 +215,11 @@ func (m *Manager) Close(ctx context.Context, user, room, name string) error {
 	if err == nil {
 		md := info.CachedInfo().Config.Metadata
 		if md[MetaUser] == user && md[MetaRoom] == room {
-			return m.fail("close a history reader", m.delete(ctx, name))
+			err := m.delete(ctx, name)
+			if err == nil {
+				m.closed(ClosedByOwner, 1)
+			}
+			return m.fail("close a history reader", err)
 		}
 	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrInvalidConsumerName) {
 		return m.fail("close a history reader", err)
@@ -211,6 +244,7 @@ func (m *Manager) CloseFor(ctx context.Context, user, room string) (int, error) 
 	})
 	if n > 0 {
 		m.log.Info("closed history readers", "user", user, "room", room, "readers", n)
+		m.closed(ClosedRemoved, n)
 	}
 	return n, m.fail("close history readers", err)
 }
@@ -233,7 +267,17 @@ func (m *Manager) Sweep(ctx context.Context) (int, error) {
 		n++
 		return nil
 	})
+	if n > 0 {
+		m.closed(ClosedSwept, n)
+	}
 	return n, m.fail("sweep history readers", err)
+}
+
+// closed tells the observer of n readers closed for reason.
+func (m *Manager) closed(reason string, n int) {
+	if m.cfg.Observer != nil {
+		m.cfg.Observer.ReadersClosed(reason, n)
+	}
 }
 
 // Run sweeps every interval (DefaultSweep when 0) until ctx ends,
