@@ -75,9 +75,11 @@ func (d *dataPlane) counted(reason string, n int) int {
 	return n
 }
 
-// readerCloser closes a user's history readers (readers.Manager).
+// readerCloser closes a user's history readers, and the readers and
+// history of a deleted room (readers.Manager).
 type readerCloser interface {
 	CloseFor(ctx context.Context, user, room string) (int, error)
+	DeleteRoom(ctx context.Context, room string) (int, error)
 }
 
 func (d *dataPlane) setStore(s membership.Store) {
@@ -183,6 +185,10 @@ func (d *dataPlane) run(ctx context.Context, nc *nats.Conn) {
 		if json.Unmarshal(m.Data, &ev) != nil {
 			return
 		}
+		if ev.Deleted {
+			go d.roomDeleted(ctx, ev)
+			return
+		}
 		if n := d.counted(metrics.ClosedAfterMembership, d.kick(ev.Users...)); n > 0 {
 			d.log.Info("closed connections after a membership change", "room", ev.Room, "connections", n)
 		}
@@ -203,6 +209,40 @@ func (d *dataPlane) run(ctx context.Context, nc *nats.Conn) {
 		case <-t.C:
 			d.pollRevocations(ctx, nc, false)
 		}
+	}
+}
+
+// deletedKickDelay is how long the data plane lets a room's deletion
+// event reach its members before it closes their connections.
+const deletedKickDelay = 250 * time.Millisecond
+
+// roomDeleted applies the announced deletion of a room: after
+// deletedKickDelay (the members' SDKs learn of the deletion from the
+// event), it closes the members' connections, so that they reconnect
+// without the room's subjects, then purges the room's history once more:
+// what a member published between the API's purge and the close goes
+// too. A room event is only a hint: nothing is purged while the store
+// knows the room.
+func (d *dataPlane) roomDeleted(ctx context.Context, ev api.RoomEvent) {
+	select {
+	case <-ctx.Done():
+		return
+	case <-time.After(deletedKickDelay):
+	}
+	if n := d.kick(ev.Users...); n > 0 {
+		d.log.Info("closed connections after a room's deletion", "room", ev.Room, "connections", n)
+	}
+	s := d.store.Load()
+	if s == nil || d.readers == nil || !api.ValidRoomID(ev.Room) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := s.GetRoom(ctx, ev.Room); !api.IsCode(err, api.CodeNotFound) {
+		return
+	}
+	if _, err := d.readers.DeleteRoom(ctx, ev.Room); err != nil && ctx.Err() == nil {
+		d.log.Warn("cannot purge a deleted room's history", "room", ev.Room, "err", err)
 	}
 }
 

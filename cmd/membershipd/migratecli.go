@@ -157,6 +157,9 @@ func dialControl(name, url, keyPath, ca string) (*nats.Conn, error) {
 	}
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
+		if hint := caHint(err, ca); hint != "" {
+			return nil, fmt.Errorf("connect to %s: %s", redactURL(url), hint)
+		}
 		return nil, fmt.Errorf("connect to %s: %w (is the bus up? --control-key must be the control key of the membershipd serving it)", redactURL(url), err)
 	}
 	// Under --bus-auth off membershipd's NATS admits anyone without its

@@ -65,7 +65,7 @@ func TestBenchTable(t *testing.T) {
 	t.Parallel()
 	bob := newStack(t, testbus.Options{}).seedUser(t, "bob", api.RoleMember)
 	out := bob.must(t, "", "bench", "--msgs", "200", "--size", "64", "--rate", "2000", "--skip", "api", "--rekey-members", "5")
-	for _, want := range []string{"raw NATS", "end to end", "E2E/raw", "P99", "skipped rekey:", "needs an admin", "stays"} {
+	for _, want := range []string{"raw NATS", "end to end", "E2E/raw", "P99", "skipped rekey:", "needs an admin", "deleted the scratch room"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("bench output lacks %q:\n%s", want, out)
 		}

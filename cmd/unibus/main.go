@@ -17,6 +17,8 @@
 //	unibus room add ROOM USER [--json]                    seal the current key to USER
 //	unibus room remove ROOM USER [--json]                 remove USER and rekey in one step
 //	unibus room rekey ROOM [--json]                       start a new epoch
+//	unibus room leave ROOM [--json]                       leave the room; it is rekeyed without you
+//	unibus room delete ROOM [--json]                      delete a room you administer, with all of it
 //	unibus send ROOM [TEXT] [--file PATH] [--json]        send text (argument or stdin) and a file
 //	unibus read ROOM [--last N] [--follow] [--json]       print the history, then live messages
 //	unibus fetch ROOM MSGID [-o PATH] [--force] [--json]  download and decrypt an attachment
@@ -172,6 +174,10 @@ var commands = []*command{
 		define: with(jsonFlag("print the room as JSON")), run: roomRemove},
 	{name: "room rekey", pos: []string{"ROOM"}, flags: "[--json]", help: "start a new epoch with a fresh key",
 		define: with(jsonFlag("print the room as JSON")), run: roomRekey},
+	{name: "room leave", pos: []string{"ROOM"}, flags: "[--json]", help: "leave the room: it is rekeyed without you in the same step",
+		define: with(jsonFlag("print the room as JSON")), run: roomLeave},
+	{name: "room delete", pos: []string{"ROOM"}, flags: "[--json]", help: "delete a room you administer, with its keys, history and files",
+		define: with(jsonFlag("print the deleted room as JSON")), run: roomDelete},
 
 	{name: "send", pos: []string{"ROOM", "[TEXT]"}, flags: "[--file PATH] [--json]", help: "send text (argument or stdin) and maybe a file; prints its id",
 		define: with(fileFlag, jsonFlag("print the message id and room as JSON")), run: send},
@@ -261,9 +267,9 @@ func defaultIdentityPath() string {
 	return filepath.Join(home, ".config", "unibus", "identity.json")
 }
 
-// connect makes an SDK client from the client settings. The caller closes
-// it.
-func (x *invocation) connect() (*client.Client, error) {
+// connect makes an SDK client from the client settings, adjusted by
+// each of adjust. The caller closes it.
+func (x *invocation) connect(adjust ...func(*client.Config)) (*client.Client, error) {
 	id, err := x.loadIdentity()
 	if err != nil {
 		return nil, err
@@ -272,7 +278,11 @@ func (x *invocation) connect() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.New(client.Config{Server: x.opts.server, Identity: id, TLS: tlsConfig, NATSURL: x.opts.nats, PinFile: pinFile(x.opts.identity)})
+	cfg := client.Config{Server: x.opts.server, Identity: id, TLS: tlsConfig, NATSURL: x.opts.nats, PinFile: pinFile(x.opts.identity)}
+	for _, a := range adjust {
+		a(&cfg)
+	}
+	return client.New(cfg)
 }
 
 // pinFile is where the client remembers the keys and room history heads it

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/enmanuel/unibus/pkg/client"
@@ -153,7 +154,14 @@ func read(ctx context.Context, x *invocation, args []string) error {
 	if x.opts.last < 0 {
 		return usagef("--last %d: give 0 (all) or more", x.opts.last)
 	}
-	c, err := x.connect()
+	var link *linkNotices
+	var adjust []func(*client.Config)
+	if x.opts.follow {
+		link = &linkNotices{w: x.stderr}
+		defer link.stop()
+		adjust = append(adjust, func(cfg *client.Config) { cfg.OnDisconnect, cfg.OnReconnect = link.lost, link.back })
+	}
+	c, err := x.connect(adjust...)
 	if err != nil {
 		return err
 	}
@@ -167,6 +175,71 @@ func read(ctx context.Context, x *invocation, args []string) error {
 		_, err := io.WriteString(x.stdout, formatMessage(m)+"\n")
 		return err
 	})
+}
+
+// linkGrace is how long a lost bus connection may take to come back
+// before a follower says it was lost: membershipd closes a user's
+// connections when its rooms change, and the SDK is back at once.
+const linkGrace = time.Second
+
+// linkNotices tells a follower's user on stderr, never on stdout (which
+// with --json carries nothing but messages), that the bus connection was
+// lost, once, and that it is back, once: "connection lost, retrying…",
+// then "connection back". A loss shorter than linkGrace goes unsaid.
+type linkNotices struct {
+	w io.Writer
+
+	mu      sync.Mutex
+	pending *time.Timer // a loss not said yet
+	said    bool        // the loss was said, its end not yet
+	stopped bool
+}
+
+// lost is the SDK's OnDisconnect.
+func (n *linkNotices) lost(err error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.stopped || n.said || n.pending != nil {
+		return
+	}
+	why := ""
+	if err != nil {
+		why = " (" + err.Error() + ")"
+	}
+	n.pending = time.AfterFunc(linkGrace, func() {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if n.pending == nil || n.stopped {
+			return
+		}
+		n.pending, n.said = nil, true
+		fmt.Fprintf(n.w, "unibus: connection lost%s, retrying…\n", why)
+	})
+}
+
+// back is the SDK's OnReconnect.
+func (n *linkNotices) back() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.pending != nil {
+		n.pending.Stop()
+		n.pending = nil
+	}
+	if n.said && !n.stopped {
+		n.said = false
+		fmt.Fprintln(n.w, "unibus: connection back")
+	}
+}
+
+// stop ends the notices: nothing is written after it.
+func (n *linkNotices) stop() {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.stopped = true
+	if n.pending != nil {
+		n.pending.Stop()
+		n.pending = nil
+	}
 }
 
 func fetch(ctx context.Context, x *invocation, args []string) error {

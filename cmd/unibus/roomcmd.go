@@ -153,6 +153,40 @@ func roomRekey(ctx context.Context, x *invocation, args []string) error {
 	return err
 }
 
+func roomLeave(ctx context.Context, x *invocation, args []string) error {
+	c, err := x.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r, err := c.LeaveRoom(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if x.opts.json {
+		return writeJSON(x.stdout, r)
+	}
+	_, err = fmt.Fprintf(x.stdout, "left room %s (%s); rekeyed to epoch %d without you\n", printName(r.Name), r.ID, r.Epoch)
+	return err
+}
+
+func roomDelete(ctx context.Context, x *invocation, args []string) error {
+	c, err := x.connect()
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	r, err := c.DeleteRoom(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	if x.opts.json {
+		return writeJSON(x.stdout, r)
+	}
+	_, err = fmt.Fprintf(x.stdout, "deleted room %s (%s), with its members, keys, history and files\n", printName(r.Name), r.ID)
+	return err
+}
+
 // memberName returns the name of the member of r that user (a name or key)
 // names, or user itself when r does not list it.
 func memberName(r api.Room, user string) string {

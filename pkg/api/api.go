@@ -299,6 +299,10 @@ type RoomEvent struct {
 	// room's members read its member list again, and the next to send
 	// rekeys them out.
 	Revoked []string `json:"revoked,omitempty"`
+	// Deleted says that a room admin deleted the room: Users are its
+	// members then. Their SDKs forget the room and say it was deleted
+	// when they next use it.
+	Deleted bool `json:"deleted,omitempty"`
 }
 
 // ReaderSubjectToken follows the reader's inbox prefix in the subject a

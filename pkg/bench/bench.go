@@ -25,9 +25,9 @@
 // Latency is measured at the receiver against a send time carried in the
 // message; publishers and subscribers run in this process, so one
 // monotonic clock serves both. Every part is bounded by [Options.Timeout].
-// A run leaves its scratch room behind (the API cannot delete a room); it
-// revokes its throwaway users and purges the room's messages where the bus
-// allows it, and says so in [Report.Cleanup].
+// A run deletes its scratch room at the end, with its messages, keys and
+// members, and revokes its throwaway users (users are never deleted), and
+// says so in [Report.Cleanup].
 //
 // # Use
 //

@@ -11,11 +11,22 @@ import (
 	"github.com/enmanuel/unibus/pkg/api"
 )
 
-// cleanup revokes the throwaway users and purges the scratch room's
-// history. It runs even when the run failed or was interrupted.
+// cleanup deletes the scratch room, with its messages, keys and members,
+// and revokes the throwaway users (users are never deleted). It runs even
+// when the run failed or was interrupted. A bus that cannot delete rooms
+// (a membershipd older than room deletion) gets the room's messages
+// purged where it allows it, and keeps the room.
 func (r *run) cleanup(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(r.o.Timeout, cleanupTimeout))
 	defer cancel()
+	if r.rep.Room != "" {
+		if _, err := r.c.DeleteRoom(ctx, r.rep.Room); err != nil {
+			r.warn("cleanup: could not delete the scratch room %s (%s): %v; delete it with `unibus room delete %s`", r.rep.RoomName, r.rep.Room, err, r.rep.Room)
+			r.purgeInstead(ctx)
+		} else {
+			r.rep.Cleanup = append(r.rep.Cleanup, fmt.Sprintf("deleted the scratch room %s (%s), with its messages, keys and members", r.rep.RoomName, r.rep.Room))
+		}
+	}
 	if len(r.created) > 0 {
 		r.say("cleanup: revoking %d throwaway users…", len(r.created))
 		var revoked atomic.Int64
@@ -26,14 +37,17 @@ func (r *run) cleanup(ctx context.Context) {
 			revoked.Add(1)
 			return nil
 		})
-		r.rep.Cleanup = append(r.rep.Cleanup, fmt.Sprintf("revoked %d of %d throwaway users (bench-*)", revoked.Load(), len(r.created)))
+		r.rep.Cleanup = append(r.rep.Cleanup, fmt.Sprintf("revoked %d of %d throwaway users (bench-*): users are never deleted, they stay listed as revoked", revoked.Load(), len(r.created)))
 		if err != nil {
 			r.warn("cleanup: could not revoke every throwaway user: %v; revoke the rest with `unibus user revoke USER`", err)
 		}
 	}
-	if r.rep.Room == "" {
-		return
-	}
+}
+
+// purgeInstead purges the scratch room's messages from the history
+// stream where the bus lets the user, for a room that could not be
+// deleted.
+func (r *run) purgeInstead(ctx context.Context) {
 	switch {
 	case r.skips(PartE2E):
 	case r.info.AuthMode == "enforce":
@@ -47,7 +61,7 @@ func (r *run) cleanup(ctx context.Context) {
 			r.rep.Cleanup = append(r.rep.Cleanup, fmt.Sprintf("purged the scratch room's messages from the %s stream", api.HistoryStream))
 		}
 	}
-	r.rep.Cleanup = append(r.rep.Cleanup, fmt.Sprintf("the scratch room %s (%s) stays: the API has no way to delete a room", r.rep.RoomName, r.rep.Room))
+	r.rep.Cleanup = append(r.rep.Cleanup, fmt.Sprintf("the scratch room %s (%s) stays", r.rep.RoomName, r.rep.Room))
 }
 
 // purge removes the room's messages from the history stream. A bus that

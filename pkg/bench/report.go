@@ -25,7 +25,7 @@ type Report struct {
 	Pub      int    `json:"pub"`
 	Sub      int    `json:"sub"`
 	Rate     int    `json:"rate"`
-	// Room is the scratch room: it stays, the API has no way to delete it.
+	// Room is the scratch room, deleted at the end of the run.
 	Room     string `json:"room,omitempty"`
 	RoomName string `json:"room_name,omitempty"`
 

@@ -74,9 +74,12 @@ func TestRun(t *testing.T) {
 		t.Fatalf("Run: Room = %q; want the scratch room's id", rep.Room)
 	}
 
-	// Clean-up: the throwaway users are revoked and the room's history
-	// purged; only alice is still active.
+	// Clean-up: the scratch room is deleted, its history purged, and the
+	// throwaway users are revoked; only alice is still active.
 	ctx := context.Background()
+	if _, err := bus.Store.GetRoom(ctx, rep.Room); !api.IsCode(err, api.CodeNotFound) {
+		t.Errorf("the scratch room after the bench: %v; want it deleted", err)
+	}
 	users, err := bus.Store.ListUsers(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -126,8 +129,8 @@ func TestRunAsMember(t *testing.T) {
 	if why := rep.Skipped["rekey"]; rep.Rekey != nil || !strings.Contains(why, "needs an admin") {
 		t.Errorf("Run: Rekey %v, skipped %q; want the rekey skipped because it needs an admin", rep.Rekey, why)
 	}
-	if last := rep.Cleanup[len(rep.Cleanup)-1]; !strings.Contains(last, "stays") {
-		t.Errorf("Run: Cleanup ends with %q; want the scratch room said to stay", last)
+	if first := rep.Cleanup[0]; !strings.Contains(first, "deleted the scratch room "+rep.RoomName) {
+		t.Errorf("Run: Cleanup starts with %q; want the scratch room said deleted", first)
 	}
 	for _, want := range []string{"unibus bench: raw NATS: 200 messages of 64 bytes", "unibus bench: end to end: 200 messages"} {
 		if !strings.Contains(progress.String(), want) {

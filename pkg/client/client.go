@@ -82,6 +82,16 @@ type Config struct {
 	// across runs (like SSH's known_hosts). Empty keeps them in memory for
 	// the client's lifetime only.
 	PinFile string
+	// OnDisconnect, when set, is called when the NATS connection is lost,
+	// with why (nil if not known); the client goes on trying to reconnect,
+	// and a followed read resumes where it was. OnReconnect, when set, is
+	// called once the connection is back. Neither is called when the
+	// client closes. They run on the NATS client's callback goroutine and
+	// must not block. membershipd closes a user's connections when its
+	// rooms change, so a loss that OnReconnect follows within a moment is
+	// routine.
+	OnDisconnect func(err error)
+	OnReconnect  func()
 }
 
 // Client is a connection to a unibus deployment as one user.
@@ -229,14 +239,6 @@ func (c *Client) newRequest(ctx context.Context, method, path string, query url.
 	return req, nil
 }
 
-func (c *Client) transportError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) && ue.Err != nil && (errors.Is(ue.Err, context.Canceled) || errors.Is(ue.Err, context.DeadlineExceeded)) {
-		return ue.Err
-	}
-	return fmt.Errorf("cannot reach membershipd at %s: %w (is it running? set --server or UNIBUS_SERVER)", c.base, err)
-}
-
 // checkResponse turns a non-2xx answer into an *api.Error.
 func checkResponse(resp *http.Response) error {
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
@@ -249,6 +251,9 @@ func checkResponse(resp *http.Response) error {
 			e.Code = api.CodeForStatus(resp.StatusCode)
 		}
 		return &e
+	}
+	if err := notTheAPI(resp, b); err != nil {
+		return err
 	}
 	return api.Errorf(api.CodeForStatus(resp.StatusCode), "server answered %s", resp.Status)
 }
@@ -284,6 +289,17 @@ func (c *Client) connectNATS(ctx context.Context) error {
 			nats.CustomInboxPrefix(subjects.InboxPrefix(c.id.UserKey())),
 			nats.MaxReconnects(-1),
 			nats.ReconnectWait(250 * time.Millisecond),
+			nats.DisconnectErrHandler(func(nc *nats.Conn, err error) {
+				// Called on Close too, which is no loss.
+				if c.cfg.OnDisconnect != nil && !nc.IsClosed() && !nc.IsDraining() {
+					c.cfg.OnDisconnect(err)
+				}
+			}),
+			nats.ReconnectHandler(func(*nats.Conn) {
+				if c.cfg.OnReconnect != nil {
+					c.cfg.OnReconnect()
+				}
+			}),
 		}
 		if info.AuthMode == "enforce" {
 			// Only an enforcing bus authenticates NATS connections; the
@@ -305,7 +321,7 @@ func (c *Client) connectNATS(ctx context.Context) error {
 			time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
 		}
 		if err != nil {
-			c.natsErr = fmt.Errorf("connect to NATS at %s: %w (pass --nats URL if the advertised one is not reachable from here)", natsURL, err)
+			c.natsErr = c.natsConnectError(ctx, natsURL, err)
 			return
 		}
 		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(MaxInFlight))

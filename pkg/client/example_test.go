@@ -94,3 +94,36 @@ func ExampleClient_RemoveMember() {
 	fmt.Printf("epoch %d, %d member(s), history at statement %d\n", r.Epoch, len(v.Members), v.HeadSeq)
 	// Output: epoch 2, 1 member(s), history at statement 3
 }
+
+// A member leaves a room, and its admin deletes it for everyone: its
+// members, keys, history and files.
+func ExampleClient_DeleteRoom() {
+	ctx := context.Background()
+	aliceID, _ := identity.Generate("alice", nil)
+	bobID, _ := identity.Generate("bob", nil)
+	bus, stop := exampleBus(aliceID)
+	defer stop()
+	alice, _ := client.New(client.Config{Server: bus.HTTP.URL, Identity: aliceID})
+	defer alice.Close()
+	bob, _ := client.New(client.Config{Server: bus.HTTP.URL, Identity: bobID})
+	defer bob.Close()
+	alice.AddUser(ctx, bobID.Public().Token(), false)
+	room, _ := alice.CreateRoom(ctx, "ops", false)
+	alice.AddMember(ctx, room.ID, "bob")
+
+	left, err := bob.LeaveRoom(ctx, room.ID)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Printf("bob left; the room is at epoch %d\n", left.Epoch)
+	if _, err := alice.DeleteRoom(ctx, room.ID); err != nil {
+		fmt.Println(err)
+		return
+	}
+	rooms, _ := alice.Rooms(ctx)
+	fmt.Printf("alice has %d room(s)\n", len(rooms))
+	// Output:
+	// bob left; the room is at epoch 2
+	// alice has 0 room(s)
+}

@@ -93,17 +93,18 @@ func (c *Client) sealMessage(ctx context.Context, id string, msg Message, scratc
 	if err != nil {
 		return nil, "", err
 	}
-	if len(snap.revoked()) > 0 {
-		// A revoked user still holds the current key: rekey it out first,
-		// so that it cannot read this message even with what it kept.
+	if snap.mustRekey() {
+		// A revoked user still holds the current key, and a member that
+		// left made it: rekey first, so that neither can read this
+		// message even with what it kept.
 		if _, err := c.rekey(ctx, snap, nil); err != nil && !api.IsCode(err, api.CodeConflict) {
-			return nil, "", fmt.Errorf("rekey room %s to remove revoked members before sending: %w", id, err)
+			return nil, "", fmt.Errorf("rekey room %s to shut out revoked or departed members before sending: %w", id, err)
 		}
 		if snap, err = c.refreshRoom(ctx, id); err != nil {
 			return nil, "", err
 		}
-		if len(snap.revoked()) > 0 {
-			return nil, "", fmt.Errorf("room %s still has revoked members after a rekey: try again", id)
+		if snap.mustRekey() {
+			return nil, "", fmt.Errorf("room %s still has revoked members, or a key made by a member that left, after a rekey: try again", id)
 		}
 	}
 	var buf []byte
@@ -282,6 +283,7 @@ func (c *Client) Read(ctx context.Context, roomRef string, opts ReadOptions, fn 
 		return err
 	}
 	defer r.close()
+	r.retry = opts.Follow
 	if r.info.LastSeq == 0 && !opts.Follow {
 		return nil
 	}

@@ -56,6 +56,10 @@ type reader struct {
 	// again; cons the consumer sequence of the last message received.
 	next uint64
 	cons uint64
+	// retry keeps a followed read going through an outage: a reader that
+	// cannot be opened again for want of an answer is asked for again,
+	// until the context ends.
+	retry bool
 }
 
 // openReader opens a reader of room from stream sequence start (0: the
@@ -104,12 +108,31 @@ func (r *reader) close() {
 }
 
 // reopen replaces the reader with one from the message after the last
-// one delivered.
+// one delivered. A followed read whose server does not answer, or says
+// to come back later, asks again, each time a little later (at most
+// reopenMaxWait), until it answers or ctx ends.
 func (r *reader) reopen(ctx context.Context, why string) error {
 	r.c.log.Debug("history reader lost; opening another", "room", r.room, "from", r.next, "why", why)
 	r.close()
-	return r.open(ctx)
+	for wait := reopenFirstWait; ; wait = min(2*wait, reopenMaxWait) {
+		err := r.open(ctx)
+		if err == nil || !r.retry || !transient(err) {
+			return err
+		}
+		r.c.log.Debug("cannot open a history reader; trying again", "room", r.room, "in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
+
+// The waits between attempts to open a reader again during an outage.
+const (
+	reopenFirstWait = 250 * time.Millisecond
+	reopenMaxWait   = 5 * time.Second
+)
 
 // readerMsg is one message of the room, with its stream sequence and how
 // many of the room's messages the reader had yet to deliver after it.
@@ -130,6 +153,11 @@ func (r *reader) nextMsg(ctx context.Context) (readerMsg, error) {
 		if err != nil {
 			if ctx.Err() != nil {
 				return readerMsg{}, ctx.Err()
+			}
+			if errors.Is(err, context.DeadlineExceeded) && !r.c.nc.IsConnected() && !r.c.nc.IsClosed() {
+				// Silent because the connection is down: the reader
+				// resumes when it is back, or is replaced then.
+				continue
 			}
 			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrSlowConsumer) {
 				if err := r.reopen(ctx, err.Error()); err != nil {
@@ -199,9 +227,13 @@ func (r *reader) answer(subject string) error {
 }
 
 // lostAccess turns the API's refusal to open a reader into what happened:
-// the caller left the room or was removed ([ErrRemoved]), or its user was
-// revoked ([ErrRevoked]); other errors as they are.
+// the caller left the room or was removed ([ErrRemoved]), the room was
+// deleted ([ErrRoomDeleted], when membershipd announced it), or its user
+// was revoked ([ErrRevoked]); other errors as they are.
 func (c *Client) lostAccess(room string, err error) error {
+	if gone := c.roomGone(room, err); gone != err {
+		return gone
+	}
 	switch {
 	case api.IsCode(err, api.CodeNotFound):
 		return fmt.Errorf("you were removed from room %s (or it is gone): %w: ask a member to add you again", room, ErrRemoved)

@@ -298,7 +298,9 @@ func (c *Client) AddMembers(ctx context.Context, roomRef string, users []string)
 		if me, _ := chain.Member(c.id.UserKey()); me.Role != roomchain.RoleAdmin {
 			return api.Room{}, api.Errorf(api.CodeForbidden, "only room admins add members, and you are not one in room %s", id)
 		}
-		rekey := false
+		// A former member rekeys the room, and so does a key made by a
+		// member that left (it knows the key).
+		rekey := snap.room.Encrypted && chain.LeftBy != ""
 		for _, m := range added {
 			rekey = rekey || chain.Former(m.User)
 		}
@@ -376,6 +378,71 @@ func (c *Client) RemoveMember(ctx context.Context, roomRef, user string) (api.Ro
 		return api.Room{}, api.Errorf(api.CodeNotFound, "%s is not a member of room %s: see `unibus room show %s`", user, id, id)
 	}
 	return c.rekey(ctx, snap, []string{key})
+}
+
+// LeaveRoom takes the caller out of the room: a removal of itself, which
+// any member may sign, made in one request with the rekey that seals a
+// fresh key to every member that remains, so that the caller holds no key
+// of what is sent after it. Revoked members go first, in a rekey of their
+// own, unless the caller is a room admin (whose removal takes them along).
+// The room's last member cannot leave it: it deletes it ([Client.DeleteRoom]).
+func (c *Client) LeaveRoom(ctx context.Context, roomRef string) (api.Room, error) {
+	id, err := c.ResolveRoom(ctx, roomRef)
+	if err != nil {
+		return api.Room{}, err
+	}
+	snap, err := c.readRoom(ctx, id)
+	if err != nil {
+		return api.Room{}, err
+	}
+	self := c.id.UserKey()
+	me, ok := snap.chain.Member(self)
+	if !ok {
+		return api.Room{}, api.Errorf(api.CodeNotFound, "you are not a member of room %s: see `unibus room list`", id)
+	}
+	revoked := snap.revoked()
+	others := 0
+	for _, m := range snap.chain.Members {
+		if m.User != self && !revoked[m.User] {
+			others++
+		}
+	}
+	if others == 0 {
+		return api.Room{}, api.Errorf(api.CodeInvalid, "you are the last member of room %s: a room keeps at least one member; delete it instead with `unibus room delete %s`", id, id)
+	}
+	if len(revoked) > 0 && me.Role != roomchain.RoleAdmin {
+		// A member's own removal names itself alone.
+		if _, err := c.rekey(ctx, snap, nil); err != nil {
+			return api.Room{}, err
+		}
+		if snap, err = c.readRoom(ctx, id); err != nil {
+			return api.Room{}, err
+		}
+	}
+	r, err := c.rekey(ctx, snap, []string{self})
+	if err != nil {
+		return api.Room{}, err
+	}
+	c.forgetRoom(id, false)
+	return r, nil
+}
+
+// DeleteRoom deletes a room for every member: the room, its members, its
+// sealed keys, its membership history, its messages and its files. Only a
+// room admin may, or the room's last member (membershipd checks it). It
+// returns the room as it was. Members' clients learn of it from the
+// room's event, and their reads of it end.
+func (c *Client) DeleteRoom(ctx context.Context, roomRef string) (api.Room, error) {
+	id, err := c.ResolveRoom(ctx, roomRef)
+	if err != nil {
+		return api.Room{}, err
+	}
+	var r api.Room
+	if err := c.do(ctx, http.MethodDelete, "/v1/rooms/"+id, nil, nil, &r); err != nil {
+		return api.Room{}, err
+	}
+	c.forgetRoom(id, true)
+	return r, nil
 }
 
 // Rekey starts a new epoch of the room with a fresh key sealed to every

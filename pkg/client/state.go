@@ -69,6 +69,13 @@ func (s *roomSnapshot) revoked() map[string]bool {
 	return s.revokedSet
 }
 
+// mustRekey reports whether the room's current epoch may not be used
+// before a rekey: a revoked member holds its key, or (encrypted) a member
+// that left made it (roomchain.State.LeftBy).
+func (s *roomSnapshot) mustRekey() bool {
+	return len(s.revoked()) > 0 || s.room.Encrypted && s.chain.LeftBy != ""
+}
+
 // senderAt returns the verified member record of the sender of a message
 // at epoch e, with its key ready to verify.
 func (s *roomSnapshot) senderAt(pk [32]byte, epoch uint64) (roomchain.Member, senderKey, bool) {
@@ -91,8 +98,11 @@ type roomState struct {
 	// listMembers asks the next refresh to read the server's member list
 	// (a member was revoked).
 	listMembers atomic.Bool
-	refreshMu   sync.Mutex
-	sub         *nats.Subscription
+	// deleted is set when membershipd announced the room's deletion: the
+	// room's refusals then say so.
+	deleted   atomic.Bool
+	refreshMu sync.Mutex
+	sub       *nats.Subscription
 }
 
 func (c *Client) roomState(id string) *roomState {
@@ -186,7 +196,7 @@ func (c *Client) refreshRoom(ctx context.Context, id string) (*roomSnapshot, err
 			q = url.Values{"members": {"none"}}
 		}
 		if err := c.do(ctx, http.MethodGet, "/v1/rooms/"+id, q, nil, &room); err != nil {
-			return nil, err
+			return nil, c.roomGone(id, err)
 		}
 		if room.HeadSeq < before {
 			return nil, &HistoryError{Room: id, Err: fmt.Errorf("the server's history ends at statement %d, but statement %d was verified before: it was rolled back", room.HeadSeq, before)}
@@ -431,6 +441,41 @@ func (c *Client) openSealed(room string, chain *roomchain.State, k api.SealedKey
 	return pair.Open(k.SealedKey, sc)
 }
 
+// forgetRoom drops what the client holds of a room it left or deleted:
+// its state and its subscription to the room's events. The room's pinned
+// history head stays, so that a room served again later must extend it.
+func (c *Client) forgetRoom(id string, deleted bool) {
+	st := c.roomState(id)
+	st.refreshMu.Lock()
+	defer st.refreshMu.Unlock()
+	if st.sub != nil {
+		st.sub.Unsubscribe()
+		st.sub = nil
+	}
+	st.snap.Store(nil)
+	st.stale.Store(true)
+	st.deleted.Store(deleted)
+}
+
+// ErrRoomDeleted ends what a client was doing in a room that a room admin
+// deleted.
+var ErrRoomDeleted = errors.New("room deleted")
+
+// roomGone words a not_found of room id as its deletion when membershipd
+// announced one; any other error is returned as it is.
+func (c *Client) roomGone(id string, err error) error {
+	if !api.IsCode(err, api.CodeNotFound) {
+		return err
+	}
+	c.mu.Lock()
+	st := c.rooms[id]
+	c.mu.Unlock()
+	if st == nil || !st.deleted.Load() {
+		return err
+	}
+	return fmt.Errorf("room %s was deleted by a room admin, with its messages, keys and files: %w", id, ErrRoomDeleted)
+}
+
 // watchRoom subscribes once to the room's change announcements, when a
 // NATS connection exists, so the next send or receive refreshes first.
 func (c *Client) watchRoom(id string, st *roomState) {
@@ -440,6 +485,13 @@ func (c *Client) watchRoom(id string, st *roomState) {
 	sub, err := c.nc.Subscribe(api.RoomEventSubject(id), func(m *nats.Msg) {
 		var ev api.RoomEvent
 		if json.Unmarshal(m.Data, &ev) != nil || ev.Room != id {
+			return
+		}
+		if ev.Deleted {
+			// A hint like any event: it only words the refusals the
+			// server makes from now on.
+			st.deleted.Store(true)
+			st.stale.Store(true)
 			return
 		}
 		if len(ev.Revoked) > 0 {

@@ -36,7 +36,9 @@
 //   - remove: next epoch, removes one or more members, adds none, leaves at
 //     least one; the actor is an admin, removes only itself, or removes
 //     users the server revoked (Reason "revoked": the server checks they
-//     are);
+//     are). A member that removes itself (leaves) seals the new epoch's
+//     key, so it knows it: [State.LeftBy] names it, and the members rekey
+//     before they use that epoch;
 //   - rekey: next epoch, adds and removes no one; any member may rekey;
 //   - Admins is exactly S's admins, plus the users added as admins, minus
 //     the users removed ([State.AdminsAfter]). It may become empty (the
@@ -252,6 +254,11 @@ type State struct {
 	Epoch     uint64
 	Members   []Member // sorted by user key
 	Admins    []string // user keys of the room admins, sorted
+	// LeftBy is the user key of the member whose removal of itself (a
+	// member leaving) began the current epoch, "" otherwise. That member
+	// sealed the epoch's key to those it left, and so knows it: clients
+	// take no key from it, and rekey before they use the epoch.
+	LeftBy string `json:",omitempty"`
 	// spans records, per user key, the epochs each membership covered.
 	spans map[string][]Span
 }
@@ -528,6 +535,9 @@ func (s *State) apply(room string, sig Signed, st Statement) (*State, error) {
 	// What the statement does not change is shared with s, not copied.
 	next := &State{Room: s.Room, Name: s.Name, Encrypted: s.Encrypted, Creator: s.Creator, Seq: st.Seq, Head: sig.HashHex(), Epoch: st.Epoch,
 		Members: s.Members, Admins: admins, spans: s.spans}
+	if st.Epoch == s.Epoch {
+		next.LeftBy = s.LeftBy // a plain add keeps the epoch, and its key
+	}
 	switch st.Kind {
 	case KindAdd:
 		next.Members = merge(s.Members, st.Add)
@@ -537,6 +547,9 @@ func (s *State) apply(room string, sig Signed, st Statement) (*State, error) {
 		}
 	case KindRemove:
 		next.Members = without(s.Members, st.Remove)
+		if slices.Contains(st.Remove, st.Actor) {
+			next.LeftBy = st.Actor
+		}
 		next.spans = cloneSpans(s.spans)
 		for _, u := range st.Remove {
 			// A state from Resume has no spans: nothing to close.

@@ -19,6 +19,9 @@ type Readers interface {
 	// CloseFor deletes every reader of user in room, or in every room
 	// when room is empty.
 	CloseFor(ctx context.Context, user, room string) (int, error)
+	// DeleteRoom deletes every reader of room and purges its messages
+	// from the history: the room was deleted.
+	DeleteRoom(ctx context.Context, room string) (int, error)
 }
 
 // openReader is POST /v1/rooms/{room}/readers.

@@ -42,6 +42,8 @@ const SignatureWindow = 5 * time.Minute
 type Blobs interface {
 	Put(ctx context.Context, r io.Reader, maxBytes int64, wantSHA256 string) (id string, size int64, err error)
 	Open(ctx context.Context, id string) (io.ReadCloser, int64, error)
+	// Delete removes a blob of a deleted room.
+	Delete(ctx context.Context, id string) error
 }
 
 // Publisher is what the server needs of a NATS connection to announce room
@@ -98,6 +100,7 @@ type Server struct {
 	mode       AuthMode
 	mux        *http.ServeMux
 	unverified atomic.Int64 // JSON bodies being read
+	admins     adminHint    // whether the bus has an admin yet
 }
 
 // NewServer returns the API over store and blobs with the given auth mode.
@@ -114,6 +117,7 @@ func NewServer(st store.Store, blobs Blobs, mode AuthMode) *Server {
 	mux.Handle("GET /v1/rooms", s.json(0, s.listRooms))
 	mux.Handle("POST /v1/rooms", s.json(api.MaxJSONBody, s.createRoom))
 	mux.Handle("GET /v1/rooms/{room}", s.json(0, s.getRoom))
+	mux.Handle("DELETE /v1/rooms/{room}", s.json(0, s.deleteRoom))
 	mux.Handle("GET /v1/rooms/{room}/members", s.json(0, s.listMembers))
 	mux.Handle("POST /v1/rooms/{room}/members", s.json(api.MaxRekeyBody, s.addMembers))
 	mux.Handle("POST /v1/rooms/{room}/rekey", s.json(api.MaxRekeyBody, s.rekey))
@@ -311,7 +315,7 @@ func (s *Server) authenticate(r *http.Request) (*call, error) {
 		return nil, err
 	}
 	if err != nil || u.User != sig.User { // GetUser also matches names; a signature names a key
-		return nil, api.Errorf(api.CodeUnauthorized, "unknown user key %s: ask an admin to add you with `unibus user add TOKEN`", sig.User)
+		return nil, s.unknownUser(r.Context(), sig.User)
 	}
 	if !u.Active() {
 		return nil, api.Errorf(api.CodeRevoked, "user %s is revoked: ask an admin", u.Name)

@@ -38,6 +38,13 @@
 // race gets conflict and purges its own data; a crash leaves it for
 // Sweep.
 //
+// Deleting a room purges its document, checked against the revision the
+// deletion read (a change committed meanwhile makes it conflict): the
+// commit point, after which the room is gone for every reader and every
+// node's cache. Its data (t., k., s. keys) and blob records are purged
+// after it; the data a failure there leaves is named by no document, and
+// Sweep collects it.
+//
 // Creating a user writes two keys, the user and its name, in one atomic
 // batch publish (nats-server 2.12 and later), each with an expected last
 // subject sequence of 0, so that the key and the name are both unique and

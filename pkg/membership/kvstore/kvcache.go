@@ -41,6 +41,9 @@ type kvCache struct {
 
 	rooms    map[string]*roomEntry      // by room id
 	memberOf map[string]map[string]bool // user key → rooms it is a current member of
+	// gone holds, by room id, the revision at which a deleted room was
+	// dropped: no document of that revision or older comes back.
+	gone map[string]uint64
 
 	stopped bool // the watches ended
 }
@@ -67,6 +70,7 @@ func newKVCache(s *jetstreamStore) *kvCache {
 		names:    map[string][]string{},
 		rooms:    map[string]*roomEntry{},
 		memberOf: map[string]map[string]bool{},
+		gone:     map[string]uint64{},
 	}
 	c.cond = sync.NewCond(&c.mu)
 	return c
@@ -370,6 +374,8 @@ func (c *kvCache) wait(ctx context.Context, cond func() bool) error {
 
 func (c *kvCache) applyRoom(ctx context.Context, e jetstream.KeyValueEntry) {
 	if e.Operation() != jetstream.KeyValuePut {
+		// A deleted room (DeleteRoom purges its document).
+		c.dropRoom(e.Key(), e.Revision())
 		return
 	}
 	var doc roomDoc
@@ -405,7 +411,7 @@ func (c *kvCache) putRoom(rev uint64, doc roomDoc, state *roomState) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	old := c.rooms[doc.ID]
-	if old != nil && old.rev >= rev {
+	if old != nil && old.rev >= rev || rev <= c.gone[doc.ID] {
 		return
 	}
 	doc.State = nil
@@ -434,6 +440,32 @@ func (c *kvCache) putRoom(rev uint64, doc roomDoc, state *roomState) {
 		e.state, e.stateRev = state, rev
 	}
 	c.rooms[doc.ID] = e
+}
+
+// dropRoom forgets room id, deleted at revision rev (or after it), and
+// every membership of it, unless the cache holds a newer revision of it.
+func (c *kvCache) dropRoom(id string, rev uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rev <= c.gone[id] {
+		return
+	}
+	e := c.rooms[id]
+	if e != nil && e.rev > rev {
+		return
+	}
+	c.gone[id] = rev
+	if e == nil {
+		return
+	}
+	if e.state != nil {
+		for _, sp := range e.state.Spans {
+			if sp.Until == 0 {
+				delete(c.memberOf[sp.User], id)
+			}
+		}
+	}
+	delete(c.rooms, id)
 }
 
 // room returns the cached room id: its document, and its state if that

@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/membership/store"
 	"github.com/enmanuel/unibus/pkg/roomchain"
@@ -670,4 +672,92 @@ func (s *jetstreamStore) Statements(ctx context.Context, room string, after uint
 		return nil, s.fail("list statements", err)
 	}
 	return sts, nil
+}
+
+// DeleteRoom removes room. It reads the room from the leader, checks by
+// ([store.CheckDelete]) and lists the room's blob records, then purges
+// the room document, checked against the revision read: the commit point
+// (conflict if a change committed meanwhile). After it, best effort, it
+// purges the room's data (statements, keys, large states) and blob
+// records; data it leaves is named by no document, and Sweep collects it.
+func (s *jetstreamStore) DeleteRoom(ctx context.Context, room, by string) (store.Deleted, error) {
+	ctx, cancel := withTimeout(ctx)
+	defer cancel()
+	v, err := s.readRoom(ctx, room)
+	if err != nil {
+		return store.Deleted{}, err
+	}
+	members := v.state.current()
+	var head *roomchain.Signed
+	if v.doc.HeadSeq > 0 {
+		if head, err = s.headOf(ctx, v, "delete room"); err != nil {
+			return store.Deleted{}, err
+		}
+	}
+	if err := store.CheckDelete(v.doc.room(), head, members, by); err != nil {
+		return store.Deleted{}, s.fail("delete room", err)
+	}
+	blobs, err := s.roomBlobs(ctx, room)
+	if err != nil {
+		return store.Deleted{}, s.fail("delete room", err)
+	}
+	if err := s.step("delete"); err != nil {
+		return store.Deleted{}, err
+	}
+	if err := s.rooms.Purge(ctx, room, jetstream.LastRevision(v.rev)); err != nil {
+		if isWrongLastSeq(err) {
+			return store.Deleted{}, api.Errorf(api.CodeConflict, "room %s changed while it was being deleted: fetch the room and try again", room)
+		}
+		return store.Deleted{}, s.fail("delete room", err)
+	}
+	s.cache.dropRoom(room, v.rev)
+	if err := s.purgeData(ctx, "*."+room); err != nil {
+		s.log.Warn("kv store: purge of a deleted room's data failed; Sweep removes it", "room", room, "err", err)
+	}
+	if err := s.purgeBlobRecords(ctx, room); err != nil {
+		s.log.Warn("kv store: purge of a deleted room's blob records failed", "room", room, "err", err)
+	}
+	return store.Deleted{Room: v.doc.room(), Members: members, Blobs: blobs}, nil
+}
+
+// roomBlobs returns the ids of the blobs recorded for room and for no
+// other room, sorted: one pass over the keys of the blobs bucket.
+func (s *jetstreamStore) roomBlobs(ctx context.Context, room string) ([]string, error) {
+	mine, elsewhere := map[string]bool{}, map[string]bool{}
+	err := s.readAll(ctx, s.blobs, nil, func(e jetstream.KeyValueEntry) error {
+		r, id, ok := strings.Cut(e.Key(), ".")
+		if !ok {
+			return nil
+		}
+		if id, ok = fromKVToken(id); !ok {
+			return nil
+		}
+		if r == kvToken(room) {
+			mine[id] = true
+		} else {
+			elsewhere[id] = true
+		}
+		return nil
+	}, jetstream.MetaOnly())
+	if err != nil {
+		return nil, err
+	}
+	ids := []string{}
+	for id := range mine {
+		if !elsewhere[id] {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	return ids, nil
+}
+
+// purgeBlobRecords removes, without leaving markers, the blob records of
+// room.
+func (s *jetstreamStore) purgeBlobRecords(ctx context.Context, room string) error {
+	st, err := s.js.Stream(ctx, "KV_"+s.buckets.blobs)
+	if err != nil {
+		return err
+	}
+	return st.Purge(ctx, jetstream.WithPurgeSubject(subject(s.buckets.blobs, kvToken(room)+".>")))
 }

@@ -25,7 +25,9 @@
 //   - carries its owner and room in its metadata.
 //
 // When a member is removed from a room, leaves it, or is revoked, its
-// readers are deleted ([Manager.CloseFor]) by the node that made the change,
+// readers are deleted ([Manager.CloseFor]) by the node that made the change
+// (for a deleted room, every reader of it and its messages in the history
+// stream: [Manager.DeleteRoom]),
 // and every node also deletes, at every [Manager.Sweep], any reader whose
 // owner is no longer an active member of its room: a change made behind the
 // API's back (the host CLI, another node) closes readers within one sweep.
@@ -247,6 +249,41 @@ func (m *Manager) CloseFor(ctx context.Context, user, room string) (int, error) 
 		m.closed(ClosedRemoved, n)
 	}
 	return n, m.fail("close history readers", err)
+}
+
+// DeleteRoom ends room's history, for a room deleted from the store:
+// every reader of it, whoever holds it, is deleted, then its messages are
+// purged from the history stream. It returns how many readers it deleted.
+// Running it again is harmless: a message published to the room after
+// the purge (by a member whose connection still had the room) is purged
+// by the next run.
+func (m *Manager) DeleteRoom(ctx context.Context, room string) (int, error) {
+	if !api.ValidRoomID(room) {
+		return 0, api.Errorf(api.CodeInvalid, "invalid room id %q: check it with `unibus room list`", room)
+	}
+	n := 0
+	err := m.each(ctx, func(name, _, r string) error {
+		if r != room {
+			return nil
+		}
+		if err := m.delete(ctx, name); err != nil {
+			return err
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		return n, m.fail("close the readers of a deleted room", err)
+	}
+	st, err := m.cfg.JS.Stream(ctx, m.cfg.Stream)
+	if err != nil {
+		return n, m.fail("purge a deleted room's history", err)
+	}
+	if err := st.Purge(ctx, jetstream.WithPurgeSubject(api.RoomSubject(room))); err != nil {
+		return n, m.fail("purge a deleted room's history", err)
+	}
+	m.log.Info("deleted a room's history", "room", room, "readers", n)
+	return n, nil
 }
 
 // Sweep deletes every reader whose owner is no longer an active member of

@@ -926,6 +926,52 @@ func (s *sqliteStore) Statements(ctx context.Context, room string, after uint64)
 	return sts, nil
 }
 
+// DeleteRoom removes room and every row of it in one BEGIN IMMEDIATE
+// transaction, children first (the foreign keys have no cascade): sealed
+// keys, members, statements, blob records, the room. The blob ids it
+// returns are those no other room records, found with one EXCEPT over the
+// blobs table (no index by id alone: a deletion is rare).
+func (s *sqliteStore) DeleteRoom(ctx context.Context, room, by string) (store.Deleted, error) {
+	var d store.Deleted
+	err := s.write(ctx, "delete room", func(tx *sql.Tx) error {
+		r, err := s.getRoom(ctx, tx, room)
+		if err != nil {
+			return err
+		}
+		members, err := queryAll(ctx, s, tx, "delete room", `SELECT user_key FROM members WHERE room = ? AND until IS NULL ORDER BY user_key`, scanKey, room)
+		if err != nil {
+			return err
+		}
+		var head *roomchain.Signed
+		if r.HeadSeq > 0 {
+			if head, err = s.headOf(ctx, tx, r, "delete room"); err != nil {
+				return err
+			}
+		}
+		if err := store.CheckDelete(r, head, members, by); err != nil {
+			return s.fail("delete room", err)
+		}
+		blobs, err := queryAll(ctx, s, tx, "delete room", `SELECT id FROM blobs WHERE room = ?1 EXCEPT SELECT id FROM blobs WHERE room <> ?1 ORDER BY 1`, scanKey, room)
+		if err != nil {
+			return err
+		}
+		for _, table := range []string{"sealed_keys", "members", "statements", "blobs"} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE room = ?`, room); err != nil {
+				return s.fail("delete room", err)
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM rooms WHERE id = ?`, room); err != nil {
+			return s.fail("delete room", err)
+		}
+		d = store.Deleted{Room: r, Members: members, Blobs: blobs}
+		return nil
+	})
+	if err != nil {
+		return store.Deleted{}, err
+	}
+	return d, nil
+}
+
 // ---- blobs ----
 
 // AddBlob records that blob b belongs to room b.Room. Recording it again

@@ -7,7 +7,8 @@
 //
 // [Store] keeps the users, rooms, members, the sealed keys of every epoch
 // and each room's signed membership history. [Add] and [Rekey] are its
-// atomic membership changes. [Snapshot] is a backend-agnostic dump of the
+// atomic membership changes; [Store.DeleteRoom] removes a room and all of
+// it ([CheckDelete] says who may). [Snapshot] is a backend-agnostic dump of the
 // whole state, read by a backend that is a [SnapshotExporter].
 //
 // # The rules

@@ -80,6 +80,16 @@ type Store interface {
 	// Statements returns the room's membership history after sequence
 	// number after (0: all of it), in order, exactly as stored.
 	Statements(ctx context.Context, room string, after uint64) ([]roomchain.Signed, error)
+	// DeleteRoom removes room and everything the store keeps of it, in
+	// one atomic change: the room, its members current and former, the
+	// sealed keys of every epoch, its membership history and its blob
+	// records. by is the user asking: a current member (not_found
+	// otherwise, as for a room that does not exist) who is a room admin by
+	// the room's history, or its only member (forbidden otherwise; see
+	// [CheckDelete]). It returns what was removed; the caller deletes the
+	// blobs it names from the blob store and the room's messages from the
+	// history. not_found if the room is unknown.
+	DeleteRoom(ctx context.Context, room, by string) (Deleted, error)
 
 	// AddBlob records that blob b belongs to room b.Room (idempotent).
 	AddBlob(ctx context.Context, b api.Blob) error
@@ -160,6 +170,19 @@ type Rekey struct {
 	Remove    []string // user keys
 	Keys      []api.SealedKey
 	Statement roomchain.Signed
+}
+
+// Deleted is what [Store.DeleteRoom] removed.
+type Deleted struct {
+	// Room is the room as it was, without members.
+	Room api.Room
+	// Members are the user keys of its members when it was deleted,
+	// sorted.
+	Members []string
+	// Blobs are the ids of its blobs that no other room records: the
+	// caller deletes them from the blob store. A blob uploaded to another
+	// room too (the same bytes) stays for that room.
+	Blobs []string
 }
 
 // CheckStatement is the check every backend makes, inside the transaction
@@ -450,6 +473,37 @@ func CheckAdd(a Add, epoch uint64, encrypted bool, before []string, active, form
 		}
 	}
 	return after, nil
+}
+
+// CheckDelete checks that by may delete room r ([Store.DeleteRoom]),
+// whose current members are members (user keys, sorted) and whose last
+// statement is head (nil for a room without history): by must be a
+// current member (not_found otherwise, so that room ids do not leak), and
+// a room admin by the admin set of the head, or the room's only member (a
+// room whose last admin left can still be deleted by whoever remains last
+// in it); a room without history, by its creator or its only member.
+// forbidden otherwise.
+func CheckDelete(r api.Room, head *roomchain.Signed, members []string, by string) error {
+	if _, found := slices.BinarySearch(members, by); !found {
+		return RoomNotFound(r.ID)
+	}
+	if len(members) == 1 {
+		return nil
+	}
+	if head == nil {
+		if by == r.Creator {
+			return nil
+		}
+	} else {
+		st, err := roomchain.Parse(*head)
+		if err != nil {
+			return fmt.Errorf("stored head of room %s: %w", r.ID, err)
+		}
+		if slices.Contains(st.Admins, by) {
+			return nil
+		}
+	}
+	return api.Errorf(api.CodeForbidden, "only a room admin deletes room %s, and you are not one: ask an admin, or leave the room with `unibus room leave %s`", r.ID, r.ID)
 }
 
 // CheckRekeyEpoch checks that c starts from the room's epoch, the first

@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t testing.TB) store.Store) {
 		{"blobs", blobCases},
 		{"nonces", nonceCases},
 		{"history", historyCases},
+		{"delete", deleteCases},
 		{"counts", countCases},
 	}
 	for _, g := range groups {

@@ -1,0 +1,116 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/enmanuel/unibus/pkg/api"
+)
+
+// What goes wrong between the client and the bus, said so that the user
+// knows what to change: the errors of net/http, crypto/tls and nats.go
+// name a symptom (an unknown authority, a malformed status line, an
+// authorization violation), not the setting that causes it.
+
+// DefaultAPIPort is the port membershipd's API listens on unless told
+// otherwise (--http-port).
+const DefaultAPIPort = "8470"
+
+// unreachable is an API call that got no answer at all: the server may be
+// down or restarting, and a follower tries again (see reader.reopen).
+type unreachable struct{ error }
+
+func (u unreachable) Unwrap() error { return u.error }
+
+// transient reports an error worth trying again after a while: no
+// answer, or an answer saying to come back later.
+func transient(err error) bool {
+	var u unreachable
+	return errors.As(err, &u) || api.IsCode(err, api.CodeUnavailable) || api.IsCode(err, api.CodeRateLimited)
+}
+
+// transportError explains a request that got no HTTP answer.
+func (c *Client) transportError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) && ue.Err != nil && (errors.Is(ue.Err, context.Canceled) || errors.Is(ue.Err, context.DeadlineExceeded)) {
+		return ue.Err
+	}
+	if hint := certHint(err, "--server"); hint != "" {
+		return fmt.Errorf("cannot trust membershipd at %s: %s", c.base, hint)
+	}
+	var rhe tls.RecordHeaderError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &rhe) && string(rhe.RecordHeader[:]) == "INFO ", strings.Contains(msg, "malformed HTTP") && strings.Contains(msg, "server_id"):
+		// A NATS server greets every connection with INFO {…}.
+		return fmt.Errorf("%s is a NATS port, not membershipd's API: the API listens on a port of its own (%s unless membershipd was given --http-port): set --server or UNIBUS_SERVER to %s://%s", c.base, DefaultAPIPort, c.base.Scheme, withPort(c.base.Hostname(), DefaultAPIPort))
+	case errors.As(err, &rhe) && bytes.HasPrefix(rhe.RecordHeader[:], []byte("HTTP/")), strings.Contains(msg, "server gave HTTP response to HTTPS client"):
+		return fmt.Errorf("membershipd at %s speaks plain HTTP, not HTTPS: use http://%s in --server or UNIBUS_SERVER", c.base, c.base.Host)
+	}
+	return unreachable{fmt.Errorf("cannot reach membershipd at %s: %w (is it running? set --server or UNIBUS_SERVER)", c.base, err)}
+}
+
+// notTheAPI explains an answer that is not the API's JSON: plain HTTP sent
+// to membershipd's HTTPS port gets net/http's own 400.
+func notTheAPI(resp *http.Response, body []byte) error {
+	if resp.StatusCode == http.StatusBadRequest && bytes.Contains(body, []byte("HTTP request to an HTTPS server")) && resp.Request != nil {
+		return api.Errorf(api.CodeInvalid, "membershipd at %s speaks HTTPS, not plain HTTP: use https://%s in --server or UNIBUS_SERVER (and --ca or UNIBUS_CA with the bus CA's certificate if it is not one this machine trusts)", resp.Request.URL.Host, resp.Request.URL.Host)
+	}
+	return nil
+}
+
+// certHint says what to do about a certificate the client refused, or ""
+// when err is not about one. setting is the flag that names the address.
+func certHint(err error, setting string) string {
+	var (
+		ua  x509.UnknownAuthorityError
+		hn  x509.HostnameError
+		inv x509.CertificateInvalidError
+	)
+	msg := err.Error()
+	switch {
+	case errors.As(err, &ua), strings.Contains(msg, "certificate signed by unknown authority"):
+		return "its certificate is signed by an authority this machine does not trust: pass the bus CA's certificate with --ca PATH or UNIBUS_CA (the CA file, e.g. deploy/tls/ca.crt, that `membershipd tls init` made)"
+	case errors.As(err, &hn), strings.Contains(msg, "certificate is valid for"), strings.Contains(msg, "certificate is not valid for any names"):
+		return fmt.Sprintf("its certificate is not for this host name (%v): use in %s a name the certificate holds, or make a certificate for this one with `membershipd tls init --host NAME`", err, setting)
+	case errors.As(err, &inv), strings.Contains(msg, "x509: certificate has expired"):
+		return fmt.Sprintf("its certificate is not valid (%v): renew it on the bus host (`membershipd tls init`)", err)
+	}
+	return ""
+}
+
+// withPort joins host and port, bracketing an IPv6 host.
+func withPort(host, port string) string {
+	if strings.Contains(host, ":") {
+		return "[" + host + "]:" + port
+	}
+	return host + ":" + port
+}
+
+// natsConnectError explains a failed NATS connect to natsURL. A refused user
+// key is explained by the API, which says whether the user is unknown
+// (401, with how to get added) or revoked (403), as every API call does.
+func (c *Client) natsConnectError(ctx context.Context, natsURL string, err error) error {
+	if errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization violation") {
+		_, merr := c.Me(ctx)
+		if api.IsCode(merr, api.CodeUnauthorized) || api.IsCode(merr, api.CodeRevoked) {
+			return merr
+		}
+		if merr == nil {
+			return fmt.Errorf("NATS at %s refused your user key, which membershipd knows as active: you may hold as many bus connections as it allows a user (membershipd --max-connections-per-user), or %s is another bus's NATS: check --nats or UNIBUS_NATS", natsURL, natsURL)
+		}
+	}
+	if hint := certHint(err, "--nats"); hint != "" {
+		return fmt.Errorf("cannot trust NATS at %s: %s", natsURL, hint)
+	}
+	return fmt.Errorf("connect to NATS at %s: %w (pass --nats URL if the advertised one is not reachable from here)", natsURL, err)
+}
