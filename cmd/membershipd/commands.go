@@ -39,6 +39,9 @@ var subcommands = []subcommand{
 	// SQLite->JetStream KV data move for decentralization (issue 0003c;
 	// migratecli.go).
 	{"migrate-to-kv", "--nats-url URL", "copy the SQLite control plane and blobs into JetStream KV", runMigrateCLI},
+	// `membershipd cluster ...` is the operator's view and care of a
+	// cluster, on a node's host (clustercli.go).
+	{"cluster", "status|remove-peer|backup|restore", "the cluster's nodes and streams; remove a node; back up and restore the whole state", runClusterCLI},
 	{"version", "", "print the build's version (as --version does)", runVersion},
 }
 

@@ -153,6 +153,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		kvReplicas         = fs.Int("kv-replicas", 1, "copies of each KV bucket and of the blob bucket with --store kv (3 in a three-node cluster)")
 		serviceKeyPath     = fs.String("service-key", "", "file with membershipd's own NATS nkey seed for the bus under --bus-auth enforce, made (0600) if missing; empty: <nats-store>/service.nk")
 		controlKeyPath     = fs.String("control-key", "", "file with the NATS nkey seed of the control plane's account (KV store, blob object store), made (0600) if missing with the embedded NATS; the host tools (user --store kv, migrate-to-kv) use it; empty: <nats-store>/control.nk, or with --nats-url none (see docs/kv-store.md)")
+		systemKeyPath      = fs.String("system-key", "", "file with the NATS nkey seed the embedded NATS admits into its system account, for the operator (membershipd cluster status, nats server list), made (0600) if missing; empty: <nats-store>/system.nk")
 		apiRate            = fs.Float64("api-rate", httpapi.DefaultRatePerSecond, "API requests per second allowed to one user (bursts of --api-burst); answered 429 beyond; 0 = unlimited")
 		apiBurst           = fs.Int("api-burst", httpapi.DefaultRateBurst, "API request burst allowed to one user")
 		metricsAddrFlag    = fs.String("metrics-addr", "", "HOST:PORT of a listener of its own for the Prometheus metrics (/metrics); off serves none; empty: on the API port under a loopback --bind, on "+defaultMetricsAddr+" under a public one (docs/metrics.md)")
@@ -371,9 +372,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			auth.Open = true
 		}
 		auth.ControlKey, _ = ctl.PublicKey()
+		// The operator's key: the system account, every node's state
+		// (membershipd cluster …, nats server …; clustercli.go).
+		sysPath := *systemKeyPath
+		if sysPath == "" {
+			sysPath = filepath.Join(*natsStore, systemKeyFile)
+		}
+		sys, err := loadOrCreateSystemKey(sysPath)
+		if err != nil {
+			return err
+		}
+		auth.SystemKey, _ = sys.PublicKey()
 		auth.Logger = slogger
-		cfg.Auth, cfg.Accounts = auth, auth.BindAccounts
+		cfg.Auth, cfg.Accounts, cfg.System = auth, auth.BindAccounts, auth.BindSystemAccount
 		logger.Printf("NATS accounts: %s (bus), %s (control plane; control key %s)", embeddednats.BusAccount, embeddednats.ControlAccount, ctlPath)
+		logger.Printf("NATS system account: operator key %s (membershipd cluster status)", sysPath)
 		if old := oldGlobalStreams(*natsStore); len(old) > 0 {
 			logger.Printf("WARNING: JetStream data of an earlier membershipd in the global account is not served: %v in %s; to keep it, stop membershipd and move it into the accounts' directories, or run migrate-to-kv from a SQLite backup (docs/kv-store.md, \"Accounts\")", old, filepath.Join(*natsStore, "jetstream", "$G", "streams"))
 		}

@@ -15,7 +15,7 @@ import (
 // auth placing clients in them.
 func startAccountsNATS(t *testing.T, auth *busauth.NkeyAuthenticator) *server.Server {
 	t.Helper()
-	return testnats.Start(t, embeddednats.ServerConfig{Auth: auth, Accounts: auth.BindAccounts})
+	return testnats.Start(t, embeddednats.ServerConfig{Auth: auth, Accounts: auth.BindAccounts, System: auth.BindSystemAccount})
 }
 
 // accountOf returns the account of the connection named name on ns.
@@ -36,9 +36,12 @@ func accountOf(t *testing.T, ns *server.Server, name string) string {
 
 func TestNkeyAuthenticatorAccounts(t *testing.T) {
 	m := &members{keys: map[string]bool{}}
-	alice, ctl, mallory := newUser(t), newUser(t), newUser(t)
+	alice, ctl, sys, mallory := newUser(t), newUser(t), newUser(t), newUser(t)
 	m.set(alice.pub, true)
+	// A signature by any other key does not make its bearer the control
+	// plane or the operator.
 	forged := nats.Nkey(ctl.pub, mallory.kp.Sign)
+	forgedSys := nats.Nkey(sys.pub, mallory.kp.Sign)
 
 	for _, open := range []bool{false, true} {
 		name := "enforce"
@@ -47,7 +50,7 @@ func TestNkeyAuthenticatorAccounts(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			auth := busauth.NewNkeyAuthenticator(m.IsAuthorized)
-			auth.ControlKey, auth.Open = ctl.pub, open
+			auth.ControlKey, auth.SystemKey, auth.Open = ctl.pub, sys.pub, open
 			ns := startAccountsNATS(t, auth)
 			url := embeddednats.ClientURL(ns)
 
@@ -59,6 +62,8 @@ func TestNkeyAuthenticatorAccounts(t *testing.T) {
 				{"member", []nats.Option{alice.option()}, embeddednats.BusAccount},
 				{"control key", []nats.Option{ctl.option()}, embeddednats.ControlAccount},
 				{"control key, forged signature", []nats.Option{forged}, ""},
+				{"system key", []nats.Option{sys.option()}, embeddednats.SystemAccount},
+				{"system key, forged signature", []nats.Option{forgedSys}, ""},
 				{"anonymous", nil, map[bool]string{true: embeddednats.BusAccount}[open]},
 				{"unknown nkey", []nats.Option{mallory.option()}, map[bool]string{true: embeddednats.BusAccount}[open]},
 			}
@@ -82,14 +87,16 @@ func TestNkeyAuthenticatorAccounts(t *testing.T) {
 	}
 }
 
-// Without BindAccounts the control key has no account to go to: refused,
-// never let into the global account with full rights.
+// Without BindAccounts the control key has no account to go to, nor the
+// system key without BindSystemAccount: refused, never let into the
+// global account with full rights.
 func TestNkeyControlKeyRefusedWithoutAccounts(t *testing.T) {
-	ctl := newUser(t)
+	ctl, sys := newUser(t), newUser(t)
 	auth := busauth.NewNkeyAuthenticator(nil)
-	auth.ControlKey, auth.Open = ctl.pub, true
+	auth.ControlKey, auth.SystemKey, auth.Open = ctl.pub, sys.pub, true
 	url := startAuthServer(t, auth)
 	mustRefuse(t, "control key without accounts", url, ctl.option())
+	mustRefuse(t, "system key without a system account", url, sys.option())
 	nc, err := dial(url)
 	if err != nil {
 		t.Fatalf("anonymous client under Open refused: %v", err)

@@ -6,7 +6,9 @@
 // the nonce the server sends in INFO, and the control plane decides whether
 // that key is currently a member. It also places each client in its NATS
 // account (see [NkeyAuthenticator.BindAccounts]): membershipd's control key
-// in the control account, everyone else in the bus account.
+// in the control account, the operator's system key in the system account
+// ([NkeyAuthenticator.BindSystemAccount]), everyone else in the bus
+// account.
 // ServerTLSConfig and RouteTLSConfig load the certificates for the client
 // listener and for mutually authenticated cluster routes.
 //
@@ -39,11 +41,16 @@ import (
 // Without BindAccounts every client stays in the server's global account
 // and ControlKey is refused.
 //
-// With Open set (--bus-auth off and soft), every client but ControlKey is
-// admitted into the bus account with full rights and without any check,
-// as if there were no authenticator: clients need send no nkey. ControlKey
-// is checked in every mode, so that the control account is reachable only
-// with its private key.
+// Once BindSystemAccount has given it the server's system account, it
+// admits SystemKey, and only it, there, with full rights: the operator's
+// view of every server and the cluster's administration (peer removal).
+// Without it SystemKey is refused.
+//
+// With Open set (--bus-auth off and soft), every client but ControlKey and
+// SystemKey is admitted into the bus account with full rights and without
+// any check, as if there were no authenticator: clients need send no nkey.
+// ControlKey and SystemKey are checked in every mode, so that the control
+// and system accounts are reachable only with their private keys.
 //
 // The exported fields must be set, and BindAccounts called, before the
 // server starts; Check is called concurrently afterwards.
@@ -58,13 +65,17 @@ type NkeyAuthenticator struct {
 	// ControlKey is the public user nkey ("U…") admitted into the control
 	// account; empty admits nobody there.
 	ControlKey string
+	// SystemKey is the public user nkey ("U…") admitted into the system
+	// account; empty admits nobody there.
+	SystemKey string
 	// Open admits every client but ControlKey into the bus account without
 	// any check, with full rights.
 	Open bool
 
 	isAuthorized func(userKey string) bool
-	// bus and control are the server's accounts, set by BindAccounts.
-	bus, control *server.Account
+	// bus and control are the server's accounts, set by BindAccounts;
+	// sys its system account, set by BindSystemAccount.
+	bus, control, sys *server.Account
 }
 
 var _ server.Authentication = (*NkeyAuthenticator)(nil)
@@ -84,9 +95,18 @@ func (a *NkeyAuthenticator) BindAccounts(bus, control *server.Account) {
 	a.bus, a.control = bus, control
 }
 
+// BindSystemAccount gives the authenticator the server's system account
+// (server.Server.LookupAccount of embeddednats.SystemAccount), before the
+// server accepts clients: pkg/embeddednats calls it through
+// ServerConfig.System.
+func (a *NkeyAuthenticator) BindSystemAccount(sys *server.Account) {
+	a.sys = sys
+}
+
 // Check implements server.Authentication. ControlKey, once its signature
 // over the server nonce verifies, is registered in the control account with
-// full rights. Under Open everyone else is registered in the bus account
+// full rights, and SystemKey likewise in the system account. Under Open
+// everyone else is registered in the bus account
 // with full rights. Otherwise Check verifies the client's nkey signature,
 // asks whether the key is authorized and, on success, registers the user in
 // the bus account with its permissions.
@@ -107,6 +127,15 @@ func (a *NkeyAuthenticator) Check(c server.ClientAuthentication) bool {
 			return a.refuse(c, claimed, "control key, but no control account bound")
 		}
 		return a.admit(c, claimed, a.control, nil)
+	}
+	if a.SystemKey != "" && claimed == a.SystemKey {
+		if reason := verifyNkey(c, opts); reason != "" {
+			return a.refuse(c, claimed, reason)
+		}
+		if a.sys == nil {
+			return a.refuse(c, claimed, "system key, but no system account bound")
+		}
+		return a.admit(c, claimed, a.sys, nil)
 	}
 	if a.Open {
 		return a.admit(c, "", a.bus, nil)

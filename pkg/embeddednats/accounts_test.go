@@ -2,6 +2,7 @@ package embeddednats_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,15 +17,20 @@ import (
 )
 
 // accountAuth admits everyone, the user "control" into the control
-// account and anybody else into the bus account.
-type accountAuth struct{ bus, control *server.Account }
+// account, "operator" into the system account and anybody else into the
+// bus account.
+type accountAuth struct{ bus, control, sys *server.Account }
 
 func (a *accountAuth) bind(bus, control *server.Account) { a.bus, a.control = bus, control }
+func (a *accountAuth) bindSystem(sys *server.Account)    { a.sys = sys }
 
 func (a *accountAuth) Check(c server.ClientAuthentication) bool {
 	acc := a.bus
-	if c.GetOpts().Username == "control" {
+	switch c.GetOpts().Username {
+	case "control":
 		acc = a.control
+	case "operator":
+		acc = a.sys
 	}
 	c.RegisterUser(&server.User{Username: c.GetOpts().Username, Account: acc})
 	return true
@@ -33,8 +39,68 @@ func (a *accountAuth) Check(c server.ClientAuthentication) bool {
 // withAccounts returns cfg with the two accounts and an accountAuth.
 func withAccounts(cfg embeddednats.ServerConfig) embeddednats.ServerConfig {
 	auth := &accountAuth{}
-	cfg.Auth, cfg.Accounts = auth, auth.bind
+	cfg.Auth, cfg.Accounts, cfg.System = auth, auth.bind, auth.bindSystem
 	return cfg
+}
+
+// pingServers sends $SYS.REQ.SERVER.PING through nc and returns the names
+// of the servers that answer within a second.
+func pingServers(t *testing.T, nc *nats.Conn) []string {
+	t.Helper()
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := nc.PublishRequest("$SYS.REQ.SERVER.PING", inbox, nil); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for {
+		m, err := sub.NextMsg(time.Second)
+		if err != nil {
+			return names
+		}
+		var resp struct {
+			Server server.ServerInfo `json:"server"`
+		}
+		if err := json.Unmarshal(m.Data, &resp); err != nil {
+			t.Fatalf("ping answer %q: %v", m.Data, err)
+		}
+		names = append(names, resp.Server.Name)
+	}
+}
+
+// TestSystemAccount: the system account exists before the server starts
+// and is the server's own; a client placed there reads the servers, and
+// one of the bus account cannot.
+func TestSystemAccount(t *testing.T) {
+	var got *server.Account
+	cfg := withAccounts(embeddednats.ServerConfig{StoreDir: t.TempDir(), Host: "127.0.0.1", Port: -1, ServerName: "solo"})
+	bind := cfg.System
+	cfg.System = func(sys *server.Account) { got = sys; bind(sys) }
+	ns := start(t, cfg)
+	if got == nil || got != ns.SystemAccount() || got.GetName() != embeddednats.SystemAccount {
+		t.Fatalf("System called with %v; want the server's system account %s", got, ns.SystemAccount())
+	}
+	if got.JetStreamEnabled() {
+		t.Error("the system account has JetStream; want none")
+	}
+	url := embeddednats.ClientURL(ns)
+	if names := pingServers(t, connect(t, url, nats.UserInfo("operator", ""))); len(names) != 1 || names[0] != "solo" {
+		t.Errorf("operator's server ping answered by %q; want [solo]", names)
+	}
+	if names := pingServers(t, connect(t, url, nats.UserInfo("member", ""))); len(names) != 0 {
+		t.Errorf("a bus client's server ping answered by %q; want nobody", names)
+	}
+}
+
+func TestSystemNeedsAccounts(t *testing.T) {
+	_, err := embeddednats.StartServer(embeddednats.ServerConfig{StoreDir: t.TempDir(), Port: -1, System: func(*server.Account) {}})
+	if err == nil || !strings.Contains(err.Error(), "Accounts") {
+		t.Fatalf("a system callback without accounts: %v; want an error naming Accounts", err)
+	}
 }
 
 func jetStreamOf(t *testing.T, nc *nats.Conn) jetstream.JetStream {
@@ -182,5 +248,10 @@ func TestClusterAccounts(t *testing.T) {
 	}
 	if _, err := control3.Stream(ctx, "H"); !errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.Fatalf("bus stream seen from the control account: %v; want not found", err)
+	}
+	// The system account spans the cluster: an operator on one node
+	// reads every node.
+	if names := pingServers(t, connect(t, last, nats.UserInfo("operator", ""))); len(names) != n {
+		t.Errorf("operator's server ping through n%d answered by %q; want all %d nodes", n, names, n)
 	}
 }

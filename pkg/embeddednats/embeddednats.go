@@ -24,6 +24,15 @@
 // acknowledgements), can reach the control plane. The accounts are static
 // configuration, identical on every server of a cluster; routes carry
 // both. The Auth must place each client in one of them.
+//
+// Such a server also declares nats-server's system account,
+// [SystemAccount], before it starts, so that ServerConfig.System can hand
+// it to the Auth: an operator admitted there reads every server of the
+// cluster (`nats server list`, `nats server report jetstream`, the
+// $SYS.REQ.SERVER.PING.* requests) and administers JetStream's peers
+// ($JS.API.SERVER.REMOVE). It has no JetStream and receives no message
+// published in the other accounts, but sees their metadata: connections,
+// user keys, subscriptions, streams and their sizes.
 package embeddednats
 
 import (
@@ -52,16 +61,24 @@ const (
 	// buckets and the blob Object Store. Only membershipd's control key
 	// is admitted to it.
 	ControlAccount = "UNIBUS_CONTROL"
+	// SystemAccount is nats-server's system account, under its default
+	// name: server monitoring and cluster administration, for the
+	// operator only.
+	SystemAccount = "$SYS"
 )
 
 // accountsConfig declares the two accounts in nats-server's configuration
 // syntax, the one exported way to give a configured account JetStream
 // before the server starts. "enabled" gives each account dynamic limits:
 // both share the server's JetStream limits (JetStreamMaxMemory,
-// JetStreamMaxStore) and neither reserves any of it.
+// JetStreamMaxStore) and neither reserves any of it. The system account is
+// declared too, without JetStream, so that it exists, and can be given to
+// ServerConfig.System, before the server starts (nats-server otherwise
+// makes it during Start).
 const accountsConfig = "accounts {\n" +
 	"\t" + BusAccount + ": { jetstream: enabled }\n" +
 	"\t" + ControlAccount + ": { jetstream: enabled }\n" +
+	"\t\"" + SystemAccount + "\": {}\n" +
 	"}\n"
 
 // readyTimeout bounds how long StartServer waits for the listeners to come up.
@@ -95,6 +112,11 @@ type ServerConfig struct {
 	// in one (busauth.NkeyAuthenticator.BindAccounts does). It requires
 	// Auth: a client left in the global account has no JetStream then.
 	Accounts func(bus, control *server.Account)
+	// System, when non-nil, is called with the server's system account
+	// ([SystemAccount]) right after Accounts, so that Auth can admit an
+	// operator's key there (busauth.NkeyAuthenticator.BindSystemAccount
+	// does). It requires Accounts.
+	System func(sys *server.Account)
 	// TLS, when non-nil, makes TLS mandatory for client connections. If its
 	// ClientAuth is tls.RequireAndVerifyClientCert, clients must also present
 	// a certificate.
@@ -178,6 +200,13 @@ func StartServer(cfg ServerConfig) (*server.Server, error) {
 			return nil, fmt.Errorf("embeddednats: account %s: %w", ControlAccount, err)
 		}
 		cfg.Accounts(bus, control)
+		if cfg.System != nil {
+			sys, err := ns.LookupAccount(SystemAccount)
+			if err != nil {
+				return nil, fmt.Errorf("embeddednats: account %s: %w", SystemAccount, err)
+			}
+			cfg.System(sys)
+		}
 	}
 
 	// Start runs the startup sequence synchronously; listener and JetStream
@@ -256,6 +285,9 @@ func buildOptions(cfg ServerConfig) (*server.Options, error) {
 			return nil, fmt.Errorf("embeddednats: accounts configuration: %w", err)
 		}
 		opts.Accounts = conf.Accounts
+		opts.SystemAccount = SystemAccount
+	} else if cfg.System != nil {
+		return nil, errors.New("embeddednats: a system account callback without accounts; set Accounts too")
 	}
 	if cfg.Auth != nil {
 		opts.CustomClientAuthentication = cfg.Auth
