@@ -40,6 +40,12 @@ type Info struct {
 	NATSURL       string `json:"nats_url"`
 	HistoryStream string `json:"history_stream"`
 	MaxBlobBytes  int64  `json:"max_blob_bytes"`
+	// APIRate and APIBurst are the requests a second, and the burst, one
+	// user may send this node (membershipd --api-rate, --api-burst);
+	// absent when the node sets no limit. Tools that send many requests
+	// (unibus bench) plan with them.
+	APIRate  float64 `json:"api_rate,omitempty"`
+	APIBurst int     `json:"api_burst,omitempty"`
 }
 
 // Build names a build of membershipd: the version and commit that

@@ -64,12 +64,33 @@ func (r *run) each(ctx context.Context, n int, what string, fn func(ctx context.
 	return ctx.Err()
 }
 
+// fitsRateLimit refuses, before anything is made, a rekey part whose set-up
+// (n registrations and the bulk adds, all by the caller) cannot fit in
+// --timeout at the server's per-user rate limit, saying how to lift it.
+// Within the limit the bench paces itself on the 429s' Retry-After.
+func (r *run) fitsRateLimit(n int) error {
+	rate := r.info.APIRate
+	if rate <= 0 {
+		return nil
+	}
+	requests := n + (n+addChunk-1)/addChunk + 8 // and a few reads
+	need := time.Duration(float64(max(0, requests-r.info.APIBurst)) / rate * float64(time.Second))
+	if need < r.o.Timeout*9/10 {
+		return nil
+	}
+	return fmt.Errorf("--rekey-members %d: registering and adding %d throwaway users takes at least %s at this server's limit of %g requests a second per user (membershipd --api-rate), over --timeout %s: pass --timeout %s, or run membershipd with --api-rate 0 for the bench",
+		r.o.RekeyMembers, n, need.Round(time.Second), rate, r.o.Timeout, (need*3/2).Round(time.Minute)+time.Minute)
+}
+
 // rekey registers rekeyMembers-1 throwaway users, adds them to the room,
 // and times the caller's rekey and every member's fetch of the new key.
 func (r *run) rekey(ctx context.Context, room string) (*RekeyResult, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.o.Timeout)
 	defer cancel()
 	n := r.o.RekeyMembers - 1
+	if err := r.fitsRateLimit(n); err != nil {
+		return nil, err
+	}
 	setup := time.Now()
 
 	// Throwaway identities, made on every core.

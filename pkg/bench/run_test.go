@@ -18,6 +18,7 @@ import (
 	"github.com/enmanuel/unibus/pkg/bench"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/membership"
+	"github.com/enmanuel/unibus/pkg/membership/httpapi"
 )
 
 // shortOptions are the options of a short run as id against bus: 500
@@ -264,5 +265,34 @@ func TestRunRefused(t *testing.T) {
 				t.Errorf("Run(%s) = %v, %v; want no report and an error containing %q", tt.name, rep, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestRunRekeyOverTheRateLimitIsRefusedFirst asks for a rekey of more
+// members than the server's per-user limit lets the bench register within
+// --timeout: the run says so before it registers anyone, naming the flags
+// that lift it.
+func TestRunRekeyOverTheRateLimitIsRefusedFirst(t *testing.T) {
+	t.Parallel()
+	bus := testbus.Start(t, testbus.Options{})
+	bus.Server.UserLimit = httpapi.NewRateLimiter(httpapi.RateLimit{PerSecond: 100, Burst: 200})
+	alice := testbus.NewIdentity(t, "alice")
+	bus.AddUser(t, alice, api.RoleAdmin)
+	o := shortOptions(bus, alice)
+	o.RekeyMembers, o.Timeout = 10000, time.Minute
+	o.Skip = []string{bench.PartRaw, bench.PartE2E, bench.PartAPI}
+	_, refused := bench.Run(context.Background(), o)
+	if refused == nil || !strings.Contains(refused.Error(), "--api-rate 0") || !strings.Contains(refused.Error(), "--timeout") {
+		t.Fatalf("Run = %v; want a refusal naming --api-rate 0 and --timeout", refused)
+	}
+	users, err := bus.Store.ListUsers(context.Background())
+	if err != nil || len(users) != 1 {
+		t.Errorf("users after the refused run: %d, %v; want alice alone", len(users), err)
+	}
+
+	// Within the limit, the same server runs it.
+	o.RekeyMembers, o.Timeout = 50, 2*time.Minute
+	if rep, err := bench.Run(context.Background(), o); err != nil || rep.Rekey == nil || rep.Rekey.Members != 50 {
+		t.Fatalf("a rekey of 50 within the limit = %v, %v", rep, err)
 	}
 }

@@ -107,6 +107,11 @@ func NewRateLimiter(l RateLimit) *RateLimiter {
 	return rl
 }
 
+// Limit is the limit every key gets; PerSecond 0 means none.
+func (l *RateLimiter) Limit() RateLimit {
+	return RateLimit{PerSecond: l.rate, Burst: int(l.burst)}
+}
+
 // Middleware returns a handler that takes one token from the bucket of
 // key(r) for each request and passes it to next, or answers 429 when the
 // bucket is empty. A nil key, or an empty key(r), means [RemoteIPKey].

@@ -198,13 +198,18 @@ func (s *Server) health(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) info(w http.ResponseWriter, r *http.Request) {
-	s.writeJSON(w, http.StatusOK, api.Info{
+	info := api.Info{
 		Build:         s.Build,
 		AuthMode:      s.mode.String(),
 		NATSURL:       s.NATSURL,
 		HistoryStream: api.HistoryStream,
 		MaxBlobBytes:  s.MaxBlobBytes,
-	})
+	}
+	if s.UserLimit != nil {
+		l := s.UserLimit.Limit()
+		info.APIRate, info.APIBurst = l.PerSecond, l.Burst
+	}
+	s.writeJSON(w, http.StatusOK, info)
 }
 
 // call is one authenticated API call.
