@@ -57,11 +57,15 @@ const clusterUsage = `usage:
         snapshot every stream (KV store, blobs, history) into DIR
   membershipd cluster restore [--nats-url URL] [--control-key PATH] [--service-key PATH] [--replace] DIR
         put the streams of a backup back; restart every node afterwards
+  membershipd cluster replicas [--nats-url URL] [--control-key PATH] [--service-key PATH] N
+        give every stream (KV store, blobs, history) N replicas, and wait
+        for them to catch up: the one way to change an existing stream's
+        replicas
 
 Run them on a node's host: they connect to that node's embedded NATS
 (--nats-url, default ` + defaultNodeNATSURL + `) with the keys membershipd keeps in
 its --nats-store (default ` + defaultNATSStore + `): system.nk for status and
-remove-peer, control.nk and service.nk for backup and restore. --nats-store
+remove-peer, control.nk and service.nk for backup, restore and replicas. --nats-store
 DIR names them all at once; --ca CERT trusts a CA for a TLS NATS.
 docs/cluster.md says when to use each.
 `
@@ -83,6 +87,8 @@ func runClusterCLI(args []string, stdout, stderr io.Writer) int {
 		return runClusterBackup(args[1:], stdout, stderr)
 	case "restore":
 		return runClusterRestore(args[1:], stdout, stderr)
+	case "replicas":
+		return runClusterReplicas(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, clusterUsage)
 		return 0

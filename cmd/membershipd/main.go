@@ -48,10 +48,9 @@ var version = ""
 
 // Timeouts of the start and the graceful shutdown.
 const (
-	shutdownTimeout    = 5 * time.Second  // in-flight HTTP requests
-	drainTimeout       = 5 * time.Second  // membershipd's own NATS connection
-	natsConnectTimeout = 5 * time.Second  // retrying the first dial of --nats-url
-	historyTimeout     = 10 * time.Second // one attempt at the history stream
+	shutdownTimeout    = 5 * time.Second // in-flight HTTP requests
+	drainTimeout       = 5 * time.Second // membershipd's own NATS connection
+	natsConnectTimeout = 5 * time.Second // retrying the first dial of --nats-url
 )
 
 // Default per-user ceilings of the data plane: far above what an SDK
@@ -150,7 +149,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		historyMaxBytes    = fs.Int64("history-max-bytes", -1, "size ceiling of the whole history stream in bytes, oldest messages dropped first; -1 = unlimited")
 		historyMaxMsgsRoom = fs.Int64("history-max-msgs-per-room", -1, "messages kept per room, oldest dropped first; -1 = unlimited")
 		storeKind          = fs.String("store", "sqlite", "control-plane store: sqlite (the --db file, blobs in --store-dir) or kv (replicated JetStream KV buckets on the bus, blobs in its Object Store; see migrate-to-kv)")
-		kvReplicas         = fs.Int("kv-replicas", 1, "copies of each KV bucket and of the blob bucket with --store kv (3 in a three-node cluster)")
+		replicas           = fs.Int("replicas", 1, "copies of every stream the bus keeps, when it makes them: the KV buckets and the blob bucket with --store kv, and the message history (3 in a three-node cluster); existing streams keep theirs, `membershipd cluster replicas N` changes them")
+		syncMode           = fs.String("sync", syncAlways, "when the embedded JetStream writes to disk: always (each write synced before it is acknowledged; --store kv needs it) or interval (synced every 2 minutes: faster, but a power loss of a standalone node, or of every node of a cluster, loses what was acknowledged since; docs/cluster.md)")
+		startTimeout       = fs.Duration("start-timeout", defaultStartTimeout, "how long the start waits for JetStream (a cluster's meta leader and quorum, its streams and buckets) before giving up; /readyz answers 503 meanwhile; 0 waits forever")
 		serviceKeyPath     = fs.String("service-key", "", "file with membershipd's own NATS nkey seed for the bus under --bus-auth enforce, made (0600) if missing; empty: <nats-store>/service.nk")
 		controlKeyPath     = fs.String("control-key", "", "file with the NATS nkey seed of the control plane's account (KV store, blob object store), made (0600) if missing with the embedded NATS; the host tools (user --store kv, migrate-to-kv) use it; empty: <nats-store>/control.nk, or with --nats-url none (see docs/kv-store.md)")
 		systemKeyPath      = fs.String("system-key", "", "file with the NATS nkey seed the embedded NATS admits into its system account, for the operator (membershipd cluster status, nats server list), made (0600) if missing; empty: <nats-store>/system.nk")
@@ -165,6 +166,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		logLevel           slog.Level
 	)
 	fs.TextVar(&logLevel, "log-level", slog.LevelInfo, "structured log level: debug|info|warn|error")
+	kvReplicas := fs.Int("kv-replicas", 1, "older name of --replicas")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			printServerUsage(stdout, fs)
@@ -210,6 +212,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if *storeKind != "sqlite" && *storeKind != "kv" {
 		return fmt.Errorf("invalid --store %q: use sqlite or kv", *storeKind)
 	}
+	if err := checkDurability(fs, replicas, *kvReplicas, *syncMode, *storeKind, *natsURL, *clusterName, *startTimeout); err != nil {
+		return err
+	}
 	if *maxBlobBytes <= 0 {
 		return fmt.Errorf("--max-blob-bytes %d: use a positive number of bytes", *maxBlobBytes)
 	}
@@ -249,6 +254,57 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			logger.Printf("bye")
 		}
 	}()
+
+	// The HTTP API listens from the start (startup.go): /healthz answers
+	// 200 at once; /readyz, and the rest of the API, 503 with what the
+	// node waits for until everything below is up. A busy port is a
+	// startup error; --http-port 0 picks a free one.
+	ready := newReadiness(logger)
+	door := &frontDoor{ready: ready}
+	httpSrv := &http.Server{
+		Handler: door,
+		// Bound request header size so a peer cannot exhaust memory with huge
+		// headers before any body limit applies (the body ceilings live in the
+		// membership middleware).
+		MaxHeaderBytes:    membership.MaxHeaderBytes,
+		ReadHeaderTimeout: apiReadHeaderTimeout,
+		ReadTimeout:       apiReadTimeout,
+		IdleTimeout:       apiIdleTimeout,
+		ErrorLog:          slog.NewLogLogger(slogger.Handler(), slog.LevelWarn),
+	}
+	if serverTLS != nil {
+		// Serve the control plane over TLS with the same CA-signed cert as the
+		// data plane (audit H5): metadata (subjects, pubkeys, sealed keys, the
+		// social graph) is no longer readable by a network MITM. The fail-open
+		// guard already requires --bus-auth enforce alongside these flags.
+		// A copy: net/http adds its protocols to the configuration it serves.
+		httpSrv.TLSConfig = serverTLS.Clone()
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(*bind, *httpPort))
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	addr, scheme := ln.Addr().String(), "http"
+	serveErr := make(chan error, 1)
+	if httpSrv.TLSConfig != nil {
+		scheme = "https"
+		go func() { serveErr <- httpSrv.ServeTLS(ln, "", "") }()
+	} else {
+		go func() { serveErr <- httpSrv.Serve(ln) }()
+	}
+	// A start that fails stops it here; a graceful stop shuts it down first.
+	defer httpSrv.Close()
+	logger.Printf("HTTP API listening on %s://%s (/readyz: 503 until this node is ready)", scheme, addr)
+	start := newStarter(logger, *startTimeout, ready)
+	// stopped reports a start that the signal cut short: not a failure.
+	stopped := func() bool {
+		if ctx.Err() == nil {
+			return false
+		}
+		graceful = true
+		logger.Printf("shutting down...")
+		return true
+	}
 
 	// Control plane store first: the NATS authenticator consults IsAuthorized, so
 	// the store must exist before the embedded server starts. The KV store
@@ -296,9 +352,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			Port:       *natsPort,
 			ServerName: *serverName,
 			Logger:     natsLogger(logger, logLevel),
-			// The KV store's acknowledged writes must survive a crash of
-			// every replica: sync each write before acknowledging it.
-			SyncAlways: *storeKind == "kv",
+			// --sync always (the default, and what the KV store needs):
+			// every write synced before it is acknowledged, so that an
+			// acknowledged write survives a power loss of every replica.
+			SyncAlways: *syncMode == syncAlways,
 			MaxSubs:    max(0, *maxSubs),
 		}
 		cfg.MonitorPort = *monitorPort
@@ -412,9 +469,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if guard != nil {
 			guard.ns = ns
 		}
-		logger.Printf("embedded NATS (JetStream) ready: %s", natsClientURL)
+		logger.Printf("embedded NATS (JetStream) ready: %s; writes synced: %s", natsClientURL, syncDescription(*syncMode))
 	} else {
-		logger.Printf("using external NATS: %s", redactURL(natsClientURL))
+		logger.Printf("using external NATS: %s; its own sync_interval decides what a power loss keeps (run it with sync_interval: always, docs/cluster.md)", redactURL(natsClientURL))
 		if *controlKeyPath != "" {
 			ctl, err := readControlKey(*controlKeyPath, "--control-key")
 			if err != nil {
@@ -426,6 +483,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			}
 			ctlOpts = []nats.Option{ctlOpt}
 		}
+	}
+
+	// A cluster's JetStream answers once a quorum of its nodes has
+	// elected a meta leader: wait for it, saying what this node sees.
+	start.ns, start.clustered, start.routes = ns, ns != nil && *clusterName != "", len(splitRoutes(*routesCSV))
+	if err := start.waitMeta(ctx); err != nil {
+		if stopped() {
+			return nil
+		}
+		return err
 	}
 
 	// membershipd's own NATS connection: room change events and the history
@@ -440,7 +507,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("jetstream: %w", err)
 	}
+	// What /readyz checks once started: these connections, the meta
+	// leader, and a quorum for every stream the node serves from.
+	check := &nodeCheck{bus: nc, busJS: js}
 	if *storeKind == "kv" {
+		check.ctlStreams = controlStreams()
 		// The KV store and the blob object store open on a connection
 		// to the control plane's account; everything else stays on nc.
 		ctlNC, err := controlConn(ctx, ns, natsClientURL, nc, ctlOpts, slogger, logger)
@@ -454,8 +525,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("jetstream: %w", err)
 		}
-		kv, err := membership.OpenKV(ctx, ctlJS, membership.KVConfig{Replicas: *kvReplicas, Logger: slogger})
+		var kv membership.Store
+		err = start.step(ctx, "the KV store", kvOpenTimeout, func(ctx context.Context) error {
+			var err error
+			kv, err = membership.OpenKV(ctx, ctlJS, membership.KVConfig{Replicas: *replicas, Logger: slogger})
+			return err
+		})
 		if err != nil {
+			if stopped() {
+				return nil
+			}
 			return fmt.Errorf("open KV store: %w", err)
 		}
 		defer kv.Close()
@@ -463,18 +542,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		if guard != nil {
 			guard.setStore(store)
 		}
-		obj, err := blobstore.NewObjectStore(ctx, ctlJS, blobstore.ObjectConfig{Replicas: *kvReplicas, Logger: slogger})
+		var obj *blobstore.ObjectStore
+		err = start.step(ctx, "the blob object store", blobOpenTimeout, func(ctx context.Context) error {
+			var err error
+			obj, err = blobstore.NewObjectStore(ctx, ctlJS, blobstore.ObjectConfig{Replicas: *replicas, Logger: slogger})
+			return err
+		})
 		if err != nil {
+			if stopped() {
+				return nil
+			}
 			return fmt.Errorf("open blob object store: %w", err)
 		}
 		blobs = obj
-		logger.Printf("membership store: JetStream KV (%d replica(s)); blobs: object store %s", max(1, *kvReplicas), obj.Bucket())
+		logger.Printf("membership store: JetStream KV; blobs: object store %s", obj.Bucket())
+		check.ctl, check.ctlJS = ctlNC, ctlJS
 	}
-	limits := membership.HistoryLimits{MaxAge: *historyMaxAge, MaxBytes: *historyMaxBytes, MaxMsgsPerSubject: *historyMaxMsgsRoom}
-	if err := ensureHistory(ctx, js, limits, logger); err != nil {
-		if ctx.Err() != nil {
-			graceful = true
-			logger.Printf("shutting down...")
+	// The history stream: --replicas copies when made; its limits from
+	// the --history-* flags, kept as they are when none is given.
+	limits := membership.HistoryLimits{MaxAge: *historyMaxAge, MaxBytes: *historyMaxBytes, MaxMsgsPerSubject: *historyMaxMsgsRoom,
+		Replicas: *replicas, KeepLimits: !anyFlagSet(fs, "history-max-age", "history-max-bytes", "history-max-msgs-per-room")}
+	if err := ensureHistory(ctx, start, js, limits, logger); err != nil {
+		if stopped() {
 			return nil
 		}
 		return err
@@ -559,42 +648,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer stopMetrics()
 
-	httpSrv := &http.Server{
-		Handler: handler,
-		// Bound request header size so a peer cannot exhaust memory with huge
-		// headers before any body limit applies (the body ceilings live in the
-		// membership middleware).
-		MaxHeaderBytes:    membership.MaxHeaderBytes,
-		ReadHeaderTimeout: apiReadHeaderTimeout,
-		ReadTimeout:       apiReadTimeout,
-		IdleTimeout:       apiIdleTimeout,
-		ErrorLog:          slog.NewLogLogger(slogger.Handler(), slog.LevelWarn),
-	}
-	if serverTLS != nil {
-		// Serve the control plane over TLS with the same CA-signed cert as the
-		// data plane (audit H5): metadata (subjects, pubkeys, sealed keys, the
-		// social graph) is no longer readable by a network MITM. The fail-open
-		// guard already requires --bus-auth enforce alongside these flags.
-		// A copy: net/http adds its protocols to the configuration it serves.
-		httpSrv.TLSConfig = serverTLS.Clone()
-	}
-	// Listen before serving so that the real address is known (--http-port 0
-	// picks a free port) and a busy port is a startup error.
-	ln, err := net.Listen("tcp", net.JoinHostPort(*bind, *httpPort))
-	if err != nil {
-		return fmt.Errorf("http listen: %w", err)
-	}
-	addr := ln.Addr().String()
-	serveErr := make(chan error, 1)
-	if httpSrv.TLSConfig != nil {
+	// Started: the API takes over from the start's 503s.
+	door.serve(handler)
+	ready.started(check.check)
+	if scheme == "https" {
 		logger.Printf("HTTPS control-plane API: https://%s", addr)
-		logger.Printf(" health: https://%s/healthz", addr)
+		logger.Printf(" health: https://%s/healthz, readiness: https://%s/readyz", addr, addr)
 		logger.Printf("control-plane TLS: ON (%s)", *tlsCert)
-		go func() { serveErr <- httpSrv.ServeTLS(ln, "", "") }()
 	} else {
 		logger.Printf("HTTP control-plane API: http://%s", addr)
-		logger.Printf(" health: http://%s/healthz", addr)
-		go func() { serveErr <- httpSrv.Serve(ln) }()
+		logger.Printf(" health: http://%s/healthz, readiness: http://%s/readyz", addr, addr)
 	}
 
 	select {
@@ -680,38 +743,36 @@ func drainNATS(nc *nats.Conn, logger *log.Logger) {
 	}
 }
 
-// ensureHistory creates or updates the history stream. A clustered JetStream
-// answers only once its meta leader is elected, so transient failures are
-// retried until ctx ends; a server without JetStream is a startup error.
-func ensureHistory(ctx context.Context, js jetstream.JetStream, limits membership.HistoryLimits, logger *log.Logger) error {
-	for {
-		attempt, cancel := context.WithTimeout(ctx, historyTimeout)
-		_, err := membership.EnsureHistoryStream(attempt, js, limits)
-		cancel()
-		switch {
-		case err == nil:
-			logger.Printf("history stream: %s", historyDescription(limits))
-			return nil
-		case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
-			errors.Is(err, nats.ErrNoResponders):
-			// Nobody answers the JetStream API: JetStream is off. (A cluster
-			// still electing its leader answers "unavailable" instead.)
-			return fmt.Errorf("%w: the NATS server needs JetStream enabled (nats-server -js) to keep room history", err)
-		case ctx.Err() != nil:
-			return ctx.Err()
-		}
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.Code >= 400 && apiErr.Code < 500 && apiErr.Code != 408 {
-			// The server refused the configuration itself: retrying cannot help.
-			return fmt.Errorf("%w: check the --history-* flags", err)
-		}
-		logger.Printf("history stream not ready (%v); retrying", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(2 * time.Second):
-		}
+// ensureHistory makes or brings up to date the history stream, waiting
+// with start for JetStream to answer; a server without JetStream is a
+// startup error. An existing stream keeps its replicas: a --replicas that
+// differs is a warning.
+func ensureHistory(ctx context.Context, start *starter, js jetstream.JetStream, limits membership.HistoryLimits, logger *log.Logger) error {
+	var st jetstream.Stream
+	err := start.step(ctx, "the history stream", startAttemptTimeout, func(ctx context.Context) error {
+		var err error
+		st, err = membership.EnsureHistoryStream(ctx, js, limits)
+		return err
+	})
+	switch {
+	case err == nil:
+	case errors.Is(err, jetstream.ErrJetStreamNotEnabled), errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount),
+		errors.Is(err, nats.ErrNoResponders):
+		// Nobody answers the JetStream API: JetStream is off. (A cluster
+		// still electing its leader answers "unavailable" instead.)
+		return fmt.Errorf("%w: the NATS server needs JetStream enabled (nats-server -js) to keep room history", err)
+	case errors.Is(err, context.Canceled), errors.Is(err, errStartTimeout):
+		return err
+	default:
+		return fmt.Errorf("%w: check the --history-* and --replicas flags", err)
 	}
+	cfg := st.CachedInfo().Config
+	limits.MaxAge, limits.MaxBytes, limits.MaxMsgsPerSubject = cfg.MaxAge, cfg.MaxBytes, cfg.MaxMsgsPerSubject
+	logger.Printf("history stream: %s, %d replica(s)", historyDescription(limits), cfg.Replicas)
+	if want := max(1, limits.Replicas); cfg.Replicas != want {
+		logger.Printf("WARNING: history stream %s keeps its %d replica(s), not the %d of --replicas; change them with `membershipd cluster replicas N`", api.HistoryStream, cfg.Replicas, want)
+	}
+	return nil
 }
 
 // historyDescription renders the history stream limits for the log.

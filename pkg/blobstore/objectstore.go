@@ -129,7 +129,8 @@ type ObjectConfig struct {
 	Bucket string
 	// Replicas is how many servers keep every blob when the bucket is
 	// created; 0 means 1. An existing bucket keeps its own setting (a
-	// difference is logged).
+	// difference from a Replicas above 0 is logged): nothing here changes
+	// the replicas of an existing bucket.
 	Replicas int
 	// Logger receives housekeeping messages; nil discards them.
 	Logger *slog.Logger
@@ -197,7 +198,7 @@ func NewObjectStore(ctx context.Context, js jetstream.JetStream, cfg ObjectConfi
 		return nil, fmt.Errorf("blobstore: open the stream of bucket %q: %w", bucket, err)
 	}
 	if sc := stream.CachedInfo().Config; (cfg.Replicas != 0 && sc.Replicas != replicas) || sc.Storage != jetstream.FileStorage {
-		log.Warn("blobstore: existing bucket differs from the requested settings; it keeps its own: change its stream with `nats stream edit` if needed",
+		log.Warn("blobstore: existing bucket differs from the requested settings; it keeps its own: change its replicas with `membershipd cluster replicas N`",
 			slog.String("bucket", bucket), slog.Int("replicas", sc.Replicas), slog.Int("want_replicas", replicas),
 			slog.String("storage", sc.Storage.String()))
 	}

@@ -40,6 +40,11 @@ func OpenKV(ctx context.Context, js jetstream.JetStream, cfg KVConfig) (Store, e
 	return kvstore.Open(ctx, js, cfg)
 }
 
+// KVStreams returns the names of the streams behind the KV store's
+// buckets of prefix (empty: the default, "unibus"); see
+// [kvstore.Streams].
+func KVStreams(prefix string) []string { return kvstore.Streams(prefix) }
+
 // KVSweeper is a store that collects the garbage a crashed writer left:
 // the JetStream KV store is one (see its Sweep method).
 type KVSweeper interface {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -27,8 +28,11 @@ import (
 
 // Config configures [Open] and [Import].
 type Config struct {
-	// Replicas is the number of copies of each bucket in a cluster; below
-	// 1 means 1.
+	// Replicas is the number of copies of each bucket made in a cluster;
+	// below 1 means 1. It applies to buckets that do not exist yet: an
+	// existing bucket keeps its own replicas, and a difference from a
+	// Replicas above 0 is logged: only an explicit change of the streams
+	// (`membershipd cluster replicas N`) changes them.
 	Replicas int
 	// Prefix starts every bucket name; empty means "unibus". Letters,
 	// digits, '-' and '_'.
@@ -57,6 +61,20 @@ func bucketsOf(prefix string) kvBuckets {
 		blobs:  prefix + "_" + bucketBlobs,
 		nonces: prefix + "_" + bucketNonces,
 	}
+}
+
+// Streams returns the names of the streams behind the buckets of prefix
+// (empty: "unibus"), as [Open] makes them.
+func Streams(prefix string) []string {
+	if prefix == "" {
+		prefix = "unibus"
+	}
+	b := bucketsOf(prefix)
+	names := []string{b.users, b.rooms, b.data, b.blobs, b.nonces}
+	for i, n := range names {
+		names[i] = "KV_" + n
+	}
+	return names
 }
 
 var validPrefix = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
@@ -113,7 +131,7 @@ func Open(ctx context.Context, js jetstream.JetStream, cfg Config) (store.Store,
 	return s, nil
 }
 
-// bindKV creates or updates the buckets of cfg and binds them, without
+// bindKV makes or brings up to date the buckets of cfg and binds them, without
 // the cache: enough to import a snapshot, not to serve.
 func bindKV(ctx context.Context, js jetstream.JetStream, cfg Config) (*jetstreamStore, error) {
 	prefix := cfg.Prefix
@@ -128,7 +146,7 @@ func bindKV(ctx context.Context, js jetstream.JetStream, cfg Config) (*jetstream
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &jetstreamStore{js: js, nc: js.Conn(), log: log, buckets: bucketsOf(prefix)}
-	if err := s.ensureBuckets(ctx, max(1, cfg.Replicas)); err != nil {
+	if err := s.ensureBuckets(ctx, cfg.Replicas); err != nil {
 		return nil, err
 	}
 	// One value part is a message less room for its subject and headers.
@@ -137,9 +155,15 @@ func bindKV(ctx context.Context, js jetstream.JetStream, cfg Config) (*jetstream
 	return s, nil
 }
 
-// ensureBuckets creates or updates the streams behind the buckets and
-// binds them. The streams are configured as nats.go's CreateKeyValue
-// would, except:
+// ensureBuckets makes the streams behind the buckets that do not exist,
+// with replicas copies (below 1: one), and binds them. An existing stream
+// keeps its replicas and every setting this store does not depend on; a
+// setting it depends on that differs (an older version's bucket) is
+// brought up to date, the replicas as they are. Two nodes or host tools
+// that ask for different replicas therefore never undo each other: only
+// an explicit change of the streams (`membershipd cluster replicas N`)
+// does. The streams are configured
+// as nats.go's CreateKeyValue would, except:
 //   - direct gets are off: every read is answered by the stream leader,
 //     never by a replica that may be behind;
 //   - users allows atomic batch publish (CreateUser writes two keys);
@@ -151,6 +175,7 @@ func (s *jetstreamStore) ensureBuckets(ctx context.Context, replicas int) error 
 		kv          *jetstream.KeyValue
 		stream      *jetstream.Stream
 	}
+	var kept []string // "KV_…=3": existing streams whose replicas differ from the asked
 	for _, b := range []bucket{
 		{name: s.buckets.users, desc: "unibus users and their names", atomic: true, kv: &s.users, stream: &s.usersStream},
 		{name: s.buckets.rooms, desc: "unibus room documents (the commit point of every membership change)", kv: &s.rooms, stream: &s.roomsStream},
@@ -158,15 +183,19 @@ func (s *jetstreamStore) ensureBuckets(ctx context.Context, replicas int) error 
 		{name: s.buckets.blobs, desc: "unibus blob records", kv: &s.blobs},
 		{name: s.buckets.nonces, desc: "unibus used request nonces", ttl: true, kv: &s.nonces},
 	} {
-		cfg := kvStreamConfig(b.name, replicas, b.desc)
+		cfg := kvStreamConfig(b.name, max(1, replicas), b.desc)
 		cfg.AllowAtomicPublish = b.atomic
 		cfg.AllowMsgTTL = b.ttl
-		st, err := s.js.CreateOrUpdateStream(ctx, cfg)
+		st, err := s.ensureStream(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("kv store: bucket %s: %w", b.name, err)
 		}
-		if got := st.CachedInfo().Config; got.AllowAtomicPublish != cfg.AllowAtomicPublish || got.AllowMsgTTL != cfg.AllowMsgTTL {
+		got := st.CachedInfo().Config
+		if got.AllowAtomicPublish != cfg.AllowAtomicPublish || got.AllowMsgTTL != cfg.AllowMsgTTL {
 			return fmt.Errorf("kv store: bucket %s: the NATS server ignored atomic batch publish or message TTLs: use nats-server 2.12 or later", b.name)
+		}
+		if replicas > 0 && got.Replicas != replicas {
+			kept = append(kept, fmt.Sprintf("%s=%d", cfg.Name, got.Replicas))
 		}
 		kv, err := s.js.KeyValue(ctx, b.name)
 		if err != nil {
@@ -177,7 +206,66 @@ func (s *jetstreamStore) ensureBuckets(ctx context.Context, replicas int) error 
 			*b.stream = st
 		}
 	}
+	if len(kept) > 0 {
+		s.log.Warn("kv store: existing buckets keep their replicas, not the number asked; change them with `membershipd cluster replicas N`",
+			"asked", replicas, "streams", strings.Join(kept, " "))
+	}
 	return nil
+}
+
+// ensureStream returns the stream of want.Name, made with want if it does
+// not exist. An existing one keeps its replicas and what the store does
+// not set; the settings the store depends on are brought up to date.
+func (s *jetstreamStore) ensureStream(ctx context.Context, want jetstream.StreamConfig) (jetstream.Stream, error) {
+	for attempt := 0; ; attempt++ {
+		st, err := s.js.Stream(ctx, want.Name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			st, err = s.js.CreateStream(ctx, want)
+			if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && attempt < 3 {
+				// Made meanwhile, by another node: use that one.
+				continue
+			}
+			if err == nil {
+				s.log.Info("kv store: bucket made", "stream", want.Name, "replicas", want.Replicas)
+			}
+			return st, err
+		}
+		if err != nil {
+			return nil, err
+		}
+		have := st.CachedInfo().Config
+		upd, changed := ownedConfig(have, want)
+		if !changed {
+			return st, nil
+		}
+		st, err = s.js.UpdateStream(ctx, upd)
+		if err != nil {
+			return nil, fmt.Errorf("bring its settings up to date: %w", err)
+		}
+		s.log.Info("kv store: bucket settings brought up to date; replicas kept", "stream", want.Name, "replicas", have.Replicas)
+		return st, nil
+	}
+}
+
+// ownedConfig returns have with the settings the store depends on taken
+// from want, and whether any differed. Replicas, placement, compression
+// and the rest an operator may set stay as they are.
+func ownedConfig(have, want jetstream.StreamConfig) (jetstream.StreamConfig, bool) {
+	upd := have
+	upd.Subjects = want.Subjects
+	upd.MaxMsgsPerSubject = want.MaxMsgsPerSubject
+	upd.MaxMsgs = want.MaxMsgs
+	upd.MaxBytes = want.MaxBytes
+	upd.MaxMsgSize = want.MaxMsgSize
+	upd.Discard = want.Discard
+	upd.AllowRollup = want.AllowRollup
+	upd.DenyDelete = want.DenyDelete
+	upd.AllowDirect = want.AllowDirect
+	upd.Duplicates = want.Duplicates
+	upd.AllowAtomicPublish = want.AllowAtomicPublish
+	upd.AllowMsgTTL = want.AllowMsgTTL
+	changed := !reflect.DeepEqual(upd, have)
+	return upd, changed
 }
 
 // kvStreamConfig is the stream of a KV bucket as nats.go makes it, with

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/enmanuel/unibus/internal/testutil/testbus"
+	"github.com/enmanuel/unibus/pkg/api"
+)
+
+// processNode is a clusterNode served by a membershipd process.
+type processNode struct {
+	*clusterNode
+	cmd    *exec.Cmd
+	log    string // its stderr, in its directory
+	exited chan struct{}
+}
+
+// startProcess runs the membershipd binary bin for the node, its log in
+// the node's directory; the process is killed at the end of the test.
+func (n *clusterNode) startProcess(t testing.TB, bin string, extra ...string) *processNode {
+	t.Helper()
+	p := &processNode{clusterNode: n, log: filepath.Join(n.dir, "membershipd.log"), exited: make(chan struct{})}
+	f, err := os.OpenFile(p.log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p.cmd = exec.Command(bin, n.args(extra...)...)
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start membershipd %s: %v", n.name, err)
+	}
+	go func() { p.cmd.Wait(); close(p.exited) }()
+	t.Cleanup(func() { p.kill(t) })
+	return p
+}
+
+// kill ends the process with SIGKILL, as a power loss of its host would
+// (without losing the page cache), and waits for it.
+func (p *processNode) kill(t testing.TB) {
+	t.Helper()
+	p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// logs renders the processes' logs for a failure.
+func processLogs(nodes ...*processNode) func() string {
+	return func() string {
+		var b strings.Builder
+		for _, n := range nodes {
+			out, _ := os.ReadFile(n.log)
+			b.WriteString("--- " + n.name + "\n" + string(out) + "\n")
+		}
+		return b.String()
+	}
+}
+
+// TestClusterProcesses runs three membershipd processes on loopback,
+// started in a random order seconds apart with --store kv --replicas 3,
+// killed with SIGKILL: all three become ready by themselves; a node that
+// lost its quorum answers /readyz 503 (and /healthz 200) until the others
+// are back; nodes restarted without --replicas (one with --kv-replicas,
+// its older name) and `membershipd user seed --store kv` leave every
+// stream at three replicas.
+func TestClusterProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("cluster test skipped in short mode")
+	}
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("go is not on PATH: cannot build membershipd")
+	}
+	t.Parallel()
+	maxDelay := 3 * time.Second
+	if chaos() {
+		maxDelay = 20 * time.Second
+	}
+	began := time.Now()
+	stage := func(what string) { t.Logf("%s: %s", time.Since(began).Round(100*time.Millisecond), what) }
+	bin := filepath.Join(t.TempDir(), "membershipd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build membershipd: %v\n%s", err, out)
+	}
+	stage("built")
+
+	nodes := newClusterNodes(t, 3)
+	procs := make([]*processNode, len(nodes))
+	order := rand.Perm(len(nodes))
+	for k, i := range order {
+		if k > 0 {
+			delay := rand.N(maxDelay + 1)
+			t.Logf("start %s %s after %s", nodes[i].name, delay.Round(time.Millisecond), nodes[order[k-1]].name)
+			time.Sleep(delay) // the delay between an operator's starts is the point of the test
+		}
+		procs[i] = nodes[i].startProcess(t, bin, "--replicas", "3")
+	}
+	for _, p := range procs {
+		waitReady(t, p.url(), 90*time.Second, processLogs(procs...))
+	}
+	stage("cold start: every node ready")
+	wantReplicas(t, nodes[0], 3, "the cold start")
+
+	// The host tool, as an operator runs it.
+	alice := testbus.NewIdentity(t, "alice")
+	seed := exec.Command(bin, "user", "seed", "--store", "kv", "--nats-url", nodes[1].natsURL(), "--control-key", nodes[1].controlKey(), "--admin", alice.Public().Token())
+	if out, err := seed.CombinedOutput(); err != nil {
+		t.Fatalf("membershipd user seed --store kv: %v\n%s", err, out)
+	}
+	wantReplicas(t, nodes[2], 3, "membershipd user seed --store kv")
+	stage("user seed: replicas kept")
+
+	// Two of three nodes lost: the survivor has no quorum.
+	survivor := order[0]
+	lost := []int{(survivor + 1) % 3, (survivor + 2) % 3}
+	for _, i := range lost {
+		procs[i].kill(t)
+	}
+	s := procs[survivor]
+	var last api.Error
+	waitFor(t, 30*time.Second, "the survivor's /readyz says 503", func() bool {
+		status, e, err := readyz(s.url())
+		last = e
+		return err == nil && status == http.StatusServiceUnavailable
+	})
+	if last.Code != api.CodeUnavailable || !strings.Contains(last.Message, "not ready") {
+		t.Errorf("survivor /readyz 503 body = %+v; want code unavailable and what is missing", last)
+	}
+	t.Logf("survivor without quorum: %s", last.Message)
+	if status := getJSON(t, s.url()+"/healthz", nil); status != http.StatusOK {
+		t.Errorf("survivor /healthz = %d; want 200: it is alive", status)
+	}
+	stage("quorum lost: /readyz 503")
+
+	// One back, without --replicas: a quorum again, nothing lowered.
+	procs[lost[0]] = nodes[lost[0]].startProcess(t, bin)
+	waitReady(t, s.url(), 90*time.Second, processLogs(procs...))
+	waitReady(t, procs[lost[0]].url(), 90*time.Second, processLogs(procs...))
+	stage("quorum back: /readyz 200")
+	wantReplicas(t, nodes[survivor], 3, "a node restarted without --replicas")
+	if out, _ := os.ReadFile(procs[lost[0]].log); !strings.Contains(string(out), "keep their replicas") {
+		t.Errorf("node restarted with the default --replicas 1 did not warn that the streams keep their 3\n%s", out)
+	}
+
+	// The last one back, with the older name of the flag.
+	procs[lost[1]] = nodes[lost[1]].startProcess(t, bin, "--kv-replicas", "3")
+	waitReady(t, procs[lost[1]].url(), 90*time.Second, processLogs(procs...))
+	wantReplicas(t, nodes[lost[1]], 3, "a node restarted with --kv-replicas 3")
+	var me api.User
+	if status := doJSON(t, signedGet(t, procs[lost[1]].url()+"/v1/me", alice), &me); status != http.StatusOK || me.User != alice.UserKey() {
+		t.Errorf("/v1/me through the node restarted last = %d %+v; want alice", status, me)
+	}
+	stage("every node back")
+}

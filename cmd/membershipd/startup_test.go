@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/enmanuel/unibus/pkg/api"
+)
+
+// TestRunDurabilityFlags checks --replicas (and its older name
+// --kv-replicas), --sync and --start-timeout against each other: a bad
+// combination is refused before anything starts, saying what to do.
+func TestRunDurabilityFlags(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	base := []string{"--db", filepath.Join(dir, "u.db"), "--store-dir", filepath.Join(dir, "b"), "--nats-store", filepath.Join(dir, "js"), "--nats-port", "-1", "--http-port", "0"}
+	cluster := []string{"--cluster-name", "c", "--server-name", "n1", "--routes", "nats://127.0.0.1:1"}
+	tests := []struct {
+		name    string
+		args    []string
+		wantMsg string
+	}{
+		{"no replicas", []string{"--replicas", "0"}, "--replicas 0: use 1 or more"},
+		{"replicas without a cluster", []string{"--replicas", "3"}, "needs a cluster"},
+		{"older name without a cluster", []string{"--kv-replicas", "3"}, "needs a cluster"},
+		{"the two names disagree", append([]string{"--replicas", "3", "--kv-replicas", "2"}, cluster...), "disagree"},
+		{"unknown sync", []string{"--sync", "sometimes"}, "use always or interval"},
+		{"kv with interval", []string{"--store", "kv", "--sync", "interval"}, "the KV store needs --sync always"},
+		{"sync with an external NATS", []string{"--nats-url", "nats://127.0.0.1:1", "--sync", "always"}, "set sync_interval in that server's configuration"},
+		{"negative start timeout", []string{"--start-timeout", "-1s"}, "--start-timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var stderr bytes.Buffer
+			err := run(context.Background(), append(append([]string(nil), base...), tt.args...), io.Discard, &stderr)
+			if code := exitCode(err, &stderr); code != 1 || !strings.Contains(stderr.String(), tt.wantMsg) {
+				t.Errorf("run(%q) = exit %d, stderr %q; want 1 and %q", tt.args, code, stderr.String(), tt.wantMsg)
+			}
+		})
+	}
+}
+
+// TestRunReadyz checks /readyz on a standalone node of each store: 200
+// once started, in the API's JSON; only GET and HEAD.
+func TestRunReadyz(t *testing.T) {
+	forEachStore(t, func(t *testing.T, store ...string) {
+		s := startServer(t, t.TempDir(), store...)
+		var ok api.Health
+		if status := getJSON(t, s.URL+"/readyz", &ok); status != http.StatusOK || ok.Status != "ready" {
+			t.Errorf("GET /readyz = %d %+v; want 200 ready", status, ok)
+		}
+		if status := doJSON(t, mustRequest(t, http.MethodPost, s.URL+"/readyz"), nil); status != http.StatusMethodNotAllowed {
+			t.Errorf("POST /readyz = %d; want 405", status)
+		}
+		if !logged(s, "writes synced: before each acknowledgement (--sync always)") {
+			t.Errorf("the start did not log that writes are synced before each acknowledgement (the default --sync always)")
+		}
+	})
+}
