@@ -606,6 +606,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 
 	srv := membership.NewServer(store, blobs, authMode)
 	srv.NATSURL = natsClientURL
+	if ns != nil && *clusterName != "" {
+		srv.NATSURLs = clusterNATSURLs(ns)
+	}
 	srv.Build = apiBuild(thisBuild())
 	srv.Logger = slogger
 	srv.MaxBlobBytes = *maxBlobBytes

@@ -46,6 +46,11 @@ type Info struct {
 	// (unibus bench) plan with them.
 	APIRate  float64 `json:"api_rate,omitempty"`
 	APIBurst int     `json:"api_burst,omitempty"`
+	// NATSURLs lists the NATS URLs of the cluster's nodes that the
+	// answering node knows, its own (NATSURL) first: a client given them
+	// all reconnects to another node when its own goes. Empty from a
+	// node on an external NATS, which clients learn the others of.
+	NATSURLs []string `json:"nats_urls,omitempty"`
 }
 
 // Build names a build of membershipd: the version and commit that

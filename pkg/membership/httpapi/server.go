@@ -60,6 +60,10 @@ type Server struct {
 	RequireEncryptedRooms bool
 	// NATSURL is the data-plane URL handed to clients in /v1/info.
 	NATSURL string
+	// NATSURLs, when set, lists the data-plane URLs of every node of the
+	// cluster, NATSURL's first, for /v1/info's nats_urls. It is called
+	// for every answer: the cluster's nodes come and go.
+	NATSURLs func() []string
 	// Build is the build reported in /v1/info; NewServer sets the
 	// version "dev".
 	Build api.Build
@@ -202,6 +206,7 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 		Build:         s.Build,
 		AuthMode:      s.mode.String(),
 		NATSURL:       s.NATSURL,
+		NATSURLs:      s.natsURLs(),
 		HistoryStream: api.HistoryStream,
 		MaxBlobBytes:  s.MaxBlobBytes,
 	}
@@ -210,6 +215,14 @@ func (s *Server) info(w http.ResponseWriter, r *http.Request) {
 		info.APIRate, info.APIBurst = l.PerSecond, l.Burst
 	}
 	s.writeJSON(w, http.StatusOK, info)
+}
+
+// natsURLs is NATSURLs' answer, or nothing when it is not set.
+func (s *Server) natsURLs() []string {
+	if s.NATSURLs == nil {
+		return nil
+	}
+	return s.NATSURLs()
 }
 
 // call is one authenticated API call.

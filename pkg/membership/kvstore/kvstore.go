@@ -311,11 +311,16 @@ func (s *jetstreamStore) fail(op string, err error) error {
 	if errors.As(err, &ae) {
 		return err
 	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("membership store: %s: %w", op, err)
 	}
+	// A deadline passed is JetStream not answering in time (withTimeout),
+	// as while its nodes elect a new leader; a 503 is JetStream saying so.
+	// Either is worth trying again, on this node or another.
+	var apiErr *jetstream.APIError
 	if errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrConnectionClosed) ||
-		errors.Is(err, nats.ErrTimeout) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+		errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+		(errors.As(err, &apiErr) && apiErr.Code == 503) {
 		s.log.Warn("kv store unavailable", "op", op, "err", err)
 		return api.Errorf(api.CodeUnavailable, "the membership store (NATS JetStream) is unavailable: try again")
 	}

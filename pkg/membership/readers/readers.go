@@ -424,10 +424,15 @@ func (m *Manager) fail(op string, err error) error {
 		return nil
 	}
 	var ae *api.Error
-	if errors.As(err, &ae) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if errors.As(err, &ae) || errors.Is(err, context.Canceled) {
 		return err
 	}
-	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) {
+	// A deadline passed is JetStream not answering in time, as while its
+	// nodes elect a new leader; a 503 is JetStream saying so. Either is
+	// worth trying again, on this node or another.
+	var apiErr *jetstream.APIError
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrJetStreamNotEnabled) ||
+		errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &apiErr) && apiErr.Code == 503) {
 		m.log.Warn("history stream unavailable", "op", op, "err", err)
 		return api.Errorf(api.CodeUnavailable, "the message history (NATS JetStream) is unavailable: try again")
 	}
