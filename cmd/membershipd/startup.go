@@ -128,7 +128,7 @@ func (st *starter) step(ctx context.Context, what string, attemptTimeout time.Du
 		timer := time.AfterFunc(attemptTimeout, func() { cancel(errAttemptTimeout) })
 		err := fn(attempt)
 		timer.Stop()
-		if context.Cause(attempt) == errAttemptTimeout {
+		if err != nil && context.Cause(attempt) == errAttemptTimeout {
 			err = fmt.Errorf("%w (%v)", errAttemptTimeout, err)
 		}
 		cancel(nil)
@@ -150,13 +150,21 @@ func (st *starter) step(ctx context.Context, what string, attemptTimeout time.Du
 			st.ready.setStarting(fmt.Sprintf("waiting for %s: %s", what, reason))
 			last, waited = reason, true
 		}
-		if st.timeout > 0 && time.Since(st.began)+wait > st.timeout {
-			return fmt.Errorf("%s: %w (%s): %s: %v; check that a quorum of the nodes is up and routed to each other (docs/cluster.md), or raise --start-timeout", what, errStartTimeout, st.timeout, reason, err)
+		pause := wait/2 + rand.N(wait/2+1)
+		if st.timeout > 0 {
+			left := st.timeout - time.Since(st.began)
+			if left <= 0 {
+				if detail := err.Error(); detail != reason {
+					reason += " (" + detail + ")"
+				}
+				return fmt.Errorf("%s: %w (%s): %s; check that a quorum of the nodes is up and routed to each other (docs/cluster.md), or raise --start-timeout", what, errStartTimeout, st.timeout, reason)
+			}
+			pause = min(pause, left)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(wait/2 + rand.N(wait/2+1)):
+		case <-time.After(pause):
 		}
 		wait = min(2*wait, startBackoffMax)
 	}
@@ -245,7 +253,7 @@ type readiness struct {
 }
 
 func newReadiness(logger *log.Logger) *readiness {
-	return &readiness{logger: logger, starting: "starting"}
+	return &readiness{logger: logger, starting: "opening its stores and NATS"}
 }
 
 // setStarting says what the starting node waits for.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/enmanuel/unibus/pkg/api"
 )
@@ -62,4 +63,46 @@ func TestRunReadyz(t *testing.T) {
 			t.Errorf("the start did not log that writes are synced before each acknowledgement (the default --sync always)")
 		}
 	})
+}
+
+// TestRunStartWaitsThenGivesUp starts one node of a three-node cluster
+// whose other nodes never come: it listens and waits (/healthz 200,
+// /readyz 503 saying what for), returns nil when stopped while waiting,
+// and with a short --start-timeout gives up with an error naming it.
+func TestRunStartWaitsThenGivesUp(t *testing.T) {
+	t.Parallel()
+	nodes := newClusterNodes(t, 3)
+	n := nodes[0]
+
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := newLogCapture(t)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, n.args("--replicas", "3"), io.Discard, logs) }()
+	waitFor(t, 20*time.Second, "the lone node logs what it waits for", func() bool {
+		return slicesContain(logs.Lines(), "waiting for the JetStream meta leader")
+	})
+	status, e, err := readyz(n.url())
+	if status != http.StatusServiceUnavailable || !strings.Contains(e.Message, "waiting for the JetStream meta leader") || err != nil {
+		t.Errorf("/readyz while waiting = %d %+v (%v); want 503 saying it waits for the meta leader", status, e, err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("run stopped while waiting = %v; want nil", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not return within 20s of being stopped while waiting")
+	}
+	logs.close()
+
+	var stderr bytes.Buffer
+	began := time.Now()
+	err = run(context.Background(), n.args("--replicas", "3", "--start-timeout", "2s"), io.Discard, &stderr)
+	if took := time.Since(began); took < 2*time.Second {
+		t.Errorf("run with --start-timeout 2s gave up after %s; want 2s at least", took)
+	}
+	if err == nil || !strings.Contains(err.Error(), "--start-timeout") || !strings.Contains(err.Error(), "meta leader") {
+		t.Errorf("run with --start-timeout 2s and no other node = %v; want an error naming --start-timeout and what it waited for", err)
+	}
 }
