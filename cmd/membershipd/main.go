@@ -233,6 +233,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			return fmt.Errorf("load TLS (--tls-cert, --tls-key): %w", err)
 		}
 	}
+	var routeTLS *tls.Config
+	if *routeTLSCert != "" && *natsURL == "" && *clusterName != "" {
+		if routeTLS, err = busauth.RouteTLSConfig(*routeTLSCert, *routeTLSKey, *routeTLSCA); err != nil {
+			return fmt.Errorf("load route TLS: %w", err)
+		}
+	}
 
 	// Service log lines go through a standard logger with the service
 	// prefix; structured logs (request failures, NATS) go through the same
@@ -252,6 +258,21 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	defer func() {
 		if graceful {
 			logger.Printf("bye")
+		}
+	}()
+
+	// One membershipd per data directory (datadir.go): its locks first,
+	// before anything is opened; what a failed start made is removed.
+	claim, err := claimStart(startPaths{store: *storeKind, db: *dbPath, storeDir: *storeDir, natsStore: *natsStore,
+		embedded: *natsURL == "", enforce: authMode == membership.AuthEnforce, controlKey: *controlKeyPath, serviceKey: *serviceKeyPath})
+	if err != nil {
+		return err
+	}
+	defer claim.release()
+	served := false
+	defer func() {
+		if !served && !graceful {
+			claim.undo()
 		}
 	}()
 
@@ -284,6 +305,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
+	served = true
 	addr, scheme := ln.Addr().String(), "http"
 	serveErr := make(chan error, 1)
 	if httpSrv.TLSConfig != nil {
@@ -369,12 +391,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				Username: *clusterUser,
 				Password: *clusterPass,
 			}
-			if *routeTLSCert != "" {
-				rtls, err := busauth.RouteTLSConfig(*routeTLSCert, *routeTLSKey, *routeTLSCA)
-				if err != nil {
-					return fmt.Errorf("load route TLS: %w", err)
-				}
-				cc.TLS = rtls
+			if routeTLS != nil {
+				cc.TLS = routeTLS
 				logger.Printf("cluster route TLS: ON (mutual, CA %s)", *routeTLSCA)
 			}
 			cfg.Cluster = cc
@@ -494,6 +512,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
+
+	claim.setNATS(natsClientURL)
 
 	// membershipd's own NATS connection: room change events and the history
 	// stream. It is drained after the HTTP server stops and before the

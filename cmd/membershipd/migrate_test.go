@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,14 +10,20 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/enmanuel/unibus/internal/testutil/testbus"
+	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/client"
+	"github.com/enmanuel/unibus/pkg/membership"
 )
 
 // TestMigrateToKVThenServeFromKV is the user's path: run on SQLite,
-// migrate-to-kv into the running server's own NATS (twice: it converges),
-// restart with --store kv on the same JetStream store, and find users,
-// rooms, epochs, keys, history and blobs all still there.
+// migrate-to-kv into the running server's own NATS (twice: the second run
+// finds its own copy and writes nothing), restart with --store kv on the
+// same JetStream store, and find users, rooms, epochs, keys, history and
+// blobs all still there. Once the KV store has moved on, another run
+// refuses and changes nothing; --force writes the old state back.
 func TestMigrateToKVThenServeFromKV(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "unibus.db")
@@ -62,13 +69,13 @@ func TestMigrateToKVThenServeFromKV(t *testing.T) {
 	first := migrate()
 	second := migrate()
 	backups, _ := filepath.Glob(db + ".backup-*")
-	if len(backups) == 0 {
-		t.Fatalf("no backup beside the database; output:\n%s", first)
+	if len(backups) != 1 {
+		t.Fatalf("%d backups beside the database; want one, of the run that wrote; output:\n%s%s", len(backups), first, second)
 	}
-	counts := regexp.MustCompile(`migrated: ([^(]*)`)
+	counts := regexp.MustCompile(`migrated: ([^(:]*)`)
 	c1, c2 := counts.FindStringSubmatch(first), counts.FindStringSubmatch(second)
-	if c1 == nil || c2 == nil || c1[1] != c2[1] || !strings.Contains(c1[1], "1 users") {
-		t.Fatalf("migrations moved %q then %q; want the same, with 1 user", first, second)
+	if c1 == nil || c2 == nil || strings.TrimSpace(c1[1]) != strings.TrimSpace(c2[1]) || !strings.Contains(c1[1], "1 users") || !strings.Contains(second, "nothing written") {
+		t.Fatalf("migrations moved %q then %q; want the same, with 1 user, and nothing written the second time", first, second)
 	}
 	if !strings.Contains(first, "blobs: copied 1") {
 		t.Fatalf("first migration did not copy the blob:\n%s", first)
@@ -122,6 +129,104 @@ func TestMigrateToKVThenServeFromKV(t *testing.T) {
 	out, _ := userCLI(t, 0, "list", "--store", "kv", "--nats-url", kvInfo.NATSURL, "--control-key", ctlKey)
 	if !strings.Contains(out, "alice") || !strings.Contains(out, "revoked") {
 		t.Fatalf("user list on the KV store:\n%s", out)
+	}
+
+	// The KV store has moved on (bob seeded and revoked there, the room
+	// rekeyed): a migration from the old SQLite backup refuses, says
+	// why and what to do, and writes nothing.
+	if _, err := alice2.Rekey(ctxT(t), room.ID); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(backups[0], db)
+	var errb bytes.Buffer
+	out2 := new(bytes.Buffer)
+	args := []string{"--db", db, "--nats-url", kvInfo.NATSURL, "--control-key", ctlKey}
+	if code := runMigrateCLI(args, out2, &errb); code != 1 {
+		t.Fatalf("migrate-to-kv over a KV store that moved on: exit %d; want 1\nstdout: %s\nstderr: %s", code, out2, &errb)
+	}
+	for _, want := range []string{"has moved on", `room "ops" (` + room.ID + "): its history in the KV store is at statement 3, in SQLite at 2",
+		`user "bob" (` + bobID.UserKey() + ") exists only in the KV store", "nothing was written", "keep serving from it", "pass --force"} {
+		if !strings.Contains(errb.String(), want) {
+			t.Errorf("refusal does not say %q:\n%s", want, &errb)
+		}
+	}
+	if b, _ := filepath.Glob(db + ".backup-*"); len(b) != 0 || out2.Len() != 0 {
+		t.Errorf("refused migration left backups %q and printed %q", b, out2)
+	}
+	if v, err := alice2.Verify(ctxT(t), room.ID); err != nil || v.Epoch != 3 {
+		t.Fatalf("room after a refused migration: epoch %d, %v; want 3, untouched", v.Epoch, err)
+	}
+	if code := getMe(t, kv.URL, bobID); code != 403 {
+		t.Errorf("bob after a refused migration: %d; want still revoked (403)", code)
+	}
+
+	// --force writes the SQLite state over it, and says what it wrote over.
+	errb.Reset()
+	if code := runMigrateCLI(append(args, "--force"), out2, &errb); code != 0 {
+		t.Fatalf("migrate-to-kv --force: exit %d\n%s", code, &errb)
+	}
+	if !strings.Contains(errb.String(), "--force: wrote") || !strings.Contains(errb.String(), room.ID) || !strings.Contains(out2.String(), "backup: ") {
+		t.Errorf("forced migration: stdout %q, stderr %q; want a backup and the list of what it wrote over", out2, &errb)
+	}
+	waitFor(t, 2*time.Second, "the forced copy's room at epoch 2", func() bool {
+		r, err := kvRoom(t, kvInfo.NATSURL, ctlKey, room.ID)
+		return err == nil && r.Epoch == 2
+	})
+}
+
+// kvRoom reads room id straight from the KV store at url.
+func kvRoom(t testing.TB, url, ctlKey, id string) (api.Room, error) {
+	t.Helper()
+	nc, err := dialControl("test", url, ctlKey, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := membership.OpenKV(ctxT(t), js, membership.KVConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	return st.GetRoom(ctxT(t), id)
+}
+
+// TestMigrateToKVNoBackupWhenItCannotConnect: attempts that do not reach
+// the bus (a bad URL, a key that is not its control key) fail before
+// they back anything up.
+func TestMigrateToKVNoBackupWhenItCannotConnect(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	db := filepath.Join(dir, "unibus.db")
+	userCLI(t, 0, "seed", "--db", db, testbus.NewIdentity(t, "alice").Public().Token())
+	s := startServer(t, dir)
+	var info api.Info
+	if status := getJSON(t, s.URL+"/v1/info", &info); status != 200 {
+		t.Fatalf("info: %d", status)
+	}
+	otherKey := filepath.Join(t.TempDir(), "other.nk")
+	if _, err := loadOrCreateControlKey(otherKey); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name, url, key, want string
+	}{
+		{"nothing listening", fmt.Sprintf("nats://127.0.0.1:%d", freePort(t)), filepath.Join(dir, "jetstream", controlKeyFile), "is the bus up?"},
+		{"not its control key", info.NATSURL, otherKey, "pass --control-key"},
+		{"no key file", info.NATSURL, filepath.Join(dir, "missing.nk"), "no control key at"},
+	}
+	for _, tt := range tests {
+		var out, errb bytes.Buffer
+		code := runMigrateCLI([]string{"--db", db, "--nats-url", tt.url, "--control-key", tt.key}, &out, &errb)
+		if code != 1 || !strings.Contains(errb.String(), tt.want) {
+			t.Errorf("%s: exit %d, %q; want 1 saying %q", tt.name, code, errb.String(), tt.want)
+		}
+		if b, _ := filepath.Glob(db + ".backup-*"); len(b) != 0 {
+			t.Fatalf("%s: the failed attempt left backups %q", tt.name, b)
+		}
 	}
 }
 

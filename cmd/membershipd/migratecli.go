@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,15 +21,28 @@ import (
 	"github.com/enmanuel/unibus/pkg/membership"
 )
 
-const migrateUsage = `usage: membershipd migrate-to-kv [--db PATH] --nats-url URL [--control-key PATH] [--replicas N] [--ca CERT] [--store-dir DIR] [--no-backup]
+const migrateUsage = `usage: membershipd migrate-to-kv [--db PATH] --nats-url URL [--control-key PATH] [--replicas N] [--ca CERT] [--store-dir DIR] [--no-backup] [--force]
 
 Copies the whole control plane (users, rooms with their epochs, members,
 every sealed key of every epoch, the signed membership histories, blob
 records) from the SQLite database into the replicated JetStream KV buckets
-that membershipd --store kv serves from. It backs the database up first
-(VACUUM INTO, beside it) unless --no-backup, and converges when re-run:
-every write is an overwrite. With --store-dir it also copies the blob
-directory into the bus's Object Store, checking each blob's digest.
+that membershipd --store kv serves from. With --store-dir it also copies
+the blob directory into the bus's Object Store, checking each blob's
+digest.
+
+It connects first, then compares what the buckets hold with the database:
+  - the same state (nothing changed on either side since the last run):
+    it writes nothing;
+  - nothing the database does not hold (no buckets yet, or an earlier
+    run's copy that the database has gone on from): it brings the buckets
+    up to the database;
+  - anything else: the KV store has moved on (served from with --store kv:
+    a room rekeyed or a user revoked there, users, rooms or blobs only
+    there), and it refuses and writes nothing, unless --force, which
+    writes the database's records over the buckets' (their own records
+    stay).
+Before it writes, it backs the database up (VACUUM INTO, beside it) unless
+--no-backup.
 
 The natural path: run on SQLite, migrate into the running server's own NATS
 (--nats-url nats://127.0.0.1:4250), restart with --store kv on the same
@@ -53,6 +67,7 @@ func runMigrateCLI(args []string, stdout, stderr io.Writer) int {
 		ctlKey   = fs.String("control-key", defaultControlKeyPath, "membershipd's control key (<nats-store>/"+controlKeyFile+"), to reach the control plane's account; '' connects without one")
 		storeDir = fs.String("store-dir", "", "blob directory to copy into the bus's Object Store (the server's --store-dir)")
 		noBackup = fs.Bool("no-backup", false, "do not back the database up first")
+		force    = fs.Bool("force", false, "write the database over a KV store that has moved on past it (rooms whose history moved on break for their members)")
 	)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -70,7 +85,7 @@ func runMigrateCLI(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	m := migration{db: *db, natsURL: *natsURL, replicas: *replicas, ca: *ca, controlKey: *ctlKey, storeDir: *storeDir, backup: !*noBackup, stdout: stdout, stderr: stderr}
+	m := migration{db: *db, natsURL: *natsURL, replicas: *replicas, ca: *ca, controlKey: *ctlKey, storeDir: *storeDir, backup: !*noBackup, force: *force, stdout: stdout, stderr: stderr}
 	if err := m.run(ctx); err != nil {
 		fmt.Fprintf(stderr, "membershipd migrate-to-kv: %v\n", err)
 		return 1
@@ -81,7 +96,7 @@ func runMigrateCLI(args []string, stdout, stderr io.Writer) int {
 type migration struct {
 	db, natsURL, ca, controlKey, storeDir string
 	replicas                              int
-	backup                                bool
+	backup, force                         bool
 	stdout, stderr                        io.Writer
 }
 
@@ -89,17 +104,8 @@ func (m migration) run(ctx context.Context) error {
 	if _, err := os.Stat(m.db); err != nil {
 		return fmt.Errorf("database %s: %w: pass the server's --db", m.db, err)
 	}
-	if m.backup {
-		base := membership.BackupPath(m.db, time.Now())
-		path := base
-		for i := 2; fileExists(path); i++ {
-			path = fmt.Sprintf("%s-%d", base, i)
-		}
-		if err := membership.BackupSQLite(ctx, m.db, path); err != nil {
-			return err
-		}
-		fmt.Fprintf(m.stdout, "backup: %s\n", path)
-	}
+	// Connect first: an attempt that cannot reach the bus leaves nothing
+	// behind, not even a backup.
 	nc, err := dialControl("membershipd migrate-to-kv", m.natsURL, m.controlKey, m.ca)
 	if err != nil {
 		return err
@@ -109,11 +115,25 @@ func (m migration) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	progress := m.progress("control plane")
-	stats, err := membership.MigrateSQLiteToKV(ctx, m.db, js, membership.KVConfig{Replicas: m.replicas}, progress)
+	opts := membership.MigrateOptions{
+		KV:       membership.KVConfig{Replicas: m.replicas},
+		Force:    m.force,
+		Progress: m.progress("control plane"),
+	}
+	if m.backup {
+		opts.Backup = m.backUp
+	}
+	stats, err := membership.MigrateSQLiteToKV(ctx, m.db, js, opts)
 	m.endProgress()
+	var ahead *membership.KVAheadError
+	if errors.As(err, &ahead) {
+		return fmt.Errorf("the KV store at %s has moved on past %s since it was copied there; a copy now would write the older state over it (a room whose history goes back to an earlier head breaks for its members):\n%s\nnothing was written. If membershipd serves from the KV store (--store kv), the KV store is the current state: keep serving from it and do not migrate again. To write %s over the KV store anyway, pass --force", redactURL(m.natsURL), m.db, indentLines(ahead.Differences, maxListed), m.db)
+	}
 	if err != nil {
 		return err
+	}
+	if len(stats.Overwritten) > 0 {
+		fmt.Fprintf(m.stderr, "membershipd migrate-to-kv: --force: wrote %s over what the KV store had moved on to:\n%s\n", m.db, indentLines(stats.Overwritten, maxListed))
 	}
 	fmt.Fprintf(m.stdout, "migrated: %s\n", stats)
 	if m.storeDir == "" {
@@ -134,6 +154,37 @@ func (m migration) run(ctx context.Context) error {
 	}
 	fmt.Fprintf(m.stdout, "blobs: copied %d into object store %s\n", n, obj.Bucket())
 	return nil
+}
+
+// backUp writes a backup of the database beside it, under a name no
+// earlier backup has.
+func (m migration) backUp(ctx context.Context) error {
+	base := membership.BackupPath(m.db, time.Now())
+	path := base
+	for i := 2; fileExists(path); i++ {
+		path = fmt.Sprintf("%s-%d", base, i)
+	}
+	if err := membership.BackupSQLite(ctx, m.db, path); err != nil {
+		return err
+	}
+	fmt.Fprintf(m.stdout, "backup: %s\n", path)
+	return nil
+}
+
+// maxListed is how many differences a refusal lists.
+const maxListed = 20
+
+// indentLines is lines, indented, one a line, at most limit of them.
+func indentLines(lines []string, limit int) string {
+	var b strings.Builder
+	for i, l := range lines {
+		if i == limit {
+			fmt.Fprintf(&b, "  … and %d more\n", len(lines)-limit)
+			break
+		}
+		fmt.Fprintf(&b, "  %s\n", l)
+	}
+	return strings.TrimSuffix(b.String(), "\n")
 }
 
 // dialControl connects a host tool to the control plane's account of the

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +22,10 @@ import (
 
 // defaultDBPath is the database of a membershipd started without --db.
 const defaultDBPath = "./local_files/unibus.db"
+
+// defaultUserNATSURL is where `membershipd user --store kv` looks for the
+// bus: the embedded NATS of a membershipd started with the defaults.
+const defaultUserNATSURL = "nats://127.0.0.1:4250"
 
 const userUsage = `usage:
   membershipd user seed [--db PATH] [--admin] TOKEN   register a user from their public identity token
@@ -34,6 +40,8 @@ For a server with --store kv, pass --store kv [--nats-url URL]
 in the control plane's own account of the bus, which membershipd's
 control key reaches (<nats-store>/control.nk, by default
 %s), and every node applies it within a second.
+While a membershipd serves --store kv for the data directory of --db (it
+holds <db>.lock), the commands refuse that database and say what to pass.
 `
 
 // userCmd is one sub-command of `membershipd user`.
@@ -94,7 +102,7 @@ func runUserCLI(args []string, stdout, stderr io.Writer) int {
 	}
 	fs.StringVar(&opts.db, "db", defaultDBPath, "SQLite database path of the membershipd server")
 	fs.StringVar(&opts.store, "store", "sqlite", "the server's store: sqlite (--db) or kv (the KV buckets on the bus at --nats-url)")
-	fs.StringVar(&opts.natsURL, "nats-url", "nats://127.0.0.1:4250", "with --store kv: NATS URL of the bus")
+	fs.StringVar(&opts.natsURL, "nats-url", defaultUserNATSURL, "with --store kv: NATS URL of the bus")
 	fs.StringVar(&opts.ctlKey, "control-key", defaultControlKeyPath, "with --store kv: membershipd's control key (<nats-store>/"+controlKeyFile+"); '' connects without one")
 	fs.StringVar(&opts.ca, "ca", "", "with --store kv: PEM CA for a tls:// NATS URL")
 	switch cmd.name {
@@ -126,6 +134,12 @@ func runUserCLI(args []string, stdout, stderr io.Writer) int {
 	var store membership.Store
 	switch opts.store {
 	case "sqlite":
+		// A server serving --store kv for this data directory would
+		// never see a change to the SQLite file (datadir.go).
+		if h, ok := kvServer(opts.db); ok {
+			fmt.Fprintf(stderr, "membershipd user %s: %s serves the data directory of %s from the KV store, so a change to this SQLite file would not reach it; nothing was changed: pass --store kv%s\n", cmd.name, h, opts.db, kvFlags(h))
+			return 1
+		}
 		if cmd.name != "seed" {
 			// Only seed may create the database: listing or revoking in a
 			// database that does not exist means --db names the wrong file.
@@ -168,6 +182,19 @@ func runUserCLI(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// kvFlags are the flags, beyond --store kv, that reach the KV store of
+// the server h, where they differ from the defaults.
+func kvFlags(h holder) string {
+	var b strings.Builder
+	if h.NATSURL != "" && h.NATSURL != defaultUserNATSURL {
+		fmt.Fprintf(&b, " --nats-url %s", h.NATSURL)
+	}
+	if def, _ := filepath.Abs(defaultControlKeyPath); h.ControlKey != "" && h.ControlKey != def {
+		fmt.Fprintf(&b, " --control-key %s", h.ControlKey)
+	}
+	return b.String()
 }
 
 // parseInterspersed parses flags that may come before or after the

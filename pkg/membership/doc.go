@@ -18,7 +18,8 @@
 //     several membershipd nodes share one state (docs/kv-store.md).
 //
 // [Snapshot] is a backend-agnostic dump of the whole state;
-// [MigrateSQLiteToKV] moves a SQLite store into the KV buckets and
+// [MigrateSQLiteToKV] moves a SQLite store into the KV buckets, refusing
+// ([KVAheadError]) to write over buckets that have moved on past it, and
 // [BackupSQLite] copies the database first.
 //
 // # Server

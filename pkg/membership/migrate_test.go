@@ -104,23 +104,35 @@ func export(t testing.TB, s membership.Store) *membership.Snapshot {
 // migrate runs MigrateSQLiteToKV from path into ns's buckets of prefix.
 func migrate(t testing.TB, path string, js jetstream.JetStream, prefix string) membership.MigrateStats {
 	t.Helper()
+	stats, err := migrateWith(t, path, js, membership.MigrateOptions{KV: membership.KVConfig{Prefix: prefix}})
+	if err != nil {
+		t.Fatalf("MigrateSQLiteToKV: %v", err)
+	}
+	return stats
+}
+
+// migrateWith runs MigrateSQLiteToKV from path with opts, checking its
+// progress reports when it writes.
+func migrateWith(t testing.TB, path string, js jetstream.JetStream, opts membership.MigrateOptions) (membership.MigrateStats, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	var calls, last atomic.Int64
-	stats, err := membership.MigrateSQLiteToKV(ctx, path, js, membership.KVConfig{Prefix: prefix}, func(done, total int) {
+	opts.Progress = func(done, total int) {
 		calls.Add(1)
 		last.Store(int64(done))
 		if done > total {
 			t.Errorf("progress %d of %d", done, total)
 		}
-	})
-	if err != nil {
-		t.Fatalf("MigrateSQLiteToKV: %v", err)
 	}
-	if calls.Load() == 0 || last.Load() != int64(stats.Records()) {
+	stats, err := membership.MigrateSQLiteToKV(ctx, path, js, opts)
+	if err == nil && !stats.Unchanged && (calls.Load() == 0 || last.Load() != int64(stats.Records())) {
 		t.Errorf("progress called %d times, last with %d; want the end at %d records", calls.Load(), last.Load(), stats.Records())
 	}
-	return stats
+	if stats.Unchanged && calls.Load() != 0 {
+		t.Errorf("progress called %d times by a migration that wrote nothing", calls.Load())
+	}
+	return stats, err
 }
 
 func TestMigrateSQLiteToKVParity(t *testing.T) {
@@ -218,9 +230,13 @@ func TestMigrateSQLiteToKVIdempotent(t *testing.T) {
 	second := migrate(t, sd.path, js, prefix)
 	snap2 := export(t, openKVStore(t, ns, prefix))
 	buckets2 := bucketStates(t, js)
+	if first.Unchanged || !second.Unchanged {
+		t.Fatalf("Unchanged = %v then %v; want false then true (the second run finds its own copy)", first.Unchanged, second.Unchanged)
+	}
 	first.Export, first.Import, second.Export, second.Import = 0, 0, 0, 0
-	if first != second {
-		t.Fatalf("second run moved %+v, the first %+v", second, first)
+	second.Unchanged = false
+	if !reflect.DeepEqual(first, second) {
+		t.Fatalf("second run counted %+v, the first %+v", second, first)
 	}
 	if !reflect.DeepEqual(snap1, snap2) {
 		t.Fatalf("KV state after the second run differs:\n got %+v\nwant %+v", snap2, snap1)
@@ -233,7 +249,7 @@ func TestMigrateSQLiteToKVIdempotent(t *testing.T) {
 func TestMigrateSQLiteToKVRefusesMissingDatabase(t *testing.T) {
 	ns := startNATS(t)
 	path := filepath.Join(t.TempDir(), "none.db")
-	_, err := membership.MigrateSQLiteToKV(context.Background(), path, testnats.JetStream(t, ns), membership.KVConfig{Prefix: freshPrefix()}, nil)
+	_, err := membership.MigrateSQLiteToKV(context.Background(), path, testnats.JetStream(t, ns), membership.MigrateOptions{KV: membership.KVConfig{Prefix: freshPrefix()}})
 	if err == nil {
 		t.Fatal("MigrateSQLiteToKV of a missing database succeeded")
 	}

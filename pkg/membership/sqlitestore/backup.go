@@ -74,3 +74,35 @@ func syncPath(p string) error {
 	defer f.Close()
 	return f.Sync()
 }
+
+// SchemaCurrent reports whether the database at sqlitePath already has
+// the schema this binary knows, so that [Open] will not change it: false
+// for an older one, which Open would bring up to date. A newer schema is
+// an error, as in Open.
+func SchemaCurrent(ctx context.Context, sqlitePath string) (bool, error) {
+	abs, err := filepath.Abs(sqlitePath)
+	if err != nil {
+		return false, fmt.Errorf("membership database %s: %w", sqlitePath, err)
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return false, fmt.Errorf("membership database %s: %w", sqlitePath, err)
+	}
+	ms, err := loadMigrations()
+	if err != nil {
+		return false, err
+	}
+	db, err := sql.Open("sqlite", dsn(abs))
+	if err != nil {
+		return false, fmt.Errorf("membership database %s: %w", abs, err)
+	}
+	defer db.Close()
+	v, err := schemaVersion(ctx, db)
+	if err != nil {
+		return false, fmt.Errorf("membership database %s: %w", abs, err)
+	}
+	latest := ms[len(ms)-1].version
+	if v > latest {
+		return false, fmt.Errorf("membership database %s: %w", abs, newerSchema(v, latest))
+	}
+	return v == latest, nil
+}
