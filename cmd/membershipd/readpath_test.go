@@ -385,10 +385,10 @@ func TestEnforceHostRevocationClosesEveryConnection(t *testing.T) {
 func TestEnforceCeilings(t *testing.T) {
 	t.Parallel()
 	e := startEnforce(t, "--max-connections-per-user", "3", "--max-subscriptions", "8", "--max-readers", "2")
-	room := e.opsRoom(t, "bob")
 
-	// Connections: three, then refused. They reconnect when bob's
-	// addition to the room closes them.
+	// Connections: three, then refused. bob is in no room yet, so that no
+	// membership change closes them meanwhile; they reconnect when his
+	// addition below does.
 	errs := make(chan error, 16)
 	var conns []*nats.Conn
 	for range 3 {
@@ -430,9 +430,21 @@ func TestEnforceCeilings(t *testing.T) {
 		}
 	})
 
-	// Readers: two, then 429 saying what to do.
+	// Readers: two, then 429 saying what to do, on one connection made
+	// once bob is in the room.
+	for _, c := range conns {
+		c.Close()
+	}
+	room := e.opsRoom(t, "bob")
+	var rc *nats.Conn
+	waitFor(t, 5*time.Second, "a connection of bob's in the room", func() bool {
+		var err error
+		rc, err = e.dial(e.bobID, nil, nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+		return err == nil
+	})
+	t.Cleanup(rc.Close)
 	for range 2 {
-		if _, _, status := openRawReader(t, e.srv.URL, conns[1], e.bobID, room.ID); status != http.StatusCreated {
+		if _, _, status := openRawReader(t, e.srv.URL, rc, e.bobID, room.ID); status != http.StatusCreated {
 			t.Fatalf("open a reader = %d; want 201", status)
 		}
 	}
