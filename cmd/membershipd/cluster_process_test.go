@@ -68,7 +68,8 @@ func processLogs(nodes ...*processNode) func() string {
 // lost its quorum answers /readyz 503 (and /healthz 200) until the others
 // are back; nodes restarted without --replicas (one with --kv-replicas,
 // its older name) and `membershipd user seed --store kv` leave every
-// stream at three replicas.
+// stream at three replicas; all three killed at once and started again
+// in any order recover by themselves (three times with UNIBUS_CHAOS=1).
 func TestClusterProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cluster test skipped in short mode")
@@ -77,9 +78,9 @@ func TestClusterProcesses(t *testing.T) {
 		t.Skip("go is not on PATH: cannot build membershipd")
 	}
 	t.Parallel()
-	maxDelay := 3 * time.Second
+	maxDelay, rounds := 3*time.Second, 1
 	if chaos() {
-		maxDelay = 20 * time.Second
+		maxDelay, rounds = 20*time.Second, 3
 	}
 	began := time.Now()
 	stage := func(what string) { t.Logf("%s: %s", time.Since(began).Round(100*time.Millisecond), what) }
@@ -91,15 +92,7 @@ func TestClusterProcesses(t *testing.T) {
 
 	nodes := newClusterNodes(t, 3)
 	procs := make([]*processNode, len(nodes))
-	order := rand.Perm(len(nodes))
-	for k, i := range order {
-		if k > 0 {
-			delay := rand.N(maxDelay + 1)
-			t.Logf("start %s %s after %s", nodes[i].name, delay.Round(time.Millisecond), nodes[order[k-1]].name)
-			time.Sleep(delay) // the delay between an operator's starts is the point of the test
-		}
-		procs[i] = nodes[i].startProcess(t, bin, "--replicas", "3")
-	}
+	order := startProcesses(t, bin, nodes, procs, maxDelay, "--replicas", "3")
 	for _, p := range procs {
 		waitReady(t, p.url(), 90*time.Second, processLogs(procs...))
 	}
@@ -156,4 +149,37 @@ func TestClusterProcesses(t *testing.T) {
 		t.Errorf("/v1/me through the node restarted last = %d %+v; want alice", status, me)
 	}
 	stage("every node back")
+
+	// Every node killed at once, as a power loss of the whole cluster
+	// would, then started again in any order.
+	for round := range rounds {
+		for _, p := range procs {
+			p.kill(t)
+		}
+		startProcesses(t, bin, nodes, procs, maxDelay, "--replicas", "3")
+		for _, p := range procs {
+			waitReady(t, p.url(), 90*time.Second, processLogs(procs...))
+		}
+		if status := doJSON(t, signedGet(t, procs[round%3].url()+"/v1/me", alice), &me); status != http.StatusOK || me.User != alice.UserKey() {
+			t.Fatalf("round %d: /v1/me after every node was killed = %d %+v; want alice", round, status, me)
+		}
+		stage("every node killed and started again: ready")
+	}
+	wantReplicas(t, nodes[0], 3, "every node killed and started again")
+}
+
+// startProcesses starts a membershipd process for each node, in a random
+// order, up to maxDelay apart, into procs, and returns the order.
+func startProcesses(t testing.TB, bin string, nodes []*clusterNode, procs []*processNode, maxDelay time.Duration, extra ...string) []int {
+	t.Helper()
+	order := rand.Perm(len(nodes))
+	for k, i := range order {
+		if k > 0 {
+			delay := rand.N(maxDelay + 1)
+			t.Logf("start %s %s after %s", nodes[i].name, delay.Round(time.Millisecond), nodes[order[k-1]].name)
+			time.Sleep(delay) // the delay between an operator's starts is the point of the test
+		}
+		procs[i] = nodes[i].startProcess(t, bin, extra...)
+	}
+	return order
 }

@@ -303,6 +303,18 @@ func TestClusterColdStartInAnyOrder(t *testing.T) {
 	wantReplicas(t, nodes[1], 3, "membershipd user seed --store kv")
 	stage("user seed: replicas kept")
 
+	// migrate-to-kv with its default --replicas 1 uses the buckets as they
+	// are and says so (it then refuses this KV store, which holds a user
+	// the database does not: that is its own business).
+	db := filepath.Join(t.TempDir(), "unibus.db")
+	userCLI(t, 0, "seed", "--db", db, testbus.NewIdentity(t, "bob").Public().Token())
+	var migOut, migErr strings.Builder
+	runMigrateCLI([]string{"--db", db, "--nats-url", nodes[0].natsURL(), "--control-key", nodes[0].controlKey(), "--no-backup"}, &migOut, &migErr)
+	if !strings.Contains(migErr.String(), "keep their replicas") {
+		t.Errorf("migrate-to-kv with the default --replicas 1 on R3 buckets did not warn that they keep theirs; stderr:\n%s", migErr.String())
+	}
+	wantReplicas(t, nodes[2], 3, "migrate-to-kv with --replicas 1")
+
 	// Only the explicit command changes them, in both accounts.
 	for _, n := range []int{1, 3} {
 		var out, errOut strings.Builder

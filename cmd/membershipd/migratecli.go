@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -62,7 +64,7 @@ func runMigrateCLI(args []string, stdout, stderr io.Writer) int {
 	var (
 		db       = fs.String("db", defaultDBPath, "SQLite database path (the server's --db)")
 		natsURL  = fs.String("nats-url", "", "NATS URL of the bus that holds the KV buckets (required)")
-		replicas = fs.Int("replicas", 1, "copies of each bucket (3 in a three-node cluster)")
+		replicas = fs.Int("replicas", 1, "copies of each bucket it makes (3 in a three-node cluster); existing buckets keep theirs (membershipd cluster replicas changes them)")
 		ca       = fs.String("ca", "", "PEM CA to trust for a tls:// NATS URL")
 		ctlKey   = fs.String("control-key", defaultControlKeyPath, "membershipd's control key (<nats-store>/"+controlKeyFile+"), to reach the control plane's account; '' connects without one")
 		storeDir = fs.String("store-dir", "", "blob directory to copy into the bus's Object Store (the server's --store-dir)")
@@ -116,7 +118,7 @@ func (m migration) run(ctx context.Context) error {
 		return err
 	}
 	opts := membership.MigrateOptions{
-		KV:       membership.KVConfig{Replicas: m.replicas},
+		KV:       membership.KVConfig{Replicas: m.replicas, Logger: m.warnings()},
 		Force:    m.force,
 		Progress: m.progress("control plane"),
 	}
@@ -143,7 +145,7 @@ func (m migration) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("blob directory: %w", err)
 	}
-	obj, err := blobstore.NewObjectStore(ctx, js, blobstore.ObjectConfig{Replicas: m.replicas})
+	obj, err := blobstore.NewObjectStore(ctx, js, blobstore.ObjectConfig{Replicas: m.replicas, Logger: m.warnings()})
 	if err != nil {
 		return fmt.Errorf("blob object store: %w", err)
 	}
@@ -225,6 +227,12 @@ func dialControl(name, url, keyPath, ca string) (*nats.Conn, error) {
 		return nil, fmt.Errorf("%s reached the bus account of %s, not the control plane's: %s; pass --control-key with the control key of the membershipd serving it (its <nats-store>/%s)", name, redactURL(url), key, controlKeyFile)
 	}
 	return nc, nil
+}
+
+// warnings is the stores' logger: their warnings on stderr (an existing
+// bucket that keeps other replicas than --replicas asks), nothing else.
+func (m migration) warnings() *slog.Logger {
+	return newSlogger(log.New(m.stderr, "membershipd migrate-to-kv: ", 0), slog.LevelWarn)
 }
 
 // progress returns a progress callback that draws on a terminal only.
