@@ -34,15 +34,18 @@ func benchFlags(fs *flag.FlagSet, o *options) {
 	fs.IntVar(&b.Requests, "requests", d.Requests, "stop each API call after `N` requests instead of after --duration (0: use --duration)")
 	fs.IntVar(&b.RekeyMembers, "rekey-members", d.RekeyMembers, "time the rekey of a scratch room of `N` members, N-1 of them throwaway users (admins only; 0: no rekey run)")
 	fs.StringVar(&b.skip, "skip", "", "skip the comma-separated `PARTS` among raw, e2e, api, rekey")
-	fs.DurationVar(&b.Timeout, "timeout", d.Timeout, "give up any one part after `D`")
 	fs.StringVar(&b.cpuprofile, "cpuprofile", "", "write a CPU profile of this process (the client side) to `PATH`")
 	jsonFlag("print one JSON document with every figure")(fs, o)
 }
 
 // options returns the bench's options from the flags, without the client
-// settings.
-func (b *benchOptions) options() bench.Options {
+// settings but --timeout, which also bounds each part when given.
+func (b *benchOptions) options(timeout timeoutFlag) bench.Options {
 	o := b.Options
+	o.Timeout = bench.DefaultOptions().Timeout
+	if timeout.set {
+		o.Timeout = timeout.d
+	}
 	o.Skip = nil
 	for _, p := range strings.Split(b.skip, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -53,7 +56,7 @@ func (b *benchOptions) options() bench.Options {
 }
 
 func runBench(ctx context.Context, x *invocation, _ []string) error {
-	o := x.opts.bench.options()
+	o := x.opts.bench.options(x.opts.timeout)
 	if err := o.Validate(); err != nil {
 		return usagef("%v", err)
 	}
@@ -65,7 +68,8 @@ func runBench(ctx context.Context, x *invocation, _ []string) error {
 	if err != nil {
 		return err
 	}
-	o.Server, o.Identity, o.TLS, o.NATSURL = x.opts.server, id, tlsConfig, x.opts.nats
+	// The bench measures one node: the first of --server.
+	o.Server, o.Identity, o.TLS, o.NATSURL = firstServer(x.opts.server), id, tlsConfig, x.opts.nats
 	if isTerminal(x.stderr) {
 		o.Progress = x.stderr
 	}

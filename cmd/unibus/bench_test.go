@@ -25,7 +25,7 @@ func TestBenchFlags(t *testing.T) {
 		if _, err := parseArgs(newFlagSet(lookup("bench"), &o), args); err != nil {
 			t.Fatalf("parse %q: %v", args, err)
 		}
-		return o.bench.options()
+		return o.bench.options(o.timeout)
 	}
 	if got, want := parse(), bench.DefaultOptions(); !reflect.DeepEqual(got, want) {
 		t.Errorf("bench flags' defaults = %+v; want bench.DefaultOptions() %+v", got, want)

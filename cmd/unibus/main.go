@@ -32,12 +32,14 @@
 //
 // # Client settings
 //
-// --server URL (env UNIBUS_SERVER, default http://127.0.0.1:8470),
+// --server URL[,URL…] (env UNIBUS_SERVER, default http://127.0.0.1:8470;
+// several URLs name the nodes of one cluster, tried in turn),
 // --identity PATH (env UNIBUS_IDENTITY, default
 // $XDG_CONFIG_HOME/unibus/identity.json, else ~/.config/unibus/identity.json),
-// --ca PATH (env UNIBUS_CA) and --nats URL (env UNIBUS_NATS) are accepted by
-// every command, before or after it. Flags and positional arguments may be
-// mixed in any order; "--" ends the flags.
+// --ca PATH (env UNIBUS_CA), --nats URL[,URL…] (env UNIBUS_NATS) and
+// --timeout D (env UNIBUS_TIMEOUT, default 30s: the longest any wait for
+// the bus lasts) are accepted by every command, before or after it. Flags
+// and positional arguments may be mixed in any order; "--" ends the flags.
 //
 // # Output and exit status
 //
@@ -78,6 +80,7 @@ func main() {
 type options struct {
 	// Client settings, taken by every command.
 	server, identity, ca, nats string
+	timeout                    timeoutFlag
 
 	json, public, admin, cleartext, follow, force bool
 	name, file, out                               string
@@ -145,7 +148,7 @@ var groups = map[string]string{
 }
 
 // settingFlags are the client settings that take a value.
-var settingFlags = map[string]bool{"server": true, "identity": true, "ca": true, "nats": true}
+var settingFlags = map[string]bool{"server": true, "identity": true, "ca": true, "nats": true, "timeout": true}
 
 var commands = []*command{
 	{name: "id new", flags: "--name NAME [--json]", help: "make your identity file (mode 0600); refuses to overwrite one",
@@ -241,10 +244,12 @@ func forceFlag(fs *flag.FlagSet, o *options) {
 // defineSettings defines the client settings, with their defaults read
 // from the environment.
 func defineSettings(fs *flag.FlagSet, o *options) {
-	fs.StringVar(&o.server, "server", envOr("UNIBUS_SERVER", client.DefaultServer), "talk to the membershipd at `URL` (env UNIBUS_SERVER)")
+	fs.StringVar(&o.server, "server", envOr("UNIBUS_SERVER", client.DefaultServer), "talk to the membershipd at `URL`; several, separated by commas, name the nodes of one cluster, tried in turn (env UNIBUS_SERVER)")
 	fs.StringVar(&o.identity, "identity", envOr("UNIBUS_IDENTITY", defaultIdentityPath()), "your identity file at `PATH` (env UNIBUS_IDENTITY)")
 	fs.StringVar(&o.ca, "ca", os.Getenv("UNIBUS_CA"), "trust the PEM CA at `PATH` for HTTPS and NATS TLS (env UNIBUS_CA)")
-	fs.StringVar(&o.nats, "nats", os.Getenv("UNIBUS_NATS"), "connect to NATS at `URL`, not where the server says (env UNIBUS_NATS)")
+	fs.StringVar(&o.nats, "nats", os.Getenv("UNIBUS_NATS"), "connect to NATS at `URL` (or several, separated by commas), not where the server says (env UNIBUS_NATS)")
+	o.timeout.fromEnv("UNIBUS_TIMEOUT", client.DefaultTimeout)
+	fs.Var(&o.timeout, "timeout", "wait at most `D` for the bus: a request over every node, the NATS connection, a message's storage (env UNIBUS_TIMEOUT; bench: also each part, 2m unless given)")
 }
 
 func envOr(name, def string) string {
@@ -278,7 +283,10 @@ func (x *invocation) connect(adjust ...func(*client.Config)) (*client.Client, er
 	if err != nil {
 		return nil, err
 	}
-	cfg := client.Config{Server: x.opts.server, Identity: id, TLS: tlsConfig, NATSURL: x.opts.nats, PinFile: pinFile(x.opts.identity)}
+	if err := x.opts.timeout.err; err != nil {
+		return nil, err
+	}
+	cfg := client.Config{Servers: serverList(x.opts.server), Timeout: x.opts.timeout.d, Identity: id, TLS: tlsConfig, NATSURL: x.opts.nats, PinFile: pinFile(x.opts.identity)}
 	for _, a := range adjust {
 		a(&cfg)
 	}
@@ -478,14 +486,18 @@ usage: unibus COMMAND [ARGUMENTS] [FLAGS]
 
 const usageOutro = `
 Client settings (on every command, before or after it):
-  --server URL     membershipd URL (env UNIBUS_SERVER,
-                   default http://127.0.0.1:8470)
-  --identity PATH  identity file (env UNIBUS_IDENTITY, default
-                   $XDG_CONFIG_HOME/unibus/identity.json,
-                   else ~/.config/unibus/identity.json)
-  --ca PATH        trust this PEM CA for HTTPS and NATS TLS (env UNIBUS_CA)
-  --nats URL       NATS URL instead of the one the server advertises
-                   (env UNIBUS_NATS)
+  --server URL[,URL…]  membershipd URLs (env UNIBUS_SERVER,
+                       default http://127.0.0.1:8470); several name
+                       the nodes of one cluster, tried in turn
+  --identity PATH      identity file (env UNIBUS_IDENTITY, default
+                       $XDG_CONFIG_HOME/unibus/identity.json,
+                       else ~/.config/unibus/identity.json)
+  --ca PATH            trust this PEM CA for HTTPS and NATS TLS
+                       (env UNIBUS_CA)
+  --nats URL[,URL…]    NATS URLs instead of the ones the server
+                       advertises (env UNIBUS_NATS)
+  --timeout D          wait at most D for the bus, then fail naming the
+                       nodes tried (env UNIBUS_TIMEOUT, default 30s)
 
 USER is a user's name or user key; ROOM is a room id or, where unambiguous
 among your rooms, its name. Flags may come before or after the arguments;

@@ -4,7 +4,7 @@
 //
 // # Use
 //
-//	c, err := client.New(client.Config{Server: "http://127.0.0.1:8470", Identity: id})
+//	c, err := client.New(client.Config{Servers: []string{"http://127.0.0.1:8470"}, Identity: id})
 //	defer c.Close()
 //	room, err := c.CreateRoom(ctx, "ops", false)
 //	_, err = c.Send(ctx, room.ID, client.Message{Text: "hello"})
@@ -28,6 +28,23 @@
 // a message names an epoch or sender it does not know, or before a send
 // after such an announcement.
 //
+// # Clusters
+//
+// Given the URLs of every node of a cluster ([Config.Servers]), a client
+// sends each API request to the node that answered last, and to the next
+// when one cannot be reached or answers that it is unavailable, signed
+// anew; any other answer is the request's. Its NATS connection knows
+// every node (/v1/info lists them) and moves to another when its own
+// goes, and a read whose history reader died with its node opens another
+// through the API. A change sent again after a node died mid-request is
+// not made twice: messages carry their id, which the history
+// deduplicates, and a membership change that comes back conflict is
+// looked for in the room's history, where the client's own statement
+// means it was done. Every wait for the deployment is bounded
+// ([Config.Timeout]): a request no node answered fails with an
+// [UnreachableError] naming each node tried and why, a message the
+// history did not acknowledge with [ErrNotStored].
+//
 // A Client is safe for concurrent use.
 package client
 
@@ -42,10 +59,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -62,15 +81,30 @@ const DefaultServer = "http://127.0.0.1:8470"
 
 // Config configures a [Client].
 type Config struct {
-	// Server is the membershipd URL; DefaultServer when empty.
+	// Server is the membershipd URL; DefaultServer when it and Servers
+	// are empty.
 	Server string
+	// Servers lists the membershipd URLs of the nodes of one cluster,
+	// tried in turn (after Server, when both are set): a request goes to
+	// the node that answered last, and to the next when that one cannot
+	// be reached or is unavailable.
+	Servers []string
 	// Identity signs requests and messages and opens room keys. Required.
 	Identity *identity.Identity
 	// TLS, when set, is used for HTTPS to the server and TLS to NATS (for
 	// example a config whose RootCAs trusts the bus CA).
 	TLS *tls.Config
-	// NATSURL overrides the NATS URL the server advertises in /v1/info.
+	// NATSURL overrides the NATS URLs the server advertises in /v1/info;
+	// it may list several, separated by commas.
 	NATSURL string
+	// Timeout bounds each wait for the deployment: an API request over
+	// every node, the NATS connection, a message's acknowledgement by the
+	// history. 0 means DefaultTimeout. Transfers that keep moving (a
+	// file, a long read) are not cut by it.
+	Timeout time.Duration
+	// AttemptTimeout is how long one node may stay silent on a request
+	// before the next is tried; 0 means DefaultAttemptTimeout.
+	AttemptTimeout time.Duration
 	// HTTPClient overrides the HTTP client (its transport's TLS config wins).
 	HTTPClient *http.Client
 	// Logger receives diagnostics; nil discards.
@@ -97,11 +131,17 @@ type Config struct {
 // Client is a connection to a unibus deployment as one user.
 type Client struct {
 	cfg    Config
-	base   *url.URL
 	http   *http.Client
 	id     *identity.Identity
 	log    *slog.Logger
 	selfPK [32]byte
+
+	// nodes are the membershipd URLs to try; last is the index of the
+	// one that answered last (nodes.go).
+	nodes          []*url.URL
+	last           atomic.Int64
+	timeout        time.Duration
+	attemptTimeout time.Duration
 
 	natsOnce sync.Once
 	natsErr  error
@@ -125,16 +165,14 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Identity == nil {
 		return nil, errors.New("client: an identity is required: make one with `unibus id new --name NAME`")
 	}
-	if cfg.Server == "" {
-		cfg.Server = DefaultServer
-	}
-	u, err := url.Parse(strings.TrimRight(cfg.Server, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("client: server URL %q must look like http://HOST:PORT or https://HOST:PORT", cfg.Server)
+	nodes, err := parseServers(cfg)
+	if err != nil {
+		return nil, err
 	}
 	hc := cfg.HTTPClient
 	if hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.DialContext = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
 		if cfg.TLS != nil {
 			tr.TLSClientConfig = cfg.TLS.Clone()
 		}
@@ -148,7 +186,14 @@ func New(cfg Config) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{cfg: cfg, base: u, http: hc, id: cfg.Identity, log: lg, pins: p, rooms: map[string]*roomState{}}
+	c := &Client{cfg: cfg, nodes: nodes, http: hc, id: cfg.Identity, log: lg, pins: p, rooms: map[string]*roomState{}}
+	c.timeout, c.attemptTimeout = cfg.Timeout, cfg.AttemptTimeout
+	if c.timeout <= 0 {
+		c.timeout = DefaultTimeout
+	}
+	if c.attemptTimeout <= 0 {
+		c.attemptTimeout = DefaultAttemptTimeout
+	}
 	copy(c.selfPK[:], cfg.Identity.SigningKey().Public().(ed25519.PublicKey))
 	return c, nil
 }
@@ -183,9 +228,17 @@ func (c *Client) now() time.Time {
 	return time.Now()
 }
 
-// do makes a signed JSON request and decodes the answer into out (if not
-// nil). A non-2xx answer becomes an *api.Error.
+// do makes a signed JSON request, to the nodes in turn (send), and
+// decodes the answer into out (if not nil). A non-2xx answer becomes an
+// *api.Error.
 func (c *Client) do(ctx context.Context, method, path string, query url.Values, in, out any) error {
+	return c.doTracked(ctx, method, path, query, in, out, nil)
+}
+
+// doTracked is do, telling info (when not nil) whether the request was
+// sent again after an attempt that a node may have done: a change's
+// refusal may then be the mark of the change itself.
+func (c *Client) doTracked(ctx context.Context, method, path string, query url.Values, in, out any, info *sendInfo) error {
 	var body []byte
 	if in != nil {
 		var err error
@@ -193,16 +246,16 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 			return fmt.Errorf("encode request: %w", err)
 		}
 	}
-	req, err := c.newRequest(ctx, method, path, query, bytes.NewReader(body), sha256.Sum256(body), int64(len(body)))
+	digest := sha256.Sum256(body)
+	resp, err := c.sendTracked(ctx, func(ctx context.Context, node *url.URL) (*http.Request, error) {
+		req, err := c.newRequest(ctx, node, method, path, query, bytes.NewReader(body), digest, int64(len(body)))
+		if err == nil && in != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		return req, err
+	}, info)
 	if err != nil {
 		return err
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return c.transportError(err)
 	}
 	defer resp.Body.Close()
 	if err := checkResponse(resp); err != nil {
@@ -217,11 +270,12 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 	return nil
 }
 
-// newRequest builds a request signed over method, path and query, and the
-// given body digest.
-func (c *Client) newRequest(ctx context.Context, method, path string, query url.Values, body io.Reader, digest [32]byte, size int64) (*http.Request, error) {
-	u := *c.base
-	u.Path = c.base.Path + path
+// newRequest builds a request to node signed over method, path and query,
+// and the given body digest. Every attempt is signed anew: a node refuses
+// a change whose signature it has seen.
+func (c *Client) newRequest(ctx context.Context, node *url.URL, method, path string, query url.Values, body io.Reader, digest [32]byte, size int64) (*http.Request, error) {
+	u := *node
+	u.Path = node.Path + path
 	u.RawQuery = query.Encode()
 	req, err := http.NewRequestWithContext(ctx, method, u.String(), body)
 	if err != nil {
@@ -274,10 +328,7 @@ func (c *Client) connectNATS(ctx context.Context) error {
 			return
 		}
 		c.info = info
-		natsURL := c.cfg.NATSURL
-		if natsURL == "" {
-			natsURL = info.NATSURL
-		}
+		natsURL := natsURLs(c.cfg.NATSURL, info)
 		if natsURL == "" {
 			c.natsErr = errors.New("the server advertises no NATS URL: pass --nats URL")
 			return
@@ -300,6 +351,9 @@ func (c *Client) connectNATS(ctx context.Context) error {
 					c.cfg.OnReconnect()
 				}
 			}),
+			// Every node is listed, the answering node's first: connect
+			// there, and to the next one listed when it goes.
+			nats.DontRandomize(),
 		}
 		if info.AuthMode == "enforce" {
 			// Only an enforcing bus authenticates NATS connections; the
@@ -313,9 +367,10 @@ func (c *Client) connectNATS(ctx context.Context) error {
 		// enforcing bus, membershipd closes a user's connections when its
 		// rooms change. Try again a few times, except when refused.
 		var nc *nats.Conn
+		giveUp := time.Now().Add(c.timeout)
 		for attempt := 0; ; attempt++ {
 			nc, err = nats.Connect(natsURL, opts...)
-			if err == nil || attempt == 4 || errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization") || ctx.Err() != nil {
+			if err == nil || attempt == 4 || errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization") || ctx.Err() != nil || time.Now().After(giveUp) {
 				break
 			}
 			time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
@@ -336,4 +391,17 @@ func (c *Client) connectNATS(ctx context.Context) error {
 		}
 	})
 	return c.natsErr
+}
+
+// natsURLs returns the NATS URLs to connect to, separated by commas: the
+// configured ones when set, else every node's the server lists, else the
+// one it advertises.
+func natsURLs(configured string, info api.Info) string {
+	if configured != "" {
+		return configured
+	}
+	if len(info.NATSURLs) > 0 {
+		return strings.Join(info.NATSURLs, ",")
+	}
+	return info.NATSURL
 }

@@ -2,6 +2,7 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -126,4 +127,37 @@ func ExampleClient_DeleteRoom() {
 	// Output:
 	// bob left; the room is at epoch 2
 	// alice has 0 room(s)
+}
+
+// A client of a cluster is given every node's URL: a node that is down is
+// passed over, and the one that answered is asked first the next time.
+// When no node answers, the error names each node tried, and why.
+func ExampleConfig_servers() {
+	ctx := context.Background()
+	aliceID, _ := identity.Generate("alice", nil)
+	bus, stop := exampleBus(aliceID)
+	defer stop()
+	const down = "http://127.0.0.1:1" // nobody listens there
+
+	alice, _ := client.New(client.Config{Servers: []string{down, bus.HTTP.URL}, Identity: aliceID})
+	defer alice.Close()
+	me, err := alice.Me(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("answered:", me.Name)
+
+	lost, _ := client.New(client.Config{Servers: []string{down}, Identity: aliceID, Timeout: time.Second})
+	defer lost.Close()
+	_, err = lost.Me(ctx)
+	var ue *client.UnreachableError
+	if errors.As(err, &ue) {
+		for _, f := range ue.Tried {
+			fmt.Println("tried:", f.Node, "-", f.Reason)
+		}
+	}
+	// Output:
+	// answered: alice
+	// tried: 127.0.0.1:1 - connection refused
 }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 
@@ -52,9 +53,6 @@ func (c *Client) SendFile(ctx context.Context, roomRef, path, text string, progr
 	}
 	var digest [32]byte
 	h.Sum(digest[:0])
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return "", err
-	}
 	blob, err := c.uploadBlob(ctx, id, f, fk, digest, ctSize, progress)
 	if err != nil {
 		return "", err
@@ -66,26 +64,46 @@ func (c *Client) SendFile(ctx context.Context, roomRef, path, text string, progr
 	return c.Send(ctx, id, Message{Text: text, File: ref})
 }
 
-// uploadBlob streams the encryption of src as the body of a signed upload.
-func (c *Client) uploadBlob(ctx context.Context, room string, src io.Reader, fk e2ee.FileKey, digest [32]byte, size int64, progress Progress) (api.Blob, error) {
-	pr, pw := io.Pipe()
-	go func() {
-		_, err := e2ee.EncryptFile(pw, src, fk)
-		pw.CloseWithError(err)
+// uploadBlob streams the encryption of src, from its start, as the body
+// of a signed upload. An upload sent to another node starts again from
+// src's start: the encryption under fk is the same each time, and a blob
+// stored twice is stored once (it is named by its digest).
+func (c *Client) uploadBlob(ctx context.Context, room string, src io.ReadSeeker, fk e2ee.FileKey, digest [32]byte, size int64, progress Progress) (api.Blob, error) {
+	var encrypting chan struct{} // closed when the last attempt's encryption has stopped reading src
+	defer func() {
+		if encrypting != nil {
+			<-encrypting
+		}
 	}()
-	defer pr.Close()
-	var body io.Reader = pr
-	if progress != nil {
-		body = &progressReader{r: pr, total: size, fn: progress}
-	}
-	req, err := c.newRequest(ctx, http.MethodPost, "/v1/rooms/"+room+"/blobs", nil, body, digest, size)
+	resp, err := c.send(ctx, func(ctx context.Context, node *url.URL) (*http.Request, error) {
+		if encrypting != nil {
+			<-encrypting // the transport closed its body: the encryption stops
+		}
+		if _, err := src.Seek(0, io.SeekStart); err != nil {
+			return nil, err
+		}
+		pr, pw := io.Pipe()
+		done := make(chan struct{})
+		encrypting = done
+		go func() {
+			defer close(done)
+			_, err := e2ee.EncryptFile(pw, src, fk)
+			pw.CloseWithError(err)
+		}()
+		var body io.ReadCloser = pr
+		if progress != nil {
+			body = &progressReader{r: pr, total: size, fn: progress}
+		}
+		req, err := c.newRequest(ctx, node, http.MethodPost, "/v1/rooms/"+room+"/blobs", nil, body, digest, size)
+		if err != nil {
+			pr.Close()
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/octet-stream")
+		return req, nil
+	})
 	if err != nil {
 		return api.Blob{}, err
-	}
-	req.Header.Set("Content-Type", "application/octet-stream")
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return api.Blob{}, c.transportError(err)
 	}
 	defer resp.Body.Close()
 	if err := checkResponse(resp); err != nil {
@@ -142,13 +160,11 @@ func (c *Client) FetchFile(ctx context.Context, roomRef, msgID string, dst io.Wr
 	if len(m.File.Key) != e2ee.KeySize {
 		return nil, fmt.Errorf("message %s carries a malformed file key", msgID)
 	}
-	req, err := c.newRequest(ctx, http.MethodGet, "/v1/rooms/"+m.Room+"/blobs/"+m.File.Blob, nil, http.NoBody, sha256.Sum256(nil), 0)
+	resp, err := c.send(ctx, func(ctx context.Context, node *url.URL) (*http.Request, error) {
+		return c.newRequest(ctx, node, http.MethodGet, "/v1/rooms/"+m.Room+"/blobs/"+m.File.Blob, nil, http.NoBody, sha256.Sum256(nil), 0)
+	})
 	if err != nil {
 		return nil, err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, c.transportError(err)
 	}
 	defer resp.Body.Close()
 	if err := checkResponse(resp); err != nil {
@@ -173,7 +189,7 @@ func (c *Client) FetchFile(ctx context.Context, roomRef, msgID string, dst io.Wr
 }
 
 type progressReader struct {
-	r     io.Reader
+	r     io.ReadCloser
 	done  int64
 	total int64
 	fn    Progress
@@ -185,3 +201,5 @@ func (p *progressReader) Read(b []byte) (int, error) {
 	p.fn(p.done, p.total)
 	return n, err
 }
+
+func (p *progressReader) Close() error { return p.r.Close() }

@@ -224,18 +224,27 @@ func retryablePublish(err error) bool {
 	return false
 }
 
+// ErrNotStored reports a message the history did not acknowledge in time:
+// it may or may not have been stored. Sending it again with Send makes a
+// new message.
+var ErrNotStored = errors.New("message not stored")
+
 // publishAttempt bounds one wait for JetStream's acknowledgement.
 const publishAttempt = 2 * time.Second
 
 // publish stores env in the room's history and waits for the
-// acknowledgement, retrying until ctx ends when none comes: on an enforcing
-// bus a membership change closes the connection so that it reopens with
-// new permissions, and a publish caught in between is lost. Retries carry
-// the same message id, which JetStream deduplicates, so a message is
-// stored once however often it is sent.
+// acknowledgement, retrying when none comes until ctx ends or the client's
+// Timeout has passed: on an enforcing bus a membership change closes the
+// connection so that it reopens with new permissions, and in a cluster the
+// connection moves to another node when its own goes, or the history
+// elects a new leader; a publish caught in between is lost. Retries carry
+// the same message id, which JetStream deduplicates (within
+// its duplicate window, two minutes), so a message is stored once however
+// often it is sent.
 func (c *Client) publish(ctx context.Context, subject string, env []byte, msgID string) error {
+	giveUp := time.Now().Add(c.timeout)
 	for {
-		attempt, cancel := context.WithTimeout(ctx, publishAttempt)
+		attempt, cancel := context.WithTimeout(ctx, min(publishAttempt, max(time.Until(giveUp), time.Millisecond)))
 		_, err := c.js.Publish(attempt, subject, env, jetstream.WithMsgID(msgID))
 		cancel()
 		if err == nil {
@@ -243,6 +252,9 @@ func (c *Client) publish(ctx context.Context, subject string, env []byte, msgID 
 		}
 		if !retryablePublish(err) || ctx.Err() != nil {
 			return err
+		}
+		if time.Now().After(giveUp) {
+			return fmt.Errorf("%w: the history did not acknowledge the message within %s (last: %v); its stream may have lost most of its nodes: check them, or raise --timeout", ErrNotStored, c.timeout, err)
 		}
 		c.log.Debug("publish not acknowledged; retrying", "subject", subject, "err", err)
 		select {

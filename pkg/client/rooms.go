@@ -1,12 +1,14 @@
 package client
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/enmanuel/unibus/internal/parallel"
@@ -40,7 +42,17 @@ func (c *Client) AddUser(ctx context.Context, token string, admin bool) (api.Use
 		return api.User{}, err
 	}
 	var u api.User
-	err = c.do(ctx, http.MethodPost, "/v1/users", nil, api.AddUserRequest{Token: strings.TrimSpace(token), Admin: admin, Registration: reg}, &u)
+	var info sendInfo
+	err = c.doTracked(ctx, http.MethodPost, "/v1/users", nil, api.AddUserRequest{Token: strings.TrimSpace(token), Admin: admin, Registration: reg}, &u, &info)
+	if info.resent && api.IsCode(err, api.CodeConflict) {
+		// Sent again to another node after one that registered the user
+		// did not answer: the user is there, with this very registration.
+		var got api.User
+		if c.do(ctx, http.MethodGet, "/v1/users/"+url.PathEscape(pub.User), nil, nil, &got) == nil &&
+			got.User == pub.User && got.Registration != nil && bytes.Equal(got.Registration.Body, reg.Body) && bytes.Equal(got.Registration.Sig, reg.Sig) {
+			return got, nil
+		}
+	}
 	return u, err
 }
 
@@ -180,10 +192,43 @@ func (c *Client) CreateRoom(ctx context.Context, name string, cleartext bool) (a
 		}
 	}
 	var r api.Room
-	if err := c.do(ctx, http.MethodPost, "/v1/rooms", nil, req, &r); err != nil {
+	var info sendInfo
+	if err := c.doTracked(ctx, http.MethodPost, "/v1/rooms", nil, req, &r, &info); err != nil {
+		if info.resent && api.IsCode(err, api.CodeConflict) {
+			if room, ok := c.committed(ctx, req.ID, req.Statement, nil); ok {
+				return room, nil
+			}
+		}
 		return api.Room{}, err
 	}
 	return r, nil
+}
+
+// committed reports whether st, the statement of a change sent again
+// after an attempt that a node may have done (nodes.go) and refused, is
+// in the room's history all the same, and returns the room as read then.
+// The node that did the change could not answer, and the node the change
+// went to next refused it: the room has changed (conflict), by this very
+// statement. A statement that removes the caller (left, the room as it
+// is without the caller) is taken as committed when the room is no
+// longer the caller's to read.
+func (c *Client) committed(ctx context.Context, room string, st roomchain.Signed, left *api.Room) (api.Room, bool) {
+	parsed, err := roomchain.Parse(st)
+	if err != nil {
+		return api.Room{}, false
+	}
+	snap, err := c.readRoom(ctx, room)
+	if err != nil {
+		if left != nil && api.IsCode(err, api.CodeNotFound) {
+			return *left, true
+		}
+		return api.Room{}, false
+	}
+	if h, ok := snap.hashes[parsed.Seq]; ok && h == st.HashHex() {
+		c.log.Debug("a change sent again was committed by its first attempt", "room", room, "seq", parsed.Seq)
+		return snap.room, true
+	}
+	return api.Room{}, false
 }
 
 // seal seals key for (room, epoch) to a member after checking its identity
@@ -345,7 +390,13 @@ func (c *Client) AddMembers(ctx context.Context, roomRef string, users []string)
 			}
 		}
 		var r api.Room
-		err = c.do(ctx, http.MethodPost, "/v1/rooms/"+id+"/members", nil, req, &r)
+		var info sendInfo
+		err = c.doTracked(ctx, http.MethodPost, "/v1/rooms/"+id+"/members", nil, req, &r, &info)
+		if info.resent && api.IsCode(err, api.CodeConflict) {
+			if room, ok := c.committed(ctx, id, req.Statement, nil); ok {
+				return room, nil
+			}
+		}
 		if api.IsCode(err, api.CodeConflict) && attempt == 0 {
 			continue
 		}
@@ -438,8 +489,19 @@ func (c *Client) DeleteRoom(ctx context.Context, roomRef string) (api.Room, erro
 		return api.Room{}, err
 	}
 	var r api.Room
-	if err := c.do(ctx, http.MethodDelete, "/v1/rooms/"+id, nil, nil, &r); err != nil {
-		return api.Room{}, err
+	var info sendInfo
+	if err := c.doTracked(ctx, http.MethodDelete, "/v1/rooms/"+id, nil, nil, &r, &info); err != nil {
+		if !info.resent || !api.IsCode(err, api.CodeNotFound) {
+			return api.Room{}, err
+		}
+		// Sent again after a node that deleted the room could not
+		// answer: the room it was, as far as this client knows it.
+		r = api.Room{ID: id}
+		if s := c.roomState(id).snap.Load(); s != nil {
+			r = s.room
+		} else if !api.ValidRoomID(roomRef) {
+			r.Name = roomRef
+		}
 	}
 	c.forgetRoom(id, true)
 	return r, nil
@@ -513,7 +575,23 @@ func (c *Client) rekey(ctx context.Context, snap *roomSnapshot, remove []string)
 		}
 	}
 	var r api.Room
-	err = c.do(ctx, http.MethodPost, "/v1/rooms/"+chain.Room+"/rekey", nil, req, &r)
+	var info sendInfo
+	err = c.doTracked(ctx, http.MethodPost, "/v1/rooms/"+chain.Room+"/rekey", nil, req, &r, &info)
+	// Sent again after a node that may have done it: refused as a change
+	// of the room (conflict) or, when the caller removed itself, as a
+	// room no longer its own (not found).
+	if info.resent && (api.IsCode(err, api.CodeConflict) || gone[c.id.UserKey()] && api.IsCode(err, api.CodeNotFound)) {
+		var left *api.Room
+		if gone[c.id.UserKey()] {
+			without := snap.room
+			without.Epoch, without.HeadSeq, without.HeadHash = next, chain.Seq+1, req.Statement.HashHex()
+			without.Members = slices.DeleteFunc(slices.Clone(snap.room.Members), func(m api.Member) bool { return gone[m.User] })
+			left = &without
+		}
+		if room, ok := c.committed(ctx, chain.Room, req.Statement, left); ok {
+			return room, nil
+		}
+	}
 	if api.IsCode(err, api.CodeConflict) {
 		return api.Room{}, fmt.Errorf("room %s changed while rekeying (another member rekeyed or added someone): %w; run the command again", chain.Room, err)
 	}

@@ -25,38 +25,49 @@ import (
 // otherwise (--http-port).
 const DefaultAPIPort = "8470"
 
-// unreachable is an API call that got no answer at all: the server may be
-// down or restarting, and a follower tries again (see reader.reopen).
-type unreachable struct{ error }
-
-func (u unreachable) Unwrap() error { return u.error }
-
-// transient reports an error worth trying again after a while: no
-// answer, or an answer saying to come back later.
+// transient reports an error worth trying again after a while: no node
+// answered (for want of an answer, not because of a setting), or one said
+// to come back later.
 func transient(err error) bool {
-	var u unreachable
-	return errors.As(err, &u) || api.IsCode(err, api.CodeUnavailable) || api.IsCode(err, api.CodeRateLimited)
+	var u *UnreachableError
+	if errors.As(err, &u) {
+		for _, f := range u.Tried {
+			var fix *fixError
+			if !errors.As(f.Err, &fix) {
+				return true
+			}
+		}
+	}
+	return api.IsCode(err, api.CodeUnavailable) || api.IsCode(err, api.CodeRateLimited)
 }
 
-// transportError explains a request that got no HTTP answer.
-func (c *Client) transportError(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) && ue.Err != nil && (errors.Is(ue.Err, context.Canceled) || errors.Is(ue.Err, context.DeadlineExceeded)) {
-		return ue.Err
-	}
+// fixError is a node that could not be reached because of a setting: the
+// message says what to change.
+type fixError struct {
+	msg string
+	err error
+}
+
+func (e *fixError) Error() string { return e.msg }
+func (e *fixError) Unwrap() error { return e.err }
+
+// settingFault explains a request to node that got no HTTP answer because
+// of a setting (a CA, a scheme, a port), with the short reason errors name
+// the node with among others; nil when err is no such fault.
+func settingFault(node *url.URL, err error) (reason string, fix error) {
 	if hint := certHint(err, "--server"); hint != "" {
-		return fmt.Errorf("cannot trust membershipd at %s: %s", c.base, hint)
+		return "not trusted: " + hint, &fixError{fmt.Sprintf("cannot trust membershipd at %s: %s", node, hint), err}
 	}
 	var rhe tls.RecordHeaderError
 	msg := err.Error()
 	switch {
 	case errors.As(err, &rhe) && string(rhe.RecordHeader[:]) == "INFO ", strings.Contains(msg, "malformed HTTP") && strings.Contains(msg, "server_id"):
 		// A NATS server greets every connection with INFO {…}.
-		return fmt.Errorf("%s is a NATS port, not membershipd's API: the API listens on a port of its own (%s unless membershipd was given --http-port): set --server or UNIBUS_SERVER to %s://%s", c.base, DefaultAPIPort, c.base.Scheme, withPort(c.base.Hostname(), DefaultAPIPort))
+		return "a NATS port, not membershipd's API", &fixError{fmt.Sprintf("%s is a NATS port, not membershipd's API: the API listens on a port of its own (%s unless membershipd was given --http-port): set --server or UNIBUS_SERVER to %s://%s", node, DefaultAPIPort, node.Scheme, withPort(node.Hostname(), DefaultAPIPort)), err}
 	case errors.As(err, &rhe) && bytes.HasPrefix(rhe.RecordHeader[:], []byte("HTTP/")), strings.Contains(msg, "server gave HTTP response to HTTPS client"):
-		return fmt.Errorf("membershipd at %s speaks plain HTTP, not HTTPS: use http://%s in --server or UNIBUS_SERVER", c.base, c.base.Host)
+		return "plain HTTP, not HTTPS: use http://" + node.Host, &fixError{fmt.Sprintf("membershipd at %s speaks plain HTTP, not HTTPS: use http://%s in --server or UNIBUS_SERVER", node, node.Host), err}
 	}
-	return unreachable{fmt.Errorf("cannot reach membershipd at %s: %w (is it running? set --server or UNIBUS_SERVER)", c.base, err)}
+	return "", nil
 }
 
 // notTheAPI explains an answer that is not the API's JSON: plain HTTP sent
