@@ -354,6 +354,16 @@ func (c *Client) connectNATS(ctx context.Context) error {
 			// Every node is listed, the answering node's first: connect
 			// there, and to the next one listed when it goes.
 			nats.DontRandomize(),
+			// Asynchronous errors (a reconnection refused while a node
+			// starts, a slow subscription) go to the logger, not to the
+			// process's stderr as nats.go's default handler has them.
+			nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+				if sub != nil {
+					c.log.Warn("nats error", "subject", sub.Subject, "err", err)
+					return
+				}
+				c.log.Warn("nats error", "err", err)
+			}),
 		}
 		if info.AuthMode == "enforce" {
 			// Only an enforcing bus authenticates NATS connections; the

@@ -7,9 +7,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -61,13 +64,30 @@ func settingFault(node *url.URL, err error) (reason string, fix error) {
 	var rhe tls.RecordHeaderError
 	msg := err.Error()
 	switch {
-	case errors.As(err, &rhe) && string(rhe.RecordHeader[:]) == "INFO ", strings.Contains(msg, "malformed HTTP") && strings.Contains(msg, "server_id"):
-		// A NATS server greets every connection with INFO {…}.
+	case errors.As(err, &rhe) && string(rhe.RecordHeader[:]) == "INFO ", strings.Contains(msg, "malformed HTTP") && strings.Contains(msg, "server_id"),
+		strings.Contains(msg, "readLoopPeekFailLocked") && greetsWithINFO(node):
+		// A NATS server greets every connection with INFO {…}: as the
+		// answer to the request, or before it is sent (net/http then
+		// says the server spoke on an idle connection).
 		return "a NATS port, not membershipd's API", &fixError{fmt.Sprintf("%s is a NATS port, not membershipd's API: the API listens on a port of its own (%s unless membershipd was given --http-port): set --server or UNIBUS_SERVER to %s://%s", node, DefaultAPIPort, node.Scheme, withPort(node.Hostname(), DefaultAPIPort)), err}
 	case errors.As(err, &rhe) && bytes.HasPrefix(rhe.RecordHeader[:], []byte("HTTP/")), strings.Contains(msg, "server gave HTTP response to HTTPS client"):
 		return "plain HTTP, not HTTPS: use http://" + node.Host, &fixError{fmt.Sprintf("membershipd at %s speaks plain HTTP, not HTTPS: use http://%s in --server or UNIBUS_SERVER", node, node.Host), err}
 	}
 	return "", nil
+}
+
+// greetsWithINFO reports whether the server at node's address speaks
+// first, with NATS's INFO line.
+func greetsWithINFO(node *url.URL) bool {
+	conn, err := net.DialTimeout("tcp", node.Host, time.Second)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	conn.SetReadDeadline(time.Now().Add(time.Second))
+	b := make([]byte, 5)
+	_, err = io.ReadFull(conn, b)
+	return err == nil && string(b) == "INFO "
 }
 
 // notTheAPI explains an answer that is not the API's JSON: plain HTTP sent
