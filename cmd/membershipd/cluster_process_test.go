@@ -135,6 +135,9 @@ func TestClusterProcesses(t *testing.T) {
 	waitReady(t, s.url(), 90*time.Second, processLogs(procs...))
 	waitReady(t, procs[lost[0]].url(), 90*time.Second, processLogs(procs...))
 	stage("quorum back: /readyz 200")
+	if out, _ := os.ReadFile(s.log); strings.Contains(string(out), "connect to route (attempt 2)") {
+		t.Errorf("the survivor logged every failed route reconnection; want the first, then one a minute\n%s", out)
+	}
 	wantReplicas(t, nodes[survivor], 3, "a node restarted without --replicas")
 	if out, _ := os.ReadFile(procs[lost[0]].log); !strings.Contains(string(out), "keep their replicas") {
 		t.Errorf("node restarted with the default --replicas 1 did not warn that the streams keep their 3\n%s", out)

@@ -81,6 +81,11 @@ const accountsConfig = "accounts {\n" +
 	"\t\"" + SystemAccount + "\": {}\n" +
 	"}\n"
 
+// routeReconnectErrorReports is how many failed attempts to reconnect a
+// route make one error in the log (the first failure always does); an
+// attempt is made every second.
+const routeReconnectErrorReports = 60
+
 // readyTimeout bounds how long StartServer waits for the listeners to come up.
 const readyTimeout = 10 * time.Second
 
@@ -265,6 +270,11 @@ func buildOptions(cfg ServerConfig) (*server.Options, error) {
 		NoSigs:                 true,
 		DisableJetStreamBanner: true,
 		MaxSubs:                cfg.MaxSubs,
+		// A route to a node that is down is retried every second; by
+		// default each failed retry of a route that was up is logged as
+		// an error, several a second while a peer is away (a restart, a
+		// lost node). Say it at the first failure and once a minute.
+		ReconnectErrorReports: routeReconnectErrorReports,
 	}
 	if cfg.MonitorPort != 0 {
 		opts.HTTPHost = "127.0.0.1"
