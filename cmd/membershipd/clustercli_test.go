@@ -49,23 +49,6 @@ func statusOf(t testing.TB, natsURL, natsStore string) clusterStatus {
 	return st
 }
 
-// readAll reads a room's whole history through c and returns the texts
-// of its messages.
-func readAll(t testing.TB, c *client.Client, room string) []string {
-	t.Helper()
-	var texts []string
-	if err := c.Read(ctxT(t), room, client.ReadOptions{}, func(m client.Received) error {
-		if m.Err != nil {
-			t.Errorf("message %s: %v", m.ID, m.Err)
-		}
-		texts = append(texts, m.Text)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return texts
-}
-
 // TestSystemKeyIsTheOperators: membershipd makes a system key (0600) in
 // its --nats-store in every mode; it, and no member nor anonymous client,
 // reaches the system account, where every server answers.
