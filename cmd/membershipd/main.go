@@ -305,7 +305,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	served = true
 	addr, scheme := ln.Addr().String(), "http"
 	serveErr := make(chan error, 1)
 	if httpSrv.TLSConfig != nil {
@@ -503,6 +502,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 	}
 
+	claim.setNATS(natsClientURL)
+
 	// A cluster's JetStream answers once a quorum of its nodes has
 	// elected a meta leader: wait for it, saying what this node sees.
 	start.ns, start.clustered, start.routes = ns, ns != nil && *clusterName != "", len(splitRoutes(*routesCSV))
@@ -512,8 +513,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-
-	claim.setNATS(natsClientURL)
 
 	// membershipd's own NATS connection: room change events and the history
 	// stream. It is drained after the HTTP server stops and before the
@@ -674,6 +673,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// Started: the API takes over from the start's 503s.
 	door.serve(handler)
 	ready.started(check.check)
+	served = true
 	if scheme == "https" {
 		logger.Printf("HTTPS control-plane API: https://%s", addr)
 		logger.Printf(" health: https://%s/healthz, readiness: https://%s/readyz", addr, addr)
