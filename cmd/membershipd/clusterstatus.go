@@ -427,6 +427,9 @@ unless --force: stop it first, or it comes back. docs/cluster.md,
 "Replacing a node".
 `
 
+// metaLeaderWait bounds how long remove-peer waits for a meta leader.
+const metaLeaderWait = 15 * time.Second
+
 // runClusterRemovePeer runs `membershipd cluster remove-peer NAME`.
 func runClusterRemovePeer(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("membershipd cluster remove-peer", flag.ContinueOnError)
@@ -455,11 +458,20 @@ func removePeer(nf *nodeFlags, systemKey, name string, force bool, stdout io.Wri
 		return err
 	}
 	defer nc.Close()
-	replies, err := pingJSZ(nc, nf.timeout)
-	if err != nil {
-		return err
+	// A node just stopped may have been the meta leader: give the others
+	// the moment an election takes.
+	var st clusterStatus
+	for deadline := time.Now().Add(metaLeaderWait); ; {
+		replies, err := pingJSZ(nc, nf.timeout)
+		if err != nil {
+			return err
+		}
+		st = buildClusterStatus(replies)
+		if st.Cluster == "" || st.MetaLeader != "" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
-	st := buildClusterStatus(replies)
 	switch n := st.node(name); {
 	case st.Cluster == "":
 		return errors.New("a standalone server has no peers to remove")
@@ -472,14 +484,28 @@ func removePeer(nf *nodeFlags, systemKey, name string, force bool, stdout io.Wri
 	case n.Reachable && !force:
 		return fmt.Errorf("%s still answers: stop it first (a running node removed from the cluster comes back), or pass --force", name)
 	}
+	// Only the meta leader answers; a request it did not get (a leader
+	// just elected, or changing) times out and is sent again. One that
+	// was carried out but whose answer was lost finds the node gone.
 	req, _ := json.Marshal(server.JSApiMetaServerRemoveRequest{Server: name})
-	m, err := nc.Request(server.JSApiRemoveServer, req, nf.timeout)
-	if err != nil {
-		return fmt.Errorf("ask the meta leader: %w", err)
-	}
 	var resp server.JSApiMetaServerRemoveResponse
-	if err := json.Unmarshal(m.Data, &resp); err != nil {
-		return fmt.Errorf("the meta leader's answer: %w", err)
+	for deadline, retried := time.Now().Add(metaLeaderWait), false; ; retried = true {
+		m, err := nc.Request(server.JSApiRemoveServer, req, nf.timeout)
+		if (errors.Is(err, nats.ErrTimeout) || errors.Is(err, nats.ErrNoResponders)) && time.Now().Before(deadline) {
+			time.Sleep(250 * time.Millisecond)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("ask the meta leader: %w", err)
+		}
+		resp = server.JSApiMetaServerRemoveResponse{}
+		if err := json.Unmarshal(m.Data, &resp); err != nil {
+			return fmt.Errorf("the meta leader's answer: %w", err)
+		}
+		if retried && resp.Error != nil && resp.Error.ErrCode == uint16(server.JSClusterServerNotMemberErr) {
+			resp = server.JSApiMetaServerRemoveResponse{Success: true}
+		}
+		break
 	}
 	if resp.Error != nil {
 		return fmt.Errorf("the meta leader refused: %s", resp.Error.Description)

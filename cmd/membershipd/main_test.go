@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -412,16 +414,39 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort returns a TCP port that was free a moment ago.
+// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// Ports come from below the ephemeral range, where the servers of other
+// tests that listen on port 0 never land, and none twice in this
+// process: a port picked for a node stays its own across the node's
+// restarts while the tests run in parallel (nats-server's cluster tests
+// pick their route ports the same way).
 func freePort(t testing.TB) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range portRange {
+		p := portBase + int(nextPort.Add(1)%portRange)
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+		if err == nil {
+			ln.Close()
+			return p
+		}
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	t.Fatalf("no free port in %d-%d", portBase, portBase+portRange-1)
+	return 0
 }
+
+// The ports freePort hands out: portRange of them from portBase, Linux's
+// ephemeral range beginning at 32768, starting at a random one so that
+// test binaries running side by side seldom pick the same.
+const (
+	portBase  = 20000
+	portRange = 12000
+)
+
+var nextPort = func() *atomic.Int64 {
+	var n atomic.Int64
+	n.Store(rand.Int64N(portRange))
+	return &n
+}()
 
 // startNATSProcess runs a standalone nats-server process, with JetStream
 // when js is set, and returns its client URL.
