@@ -434,8 +434,19 @@ func TestObjectStoreUploadSweptMeanwhile(t *testing.T) {
 	s := newObjectStore(t, js)
 	data := bytes.Repeat([]byte("slow "), 200000)
 	r := &sweepingReader{r: bytes.NewReader(data), sweep: func() {
-		if _, err := s.Sweep(ctx, 0); err != nil {
-			t.Error(err)
+		// The chunks sent so far may still be on their way to the
+		// stream: sweep until one is removed. The upload waits in Read.
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			n, err := s.Sweep(ctx, 0)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if n > 0 || time.Now().After(deadline) {
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}}
 	if _, _, err := s.Put(ctx, r, int64(len(data)), ""); err == nil {
