@@ -115,6 +115,7 @@ func TestClusterKillNineUnderASendingClient(t *testing.T) {
 	}
 	stop()
 	<-done
+	wantReplicas(t, nodes[0], 3, "every node killed in turn under a sending client")
 	mu.Lock()
 	defer mu.Unlock()
 	if len(failed) > 0 {
