@@ -92,10 +92,7 @@ func TestLocalClusterScript(t *testing.T) {
 		}
 	}
 	t.Parallel()
-	bin := filepath.Join(t.TempDir(), "membershipd")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build membershipd: %v\n%s", err, out)
-	}
+	bin := membershipdBinary(t)
 	ports := func() string {
 		p := make([]string, 3)
 		for i := range p {

@@ -388,13 +388,20 @@ func checkHistoryStream(t testing.TB, nc *nats.Conn) {
 	}
 }
 
+// testBinDir is where the binaries the tests build go, made once and
+// removed after the tests (TestMain).
+var testBinDir = sync.OnceValues(func() (string, error) {
+	dir, err := os.MkdirTemp("", "membershipd-test-bin-")
+	binDir = dir
+	return dir, err
+})
+
 // natsServerBinary builds the nats-server of go.mod once per test binary.
 var natsServerBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "membershipd-test-nats-")
+	dir, err := testBinDir()
 	if err != nil {
 		return "", err
 	}
-	binDir = dir
 	bin := filepath.Join(dir, "nats-server")
 	out, err := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2").CombinedOutput()
 	if err != nil {
@@ -402,6 +409,34 @@ var natsServerBinary = sync.OnceValues(func() (string, error) {
 	}
 	return bin, nil
 })
+
+// membershipdBinaryOnce builds this package's membershipd once per test
+// binary, for the tests that run it as processes.
+var membershipdBinaryOnce = sync.OnceValues(func() (string, error) {
+	dir, err := testBinDir()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "membershipd")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build membershipd: %v\n%s", err, out)
+	}
+	return bin, nil
+})
+
+// membershipdBinary is the membershipd the process tests run; the test
+// is skipped where go is not on PATH to build it.
+func membershipdBinary(t testing.TB) string {
+	t.Helper()
+	if _, err := exec.LookPath("go"); err != nil {
+		t.Skip("go is not on PATH: cannot build membershipd")
+	}
+	bin, err := membershipdBinaryOnce()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
 
 // binDir is removed after the tests.
 var binDir string

@@ -411,17 +411,30 @@ func newChangeID() string {
 
 // ---- reads ----
 
-// get reads key from kv (the stream leader); ok is false if it does not
-// exist.
+// getAttempt bounds one read of a key. A stream's leader answers reads,
+// and a request that reaches the stream while its leadership moves (a
+// node stopping steps its leaders down) is dropped unanswered: asked
+// again, the new leader answers.
+const getAttempt = 2 * time.Second
+
+// get reads key from kv (the stream leader), asking again when a read
+// goes unanswered, until ctx ends; ok is false if it does not exist.
 func (s *jetstreamStore) get(ctx context.Context, kv jetstream.KeyValue, key string) (jetstream.KeyValueEntry, bool, error) {
-	e, err := kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil, false, nil
+	for {
+		attempt, cancel := context.WithTimeout(ctx, getAttempt)
+		e, err := kv.Get(attempt, key)
+		cancel()
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			return nil, false, nil
+		case err == nil:
+			return e, true, nil
+		case ctx.Err() == nil && (errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)):
+			s.log.Debug("kv read unanswered; asking again", "key", key, "err", err)
+		default:
+			return nil, false, err
+		}
 	}
-	if err != nil {
-		return nil, false, err
-	}
-	return e, true, nil
 }
 
 // largeVersion starts every value written by putLarge, followed by the
