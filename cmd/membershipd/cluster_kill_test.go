@@ -2,6 +2,8 @@ package main
 
 import (
 	"os/exec"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -35,7 +37,7 @@ func startProcessCluster(t testing.TB) *processCluster {
 	if out, err := seed.CombinedOutput(); err != nil {
 		t.Fatalf("membershipd user seed --store kv: %v\n%s", err, out)
 	}
-	pc.cfg = client.Config{Identity: alice, Timeout: 30 * time.Second}
+	pc.cfg = client.Config{Identity: alice, Timeout: 30 * time.Second, Logger: testbus.Logger()}
 	for _, n := range pc.nodes {
 		pc.cfg.Servers = append(pc.cfg.Servers, n.url())
 	}
@@ -58,6 +60,22 @@ func (pc *processCluster) restart(t testing.TB, i int) {
 	t.Helper()
 	pc.procs[i] = pc.nodes[i].startProcess(t, pc.bin, "--replicas", "3")
 	waitReady(t, pc.procs[i].url(), 90*time.Second, processLogs(pc.procs...))
+}
+
+// ledBy names the streams node i leads, as another node sees them.
+func (pc *processCluster) ledBy(t testing.TB, i int) string {
+	t.Helper()
+	var led []string
+	for name, leader := range streamLeaders(t, pc.nodes[(i+1)%len(pc.nodes)]) {
+		if leader == pc.nodes[i].name {
+			led = append(led, name)
+		}
+	}
+	if len(led) == 0 {
+		return "none"
+	}
+	slices.Sort(led)
+	return strings.Join(led, ", ")
 }
 
 // TestClusterKillNineUnderASendingClient runs three membershipd processes
@@ -85,11 +103,12 @@ func TestClusterKillNineUnderASendingClient(t *testing.T) {
 	var worst time.Duration
 	for round := range rounds {
 		for i, p := range pc.procs {
+			led := pc.ledBy(t, i)
 			p.kill(t)
 			killed := time.Now()
 			gap := s.waitAckAfter(t, killed, 30*time.Second, p.name+" was killed")
 			worst = max(worst, gap)
-			t.Logf("round %d: %s killed; next acknowledged send after %s (%d sent so far)", round, p.name, gap.Round(time.Millisecond), s.sent())
+			t.Logf("round %d: %s killed (leader of %s); next acknowledged send after %s (%d sent so far)", round, p.name, led, gap.Round(time.Millisecond), s.sent())
 			pc.restart(t, i)
 			s.waitSent(t, 50, 30*time.Second, p.name+" came back")
 		}

@@ -57,19 +57,23 @@ func TestClusterRollingRestartSurfacesNoErrors(t *testing.T) {
 
 	// The control plane, asked as an application does now and then.
 	var (
-		apiMu    sync.Mutex
-		apiCalls int
-		apiErrs  []error
+		apiMu      sync.Mutex
+		apiCalls   int
+		apiSlowest time.Duration
+		apiErrs    []error
 	)
 	apiCtx, apiStop := context.WithCancel(context.Background())
 	apiDone := make(chan struct{})
 	go func() {
 		defer close(apiDone)
 		for apiCtx.Err() == nil {
+			began := time.Now()
 			_, err := pc.c.Room(apiCtx, pc.room)
+			took := time.Since(began)
 			apiMu.Lock()
 			if apiCtx.Err() == nil {
 				apiCalls++
+				apiSlowest = max(apiSlowest, took)
 				if err != nil {
 					apiErrs = append(apiErrs, err)
 				}
@@ -85,11 +89,12 @@ func TestClusterRollingRestartSurfacesNoErrors(t *testing.T) {
 
 	for round := range rounds {
 		for i, p := range pc.procs {
+			led := pc.ledBy(t, i)
 			signalled := time.Now()
 			p.stop(t)
 			exited := time.Now()
 			gap := s.waitAckAfter(t, exited, 30*time.Second, p.name+" was stopped")
-			t.Logf("round %d: %s exited %s after SIGTERM; next acknowledged send %s after it exited (%d sent so far)", round, p.name, exited.Sub(signalled).Round(time.Millisecond), gap.Round(time.Millisecond), s.sent())
+			t.Logf("round %d: %s (leader of %s) exited %s after SIGTERM; next acknowledged send %s after it exited (%d sent so far)", round, p.name, led, exited.Sub(signalled).Round(time.Millisecond), gap.Round(time.Millisecond), s.sent())
 			pc.restart(t, i)
 			s.waitSent(t, 50, 30*time.Second, p.name+" came back")
 		}
@@ -127,7 +132,7 @@ func TestClusterRollingRestartSurfacesNoErrors(t *testing.T) {
 		t.Errorf("%d of %d control-plane calls returned an error to the application; the first: %v", len(apiErrs), apiCalls, apiErrs[0])
 	}
 	apiMu.Unlock()
-	t.Logf("%d acknowledged sends, %d control-plane calls, every node stopped and started %d time(s)", len(acked), apiCalls, rounds)
+	t.Logf("%d acknowledged sends, %d control-plane calls (the slowest %s), every node stopped and started %d time(s)", len(acked), apiCalls, apiSlowest.Round(time.Millisecond), rounds)
 	wantReplicas(t, pc.nodes[0], 3, "a rolling restart")
 	wantStoredOnce(t, pc.cfg, pc.room, acked)
 }

@@ -177,9 +177,32 @@ func waitReady(t testing.TB, url string, d time.Duration, fail func() string) {
 // key) and the history stream.
 func streamReplicas(t testing.TB, n *clusterNode) map[string]int {
 	t.Helper()
+	got := map[string]int{}
+	for name, info := range streamInfos(t, n) {
+		got[name] = info.Config.Replicas
+	}
+	return got
+}
+
+// streamLeaders is the leader (a server name) of every stream of
+// streamReplicas, read through node n; "" while one has none.
+func streamLeaders(t testing.TB, n *clusterNode) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	for name, info := range streamInfos(t, n) {
+		if info.Cluster != nil {
+			got[name] = info.Cluster.Leader
+		}
+	}
+	return got
+}
+
+// streamInfos reads every stream of streamReplicas through node n.
+func streamInfos(t testing.TB, n *clusterNode) map[string]*jetstream.StreamInfo {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	got := map[string]int{}
+	got := map[string]*jetstream.StreamInfo{}
 	read := func(js jetstream.JetStream, names ...string) {
 		for _, name := range names {
 			var st jetstream.Stream
@@ -193,7 +216,7 @@ func streamReplicas(t testing.TB, n *clusterNode) map[string]int {
 			if err != nil {
 				t.Fatalf("stream %s through %s: %v", name, n.name, err)
 			}
-			got[name] = st.CachedInfo().Config.Replicas
+			got[name] = st.CachedInfo()
 		}
 	}
 	read(controlJetStream(t, n.natsURL(), n.controlKey()), controlStreams()...)

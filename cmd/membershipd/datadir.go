@@ -68,6 +68,7 @@ type startPaths struct {
 	natsStore              string // with embedded
 	embedded, enforce      bool
 	controlKey, serviceKey string // the flags; empty means the default
+	systemKey              string // the flag; empty means the default
 }
 
 // claim is what one start holds and has made on disk.
@@ -102,6 +103,11 @@ func claimStart(p startPaths) (*claim, error) {
 			}
 			creates = append(creates, svc)
 		}
+		sys := p.systemKey
+		if sys == "" {
+			sys = filepath.Join(p.natsStore, systemKeyFile)
+		}
+		creates = append(creates, sys)
 	}
 	if h.ControlKey != "" {
 		if abs, err := filepath.Abs(h.ControlKey); err == nil {

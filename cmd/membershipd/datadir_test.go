@@ -151,7 +151,8 @@ func TestStaleLockFileDoesNotBlock(t *testing.T) {
 }
 
 // TestFailedStartLeavesNothing: a start that fails, whether a guard
-// refuses it or a port is taken, leaves none of the directories and files
+// refuses it, a port is taken or a cluster's quorum does not come within
+// --start-timeout, leaves none of the directories and files
 // it would have made.
 func TestFailedStartLeavesNothing(t *testing.T) {
 	t.Parallel()
@@ -172,10 +173,28 @@ func TestFailedStartLeavesNothing(t *testing.T) {
 		{"HTTP port taken", []string{"--http-port", busyPort}, "http listen"},
 		{"HTTP port taken, kv store, enforce", []string{"--http-port", busyPort, "--store", "kv", "--bus-auth", "enforce"}, "http listen"},
 	}
+	// Keys given their own places: the bus's in keys/, the operator's in
+	// operator/ (ROOT stands for the data directory).
+	keyFlags := func(root string) []string {
+		return []string{"--control-key", filepath.Join(root, "keys", "control.nk"), "--service-key", filepath.Join(root, "keys", "service.nk"), "--system-key", filepath.Join(root, "operator", "system.nk")}
+	}
+	tests = append(tests, struct {
+		name string
+		args []string
+		want string
+	}{"HTTP port taken, enforce, keys elsewhere", append([]string{"--http-port", busyPort, "--bus-auth", "enforce"}, keyFlags("ROOT")...), "http listen"}, struct {
+		name string
+		args []string
+		want string
+	}{"no quorum within --start-timeout, enforce, keys elsewhere", append([]string{"--bus-auth", "enforce", "--store", "kv", "--replicas", "3", "--start-timeout", "1s",
+		"--cluster-name", "c", "--server-name", "n1", "--cluster-port", fmt.Sprint(freePort(t)), "--routes", fmt.Sprintf("nats://127.0.0.1:%d", freePort(t))}, keyFlags("ROOT")...), "--start-timeout"})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			root := filepath.Join(t.TempDir(), "data") // does not exist
 			args := append(serverArgs(filepath.Join(root, "unibus.db"), filepath.Join(root, "blobs"), filepath.Join(root, "jetstream")), tt.args...)
+			for i, a := range args {
+				args[i] = strings.Replace(a, "ROOT", root, 1)
+			}
 			if err := runOnce(t, args...); !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("run = %v; want it to say %q", err, tt.want)
 			}

@@ -264,7 +264,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	// One membershipd per data directory (datadir.go): its locks first,
 	// before anything is opened; what a failed start made is removed.
 	claim, err := claimStart(startPaths{store: *storeKind, db: *dbPath, storeDir: *storeDir, natsStore: *natsStore,
-		embedded: *natsURL == "", enforce: authMode == membership.AuthEnforce, controlKey: *controlKeyPath, serviceKey: *serviceKeyPath})
+		embedded: *natsURL == "", enforce: authMode == membership.AuthEnforce, controlKey: *controlKeyPath, serviceKey: *serviceKeyPath, systemKey: *systemKeyPath})
 	if err != nil {
 		return err
 	}

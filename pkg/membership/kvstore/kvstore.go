@@ -415,7 +415,7 @@ func newChangeID() string {
 // and a request that reaches the stream while its leadership moves (a
 // node stopping steps its leaders down) is dropped unanswered: asked
 // again, the new leader answers.
-const getAttempt = 2 * time.Second
+const getAttempt = time.Second
 
 // get reads key from kv (the stream leader), asking again when a read
 // goes unanswered, until ctx ends; ok is false if it does not exist.
