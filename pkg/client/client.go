@@ -389,7 +389,11 @@ func (c *Client) connectNATS(ctx context.Context) error {
 			c.natsErr = c.natsConnectError(ctx, natsURL, err)
 			return
 		}
-		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(MaxInFlight))
+		// A publish whose acknowledgement has not come within the
+		// Timeout is failed and forgotten (ErrAsyncPublishTimeout), so
+		// that the copies Send gave up on, and a Stream's lost messages,
+		// do not keep places among the MaxInFlight waiting.
+		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(MaxInFlight), jetstream.WithPublishAsyncTimeout(c.timeout))
 		if err != nil {
 			nc.Close()
 			c.natsErr = fmt.Errorf("jetstream: %w", err)

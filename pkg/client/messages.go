@@ -64,7 +64,10 @@ type Received struct {
 }
 
 // Send seals msg into the room's current epoch and publishes it. It returns
-// once JetStream has stored the message, with the message id.
+// once JetStream has stored the message, with the message id. A publish
+// that is not acknowledged (the connection moving to another node, the
+// history electing a leader) is sent again, and stored once, until the
+// client's Timeout; past it Send fails with [ErrNotStored].
 func (c *Client) Send(ctx context.Context, roomRef string, msg Message) (string, error) {
 	id, err := c.ResolveRoom(ctx, roomRef)
 	if err != nil {
@@ -140,10 +143,11 @@ func (c *Client) sealMessage(ctx context.Context, id string, msg Message, scratc
 
 // Stream sends many messages to one room without waiting for each to be
 // stored: up to MaxInFlight are acknowledged in the background. Flush
-// waits for all of them and reports the first failure; unlike Send, a
-// Stream does not retry a message whose acknowledgement did not come (a
-// caller that sends it again sends a new message). A Stream is for one
-// goroutine at a time.
+// waits for all of them and reports the first failure: a refusal, or an
+// acknowledgement lost with the connection or not come within the
+// client's Timeout. Unlike Send, a Stream does not retry a message whose
+// acknowledgement did not come (a caller that sends it again sends a new
+// message). A Stream is for one goroutine at a time.
 type Stream struct {
 	c       *Client
 	room    string
@@ -214,9 +218,17 @@ func (s *Stream) Flush(ctx context.Context) error {
 }
 
 // retryablePublish tells a lost publish or acknowledgement, worth sending
-// again, from a refusal.
+// again, from a refusal: the connection dropped (nats.go fails the
+// acknowledgements it was waiting for with ErrDisconnected), no stream
+// answered (a leader being elected), no acknowledgement came within the
+// client's Timeout, or nats.go could not take the publish just now (too
+// many waiting for their acknowledgement, its reconnect buffer full), or
+// a copy sent before is being stored.
 func retryablePublish(err error) bool {
-	for _, e := range []error{context.DeadlineExceeded, jetstream.ErrNoStreamResponse, nats.ErrNoResponders, nats.ErrTimeout, nats.ErrDisconnected} {
+	if inProcess(err) {
+		return true
+	}
+	for _, e := range []error{nats.ErrDisconnected, jetstream.ErrNoStreamResponse, nats.ErrNoResponders, jetstream.ErrAsyncPublishTimeout, jetstream.ErrTooManyStalledMsgs, nats.ErrReconnectBufExceeded} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -224,44 +236,146 @@ func retryablePublish(err error) bool {
 	return false
 }
 
+// errCodeInProcess is nats-server's JSStreamDuplicateMessageConflict:
+// on a cluster, a copy of a message whose id the stream's leader has
+// proposed and not yet stored is answered 409 "duplicate message id is in
+// process". The earlier copy's acknowledgement, or that of a copy sent
+// after it is stored (a duplicate), tells the outcome.
+const errCodeInProcess jetstream.ErrorCode = 10158
+
+// inProcess tells the answer to a copy sent while an earlier one is being
+// stored.
+func inProcess(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeInProcess
+}
+
 // ErrNotStored reports a message the history did not acknowledge in time:
 // it may or may not have been stored. Sending it again with Send makes a
 // new message.
 var ErrNotStored = errors.New("message not stored")
 
-// publishAttempt bounds one wait for JetStream's acknowledgement.
-const publishAttempt = 2 * time.Second
+// errNoAck is why a copy is sent again when none of those sent was
+// answered in time.
+var errNoAck = errors.New("no acknowledgement")
+
+// publishAttempt bounds the wait for the acknowledgement of a message's
+// first copy; resendEvery is how often a copy is sent after that while no
+// acknowledgement comes (a history stream that lost its leader elects
+// another within 4 to 9 s, nats-server's fixed Raft election timeout).
+const (
+	publishAttempt = 2 * time.Second
+	resendEvery    = 500 * time.Millisecond
+)
 
 // publish stores env in the room's history and waits for the
-// acknowledgement, retrying when none comes until ctx ends or the client's
-// Timeout has passed: on an enforcing bus a membership change closes the
-// connection so that it reopens with new permissions, and in a cluster the
-// connection moves to another node when its own goes, or the history
-// elects a new leader; a publish caught in between is lost. Retries carry
-// the same message id, which JetStream deduplicates (within
-// its duplicate window, two minutes), so a message is stored once however
-// often it is sent.
+// acknowledgement, sending the message again when none comes until ctx
+// ends or the client's Timeout has passed: on an enforcing bus a
+// membership change closes the connection so that it reopens with new
+// permissions, and in a cluster the connection moves to another node when
+// its own goes, or the history elects a new leader; a publish caught in
+// between is lost. A copy whose connection drops is sent again at once
+// (nats.go holds it until the connection is back, on this node or
+// another); when the first copy has gone unanswered for publishAttempt,
+// another is sent every resendEvery, and the acknowledgement of any copy
+// ends the wait. Every copy carries the same message id, which JetStream
+// deduplicates (within its duplicate window, two minutes, acknowledging a
+// duplicate as stored), so a message is stored once however often it is
+// sent; a copy that reaches a clustered stream while an earlier one is
+// being stored is answered "in process", and another follows after
+// resendEvery. A refusal (any other error from the stream) is returned as
+// it is.
 func (c *Client) publish(ctx context.Context, subject string, env []byte, msgID string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	giveUp := time.Now().Add(c.timeout)
-	for {
-		attempt, cancel := context.WithTimeout(ctx, min(publishAttempt, max(time.Until(giveUp), time.Millisecond)))
-		_, err := c.js.Publish(attempt, subject, env, jetstream.WithMsgID(msgID))
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if !retryablePublish(err) || ctx.Err() != nil {
+	// One goroutine per copy sent passes its outcome to answers; all stop
+	// when publish returns. nats.go forgets an unanswered copy when the
+	// connection drops or after the client's Timeout
+	// (jetstream.WithPublishAsyncTimeout), so copies given up on do not
+	// hold places among the MaxInFlight it keeps for acknowledgements.
+	done := make(chan struct{})
+	defer close(done)
+	answers := make(chan error)
+	send := func() error {
+		f, err := c.js.PublishAsync(subject, env, jetstream.WithMsgID(msgID))
+		if err != nil {
 			return err
 		}
-		if time.Now().After(giveUp) {
-			return fmt.Errorf("%w: the history did not acknowledge the message within %s (last: %v); its stream may have lost most of its nodes: check them, or raise --timeout", ErrNotStored, c.timeout, err)
+		go func() {
+			var err error
+			select {
+			case <-f.Ok():
+			case err = <-f.Err():
+			case <-done:
+				return
+			}
+			select {
+			case answers <- err:
+			case <-done:
+			}
+		}()
+		return nil
+	}
+	timer := time.NewTimer(publishAttempt)
+	defer timer.Stop()
+	wait := publishAttempt
+	var (
+		last    error = errNoAck // why the last copy was sent again
+		copies  int              // copies sent
+		waiting int              // copies sent and not answered
+	)
+	for {
+		err := send()
+		switch {
+		case err == nil:
+			copies++
+			waiting++
+			timer.Reset(min(wait, time.Until(giveUp)))
+		case !retryablePublish(err):
+			return err
+		default:
+			// nats.go could not take it just now: try again shortly.
+			last = err
+			timer.Reset(min(50*time.Millisecond, time.Until(giveUp)))
 		}
-		c.log.Debug("publish not acknowledged; retrying", "subject", subject, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		for again := false; !again; {
+			select {
+			case answer := <-answers:
+				if answer == nil {
+					return nil
+				}
+				waiting--
+				switch {
+				case inProcess(answer):
+					// An earlier copy is being stored: wait a little
+					// for its acknowledgement, then send another,
+					// which will be acknowledged as a duplicate.
+					last, wait = answer, resendEvery
+					timer.Reset(min(resendEvery, time.Until(giveUp)))
+				case !retryablePublish(answer):
+					return answer
+				default:
+					// A dropped connection fails every copy waiting
+					// on it: send one copy again, at once, when none
+					// is left.
+					last, again = answer, waiting == 0
+				}
+			case <-timer.C:
+				if err == nil {
+					// The copy just sent went unanswered.
+					last, wait = errNoAck, resendEvery
+				}
+				again = true
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
+		if !time.Now().Before(giveUp) {
+			return fmt.Errorf("%w: the history did not acknowledge the message within %s (last: %v); its stream may have lost most of its nodes: check them, or raise --timeout", ErrNotStored, c.timeout, last)
+		}
+		c.log.Debug("publish not acknowledged; sending it again", "subject", subject, "copies", copies, "err", last)
 	}
 }
 
