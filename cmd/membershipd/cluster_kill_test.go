@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os/exec"
 	"slices"
 	"strings"
@@ -55,11 +56,41 @@ func startProcessCluster(t testing.TB) *processCluster {
 	return pc
 }
 
-// restart starts node i's process again and waits until it is ready.
+// restart starts node i's process again and waits, as docs/cluster.md
+// has an operator do before the next node, until it is ready and
+// `membershipd cluster status` shows every replica of every stream
+// current.
 func (pc *processCluster) restart(t testing.TB, i int) {
 	t.Helper()
 	pc.procs[i] = pc.nodes[i].startProcess(t, pc.bin, "--replicas", "3")
 	waitReady(t, pc.procs[i].url(), 90*time.Second, processLogs(pc.procs...))
+	var why string
+	waitFor(t, 60*time.Second, "every replica current after "+pc.nodes[i].name+" came back", func() bool {
+		st, err := pc.nodes[i].status(t)
+		if why = fmt.Sprint(err); err == nil {
+			why = allCurrent(st, len(pc.nodes))
+		}
+		return why == ""
+	})
+}
+
+// allCurrent reports why st is not yet a cluster whose every stream has
+// replicas current replicas; "" once it is.
+func allCurrent(st clusterStatus, replicas int) string {
+	if len(st.Streams) == 0 {
+		return "no streams"
+	}
+	for _, s := range st.Streams {
+		if len(s.Peers) != replicas {
+			return fmt.Sprintf("stream %s has %d replicas", s.Name, len(s.Peers))
+		}
+		for _, p := range s.Peers {
+			if !p.Current {
+				return fmt.Sprintf("stream %s: %s is %s", s.Name, p.Node, p.state())
+			}
+		}
+	}
+	return ""
 }
 
 // ledBy names the streams node i leads, as another node sees them.

@@ -264,8 +264,8 @@ var errNoAck = errors.New("no acknowledgement")
 // acknowledgement comes (a history stream that lost its leader elects
 // another within 4 to 9 s, nats-server's fixed Raft election timeout).
 const (
-	publishAttempt = 2 * time.Second
-	resendEvery    = 500 * time.Millisecond
+	publishAttempt = time.Second
+	resendEvery    = 250 * time.Millisecond
 )
 
 // publish stores env in the room's history and waits for the
