@@ -9,11 +9,9 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -154,16 +152,14 @@ and restore".
 
 // runClusterBackup runs `membershipd cluster backup DIR`.
 func runClusterBackup(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("membershipd cluster backup", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), clusterBackupUsage); fs.PrintDefaults() }
+	fs := clusterFlagSet("membershipd cluster backup", clusterBackupUsage, stderr)
 	var df dataFlags
 	df.register(fs)
 	pos, code, ok := parseClusterFlags(fs, args, 1, "DIR", stderr)
 	if !ok {
 		return code
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	if err := backupAll(ctx, &df, pos[0], stdout); err != nil {
 		fmt.Fprintf(stderr, "membershipd cluster backup: %v\n", err)
@@ -311,9 +307,7 @@ it read before the restore. docs/cluster.md, "Backup and restore".
 
 // runClusterRestore runs `membershipd cluster restore DIR`.
 func runClusterRestore(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("membershipd cluster restore", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), clusterRestoreUsage); fs.PrintDefaults() }
+	fs := clusterFlagSet("membershipd cluster restore", clusterRestoreUsage, stderr)
 	var df dataFlags
 	df.register(fs)
 	replace := fs.Bool("replace", false, "delete existing streams that hold messages and restore the backup's")
@@ -326,7 +320,7 @@ func runClusterRestore(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "membershipd cluster restore: --replicas %d: use a positive number, or 0 to keep the backup's\n", *replicas)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	if err := restoreAll(ctx, &df, pos[0], *replace, *replicas, stdout); err != nil {
 		fmt.Fprintf(stderr, "membershipd cluster restore: %v\n", err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -116,10 +115,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, timeout time.Duration) {
 
 // keyPath is the key file given by a flag, or name in --nats-store.
 func (f *nodeFlags) keyPath(flagValue, name string) string {
-	if flagValue != "" {
-		return flagValue
-	}
-	return filepath.Join(f.natsStore, name)
+	return keyFile(flagValue, f.natsStore, name)
 }
 
 // dial connects to the node with the nkey seed at keyPath (what names the
@@ -154,6 +150,27 @@ func (f *nodeFlags) dial(name, keyPath, what, flagName string) (*nats.Conn, erro
 // dialSystem connects to the node as the operator, in the system account.
 func (f *nodeFlags) dialSystem(name, systemKey string) (*nats.Conn, error) {
 	return f.dial(name, f.keyPath(systemKey, systemKeyFile), "system key", "--system-key")
+}
+
+// systemFlags are the flags of the commands that reach the node as the
+// operator (status, remove-peer): the node, and the system key.
+type systemFlags struct {
+	nodeFlags
+	systemKey string
+}
+
+func (f *systemFlags) register(fs *flag.FlagSet) {
+	f.nodeFlags.register(fs, 2*time.Second)
+	fs.StringVar(&f.systemKey, "system-key", "", "the operator's key: the node's <nats-store>/"+systemKeyFile)
+}
+
+// clusterFlagSet is the flag set of the cluster command name: errors on
+// stderr, and -h prints usage, then the flags.
+func clusterFlagSet(name, usage string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
+	return fs
 }
 
 // parseClusterFlags parses args, flags before or after the positional

@@ -3,15 +3,11 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -42,9 +38,7 @@ that their logs agree. N above 1 needs a cluster of at least N nodes.
 
 // runClusterReplicas runs `membershipd cluster replicas ARGS`.
 func runClusterReplicas(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("membershipd cluster replicas", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), clusterReplicasUsage); fs.PrintDefaults() }
+	fs := clusterFlagSet("membershipd cluster replicas", clusterReplicasUsage, stderr)
 	var df dataFlags
 	df.register(fs)
 	wait := fs.Duration("wait", 2*time.Minute, "how long to wait for the new replicas to catch up; 0 does not wait")
@@ -57,7 +51,7 @@ func runClusterReplicas(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "membershipd cluster replicas: N is %q: give a number of copies, 1 or more (3 in a three-node cluster)\n", pos[0])
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	if err := setReplicas(ctx, &df, n, *wait, stdout); err != nil {
 		fmt.Fprintf(stderr, "membershipd cluster replicas: %v\n", err)

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
@@ -372,17 +371,14 @@ one JSON document with the same, and each replica's own message count.
 
 // runClusterStatus runs `membershipd cluster status`.
 func runClusterStatus(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("membershipd cluster status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), clusterStatusUsage); fs.PrintDefaults() }
-	var nf nodeFlags
-	nf.register(fs, 2*time.Second)
-	systemKey := fs.String("system-key", "", "the operator's key: the node's <nats-store>/"+systemKeyFile)
+	fs := clusterFlagSet("membershipd cluster status", clusterStatusUsage, stderr)
+	var sf systemFlags
+	sf.register(fs)
 	asJSON := fs.Bool("json", false, "print one JSON document")
 	if _, code, ok := parseClusterFlags(fs, args, 0, "", stderr); !ok {
 		return code
 	}
-	st, err := queryClusterStatus(&nf, *systemKey)
+	st, err := queryClusterStatus(&sf.nodeFlags, sf.systemKey)
 	if err != nil {
 		fmt.Fprintf(stderr, "membershipd cluster status: %v\n", err)
 		return 1
@@ -432,18 +428,15 @@ const metaLeaderWait = 15 * time.Second
 
 // runClusterRemovePeer runs `membershipd cluster remove-peer NAME`.
 func runClusterRemovePeer(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("membershipd cluster remove-peer", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(fs.Output(), clusterRemovePeerUsage); fs.PrintDefaults() }
-	var nf nodeFlags
-	nf.register(fs, 2*time.Second)
-	systemKey := fs.String("system-key", "", "the operator's key: the node's <nats-store>/"+systemKeyFile)
+	fs := clusterFlagSet("membershipd cluster remove-peer", clusterRemovePeerUsage, stderr)
+	var sf systemFlags
+	sf.register(fs)
 	force := fs.Bool("force", false, "remove the node even though it still answers")
 	pos, code, ok := parseClusterFlags(fs, args, 1, "NAME", stderr)
 	if !ok {
 		return code
 	}
-	if err := removePeer(&nf, *systemKey, pos[0], *force, stdout); err != nil {
+	if err := removePeer(&sf.nodeFlags, sf.systemKey, pos[0], *force, stdout); err != nil {
 		fmt.Fprintf(stderr, "membershipd cluster remove-peer: %v\n", err)
 		return 1
 	}

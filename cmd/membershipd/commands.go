@@ -1,11 +1,15 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 
 	"github.com/enmanuel/unibus/internal/buildinfo"
@@ -41,8 +45,14 @@ var subcommands = []subcommand{
 	{"migrate-to-kv", "--nats-url URL", "copy the SQLite control plane and blobs into JetStream KV", runMigrateCLI},
 	// `membershipd cluster ...` is the operator's view and care of a
 	// cluster, on a node's host (clustercli.go).
-	{"cluster", "status|remove-peer|backup|restore", "the cluster's nodes and streams; remove a node; back up and restore the whole state", runClusterCLI},
+	{"cluster", "status|remove-peer|backup|restore|replicas", "the cluster's nodes and streams; remove a node; back up and restore the whole state; set every stream's replicas", runClusterCLI},
 	{"version", "", "print the build's version (as --version does)", runVersion},
+}
+
+// signalContext is the context of a host command: cancelled by SIGINT or
+// SIGTERM, as the server's is.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
 // findSubcommand returns the subcommand called name, or nil.

@@ -32,6 +32,16 @@ const (
 	defaultControlKeyPath = defaultNATSStore + "/" + controlKeyFile
 )
 
+// keyFile is the key file a flag names (flagValue), or, when the flag is
+// empty, the file name in the --nats-store directory natsStore: where
+// membershipd makes its keys and the host tools look for them.
+func keyFile(flagValue, natsStore, name string) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	return filepath.Join(natsStore, name)
+}
+
 // loadOrCreateControlKey reads membershipd's control nkey seed from path,
 // or makes one there (0600). Whoever holds the file has full rights over
 // the control plane, like the host's `membershipd user` commands.

@@ -92,22 +92,12 @@ func claimStart(p startPaths) (*claim, error) {
 	if p.embedded {
 		lock := filepath.Join(p.natsStore, natsStoreLockFile)
 		targets = append(targets, target{"--nats-store", p.natsStore, lock})
-		if h.ControlKey == "" {
-			h.ControlKey = filepath.Join(p.natsStore, controlKeyFile)
-		}
+		h.ControlKey = keyFile(h.ControlKey, p.natsStore, controlKeyFile)
 		creates = append(creates, p.natsStore, lock, h.ControlKey)
 		if p.enforce {
-			svc := p.serviceKey
-			if svc == "" {
-				svc = filepath.Join(p.natsStore, serviceKeyFile)
-			}
-			creates = append(creates, svc)
+			creates = append(creates, keyFile(p.serviceKey, p.natsStore, serviceKeyFile))
 		}
-		sys := p.systemKey
-		if sys == "" {
-			sys = filepath.Join(p.natsStore, systemKeyFile)
-		}
-		creates = append(creates, sys)
+		creates = append(creates, keyFile(p.systemKey, p.natsStore, systemKeyFile))
 	}
 	if h.ControlKey != "" {
 		if abs, err := filepath.Abs(h.ControlKey); err == nil {

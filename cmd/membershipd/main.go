@@ -402,10 +402,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		// the control account, which holds the KV store and the blob
 		// object store, everyone else in the bus account. The control
 		// account, and so the store, is the same whatever --bus-auth.
-		ctlPath := *controlKeyPath
-		if ctlPath == "" {
-			ctlPath = filepath.Join(*natsStore, controlKeyFile)
-		}
+		ctlPath := keyFile(*controlKeyPath, *natsStore, controlKeyFile)
 		ctl, err := loadOrCreateControlKey(ctlPath)
 		if err != nil {
 			return err
@@ -420,11 +417,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 			// membershipd connects to its own data plane (room events, the
 			// history stream) with its service key, kept in --service-key:
 			// admitted next to the active users.
-			keyPath := *serviceKeyPath
-			if keyPath == "" {
-				keyPath = filepath.Join(*natsStore, serviceKeyFile)
-			}
-			svc, err := loadOrCreateSeed(keyPath, "service key")
+			svc, err := loadOrCreateSeed(keyFile(*serviceKeyPath, *natsStore, serviceKeyFile), "service key")
 			if err != nil {
 				return err
 			}
@@ -448,10 +441,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		auth.ControlKey, _ = ctl.PublicKey()
 		// The operator's key: the system account, every node's state
 		// (membershipd cluster …, nats server …; clustercli.go).
-		sysPath := *systemKeyPath
-		if sysPath == "" {
-			sysPath = filepath.Join(*natsStore, systemKeyFile)
-		}
+		sysPath := keyFile(*systemKeyPath, *natsStore, systemKeyFile)
 		sys, err := loadOrCreateSystemKey(sysPath)
 		if err != nil {
 			return err

@@ -9,9 +9,7 @@ import (
 	"log"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -85,7 +83,7 @@ func runMigrateCLI(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "membershipd migrate-to-kv: --nats-url is required\n%s", migrateUsage)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext()
 	defer stop()
 	m := migration{db: *db, natsURL: *natsURL, replicas: *replicas, ca: *ca, controlKey: *ctlKey, storeDir: *storeDir, backup: !*noBackup, force: *force, stdout: stdout, stderr: stderr}
 	if err := m.run(ctx); err != nil {

@@ -23,10 +23,6 @@ import (
 // defaultDBPath is the database of a membershipd started without --db.
 const defaultDBPath = "./local_files/unibus.db"
 
-// defaultUserNATSURL is where `membershipd user --store kv` looks for the
-// bus: the embedded NATS of a membershipd started with the defaults.
-const defaultUserNATSURL = "nats://127.0.0.1:4250"
-
 const userUsage = `usage:
   membershipd user seed [--db PATH] [--admin] TOKEN   register a user from their public identity token
   membershipd user list [--db PATH] [--json]          list the users
@@ -102,7 +98,7 @@ func runUserCLI(args []string, stdout, stderr io.Writer) int {
 	}
 	fs.StringVar(&opts.db, "db", defaultDBPath, "SQLite database path of the membershipd server")
 	fs.StringVar(&opts.store, "store", "sqlite", "the server's store: sqlite (--db) or kv (the KV buckets on the bus at --nats-url)")
-	fs.StringVar(&opts.natsURL, "nats-url", defaultUserNATSURL, "with --store kv: NATS URL of the bus")
+	fs.StringVar(&opts.natsURL, "nats-url", defaultNodeNATSURL, "with --store kv: NATS URL of the bus")
 	fs.StringVar(&opts.ctlKey, "control-key", defaultControlKeyPath, "with --store kv: membershipd's control key (<nats-store>/"+controlKeyFile+"); '' connects without one")
 	fs.StringVar(&opts.ca, "ca", "", "with --store kv: PEM CA for a tls:// NATS URL")
 	switch cmd.name {
@@ -188,7 +184,7 @@ func runUserCLI(args []string, stdout, stderr io.Writer) int {
 // the server h, where they differ from the defaults.
 func kvFlags(h holder) string {
 	var b strings.Builder
-	if h.NATSURL != "" && h.NATSURL != defaultUserNATSURL {
+	if h.NATSURL != "" && h.NATSURL != defaultNodeNATSURL {
 		fmt.Fprintf(&b, " --nats-url %s", h.NATSURL)
 	}
 	if def, _ := filepath.Abs(defaultControlKeyPath); h.ControlKey != "" && h.ControlKey != def {
