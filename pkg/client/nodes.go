@@ -308,16 +308,15 @@ func (c *Client) attempt(ctx context.Context, node *url.URL, wait time.Duration,
 	resp, err := c.http.Do(req)
 	fired := w.stop()
 	switch {
-	case err != nil && fired:
+	case fired:
+		if err == nil {
+			resp.Body.Close()
+		}
 		cancel()
 		return nil, fmt.Errorf("no answer within %s: %w", wait.Round(time.Millisecond), errAttemptTimeout)
 	case err != nil:
 		cancel()
 		return nil, err
-	case fired:
-		resp.Body.Close()
-		cancel()
-		return nil, fmt.Errorf("no answer within %s: %w", wait.Round(time.Millisecond), errAttemptTimeout)
 	}
 	resp.Body = &cancelingBody{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil

@@ -411,11 +411,7 @@ func (c *Client) AddMembers(ctx context.Context, roomRef string, users []string)
 // the same request: the removed member holds no key for what follows. Room
 // admins may remove anyone; any member may remove itself (leave).
 func (c *Client) RemoveMember(ctx context.Context, roomRef, user string) (api.Room, error) {
-	id, err := c.ResolveRoom(ctx, roomRef)
-	if err != nil {
-		return api.Room{}, err
-	}
-	snap, err := c.readRoom(ctx, id)
+	id, snap, err := c.readRoomRef(ctx, roomRef)
 	if err != nil {
 		return api.Room{}, err
 	}
@@ -438,11 +434,7 @@ func (c *Client) RemoveMember(ctx context.Context, roomRef, user string) (api.Ro
 // own, unless the caller is a room admin (whose removal takes them along).
 // The room's last member cannot leave it: it deletes it ([Client.DeleteRoom]).
 func (c *Client) LeaveRoom(ctx context.Context, roomRef string) (api.Room, error) {
-	id, err := c.ResolveRoom(ctx, roomRef)
-	if err != nil {
-		return api.Room{}, err
-	}
-	snap, err := c.readRoom(ctx, id)
+	id, snap, err := c.readRoomRef(ctx, roomRef)
 	if err != nil {
 		return api.Room{}, err
 	}
@@ -510,15 +502,22 @@ func (c *Client) DeleteRoom(ctx context.Context, roomRef string) (api.Room, erro
 // Rekey starts a new epoch of the room with a fresh key sealed to every
 // current member. Any member may rekey.
 func (c *Client) Rekey(ctx context.Context, roomRef string) (api.Room, error) {
-	id, err := c.ResolveRoom(ctx, roomRef)
-	if err != nil {
-		return api.Room{}, err
-	}
-	snap, err := c.readRoom(ctx, id)
+	_, snap, err := c.readRoomRef(ctx, roomRef)
 	if err != nil {
 		return api.Room{}, err
 	}
 	return c.rekey(ctx, snap, nil)
+}
+
+// readRoomRef resolves roomRef (ResolveRoom) and reads the room as
+// readRoom does, for the changes that act on its member set.
+func (c *Client) readRoomRef(ctx context.Context, roomRef string) (string, *roomSnapshot, error) {
+	id, err := c.ResolveRoom(ctx, roomRef)
+	if err != nil {
+		return "", nil, err
+	}
+	snap, err := c.readRoom(ctx, id)
+	return id, snap, err
 }
 
 // rekey moves the room to the next epoch without the removed members,

@@ -69,7 +69,7 @@ func settingFault(node *url.URL, err error) (reason string, fix error) {
 		// A NATS server greets every connection with INFO {…}: as the
 		// answer to the request, or before it is sent (net/http then
 		// says the server spoke on an idle connection).
-		return "a NATS port, not membershipd's API", &fixError{fmt.Sprintf("%s is a NATS port, not membershipd's API: the API listens on a port of its own (%s unless membershipd was given --http-port): set --server or UNIBUS_SERVER to %s://%s", node, DefaultAPIPort, node.Scheme, withPort(node.Hostname(), DefaultAPIPort)), err}
+		return "a NATS port, not membershipd's API", &fixError{fmt.Sprintf("%s is a NATS port, not membershipd's API: the API listens on a port of its own (%s unless membershipd was given --http-port): set --server or UNIBUS_SERVER to %s://%s", node, DefaultAPIPort, node.Scheme, net.JoinHostPort(node.Hostname(), DefaultAPIPort)), err}
 	case errors.As(err, &rhe) && bytes.HasPrefix(rhe.RecordHeader[:], []byte("HTTP/")), strings.Contains(msg, "server gave HTTP response to HTTPS client"):
 		return "plain HTTP, not HTTPS: use http://" + node.Host, &fixError{fmt.Sprintf("membershipd at %s speaks plain HTTP, not HTTPS: use http://%s in --server or UNIBUS_SERVER", node, node.Host), err}
 	}
@@ -117,14 +117,6 @@ func certHint(err error, setting string) string {
 		return fmt.Sprintf("its certificate is not valid (%v): renew it on the bus host (`membershipd tls init`)", err)
 	}
 	return ""
-}
-
-// withPort joins host and port, bracketing an IPv6 host.
-func withPort(host, port string) string {
-	if strings.Contains(host, ":") {
-		return "[" + host + "]:" + port
-	}
-	return host + ":" + port
 }
 
 // natsConnectError explains a failed NATS connect to natsURL. A refused user
