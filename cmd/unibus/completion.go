@@ -50,6 +50,12 @@ type compModel struct {
 	valueFlags, pathFlags []string
 }
 
+// groupCommands is the group g's commands: its second words but help.
+func (m compModel) groupCommands(g string) []compItem {
+	s := m.subs[g]
+	return s[:len(s)-1] // help, added last
+}
+
 // completionModel reads the model from the command table cmds.
 func completionModel(cmds []*command) compModel {
 	m := compModel{subs: map[string][]compItem{}, flags: map[string][]compItem{}, args: map[string][]string{}}
@@ -215,7 +221,7 @@ _unibus() {
                 case ${args[0]} in
 `)
 	for _, g := range m.groups {
-		fmt.Fprintf(&b, "                %s) offer=%q ;;\n", g, words(m.subs[g][:len(m.subs[g])-1]))
+		fmt.Fprintf(&b, "                %s) offer=%q ;;\n", g, words(m.groupCommands(g)))
 	}
 	b.WriteString(`                esac
             fi ;;
@@ -309,7 +315,7 @@ _unibus() {
         case ${args[1]} in
 `)
 	for _, g := range m.groups {
-		fmt.Fprintf(&b, "          (%s) cands=%s ;;\n", g, zshItems(m.subs[g][:len(m.subs[g])-1]))
+		fmt.Fprintf(&b, "          (%s) cands=%s ;;\n", g, zshItems(m.groupCommands(g)))
 	}
 	b.WriteString(`        esac
       fi ;;
@@ -432,7 +438,7 @@ complete -c unibus -f
 	fmt.Fprintf(&b, "complete -c unibus -n %s -a %s\n", fishQuote("__unibus_is completion 0"), fishQuote(strings.Join(m.args["completion"], " ")))
 	fmt.Fprintf(&b, "complete -c unibus -n %s -a %s\n", fishQuote("__unibus_is help 0"), fishQuote(strings.Join(m.args["help"], " ")))
 	for _, g := range m.groups {
-		fmt.Fprintf(&b, "complete -c unibus -n %s -a %s\n", fishQuote("__unibus_is help 1; and test (__unibus_words)[2] = "+g), fishQuote(words(m.subs[g][:len(m.subs[g])-1])))
+		fmt.Fprintf(&b, "complete -c unibus -n %s -a %s\n", fishQuote("__unibus_is help 1; and test (__unibus_words)[2] = "+g), fishQuote(words(m.groupCommands(g))))
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
