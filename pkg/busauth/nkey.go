@@ -68,8 +68,8 @@ type NkeyAuthenticator struct {
 	// SystemKey is the public user nkey ("U…") admitted into the system
 	// account; empty admits nobody there.
 	SystemKey string
-	// Open admits every client but ControlKey into the bus account without
-	// any check, with full rights.
+	// Open admits every client but ControlKey and SystemKey into the bus
+	// account without any check, with full rights.
 	Open bool
 
 	isAuthorized func(userKey string) bool
@@ -120,22 +120,10 @@ func (a *NkeyAuthenticator) Check(c server.ClientAuthentication) bool {
 		claimed = opts.Nkey
 	}
 	if a.ControlKey != "" && claimed == a.ControlKey {
-		if reason := verifyNkey(c, opts); reason != "" {
-			return a.refuse(c, claimed, reason)
-		}
-		if a.control == nil {
-			return a.refuse(c, claimed, "control key, but no control account bound")
-		}
-		return a.admit(c, claimed, a.control, nil)
+		return a.admitAccountKey(c, opts, a.control, "control")
 	}
 	if a.SystemKey != "" && claimed == a.SystemKey {
-		if reason := verifyNkey(c, opts); reason != "" {
-			return a.refuse(c, claimed, reason)
-		}
-		if a.sys == nil {
-			return a.refuse(c, claimed, "system key, but no system account bound")
-		}
-		return a.admit(c, claimed, a.sys, nil)
+		return a.admitAccountKey(c, opts, a.sys, "system")
 	}
 	if a.Open {
 		return a.admit(c, "", a.bus, nil)
@@ -157,6 +145,19 @@ func (a *NkeyAuthenticator) Check(c server.ClientAuthentication) bool {
 		perms = a.Permissions(claimed)
 	}
 	return a.admit(c, claimed, a.bus, perms)
+}
+
+// admitAccountKey admits the client presenting the key of the account
+// acc (the control or the system key: what names it) into acc, with
+// full rights, once its signature verifies.
+func (a *NkeyAuthenticator) admitAccountKey(c server.ClientAuthentication, opts *server.ClientOpts, acc *server.Account, what string) bool {
+	if reason := verifyNkey(c, opts); reason != "" {
+		return a.refuse(c, opts.Nkey, reason)
+	}
+	if acc == nil {
+		return a.refuse(c, opts.Nkey, what+" key, but no "+what+" account bound")
+	}
+	return a.admit(c, opts.Nkey, acc, nil)
 }
 
 // verifyNkey checks that the client's nkey is a user key and its
