@@ -108,8 +108,8 @@ func NewRateLimiter(l RateLimit) *RateLimiter {
 }
 
 // Limit is the limit every key gets; PerSecond 0 means none.
-func (l *RateLimiter) Limit() RateLimit {
-	return RateLimit{PerSecond: l.rate, Burst: int(l.burst)}
+func (rl *RateLimiter) Limit() RateLimit {
+	return RateLimit{PerSecond: rl.rate, Burst: int(rl.burst)}
 }
 
 // Middleware returns a handler that takes one token from the bucket of
