@@ -2,7 +2,6 @@ package httpapi
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 
@@ -65,11 +64,5 @@ func isBlobNotFound(err error) bool {
 // naming them, so that their SDKs forget the room and every node closes
 // their connections (they reconnect without the room's subjects).
 func (s *Server) announceDeleted(room api.Room, members []string) {
-	if s.Events == nil {
-		return
-	}
-	b, _ := json.Marshal(api.RoomEvent{Room: room.ID, Epoch: room.Epoch, Seq: room.HeadSeq, Users: members, Deleted: true})
-	if err := s.Events.Publish(api.RoomEventSubject(room.ID), b); err != nil {
-		s.log().Warn("announce a room's deletion", "room", room.ID, "err", err)
-	}
+	s.publishEvent(api.RoomEvent{Room: room.ID, Epoch: room.Epoch, Seq: room.HeadSeq, Users: members, Deleted: true}, "announce a room's deletion")
 }

@@ -767,22 +767,25 @@ func (s *Server) announceRevoked(ctx context.Context, user string) {
 		return
 	}
 	for _, r := range rooms {
-		b, _ := json.Marshal(api.RoomEvent{Room: r.ID, Epoch: r.Epoch, Seq: r.HeadSeq, Revoked: []string{user}})
-		if err := s.Events.Publish(api.RoomEventSubject(r.ID), b); err != nil {
-			s.log().Warn("announce a revocation", "room", r.ID, "err", err)
-		}
+		s.publishEvent(api.RoomEvent{Room: r.ID, Epoch: r.Epoch, Seq: r.HeadSeq, Revoked: []string{user}}, "announce a revocation")
 	}
 }
 
 // announce tells the room's clients that it changed. Failure is logged:
 // the change is committed, and clients also refresh on an unknown epoch.
 func (s *Server) announce(room api.Room, changed ...string) {
+	s.publishEvent(api.RoomEvent{Room: room.ID, Epoch: room.Epoch, Seq: room.HeadSeq, Users: changed}, "announce room change")
+}
+
+// publishEvent publishes ev on its room's event subject, when the server
+// has Events; a failure is logged with the message failed.
+func (s *Server) publishEvent(ev api.RoomEvent, failed string) {
 	if s.Events == nil {
 		return
 	}
-	b, _ := json.Marshal(api.RoomEvent{Room: room.ID, Epoch: room.Epoch, Seq: room.HeadSeq, Users: changed})
-	if err := s.Events.Publish(api.RoomEventSubject(room.ID), b); err != nil {
-		s.log().Warn("announce room change", "room", room.ID, "err", err)
+	b, _ := json.Marshal(ev)
+	if err := s.Events.Publish(api.RoomEventSubject(ev.Room), b); err != nil {
+		s.log().Warn(failed, "room", ev.Room, "err", err)
 	}
 }
 
