@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/internal/testutil/testbus"
+	"github.com/enmanuel/unibus/internal/testutil/testnats"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/blobstore"
 	"github.com/enmanuel/unibus/pkg/client"
@@ -43,14 +45,11 @@ func TestMembersCannotWriteTheControlPlane(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
 			s := startServer(t, dir, "--store", "kv", "--bus-auth", mode)
-			var info api.Info
-			if status := getJSON(t, s.URL+"/v1/info", &info); status != http.StatusOK {
-				t.Fatalf("GET /v1/info = %d", status)
-			}
+			natsURL := natsURLOf(t, s)
 			ctlKey := filepath.Join(dir, "jetstream", controlKeyFile)
 			aliceID, bobID := testbus.NewIdentity(t, "alice"), testbus.NewIdentity(t, "bob")
-			userCLI(t, 0, "seed", "--store", "kv", "--nats-url", info.NATSURL, "--control-key", ctlKey, "--admin", aliceID.Public().Token())
-			userCLI(t, 0, "seed", "--store", "kv", "--nats-url", info.NATSURL, "--control-key", ctlKey, bobID.Public().Token())
+			runCLI(t, 0, "user", "seed", "--store", "kv", "--nats-url", natsURL, "--control-key", ctlKey, "--admin", aliceID.Public().Token())
+			runCLI(t, 0, "user", "seed", "--store", "kv", "--nats-url", natsURL, "--control-key", ctlKey, bobID.Public().Token())
 			waitFor(t, 5*time.Second, "seeded users known", func() bool {
 				return getMe(t, s.URL, aliceID) == http.StatusOK && getMe(t, s.URL, bobID) == http.StatusOK
 			})
@@ -72,17 +71,12 @@ func TestMembersCannotWriteTheControlPlane(t *testing.T) {
 			if _, err := alice.Send(ctxT(t), secret.ID, client.Message{Text: "still here"}); err != nil {
 				t.Fatal(err)
 			}
-			src := filepath.Join(t.TempDir(), "plan.txt")
-			os.WriteFile(src, []byte("the plan"), 0o600)
-			fileMsg, err := alice.SendFile(ctxT(t), secret.ID, src, "", nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			fileMsg := sendFileContaining(t, alice, secret.ID, []byte("the plan"))
 			if _, err := bob.Send(ctxT(t), ops.ID, client.Message{Text: "hi"}); err != nil {
 				t.Fatal(err)
 			}
 
-			control := controlJetStream(t, info.NATSURL, ctlKey)
+			control := controlJetStream(t, natsURL, ctlKey)
 			blobMeta := "$O." + blobstore.DefaultBucket + ".M." + base64.URLEncoding.EncodeToString([]byte(onlyObject(t, control)))
 			targets := []string{
 				"$KV.unibus_rooms." + secret.ID,
@@ -96,7 +90,7 @@ func TestMembersCannotWriteTheControlPlane(t *testing.T) {
 			if mode == "enforce" {
 				opts = append(opts, nats.Nkey(bobID.UserKey(), bobID.NkeySign))
 			}
-			nc, err := nats.Connect(info.NATSURL, append(opts, nats.CustomInboxPrefix(subjects.InboxPrefix(bobID.UserKey())), nats.MaxReconnects(0), quietErrors)...)
+			nc, err := nats.Connect(natsURL, append(opts, nats.CustomInboxPrefix(subjects.InboxPrefix(bobID.UserKey())), nats.MaxReconnects(0), quietErrors)...)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -124,7 +118,7 @@ func TestMembersCannotWriteTheControlPlane(t *testing.T) {
 			}
 			// The bus account does not even hold them: the history stream
 			// only (seen with membershipd's own rights there).
-			if got := busStreams(t, info.NATSURL, dir, mode); len(got) != 1 || got[0] != api.HistoryStream {
+			if got := streamNames(t, serviceJetStream(t, natsURL, filepath.Join(dir, "jetstream"))); len(got) != 1 || got[0] != api.HistoryStream {
 				t.Fatalf("streams of the bus account = %q; want [%s]", got, api.HistoryStream)
 			}
 
@@ -158,39 +152,33 @@ func controlJetStream(t testing.TB, url, keyPath string) jetstream.JetStream {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return testnats.JetStreamOn(t, nc)
 }
 
-// busStreams lists the streams of the bus account, connected there as
-// membershipd's service key under enforce, anonymously under off.
-func busStreams(t testing.TB, url, dir, mode string) []string {
+// serviceJetStream connects to the bus account of the bus at url as its
+// membershipd does: with the service key in natsStore, its --nats-store,
+// when it has one (it makes one under enforce), else as anyone. The
+// connection is closed when the test ends.
+func serviceJetStream(t testing.TB, url, natsStore string) jetstream.JetStream {
 	t.Helper()
-	var opts []nats.Option
-	if mode == "enforce" {
-		kp, err := readSeed(filepath.Join(dir, "jetstream", serviceKeyFile))
-		if err != nil {
-			t.Fatal(err)
-		}
+	opts := []nats.Option{nats.Name("test service")}
+	kp, err := readSeed(filepath.Join(natsStore, serviceKeyFile))
+	switch {
+	case err == nil:
 		opt, err := nkeyOption(kp)
 		if err != nil {
 			t.Fatal(err)
 		}
 		opts = append(opts, opt)
-	}
-	nc, err := nats.Connect(url, opts...)
-	if err != nil {
+	case !errors.Is(err, fs.ErrNotExist):
 		t.Fatal(err)
 	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	return testnats.JetStreamAt(t, url, opts...)
+}
+
+// streamNames lists the streams js sees.
+func streamNames(t testing.TB, js jetstream.JetStream) []string {
+	t.Helper()
 	var names []string
 	for name := range js.StreamNames(ctxT(t)).Name() {
 		names = append(names, name)
@@ -251,10 +239,7 @@ func TestHostToolsNeedTheControlKey(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	s := startServer(t, dir)
-	var info api.Info
-	if status := getJSON(t, s.URL+"/v1/info", &info); status != http.StatusOK {
-		t.Fatalf("GET /v1/info = %d", status)
-	}
+	natsURL := natsURLOf(t, s)
 	ctlKey := filepath.Join(dir, "jetstream", controlKeyFile)
 	if fi, err := os.Stat(ctlKey); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("control key file: %v, %v; want it made with mode 0600", fi, err)
@@ -283,7 +268,7 @@ func TestHostToolsNeedTheControlKey(t *testing.T) {
 			if tt.wantErr != "" {
 				code = 1
 			}
-			_, stderr := userCLI(t, code, "list", "--store", "kv", "--nats-url", info.NATSURL, "--control-key", tt.key)
+			_, stderr := runCLI(t, code, "user", "list", "--store", "kv", "--nats-url", natsURL, "--control-key", tt.key)
 			if !strings.Contains(stderr, tt.wantErr) || (tt.wantErr != "" && !strings.Contains(stderr, "--control-key")) {
 				t.Errorf("user list with %s: stderr %q; want it to say %q and name --control-key", tt.name, stderr, tt.wantErr)
 			}
@@ -360,7 +345,7 @@ no_auth_user: bus
 		t.Errorf("warnings with separate accounts:\n%s", strings.Join(s.Logs.Lines(), "\n"))
 	}
 	controlSeqs(t, controlJetStream(t, natsURL, ctlKey))
-	if got := busStreams(t, natsURL, dir, "off"); len(got) != 1 || got[0] != api.HistoryStream {
+	if got := streamNames(t, serviceJetStream(t, natsURL, filepath.Join(dir, "jetstream"))); len(got) != 1 || got[0] != api.HistoryStream {
 		t.Fatalf("streams of the bus account = %q; want [%s]", got, api.HistoryStream)
 	}
 }

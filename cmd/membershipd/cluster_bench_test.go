@@ -20,9 +20,7 @@ func BenchmarkClusterColdStart(b *testing.B) {
 		for i, n := range nodes {
 			procs[i] = n.startProcess(b, bin, "--replicas", "3")
 		}
-		for _, p := range procs {
-			waitReady(b, p.url(), 90*time.Second, processLogs(procs...))
-		}
+		waitAllReady(b, procs...)
 		return time.Since(began)
 	}
 	b.Run("new", func(b *testing.B) {

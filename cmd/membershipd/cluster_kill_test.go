@@ -10,34 +10,52 @@ import (
 
 	"github.com/enmanuel/unibus/internal/testutil/testbus"
 	"github.com/enmanuel/unibus/pkg/client"
+	"github.com/enmanuel/unibus/pkg/identity"
 )
 
 // processCluster is three membershipd processes started as
-// docs/cluster.md has it (--store kv --replicas 3), every node ready,
-// the first admin seeded with the host tool, and a client of that admin
-// given every node's URL, with a room made through it.
+// docs/cluster.md has it (--store kv --replicas 3), every node ready;
+// startProcessCluster adds the first admin, seeded with the host tool,
+// and a client of that admin given every node's URL, with a room made
+// through it.
 type processCluster struct {
 	bin   string
 	nodes []*clusterNode
 	procs []*processNode
+	order []int         // the order the nodes were first started in
 	cfg   client.Config // the admin's, with every node's URL
 	c     *client.Client
 	room  string
 }
 
-func startProcessCluster(t testing.TB) *processCluster {
+// startProcessNodes starts the three processes in a random order, up to
+// maxDelay apart, and waits until every node is ready.
+func startProcessNodes(t testing.TB, maxDelay time.Duration) *processCluster {
 	t.Helper()
 	pc := &processCluster{bin: membershipdBinary(t), nodes: newClusterNodes(t, 3)}
 	pc.procs = make([]*processNode, len(pc.nodes))
-	startProcesses(t, pc.bin, pc.nodes, pc.procs, 0, "--replicas", "3")
-	for _, p := range pc.procs {
-		waitReady(t, p.url(), 90*time.Second, processLogs(pc.procs...))
-	}
+	pc.order = startProcesses(t, pc.bin, pc.nodes, pc.procs, maxDelay, "--replicas", "3")
+	waitAllReady(t, pc.procs...)
+	return pc
+}
+
+// seedAdmin seeds alice, the first admin, through node i with the host
+// tool, run as an operator runs it: `membershipd user seed --store kv`.
+func (pc *processCluster) seedAdmin(t testing.TB, i int) *identity.Identity {
+	t.Helper()
 	alice := testbus.NewIdentity(t, "alice")
-	seed := exec.Command(pc.bin, "user", "seed", "--store", "kv", "--nats-url", pc.nodes[0].natsURL(), "--control-key", pc.nodes[0].controlKey(), "--admin", alice.Public().Token())
+	n := pc.nodes[i]
+	seed := exec.Command(pc.bin, "user", "seed", "--store", "kv", "--nats-url", n.natsURL(), "--control-key", n.controlKey(), "--admin", alice.Public().Token())
 	if out, err := seed.CombinedOutput(); err != nil {
 		t.Fatalf("membershipd user seed --store kv: %v\n%s", err, out)
 	}
+	return alice
+}
+
+func startProcessCluster(t testing.TB) *processCluster {
+	t.Helper()
+	pc := startProcessNodes(t, 0)
+	alice := pc.seedAdmin(t, 0)
 	pc.cfg = client.Config{Identity: alice, Timeout: 30 * time.Second, Logger: testbus.Logger()}
 	for _, n := range pc.nodes {
 		pc.cfg.Servers = append(pc.cfg.Servers, n.url())
@@ -63,7 +81,7 @@ func startProcessCluster(t testing.TB) *processCluster {
 func (pc *processCluster) restart(t testing.TB, i int) {
 	t.Helper()
 	pc.procs[i] = pc.nodes[i].startProcess(t, pc.bin, "--replicas", "3")
-	waitReady(t, pc.procs[i].url(), 90*time.Second, processLogs(pc.procs...))
+	waitReady(t, pc.procs[i].url(), 90*time.Second, logsOf(pc.procs...))
 	var why string
 	waitFor(t, 60*time.Second, "every replica current after "+pc.nodes[i].name+" came back", func() bool {
 		st, err := pc.nodes[i].status(t)

@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/enmanuel/unibus/internal/testutil/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
 )
 
@@ -50,16 +49,10 @@ func (p *processNode) kill(t testing.TB) {
 	<-p.exited
 }
 
-// logs renders the processes' logs for a failure.
-func processLogs(nodes ...*processNode) func() string {
-	return func() string {
-		var b strings.Builder
-		for _, n := range nodes {
-			out, _ := os.ReadFile(n.log)
-			b.WriteString("--- " + n.name + "\n" + string(out) + "\n")
-		}
-		return b.String()
-	}
+// logText is the process's log so far.
+func (p *processNode) logText() string {
+	out, _ := os.ReadFile(p.log)
+	return string(out)
 }
 
 // TestClusterProcesses runs three membershipd processes on loopback,
@@ -81,24 +74,16 @@ func TestClusterProcesses(t *testing.T) {
 	}
 	began := time.Now()
 	stage := func(what string) { t.Logf("%s: %s", time.Since(began).Round(100*time.Millisecond), what) }
-	bin := membershipdBinary(t)
+	membershipdBinary(t) // built once here, timed apart from the cold start
 	stage("built")
 
-	nodes := newClusterNodes(t, 3)
-	procs := make([]*processNode, len(nodes))
-	order := startProcesses(t, bin, nodes, procs, maxDelay, "--replicas", "3")
-	for _, p := range procs {
-		waitReady(t, p.url(), 90*time.Second, processLogs(procs...))
-	}
+	pc := startProcessNodes(t, maxDelay)
+	bin, nodes, procs, order := pc.bin, pc.nodes, pc.procs, pc.order
 	stage("cold start: every node ready")
 	wantReplicas(t, nodes[0], 3, "the cold start")
 
 	// The host tool, as an operator runs it.
-	alice := testbus.NewIdentity(t, "alice")
-	seed := exec.Command(bin, "user", "seed", "--store", "kv", "--nats-url", nodes[1].natsURL(), "--control-key", nodes[1].controlKey(), "--admin", alice.Public().Token())
-	if out, err := seed.CombinedOutput(); err != nil {
-		t.Fatalf("membershipd user seed --store kv: %v\n%s", err, out)
-	}
+	alice := pc.seedAdmin(t, 1)
 	wantReplicas(t, nodes[2], 3, "membershipd user seed --store kv")
 	stage("user seed: replicas kept")
 
@@ -126,20 +111,20 @@ func TestClusterProcesses(t *testing.T) {
 
 	// One back, without --replicas: a quorum again, nothing lowered.
 	procs[lost[0]] = nodes[lost[0]].startProcess(t, bin)
-	waitReady(t, s.url(), 90*time.Second, processLogs(procs...))
-	waitReady(t, procs[lost[0]].url(), 90*time.Second, processLogs(procs...))
+	waitReady(t, s.url(), 90*time.Second, logsOf(procs...))
+	waitReady(t, procs[lost[0]].url(), 90*time.Second, logsOf(procs...))
 	stage("quorum back: /readyz 200")
-	if out, _ := os.ReadFile(s.log); strings.Contains(string(out), "connect to route (attempt 2)") {
+	if out := s.logText(); strings.Contains(out, "connect to route (attempt 2)") {
 		t.Errorf("the survivor logged every failed route reconnection; want the first, then one a minute\n%s", out)
 	}
 	wantReplicas(t, nodes[survivor], 3, "a node restarted without --replicas")
-	if out, _ := os.ReadFile(procs[lost[0]].log); !strings.Contains(string(out), "keep their replicas") {
+	if out := procs[lost[0]].logText(); !strings.Contains(out, "keep their replicas") {
 		t.Errorf("node restarted with the default --replicas 1 did not warn that the streams keep their 3\n%s", out)
 	}
 
 	// The last one back, with the older name of the flag.
 	procs[lost[1]] = nodes[lost[1]].startProcess(t, bin, "--kv-replicas", "3")
-	waitReady(t, procs[lost[1]].url(), 90*time.Second, processLogs(procs...))
+	waitReady(t, procs[lost[1]].url(), 90*time.Second, logsOf(procs...))
 	wantReplicas(t, nodes[lost[1]], 3, "a node restarted with --kv-replicas 3")
 	var me api.User
 	if status := doJSON(t, signedGet(t, procs[lost[1]].url()+"/v1/me", alice), &me); status != http.StatusOK || me.User != alice.UserKey() {
@@ -154,9 +139,7 @@ func TestClusterProcesses(t *testing.T) {
 			p.kill(t)
 		}
 		startProcesses(t, bin, nodes, procs, maxDelay, "--replicas", "3")
-		for _, p := range procs {
-			waitReady(t, p.url(), 90*time.Second, processLogs(procs...))
-		}
+		waitAllReady(t, procs...)
 		if status := doJSON(t, signedGet(t, procs[round%3].url()+"/v1/me", alice), &me); status != http.StatusOK || me.User != alice.UserKey() {
 			t.Fatalf("round %d: /v1/me after every node was killed = %d %+v; want alice", round, status, me)
 		}
@@ -170,13 +153,6 @@ func TestClusterProcesses(t *testing.T) {
 func startProcesses(t testing.TB, bin string, nodes []*clusterNode, procs []*processNode, maxDelay time.Duration, extra ...string) []int {
 	t.Helper()
 	order := rand.Perm(len(nodes))
-	for k, i := range order {
-		if k > 0 {
-			delay := rand.N(maxDelay + 1)
-			t.Logf("start %s %s after %s", nodes[i].name, delay.Round(time.Millisecond), nodes[order[k-1]].name)
-			time.Sleep(delay) // the delay between an operator's starts is the point of the test
-		}
-		procs[i] = nodes[i].startProcess(t, bin, extra...)
-	}
+	startInOrder(t, nodes, order, maxDelay, func(i int) { procs[i] = nodes[i].startProcess(t, bin, extra...) })
 	return order
 }

@@ -21,13 +21,13 @@ func (p *processNode) stop(t testing.TB) {
 	select {
 	case <-p.exited:
 	case <-time.After(60 * time.Second):
-		t.Fatalf("%s did not exit within 60 s of SIGTERM\n%s", p.name, processLogs(p)())
+		t.Fatalf("%s did not exit within 60 s of SIGTERM\n%s", p.name, logsOf(p)())
 	}
 	if took := time.Since(signalled); took > 3*time.Second {
-		t.Logf("%s took %s to exit after SIGTERM; its log:\n%s", p.name, took.Round(time.Millisecond), processLogs(p)())
+		t.Logf("%s took %s to exit after SIGTERM; its log:\n%s", p.name, took.Round(time.Millisecond), logsOf(p)())
 	}
 	if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-		t.Errorf("%s exited %d after SIGTERM; want 0\n%s", p.name, code, processLogs(p)())
+		t.Errorf("%s exited %d after SIGTERM; want 0\n%s", p.name, code, logsOf(p)())
 	}
 }
 

@@ -9,17 +9,18 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/internal/testutil/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/enmanuel/unibus/pkg/identity"
 )
 
 // chaos reports whether the long cluster variants run (UNIBUS_CHAOS=1):
@@ -38,24 +39,34 @@ type clusterNode struct {
 	routes    string // the other nodes' route URLs
 }
 
-// newClusterNodes picks the ports of n nodes, each with its own data
-// directory.
+// newClusterNodes picks the ports of n nodes, n1 to nN, each with its own
+// data directory and routed to the others.
 func newClusterNodes(t testing.TB, n int) []*clusterNode {
 	t.Helper()
 	nodes := make([]*clusterNode, n)
 	for i := range nodes {
-		nodes[i] = &clusterNode{name: fmt.Sprintf("n%d", i+1), dir: t.TempDir(), httpPort: freePort(t), natsPort: freePort(t), routePort: freePort(t)}
+		nodes[i] = newClusterNode(t, fmt.Sprintf("n%d", i+1))
 	}
 	for _, a := range nodes {
-		var routes []string
-		for _, b := range nodes {
-			if b != a {
-				routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", b.routePort))
-			}
-		}
-		a.routes = strings.Join(routes, ",")
+		a.routes = routeURLs(slices.DeleteFunc(slices.Clone(nodes), func(b *clusterNode) bool { return b == a })...)
 	}
 	return nodes
+}
+
+// newClusterNode picks the ports of the node called name, with its own
+// data directory and no routes yet.
+func newClusterNode(t testing.TB, name string) *clusterNode {
+	t.Helper()
+	return &clusterNode{name: name, dir: t.TempDir(), httpPort: freePort(t), natsPort: freePort(t), routePort: freePort(t)}
+}
+
+// routeURLs is the nodes' route URLs, as --routes takes them.
+func routeURLs(nodes ...*clusterNode) string {
+	routes := make([]string, len(nodes))
+	for i, n := range nodes {
+		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", n.routePort)
+	}
+	return strings.Join(routes, ",")
 }
 
 // args is the node's command line, as docs/cluster.md gives it, with
@@ -64,7 +75,7 @@ func (n *clusterNode) args(extra ...string) []string {
 	args := []string{
 		"--db", filepath.Join(n.dir, "unibus.db"),
 		"--store-dir", filepath.Join(n.dir, "blobs"),
-		"--nats-store", filepath.Join(n.dir, "jetstream"),
+		"--nats-store", n.natsStore(),
 		"--http-port", strconv.Itoa(n.httpPort),
 		"--nats-port", strconv.Itoa(n.natsPort),
 		"--cluster-name", "unibus-test",
@@ -81,8 +92,21 @@ func (n *clusterNode) args(extra ...string) []string {
 
 func (n *clusterNode) url() string     { return fmt.Sprintf("http://127.0.0.1:%d", n.httpPort) }
 func (n *clusterNode) natsURL() string { return fmt.Sprintf("nats://127.0.0.1:%d", n.natsPort) }
-func (n *clusterNode) controlKey() string {
-	return filepath.Join(n.dir, "jetstream", controlKeyFile)
+
+// natsStore is the node's --nats-store.
+func (n *clusterNode) natsStore() string { return filepath.Join(n.dir, "jetstream") }
+
+func (n *clusterNode) controlKey() string { return filepath.Join(n.natsStore(), controlKeyFile) }
+
+// node is the clusterNode itself, and that of the inProcessNode or
+// processNode it is in.
+func (n *clusterNode) node() *clusterNode { return n }
+
+// seedAdmin seeds id as an admin on the cluster's KV store through node
+// n, with the host tool: `membershipd user seed --store kv`.
+func (n *clusterNode) seedAdmin(t testing.TB, id *identity.Identity) {
+	t.Helper()
+	runCLI(t, 0, "user", "seed", "--store", "kv", "--nats-url", n.natsURL(), "--control-key", n.controlKey(), "--admin", id.Public().Token())
 }
 
 // inProcessNode is a clusterNode served by run in this process.
@@ -123,6 +147,9 @@ func (p *inProcessNode) stop(t testing.TB) {
 	}
 	p.logs.close()
 }
+
+// logText is the node's log so far.
+func (p *inProcessNode) logText() string { return strings.Join(p.logs.Lines(), "\n") }
 
 // exited fails the test if the node's run has returned.
 func (p *inProcessNode) exited(t testing.TB) {
@@ -220,13 +247,7 @@ func streamInfos(t testing.TB, n *clusterNode) map[string]*jetstream.StreamInfo 
 		}
 	}
 	read(controlJetStream(t, n.natsURL(), n.controlKey()), controlStreams()...)
-	nc, err := nats.Connect(n.natsURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	read(js, api.HistoryStream)
+	read(serviceJetStream(t, n.natsURL(), n.natsStore()), api.HistoryStream)
 	return got
 }
 
@@ -240,9 +261,9 @@ func wantReplicas(t testing.TB, n *clusterNode, want int, after string) {
 	}
 }
 
-// startInOrder starts the nodes of running named by order, one after the
-// other, up to maxDelay apart, each with extra, into running.
-func startInOrder(t testing.TB, nodes []*clusterNode, running []*inProcessNode, order []int, maxDelay time.Duration, extra ...string) {
+// startInOrder starts the nodes named by order with start, one after the
+// other, up to maxDelay apart.
+func startInOrder(t testing.TB, nodes []*clusterNode, order []int, maxDelay time.Duration, start func(i int)) {
 	t.Helper()
 	for k, i := range order {
 		if k > 0 {
@@ -250,20 +271,59 @@ func startInOrder(t testing.TB, nodes []*clusterNode, running []*inProcessNode, 
 			t.Logf("start %s %s after %s", nodes[i].name, delay.Round(time.Millisecond), nodes[order[k-1]].name)
 			time.Sleep(delay) // the delay between an operator's starts is the point of the test
 		}
-		running[i] = nodes[i].start(t, extra...)
+		start(i)
 	}
 }
 
+// startInProcess starts the nodes of running named by order in this
+// process, up to maxDelay apart, each with extra, into running.
+func startInProcess(t testing.TB, nodes []*clusterNode, running []*inProcessNode, order []int, maxDelay time.Duration, extra ...string) {
+	t.Helper()
+	startInOrder(t, nodes, order, maxDelay, func(i int) { running[i] = nodes[i].start(t, extra...) })
+}
+
+// startInProcessNodes starts a new three-node cluster in this process,
+// the nodes one after the other with flags, and waits until every one is
+// ready.
+func startInProcessNodes(t testing.TB, flags ...string) ([]*clusterNode, []*inProcessNode) {
+	t.Helper()
+	nodes := newClusterNodes(t, 3)
+	running := make([]*inProcessNode, len(nodes))
+	for i, n := range nodes {
+		running[i] = n.start(t, flags...)
+	}
+	waitAllReady(t, running...)
+	return nodes, running
+}
+
+// clusterMember is a node of a test cluster: an inProcessNode or a
+// processNode.
+type clusterMember interface {
+	comparable // nil: a node not started yet
+	node() *clusterNode
+	logText() string
+}
+
 // logsOf renders the nodes' logs for a failure.
-func logsOf(nodes ...*inProcessNode) func() string {
+func logsOf[N clusterMember](nodes ...N) func() string {
 	return func() string {
 		var b strings.Builder
+		var notStarted N
 		for _, n := range nodes {
-			if n != nil {
-				fmt.Fprintf(&b, "--- %s\n%s\n", n.name, strings.Join(n.logs.Lines(), "\n"))
+			if n != notStarted {
+				fmt.Fprintf(&b, "--- %s\n%s\n", n.node().name, n.logText())
 			}
 		}
 		return b.String()
+	}
+}
+
+// waitAllReady waits until every node answers /readyz with 200, for at
+// most 90 s each, and shows the nodes' logs when one does not.
+func waitAllReady[N clusterMember](t testing.TB, nodes ...N) {
+	t.Helper()
+	for _, n := range nodes {
+		waitReady(t, n.node().url(), 90*time.Second, logsOf(nodes...))
 	}
 }
 
@@ -287,7 +347,7 @@ func TestClusterColdStartInAnyOrder(t *testing.T) {
 	nodes := newClusterNodes(t, 3)
 	running := make([]*inProcessNode, len(nodes))
 	order := rand.Perm(len(nodes))
-	startInOrder(t, nodes, running, order[:1], 0, "--replicas", "3")
+	startInProcess(t, nodes, running, order[:1], 0, "--replicas", "3")
 
 	// Alone, the first node listens and says what it waits for.
 	first := running[order[0]]
@@ -310,10 +370,8 @@ func TestClusterColdStartInAnyOrder(t *testing.T) {
 		return slicesContain(first.logs.Lines(), "waiting for the JetStream meta leader")
 	})
 	time.Sleep(rand.N(maxDelay + 1)) // as an operator would
-	startInOrder(t, nodes, running, order[1:], maxDelay, "--replicas", "3")
-	for _, n := range running {
-		waitReady(t, n.url(), 90*time.Second, logsOf(running...))
-	}
+	startInProcess(t, nodes, running, order[1:], maxDelay, "--replicas", "3")
+	waitAllReady(t, running...)
 	stage("cold start: every node ready")
 	wantReplicas(t, nodes[0], 3, "the cold start")
 	if n := countLines(first.logs.Lines(), "waiting for the JetStream meta leader"); n > 5 {
@@ -322,7 +380,7 @@ func TestClusterColdStartInAnyOrder(t *testing.T) {
 
 	// A host tool opens the store without a number of replicas.
 	alice := testbus.NewIdentity(t, "alice")
-	userCLI(t, 0, "seed", "--store", "kv", "--nats-url", nodes[0].natsURL(), "--control-key", nodes[0].controlKey(), "--admin", alice.Public().Token())
+	nodes[0].seedAdmin(t, alice)
 	wantReplicas(t, nodes[1], 3, "membershipd user seed --store kv")
 	stage("user seed: replicas kept")
 
@@ -330,7 +388,7 @@ func TestClusterColdStartInAnyOrder(t *testing.T) {
 	// are and says so (it then refuses this KV store, which holds a user
 	// the database does not: that is its own business).
 	db := filepath.Join(t.TempDir(), "unibus.db")
-	userCLI(t, 0, "seed", "--db", db, testbus.NewIdentity(t, "bob").Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", db, testbus.NewIdentity(t, "bob").Public().Token())
 	var migOut, migErr strings.Builder
 	runMigrateCLI([]string{"--db", db, "--nats-url", nodes[0].natsURL(), "--control-key", nodes[0].controlKey(), "--no-backup"}, &migOut, &migErr)
 	if !strings.Contains(migErr.String(), "keep their replicas") {
@@ -340,12 +398,9 @@ func TestClusterColdStartInAnyOrder(t *testing.T) {
 
 	// Only the explicit command changes them, in both accounts.
 	for _, n := range []int{1, 3} {
-		var out, errOut strings.Builder
-		if code := runClusterReplicas([]string{"--nats-url", nodes[2].natsURL(), "--nats-store", filepath.Join(nodes[2].dir, "jetstream"), strconv.Itoa(n)}, &out, &errOut); code != 0 {
-			t.Fatalf("membershipd cluster replicas %d = exit %d\n%s%s", n, code, out.String(), errOut.String())
-		}
-		if !strings.Contains(out.String(), fmt.Sprintf("every stream has %d current replica(s)", n)) || !strings.Contains(out.String(), api.HistoryStream) {
-			t.Errorf("membershipd cluster replicas %d printed\n%s\nwant every stream, the history's too, and that they caught up", n, out.String())
+		out, _ := runCLI(t, 0, "cluster", "replicas", "--nats-url", nodes[2].natsURL(), "--nats-store", nodes[2].natsStore(), strconv.Itoa(n))
+		if !strings.Contains(out, fmt.Sprintf("every stream has %d current replica(s)", n)) || !strings.Contains(out, api.HistoryStream) {
+			t.Errorf("membershipd cluster replicas %d printed\n%s\nwant every stream, the history's too, and that they caught up", n, out)
 		}
 		wantReplicas(t, nodes[0], n, fmt.Sprintf("membershipd cluster replicas %d", n))
 	}
@@ -370,10 +425,8 @@ func TestClusterColdStartInAnyOrder(t *testing.T) {
 		}
 		wg.Wait()
 		stage("full restart: every node stopped")
-		startInOrder(t, nodes, running, rand.Perm(len(nodes)), maxDelay, "--replicas", "3")
-		for _, n := range running {
-			waitReady(t, n.url(), 90*time.Second, logsOf(running...))
-		}
+		startInProcess(t, nodes, running, rand.Perm(len(nodes)), maxDelay, "--replicas", "3")
+		waitAllReady(t, running...)
 		var me api.User
 		if status := doJSON(t, signedGet(t, nodes[round%3].url()+"/v1/me", alice), &me); status != http.StatusOK || me.User != alice.UserKey() {
 			t.Fatalf("round %d: /v1/me after a full restart = %d %+v; want alice", round, status, me)

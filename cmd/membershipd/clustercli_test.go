@@ -18,30 +18,10 @@ import (
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 )
 
-// clusterCLI runs `membershipd cluster ARGS` and checks its exit code.
-func clusterCLI(t testing.TB, wantCode int, args ...string) (stdout, stderr string) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	if code := runClusterCLI(args, &out, &errOut); code != wantCode {
-		t.Fatalf("membershipd cluster %q = exit %d; want %d\nstdout: %s\nstderr: %s", args, code, wantCode, out.String(), errOut.String())
-	}
-	return out.String(), errOut.String()
-}
-
-// natsURLOf returns the NATS URL a server advertises.
-func natsURLOf(t testing.TB, s *testServer) string {
-	t.Helper()
-	var info api.Info
-	if status := getJSON(t, s.URL+"/v1/info", &info); status != http.StatusOK {
-		t.Fatalf("GET /v1/info = %d", status)
-	}
-	return info.NATSURL
-}
-
 // statusOf runs `membershipd cluster status --json` against a node.
 func statusOf(t testing.TB, natsURL, natsStore string) clusterStatus {
 	t.Helper()
-	out, _ := clusterCLI(t, 0, "status", "--json", "--nats-url", natsURL, "--nats-store", natsStore)
+	out, _ := runCLI(t, 0, "cluster", "status", "--json", "--nats-url", natsURL, "--nats-store", natsStore)
 	var st clusterStatus
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatalf("cluster status --json: %v\n%s", err, out)
@@ -85,7 +65,7 @@ func TestSystemKeyIsTheOperators(t *testing.T) {
 			// A member (under enforce, seeded; under off, anyone) is in
 			// the bus account, where no server answers a ping.
 			alice := testbus.NewIdentity(t, "alice")
-			userCLI(t, 0, "seed", "--db", filepath.Join(dir, "unibus.db"), alice.Public().Token())
+			runCLI(t, 0, "user", "seed", "--db", filepath.Join(dir, "unibus.db"), alice.Public().Token())
 			opts := []nats.Option{quietErrors}
 			if mode == "enforce" {
 				opts = append(opts, nats.Nkey(alice.UserKey(), alice.NkeySign))
@@ -148,7 +128,7 @@ func TestClusterStatusStandalone(t *testing.T) {
 		}
 	}
 
-	out, _ := clusterCLI(t, 0, "status", "--nats-url", url, "--nats-store", store)
+	out, _ := runCLI(t, 0, "cluster", "status", "--nats-url", url, "--nats-store", store)
 	for _, want := range []string{"standalone server", "solo", "standalone", api.HistoryStream, "KV_unibus_users", "solo leader"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("status text lacks %q:\n%s", want, out)
@@ -156,7 +136,7 @@ func TestClusterStatusStandalone(t *testing.T) {
 	}
 
 	// remove-peer makes no sense here, and says so.
-	_, stderr := clusterCLI(t, 1, "remove-peer", "--nats-url", url, "--nats-store", store, "solo")
+	_, stderr := runCLI(t, 1, "cluster", "remove-peer", "--nats-url", url, "--nats-store", store, "solo")
 	if !strings.Contains(stderr, "standalone") {
 		t.Errorf("remove-peer on a standalone server: %q; want it to say standalone", stderr)
 	}
@@ -181,12 +161,12 @@ func TestClusterCLIUsage(t *testing.T) {
 		{[]string{"restore", "--nats-store", dir, dir}, 1, "cluster backup"},
 	}
 	for _, tt := range tests {
-		_, stderr := clusterCLI(t, tt.code, tt.args...)
+		_, stderr := runCLI(t, tt.code, append([]string{"cluster"}, tt.args...)...)
 		if !strings.Contains(stderr, tt.want) {
 			t.Errorf("membershipd cluster %q: stderr %q; want it to contain %q", tt.args, stderr, tt.want)
 		}
 	}
-	if out, _ := clusterCLI(t, 0, "help"); !strings.Contains(out, "remove-peer") {
+	if out, _ := runCLI(t, 0, "cluster", "help"); !strings.Contains(out, "remove-peer") {
 		t.Errorf("cluster help = %q; want the commands", out)
 	}
 }
@@ -201,7 +181,7 @@ func TestClusterBackupRestore(t *testing.T) {
 	a := startServer(t, dirA, "--store", "kv", "--bus-auth", "enforce")
 	urlA, storeA := natsURLOf(t, a), filepath.Join(dirA, "jetstream")
 	aliceID := testbus.NewIdentity(t, "alice")
-	userCLI(t, 0, "seed", "--store", "kv", "--nats-url", urlA, "--control-key", filepath.Join(storeA, controlKeyFile), "--admin", aliceID.Public().Token())
+	runCLI(t, 0, "user", "seed", "--store", "kv", "--nats-url", urlA, "--control-key", filepath.Join(storeA, controlKeyFile), "--admin", aliceID.Public().Token())
 	waitFor(t, 5*time.Second, "alice known", func() bool { return getMe(t, a.URL, aliceID) == http.StatusOK })
 	alice := newClient(t, a.URL, aliceID)
 	room, err := alice.CreateRoom(ctxT(t), "ops", false)
@@ -211,17 +191,10 @@ func TestClusterBackupRestore(t *testing.T) {
 	if _, err := alice.Send(ctxT(t), room.ID, client.Message{Text: "before the backup"}); err != nil {
 		t.Fatal(err)
 	}
-	src := filepath.Join(t.TempDir(), "plan.txt")
-	if err := os.WriteFile(src, []byte("the plan"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	fileMsg, err := alice.SendFile(ctxT(t), room.ID, src, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fileMsg := sendFileContaining(t, alice, room.ID, []byte("the plan"))
 
 	backup := filepath.Join(t.TempDir(), "backup")
-	out, _ := clusterCLI(t, 0, "backup", "--nats-url", urlA, "--nats-store", storeA, backup)
+	out, _ := runCLI(t, 0, "cluster", "backup", "--nats-url", urlA, "--nats-store", storeA, backup)
 	if !strings.Contains(out, "backup of 7 streams") {
 		t.Errorf("backup said %q; want 7 streams", out)
 	}
@@ -230,9 +203,9 @@ func TestClusterBackupRestore(t *testing.T) {
 			t.Errorf("backup lacks %s: %v", f, err)
 		}
 	}
-	clusterCLI(t, 1, "backup", "--nats-url", urlA, "--nats-store", storeA, backup) // not an empty directory
+	runCLI(t, 1, "cluster", "backup", "--nats-url", urlA, "--nats-store", storeA, backup) // not an empty directory
 	// Restoring over a bus that holds data needs --replace.
-	if _, stderr := clusterCLI(t, 1, "restore", "--nats-url", urlA, "--nats-store", storeA, backup); !strings.Contains(stderr, "--replace") {
+	if _, stderr := runCLI(t, 1, "cluster", "restore", "--nats-url", urlA, "--nats-store", storeA, backup); !strings.Contains(stderr, "--replace") {
 		t.Errorf("restore over data: %q; want it to ask for --replace", stderr)
 	}
 	a.Stop(t)
@@ -241,7 +214,7 @@ func TestClusterBackupRestore(t *testing.T) {
 	dirB := t.TempDir()
 	b := startServer(t, dirB, "--store", "kv", "--bus-auth", "enforce")
 	urlB, storeB := natsURLOf(t, b), filepath.Join(dirB, "jetstream")
-	out, _ = clusterCLI(t, 0, "restore", "--nats-url", urlB, "--nats-store", storeB, backup)
+	out, _ = runCLI(t, 0, "cluster", "restore", "--nats-url", urlB, "--nats-store", storeB, backup)
 	if !strings.Contains(out, "restored 7 streams") || !strings.Contains(out, "restart") {
 		t.Errorf("restore said %q; want 7 streams and to restart", out)
 	}
@@ -249,17 +222,7 @@ func TestClusterBackupRestore(t *testing.T) {
 	b = startServer(t, dirB, "--store", "kv", "--bus-auth", "enforce")
 
 	aliceB := newClient(t, b.URL, aliceID)
-	var texts []string
-	if err := aliceB.Read(ctxT(t), room.ID, client.ReadOptions{}, func(m client.Received) error {
-		if m.Err != nil {
-			t.Errorf("restored message %s: %v", m.ID, m.Err)
-		}
-		texts = append(texts, m.Text)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if len(texts) != 2 || texts[0] != "before the backup" {
+	if texts := readAll(t, aliceB, room.ID); len(texts) != 2 || texts[0] != "before the backup" {
 		t.Errorf("restored history = %q; want the message and the file's", texts)
 	}
 	var got bytes.Buffer

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -17,9 +16,6 @@ import (
 // The operations of docs/cluster.md on a three-node cluster of in-process
 // nodes (cluster_test.go): a node that loses its disk, a node replaced
 // under a new name.
-
-// natsStore is the node's --nats-store.
-func (n *clusterNode) natsStore() string { return filepath.Join(n.dir, "jetstream") }
 
 // status is `membershipd cluster status` through node n.
 func (n *clusterNode) status(t testing.TB) (clusterStatus, error) {
@@ -76,23 +72,6 @@ func waitCaughtUp(t testing.TB, n *clusterNode, peers []string, want int, d time
 	}
 }
 
-// readAll reads a room's whole history through c and returns the texts
-// of its messages.
-func readAll(t testing.TB, c *client.Client, room string) []string {
-	t.Helper()
-	var texts []string
-	if err := c.Read(ctxT(t), room, client.ReadOptions{}, func(m client.Received) error {
-		if m.Err != nil {
-			t.Errorf("message %s: %v", m.ID, m.Err)
-		}
-		texts = append(texts, m.Text)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	return texts
-}
-
 // TestClusterDiskLossAndReplacement: a node whose --nats-store is wiped
 // rejoins under its name and copies every stream (KV buckets, blobs,
 // history, what was written while it was down included) from the others;
@@ -108,19 +87,12 @@ func TestClusterDiskLossAndReplacement(t *testing.T) {
 	const streams = 7 // five KV buckets, the blob bucket, the history
 	began := time.Now()
 	stage := func(what string) { t.Logf("%s: %s", time.Since(began).Round(100*time.Millisecond), what) }
-	nodes := newClusterNodes(t, 3)
-	running := make([]*inProcessNode, len(nodes))
-	for i, n := range nodes {
-		running[i] = n.start(t, "--replicas", "3")
-	}
+	nodes, running := startInProcessNodes(t, "--replicas", "3")
 	logs := func() string { return logsOf(running...)() }
-	for _, n := range nodes {
-		waitReady(t, n.url(), 90*time.Second, logs)
-	}
 	stage("three nodes ready")
 
 	aliceID := testbus.NewIdentity(t, "alice")
-	userCLI(t, 0, "seed", "--store", "kv", "--nats-url", nodes[0].natsURL(), "--control-key", nodes[0].controlKey(), "--admin", aliceID.Public().Token())
+	nodes[0].seedAdmin(t, aliceID)
 	alice := newClient(t, nodes[0].url(), aliceID)
 	room, err := alice.CreateRoom(ctxT(t), "ops", false)
 	if err != nil {
@@ -137,14 +109,7 @@ func TestClusterDiskLossAndReplacement(t *testing.T) {
 		}
 	}
 	send(alice, 10)
-	src := filepath.Join(t.TempDir(), "plan.txt")
-	if err := os.WriteFile(src, bytes.Repeat([]byte("the plan "), 50_000), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	fileMsg, err := alice.SendFile(ctxT(t), room.ID, src, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fileMsg := sendFileContaining(t, alice, room.ID, bytes.Repeat([]byte("the plan "), 50_000))
 	want = append(want, "")
 	waitCaughtUp(t, nodes[0], []string{"n1", "n2", "n3"}, streams, 30*time.Second, logs)
 	stage("data on three replicas")
@@ -172,21 +137,17 @@ func TestClusterDiskLossAndReplacement(t *testing.T) {
 	}
 
 	// Replacement: n4 joins, n2 is gone for good and removed.
-	n4 := &clusterNode{name: "n4", dir: t.TempDir(), httpPort: freePort(t), natsPort: freePort(t), routePort: freePort(t)}
-	var routes []string
-	for _, n := range nodes {
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", n.routePort))
-	}
-	n4.routes = strings.Join(routes, ",")
+	n4 := newClusterNode(t, "n4")
+	n4.routes = routeURLs(nodes...)
 	p4 := n4.start(t, "--replicas", "3")
 	running = append(running, p4)
 	waitReady(t, n4.url(), 90*time.Second, logs)
 	stage("n4 ready")
-	if _, stderr := clusterCLI(t, 1, "remove-peer", "--nats-url", nodes[0].natsURL(), "--nats-store", nodes[0].natsStore(), "n2"); !strings.Contains(stderr, "still answers") {
+	if _, stderr := runCLI(t, 1, "cluster", "remove-peer", "--nats-url", nodes[0].natsURL(), "--nats-store", nodes[0].natsStore(), "n2"); !strings.Contains(stderr, "still answers") {
 		t.Errorf("remove-peer of a running node: %q; want it refused as still answering", stderr)
 	}
 	running[1].stop(t)
-	out, _ := clusterCLI(t, 0, "remove-peer", "--nats-url", nodes[0].natsURL(), "--nats-store", nodes[0].natsStore(), "n2")
+	out, _ := runCLI(t, 0, "cluster", "remove-peer", "--nats-url", nodes[0].natsURL(), "--nats-store", nodes[0].natsStore(), "n2")
 	if !strings.Contains(out, "removed n2") {
 		t.Errorf("remove-peer said %q; want it to say n2 is removed", out)
 	}
@@ -204,7 +165,7 @@ func TestClusterDiskLossAndReplacement(t *testing.T) {
 	if _, err := alice4.FetchFile(ctxT(t), room.ID, fileMsg, &file, nil); err != nil || file.Len() != 9*50_000 {
 		t.Errorf("file through n4: %d bytes, %v; want %d\n%s", file.Len(), err, 9*50_000, logs())
 	}
-	text, _ := clusterCLI(t, 0, "status", "--nats-url", n4.natsURL(), "--nats-store", n4.natsStore())
+	text, _ := runCLI(t, 0, "cluster", "status", "--nats-url", n4.natsURL(), "--nats-store", n4.natsStore())
 	for _, want := range []string{"cluster unibus-test: meta leader", "n4", "KV_unibus_users"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("status through n4 lacks %q:\n%s", want, text)

@@ -16,6 +16,25 @@ import (
 	"testing"
 )
 
+// runCLI runs `membershipd ARGS`, args[0] a command of the subcommands
+// table, as main dispatches it; it checks the exit code and returns stdout
+// and stderr.
+func runCLI(t testing.TB, wantCode int, args ...string) (stdout, stderr string) {
+	t.Helper()
+	var sub *subcommand
+	if len(args) > 0 {
+		sub = findSubcommand(args[0])
+	}
+	if sub == nil {
+		t.Fatalf("membershipd %q: not a command of the subcommands table", args)
+	}
+	var out, errOut bytes.Buffer
+	if code := sub.run(args[1:], &out, &errOut); code != wantCode {
+		t.Fatalf("membershipd %q = exit %d; want %d\nstdout: %s\nstderr: %s", args, code, wantCode, out.String(), errOut.String())
+	}
+	return out.String(), errOut.String()
+}
+
 func TestClosestCommand(t *testing.T) {
 	t.Parallel()
 	tests := []struct{ word, want string }{

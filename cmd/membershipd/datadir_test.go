@@ -66,7 +66,7 @@ func TestSecondServerOnSameDataDirRefused(t *testing.T) {
 	dir := t.TempDir()
 	db, blobs, js := filepath.Join(dir, "unibus.db"), filepath.Join(dir, "blobs"), filepath.Join(dir, "jetstream")
 	alice := testbus.NewIdentity(t, "alice")
-	userCLI(t, 0, "seed", "--db", db, "--admin", alice.Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", db, "--admin", alice.Public().Token())
 	first := startServer(t, dir)
 	if code := getMe(t, first.URL, alice); code != http.StatusOK {
 		t.Fatalf("alice on the first server: %d", code)
@@ -141,7 +141,7 @@ func TestStaleLockFileDoesNotBlock(t *testing.T) {
 		}
 	}
 	// Nor does it stop the host tools.
-	userCLI(t, 0, "seed", "--db", filepath.Join(dir, "unibus.db"), testbus.NewIdentity(t, "alice").Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", filepath.Join(dir, "unibus.db"), testbus.NewIdentity(t, "alice").Public().Token())
 	s := startServer(t, dir)
 	lock, _ := os.ReadFile(dbLockPath(filepath.Join(dir, "unibus.db")))
 	if !strings.Contains(string(lock), fmt.Sprintf(`"pid":%d`, os.Getpid())) {
@@ -237,7 +237,7 @@ func TestUserCLIRefusesSQLiteWhileServerServesKV(t *testing.T) {
 		{"list", "--db", db},
 		{"revoke", "--db", db, "carol"},
 	} {
-		_, stderr := userCLI(t, 1, args...)
+		_, stderr := runCLI(t, 1, append([]string{"user"}, args...)...)
 		for _, want := range []string{fmt.Sprintf("membershipd pid %d", os.Getpid()), "--store kv)", "would not reach it", "nothing was changed", "pass --store kv --nats-url nats://127.0.0.1:"} {
 			if !strings.Contains(stderr, want) {
 				t.Errorf("user %s: %q does not say %q", args[0], stderr, want)
@@ -253,7 +253,7 @@ func TestUserCLIRefusesSQLiteWhileServerServesKV(t *testing.T) {
 		t.Fatalf("no --nats-url and --control-key in %q", suggestion)
 	}
 	kvArgs := strings.Fields(m[1])
-	userCLI(t, 0, append([]string{"seed", carol.Public().Token()}, kvArgs...)...)
+	runCLI(t, 0, append([]string{"user", "seed", carol.Public().Token()}, kvArgs...)...)
 	if code := getMe(t, s.URL, carol); code != http.StatusOK {
 		t.Errorf("carol seeded with the suggested flags: %d; want 200", code)
 	}
@@ -264,7 +264,7 @@ func TestUserCLIRefusesSQLiteWhileServerServesKV(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "jetstream", serviceKeyFile)); err != nil {
 		t.Fatalf("no service key after the enforce run: %v", err)
 	}
-	out, _ := userCLI(t, 0, "seed", "--db", db, carol.Public().Token())
+	out, _ := runCLI(t, 0, "user", "seed", "--db", db, carol.Public().Token())
 	if !strings.HasPrefix(out, "seeded carol") {
 		t.Errorf("seed after the KV server stopped: %q", out)
 	}
@@ -279,7 +279,7 @@ func TestUserCLIWorksWhileServerServesSQLite(t *testing.T) {
 	db := filepath.Join(dir, "unibus.db")
 	s := startServer(t, dir, "--bus-auth", "enforce")
 	alice := testbus.NewIdentity(t, "alice")
-	userCLI(t, 0, "seed", "--db", db, alice.Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", db, alice.Public().Token())
 	if code := getMe(t, s.URL, alice); code != http.StatusOK {
 		t.Errorf("alice seeded while the server runs: %d", code)
 	}

@@ -64,7 +64,7 @@ func startEnforce(t *testing.T, extra ...string) *enforceBus {
 // wanting success.
 func (e *enforceBus) host(t testing.TB, command string, args ...string) {
 	t.Helper()
-	userCLI(t, 0, append(append([]string{command}, e.store...), args...)...)
+	runCLI(t, 0, append(append([]string{"user", command}, e.store...), args...)...)
 }
 
 // opsRoom makes alice's room "ops" and adds members to it, one by one.
@@ -239,7 +239,7 @@ func TestEnforceRemovedMemberAndRevokedUserAreCutWithinASecond(t *testing.T) {
 	t.Parallel()
 	e := startEnforce(t)
 	carolID := testbus.NewIdentity(t, "carol")
-	userCLI(t, 0, "seed", "--db", e.db, carolID.Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", e.db, carolID.Public().Token())
 	room := e.opsRoom(t, "bob", "carol")
 	// Live raw subscriptions of bob and carol on the room's subject.
 	subscribe := func(id *identity.Identity) (*nats.Conn, *sync.Map) {
@@ -262,7 +262,7 @@ func TestEnforceRemovedMemberAndRevokedUserAreCutWithinASecond(t *testing.T) {
 	t.Logf("removed member cut after %s", time.Since(start))
 
 	start = time.Now()
-	userCLI(t, 0, "revoke", "--db", e.db, "carol")
+	runCLI(t, 0, "user", "revoke", "--db", e.db, "carol")
 	waitFor(t, time.Second, "revoked user's connection closed", func() bool { return !carolNC.IsConnected() })
 	t.Logf("revoked user cut after %s", time.Since(start))
 
@@ -283,8 +283,8 @@ func TestAPIFloodIsSlowedForTheFlooderOnly(t *testing.T) {
 	s := startServer(t, dir, "--api-rate", "5", "--api-burst", "5")
 	db := filepath.Join(dir, "unibus.db")
 	alice, bob := testbus.NewIdentity(t, "alice"), testbus.NewIdentity(t, "bob")
-	userCLI(t, 0, "seed", "--db", db, alice.Public().Token())
-	userCLI(t, 0, "seed", "--db", db, bob.Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", db, alice.Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", db, bob.Public().Token())
 	limited := 0
 	for range 30 {
 		if code := getMe(t, s.URL, alice); code == http.StatusTooManyRequests {

@@ -3,13 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/internal/testutil/testbus"
@@ -19,36 +17,12 @@ import (
 	"github.com/enmanuel/unibus/pkg/membership/readers"
 )
 
-// serviceConn connects to node n's bus account as its membershipd does:
-// with its service key when it has one (under enforce), else as anyone.
-func serviceConn(t *testing.T, n *clusterNode) *nats.Conn {
-	t.Helper()
-	opts := []nats.Option{nats.Name("test service")}
-	if kp, err := readSeed(filepath.Join(n.dir, "jetstream", serviceKeyFile)); err == nil {
-		opt, err := nkeyOption(kp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		opts = append(opts, opt)
-	}
-	nc, err := nats.Connect(n.natsURL(), opts...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc
-}
-
 // streamsCurrent waits until every stream the bus keeps has a leader
 // and two current replicas, as node n sees them: the cluster can lose any
 // one node.
 func streamsCurrent(t *testing.T, n *clusterNode) {
 	t.Helper()
-	bus := serviceConn(t, n)
-	defer bus.Close()
-	busJS, err := jetstream.New(bus)
-	if err != nil {
-		t.Fatal(err)
-	}
+	busJS := serviceJetStream(t, n.natsURL(), n.natsStore())
 	ctlJS := controlJetStream(t, n.natsURL(), n.controlKey())
 	current := func(js jetstream.JetStream, name string) bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -83,12 +57,7 @@ func streamsCurrent(t *testing.T, n *clusterNode) {
 // it.
 func readerHolder(t *testing.T, n *clusterNode, user string) string {
 	t.Helper()
-	nc := serviceConn(t, n)
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := serviceJetStream(t, n.natsURL(), n.natsStore())
 	var holder string
 	waitFor(t, 10*time.Second, "the user's history reader", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -214,16 +183,9 @@ func TestClusterClientsCarryOnWhenANodeStops(t *testing.T) {
 }
 
 func clientsCarryOn(t *testing.T, flags ...string) {
-	nodes := newClusterNodes(t, 3)
-	running := make([]*inProcessNode, len(nodes))
-	for i, n := range nodes {
-		running[i] = n.start(t, flags...)
-	}
-	for _, n := range running {
-		waitReady(t, n.url(), 90*time.Second, logsOf(running...))
-	}
+	nodes, running := startInProcessNodes(t, flags...)
 	aliceID, bobID, carolID := testbus.NewIdentity(t, "alice"), testbus.NewIdentity(t, "bob"), testbus.NewIdentity(t, "carol")
-	userCLI(t, 0, "seed", "--store", "kv", "--nats-url", nodes[0].natsURL(), "--control-key", nodes[0].controlKey(), "--admin", aliceID.Public().Token())
+	nodes[0].seedAdmin(t, aliceID)
 
 	// /v1/info lists every node's NATS URL, the answering node's first.
 	waitFor(t, 10*time.Second, "/v1/info listing the three nodes' NATS URLs", func() bool {

@@ -161,6 +161,16 @@ func getJSON(t testing.TB, url string, v any) int {
 	return doJSON(t, mustRequest(t, http.MethodGet, url), v)
 }
 
+// natsURLOf returns the NATS URL a server advertises.
+func natsURLOf(t testing.TB, s *testServer) string {
+	t.Helper()
+	var info api.Info
+	if status := getJSON(t, s.URL+"/v1/info", &info); status != http.StatusOK {
+		t.Fatalf("GET /v1/info = %d", status)
+	}
+	return info.NATSURL
+}
+
 func mustRequest(t testing.TB, method, url string) *http.Request {
 	t.Helper()
 	req, err := http.NewRequest(method, url, nil)
@@ -231,6 +241,38 @@ func newClient(t testing.TB, url string, id *identity.Identity) *client.Client {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// readAll reads a room's whole history through c and returns the texts
+// of its messages.
+func readAll(t testing.TB, c *client.Client, room string) []string {
+	t.Helper()
+	var texts []string
+	if err := c.Read(ctxT(t), room, client.ReadOptions{}, func(m client.Received) error {
+		if m.Err != nil {
+			t.Errorf("message %s: %v", m.ID, m.Err)
+		}
+		texts = append(texts, m.Text)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return texts
+}
+
+// sendFileContaining sends a file holding content to room through c and
+// returns the id of its message.
+func sendFileContaining(t testing.TB, c *client.Client, room string, content []byte) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "file.txt")
+	if err := os.WriteFile(src, content, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.SendFile(ctxT(t), room, src, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
 
 func TestRunEmbedded(t *testing.T) {
@@ -336,7 +378,7 @@ func TestRunEnforceEmbedded(t *testing.T) {
 		nc.Close()
 		t.Error("unknown user's NATS connection admitted under enforce")
 	}
-	userCLI(t, 0, "seed", "--db", db, alice.Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", db, alice.Public().Token())
 	nc, err := nats.Connect(info.NATSURL, nats.Nkey(alice.UserKey(), alice.NkeySign), nats.CustomInboxPrefix(subjects.InboxPrefix(alice.UserKey())), quietErrors)
 	if err != nil {
 		t.Fatalf("seeded user's NATS connection refused: %v", err)
@@ -541,12 +583,8 @@ func TestRunExternalNATS(t *testing.T) {
 	natsURL := startNATSProcess(t, true)
 	s := startServer(t, t.TempDir(), "--nats-url", natsURL, "--history-max-msgs-per-room", "1000")
 
-	var info api.Info
-	if status := getJSON(t, s.URL+"/v1/info", &info); status != http.StatusOK {
-		t.Fatalf("GET /v1/info = %d; want 200", status)
-	}
-	if info.NATSURL != natsURL {
-		t.Errorf("info nats_url = %q; want the external %q", info.NATSURL, natsURL)
+	if got := natsURLOf(t, s); got != natsURL {
+		t.Errorf("info nats_url = %q; want the external %q", got, natsURL)
 	}
 	nc, err := nats.Connect(natsURL)
 	if err != nil {
@@ -596,11 +634,11 @@ func TestUserChangesReachRunningServer(t *testing.T) {
 	if status := getMe(t, s.URL, alice); status != http.StatusUnauthorized {
 		t.Errorf("GET /v1/me before seed = %d; want 401", status)
 	}
-	userCLI(t, 0, "seed", "--db", db, alice.Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", db, alice.Public().Token())
 	if status := getMe(t, s.URL, alice); status != http.StatusOK {
 		t.Errorf("GET /v1/me after seed = %d; want 200", status)
 	}
-	userCLI(t, 0, "revoke", "--db", db, "alice")
+	runCLI(t, 0, "user", "revoke", "--db", db, "alice")
 	if status := getMe(t, s.URL, alice); status != http.StatusForbidden {
 		t.Errorf("GET /v1/me after revoke = %d; want 403", status)
 	}
@@ -613,7 +651,7 @@ func TestRestartKeepsUsers(t *testing.T) {
 	alice := testbus.NewIdentity(t, "alice")
 
 	s := startServer(t, dir)
-	userCLI(t, 0, "seed", "--db", db, "--admin", alice.Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", db, "--admin", alice.Public().Token())
 	if status := getMe(t, s.URL, alice); status != http.StatusOK {
 		t.Fatalf("GET /v1/me = %d; want 200", status)
 	}

@@ -28,7 +28,7 @@ func TestMigrateToKVThenServeFromKV(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "unibus.db")
 	aliceID := testbus.NewIdentity(t, "alice")
-	userCLI(t, 0, "seed", "--db", db, "--admin", aliceID.Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", db, "--admin", aliceID.Public().Token())
 	s := startServer(t, dir)
 
 	alice := newClient(t, s.URL, aliceID)
@@ -42,12 +42,7 @@ func TestMigrateToKVThenServeFromKV(t *testing.T) {
 	if _, err := alice.Send(ctxT(t), room.ID, client.Message{Text: "before the move"}); err != nil {
 		t.Fatal(err)
 	}
-	src := filepath.Join(t.TempDir(), "notes.txt")
-	os.WriteFile(src, []byte("a file that moves too"), 0o600)
-	fileMsg, err := alice.SendFile(ctxT(t), room.ID, src, "", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fileMsg := sendFileContaining(t, alice, room.ID, []byte("a file that moves too"))
 	info, err := alice.Info(ctxT(t))
 	if err != nil {
 		t.Fatal(err)
@@ -59,12 +54,8 @@ func TestMigrateToKVThenServeFromKV(t *testing.T) {
 	ctlKey := filepath.Join(dir, "jetstream", controlKeyFile)
 	migrate := func() string {
 		t.Helper()
-		var out, errb bytes.Buffer
-		code := runMigrateCLI([]string{"--db", db, "--nats-url", info.NATSURL, "--control-key", ctlKey, "--store-dir", filepath.Join(dir, "blobs")}, &out, &errb)
-		if code != 0 {
-			t.Fatalf("migrate-to-kv exit %d: %s", code, errb.String())
-		}
-		return out.String()
+		out, _ := runCLI(t, 0, "migrate-to-kv", "--db", db, "--nats-url", info.NATSURL, "--control-key", ctlKey, "--store-dir", filepath.Join(dir, "blobs"))
+		return out
 	}
 	first := migrate()
 	second := migrate()
@@ -94,17 +85,7 @@ func TestMigrateToKVThenServeFromKV(t *testing.T) {
 	if err != nil || v.Epoch != 2 {
 		t.Fatalf("room after the move: epoch %d, %v; want the verified history at epoch 2", v.Epoch, err)
 	}
-	var texts []string
-	if err := alice2.Read(ctxT(t), room.ID, client.ReadOptions{}, func(m client.Received) error {
-		if m.Err != nil {
-			t.Errorf("message after the move: %v", m.Err)
-		}
-		texts = append(texts, m.Text)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if len(texts) != 2 || texts[0] != "before the move" {
+	if texts := readAll(t, alice2, room.ID); len(texts) != 2 || texts[0] != "before the move" {
 		t.Fatalf("history after the move: %q", texts)
 	}
 	var got bytes.Buffer
@@ -122,11 +103,11 @@ func TestMigrateToKVThenServeFromKV(t *testing.T) {
 		t.Fatal(err)
 	}
 	bobID := testbus.NewIdentity(t, "bob")
-	userCLI(t, 0, "seed", "--store", "kv", "--nats-url", kvInfo.NATSURL, "--control-key", ctlKey, bobID.Public().Token())
+	runCLI(t, 0, "user", "seed", "--store", "kv", "--nats-url", kvInfo.NATSURL, "--control-key", ctlKey, bobID.Public().Token())
 	waitFor(t, 2*time.Second, "bob seeded on the KV store is known", func() bool { return getMe(t, kv.URL, bobID) == 200 })
-	userCLI(t, 0, "revoke", "--store", "kv", "--nats-url", kvInfo.NATSURL, "--control-key", ctlKey, "bob")
+	runCLI(t, 0, "user", "revoke", "--store", "kv", "--nats-url", kvInfo.NATSURL, "--control-key", ctlKey, "bob")
 	waitFor(t, time.Second, "bob revoked on the KV store is refused", func() bool { return getMe(t, kv.URL, bobID) == 403 })
-	out, _ := userCLI(t, 0, "list", "--store", "kv", "--nats-url", kvInfo.NATSURL, "--control-key", ctlKey)
+	out, _ := runCLI(t, 0, "user", "list", "--store", "kv", "--nats-url", kvInfo.NATSURL, "--control-key", ctlKey)
 	if !strings.Contains(out, "alice") || !strings.Contains(out, "revoked") {
 		t.Fatalf("user list on the KV store:\n%s", out)
 	}
@@ -138,20 +119,16 @@ func TestMigrateToKVThenServeFromKV(t *testing.T) {
 		t.Fatal(err)
 	}
 	os.Rename(backups[0], db)
-	var errb bytes.Buffer
-	out2 := new(bytes.Buffer)
-	args := []string{"--db", db, "--nats-url", kvInfo.NATSURL, "--control-key", ctlKey}
-	if code := runMigrateCLI(args, out2, &errb); code != 1 {
-		t.Fatalf("migrate-to-kv over a KV store that moved on: exit %d; want 1\nstdout: %s\nstderr: %s", code, out2, &errb)
-	}
+	args := []string{"migrate-to-kv", "--db", db, "--nats-url", kvInfo.NATSURL, "--control-key", ctlKey}
+	out, errOut := runCLI(t, 1, args...)
 	for _, want := range []string{"has moved on", `room "ops" (` + room.ID + "): its history in the KV store is at statement 3, in SQLite at 2",
 		`user "bob" (` + bobID.UserKey() + ") exists only in the KV store", "nothing was written", "keep serving from it", "pass --force"} {
-		if !strings.Contains(errb.String(), want) {
-			t.Errorf("refusal does not say %q:\n%s", want, &errb)
+		if !strings.Contains(errOut, want) {
+			t.Errorf("refusal does not say %q:\n%s", want, errOut)
 		}
 	}
-	if b, _ := filepath.Glob(db + ".backup-*"); len(b) != 0 || out2.Len() != 0 {
-		t.Errorf("refused migration left backups %q and printed %q", b, out2)
+	if b, _ := filepath.Glob(db + ".backup-*"); len(b) != 0 || out != "" {
+		t.Errorf("refused migration left backups %q and printed %q", b, out)
 	}
 	if v, err := alice2.Verify(ctxT(t), room.ID); err != nil || v.Epoch != 3 {
 		t.Fatalf("room after a refused migration: epoch %d, %v; want 3, untouched", v.Epoch, err)
@@ -161,31 +138,21 @@ func TestMigrateToKVThenServeFromKV(t *testing.T) {
 	}
 
 	// --force writes the SQLite state over it, and says what it wrote over.
-	errb.Reset()
-	if code := runMigrateCLI(append(args, "--force"), out2, &errb); code != 0 {
-		t.Fatalf("migrate-to-kv --force: exit %d\n%s", code, &errb)
+	out, errOut = runCLI(t, 0, append(args, "--force")...)
+	if !strings.Contains(errOut, "--force: wrote") || !strings.Contains(errOut, room.ID) || !strings.Contains(out, "backup: ") {
+		t.Errorf("forced migration: stdout %q, stderr %q; want a backup and the list of what it wrote over", out, errOut)
 	}
-	if !strings.Contains(errb.String(), "--force: wrote") || !strings.Contains(errb.String(), room.ID) || !strings.Contains(out2.String(), "backup: ") {
-		t.Errorf("forced migration: stdout %q, stderr %q; want a backup and the list of what it wrote over", out2, &errb)
-	}
+	control := controlJetStream(t, kvInfo.NATSURL, ctlKey)
 	waitFor(t, 2*time.Second, "the forced copy's room at epoch 2", func() bool {
-		r, err := kvRoom(t, kvInfo.NATSURL, ctlKey, room.ID)
+		r, err := kvRoom(t, control, room.ID)
 		return err == nil && r.Epoch == 2
 	})
 }
 
-// kvRoom reads room id straight from the KV store at url.
-func kvRoom(t testing.TB, url, ctlKey, id string) (api.Room, error) {
+// kvRoom reads room id straight from the KV store of the control plane's
+// account, through js.
+func kvRoom(t testing.TB, js jetstream.JetStream, id string) (api.Room, error) {
 	t.Helper()
-	nc, err := dialControl("test", url, ctlKey, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
 	st, err := membership.OpenKV(ctxT(t), js, membership.KVConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -201,12 +168,9 @@ func TestMigrateToKVNoBackupWhenItCannotConnect(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	db := filepath.Join(dir, "unibus.db")
-	userCLI(t, 0, "seed", "--db", db, testbus.NewIdentity(t, "alice").Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", db, testbus.NewIdentity(t, "alice").Public().Token())
 	s := startServer(t, dir)
-	var info api.Info
-	if status := getJSON(t, s.URL+"/v1/info", &info); status != 200 {
-		t.Fatalf("info: %d", status)
-	}
+	natsURL := natsURLOf(t, s)
 	otherKey := filepath.Join(t.TempDir(), "other.nk")
 	if _, err := loadOrCreateControlKey(otherKey); err != nil {
 		t.Fatal(err)
@@ -215,28 +179,26 @@ func TestMigrateToKVNoBackupWhenItCannotConnect(t *testing.T) {
 		name, url, key, want string
 	}{
 		{"nothing listening", fmt.Sprintf("nats://127.0.0.1:%d", freePort(t)), filepath.Join(dir, "jetstream", controlKeyFile), "is the bus up?"},
-		{"not its control key", info.NATSURL, otherKey, "pass --control-key"},
-		{"no key file", info.NATSURL, filepath.Join(dir, "missing.nk"), "no control key at"},
+		{"not its control key", natsURL, otherKey, "pass --control-key"},
+		{"no key file", natsURL, filepath.Join(dir, "missing.nk"), "no control key at"},
 	}
 	for _, tt := range tests {
-		var out, errb bytes.Buffer
-		code := runMigrateCLI([]string{"--db", db, "--nats-url", tt.url, "--control-key", tt.key}, &out, &errb)
-		if code != 1 || !strings.Contains(errb.String(), tt.want) {
-			t.Errorf("%s: exit %d, %q; want 1 saying %q", tt.name, code, errb.String(), tt.want)
-		}
-		if b, _ := filepath.Glob(db + ".backup-*"); len(b) != 0 {
-			t.Fatalf("%s: the failed attempt left backups %q", tt.name, b)
-		}
+		t.Run(tt.name, func(t *testing.T) {
+			if _, errOut := runCLI(t, 1, "migrate-to-kv", "--db", db, "--nats-url", tt.url, "--control-key", tt.key); !strings.Contains(errOut, tt.want) {
+				t.Errorf("%s: stderr %q; want it to say %q", tt.name, errOut, tt.want)
+			}
+			if b, _ := filepath.Glob(db + ".backup-*"); len(b) != 0 {
+				t.Fatalf("%s: the failed attempt left backups %q", tt.name, b)
+			}
+		})
 	}
 }
 
 func TestMigrateToKVUsage(t *testing.T) {
-	var out, errb bytes.Buffer
-	if code := runMigrateCLI(nil, &out, &errb); code != 2 || !strings.Contains(errb.String(), "--nats-url is required") {
-		t.Fatalf("no flags: exit %d, %q; want 2 naming --nats-url", code, errb.String())
+	if _, errOut := runCLI(t, 2, "migrate-to-kv"); !strings.Contains(errOut, "--nats-url is required") {
+		t.Fatalf("no flags: %q; want it to name --nats-url", errOut)
 	}
-	errb.Reset()
-	if code := runMigrateCLI([]string{"--db", filepath.Join(t.TempDir(), "none.db"), "--nats-url", "nats://127.0.0.1:1"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "--db") {
-		t.Fatalf("missing database: exit %d, %q; want 1 naming --db", code, errb.String())
+	if _, errOut := runCLI(t, 1, "migrate-to-kv", "--db", filepath.Join(t.TempDir(), "none.db"), "--nats-url", "nats://127.0.0.1:1"); !strings.Contains(errOut, "--db") {
+		t.Fatalf("missing database: %q; want it to name --db", errOut)
 	}
 }

@@ -19,7 +19,7 @@ func TestUserSeedRefusesUnsafeAndCaseTakenNames(t *testing.T) {
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "unibus.db")
 	alice := testbus.NewIdentity(t, "alice")
-	userCLI(t, 0, "seed", "--db", db, alice.Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", db, alice.Public().Token())
 	p := testbus.NewIdentity(t, "mallory").Public()
 	named := func(name string) string {
 		return "unibus1:" + name + ":" + p.User + ":" + p.XKey + ":" + base64.RawURLEncoding.EncodeToString(p.Binding)
@@ -31,7 +31,7 @@ func TestUserSeedRefusesUnsafeAndCaseTakenNames(t *testing.T) {
 		{testbus.NewIdentity(t, "Alice").Public().Token(), `"Alice" is taken by "alice"`},
 		{testbus.NewIdentity(t, "ALICE").Public().Token(), `taken by "alice"`},
 	} {
-		_, stderr := userCLI(t, 1, "seed", "--db", db, c.token)
+		_, stderr := runCLI(t, 1, "user", "seed", "--db", db, c.token)
 		if !strings.Contains(stderr, c.want) {
 			t.Errorf("seed %q: stderr %q; want it to say %q", c.token, stderr, c.want)
 		}
@@ -39,7 +39,7 @@ func TestUserSeedRefusesUnsafeAndCaseTakenNames(t *testing.T) {
 			t.Errorf("seed %q: stderr %q prints a name raw", c.token, stderr)
 		}
 	}
-	out, _ := userCLI(t, 0, "list", "--db", db)
+	out, _ := runCLI(t, 0, "user", "list", "--db", db)
 	if n := len(strings.Split(strings.TrimSpace(out), "\n")); n != 2 {
 		t.Fatalf("list after the refused seeds:\n%s\nwant a header and alice only", out)
 	}
@@ -50,7 +50,7 @@ func TestUserSeedRefusesUnsafeAndCaseTakenNames(t *testing.T) {
 func TestUserListEscapesNames(t *testing.T) {
 	t.Parallel()
 	path := filepath.Join(t.TempDir(), "unibus.db")
-	userCLI(t, 0, "seed", "--db", path, testbus.NewIdentity(t, "alice").Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", path, testbus.NewIdentity(t, "alice").Public().Token())
 	p := testbus.NewIdentity(t, "eve").Public()
 	db, err := sql.Open("sqlite", path)
 	if err != nil {
@@ -61,7 +61,7 @@ func TestUserListEscapesNames(t *testing.T) {
 		p.User, "eve\u202e\x1b[2J", p.XKey, p.Binding); err != nil {
 		t.Fatal(err)
 	}
-	out, _ := userCLI(t, 0, "list", "--db", path)
+	out, _ := runCLI(t, 0, "user", "list", "--db", path)
 	if !strings.Contains(out, `eve\u202e\x1b[2J`) || strings.ContainsFunc(out, func(r rune) bool { return r != '\n' && identity.UnsafeRune(r) }) {
 		t.Fatalf("list = %q; want eve's name escaped", out)
 	}

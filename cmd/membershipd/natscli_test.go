@@ -50,7 +50,7 @@ func TestNATSCLIOperatorView(t *testing.T) {
 	}
 
 	backup := filepath.Join(t.TempDir(), "backup")
-	clusterCLI(t, 0, "backup", "--nats-url", url, "--nats-store", store, backup)
+	runCLI(t, 0, "cluster", "backup", "--nats-url", url, "--nats-store", store, backup)
 	natsCLI(controlKeyFile, "stream", "rm", "-f", "KV_unibus_nonces")
 	if out := natsCLI(controlKeyFile, "stream", "restore", filepath.Join(backup, "UNIBUS_CONTROL", "KV_unibus_nonces")); !strings.Contains(out, "KV_unibus_nonces") {
 		t.Errorf("nats stream restore of a membershipd backup:\n%s\nwant the stream restored", out)

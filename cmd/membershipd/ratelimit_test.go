@@ -21,7 +21,7 @@ func TestForgedFloodDoesNotSpendTheVictimsLimit(t *testing.T) {
 	dir := t.TempDir()
 	s := startServer(t, dir, "--bus-auth", "enforce", "--api-rate", "5", "--api-burst", "5")
 	alice := testbus.NewIdentity(t, "alice")
-	userCLI(t, 0, "seed", "--db", filepath.Join(dir, "unibus.db"), alice.Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", filepath.Join(dir, "unibus.db"), alice.Public().Token())
 
 	// 20 forged requests: four times alice's burst, within the address's 50.
 	var flood []int

@@ -103,21 +103,7 @@ func nextData(t testing.TB, nc *nats.Conn, sub *nats.Subscription, d time.Durati
 // key, as the host tools do, to look at what the bus holds.
 func serviceJS(t testing.TB, e *enforceBus) jetstream.JetStream {
 	t.Helper()
-	kp, err := readSeed(filepath.Join(e.srv.Dir, "jetstream", serviceKeyFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, _ := kp.PublicKey()
-	nc, err := nats.Connect(e.info.NATSURL, nats.Nkey(pub, kp.Sign))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
+	return serviceJetStream(t, e.info.NATSURL, filepath.Join(e.srv.Dir, "jetstream"))
 }
 
 // readersOf lists the readers the history stream holds for user.

@@ -58,7 +58,7 @@ func TestRunTLS(t *testing.T) {
 		t.Fatalf("info nats_url = %q; want tls://", info.NATSURL)
 	}
 	alice := testbus.NewIdentity(t, "alice")
-	userCLI(t, 0, "seed", "--db", filepath.Join(dir, "unibus.db"), alice.Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", filepath.Join(dir, "unibus.db"), alice.Public().Token())
 	nc, err := nats.Connect(info.NATSURL, nats.RootCAs(ca.CAFile), nats.Nkey(alice.UserKey(), alice.NkeySign), nats.CustomInboxPrefix(subjects.InboxPrefix(alice.UserKey())), quietErrors)
 	if err != nil {
 		t.Fatalf("TLS NATS connection of a seeded user: %v", err)

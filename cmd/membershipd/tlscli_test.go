@@ -26,17 +26,6 @@ import (
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 )
 
-// tlsCLI runs `membershipd tls ARGS`, checks the exit code and returns
-// stdout and stderr.
-func tlsCLI(t testing.TB, wantCode int, args ...string) (stdout, stderr string) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	if code := runTLSCLI(args, &out, &errOut); code != wantCode {
-		t.Fatalf("membershipd tls %q = exit %d; want %d\nstdout: %s\nstderr: %s", args, code, wantCode, out.String(), errOut.String())
-	}
-	return out.String(), errOut.String()
-}
-
 // readCert parses the PEM certificate at path.
 func readCert(t testing.TB, path string) *x509.Certificate {
 	t.Helper()
@@ -66,7 +55,7 @@ func caPool(t testing.TB, path string) *x509.CertPool {
 func TestTLSInit(t *testing.T) {
 	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "deploy", "tls")
-	out, _ := tlsCLI(t, 0, "init", "--dir", dir, "--host", "bus.example.org,10.1.2.3", "--host", "2001:db8::7")
+	out, _ := runCLI(t, 0, "tls", "init", "--dir", dir, "--host", "bus.example.org,10.1.2.3", "--host", "2001:db8::7")
 	for _, want := range []string{
 		"wrote " + filepath.Join(dir, "ca.crt"),
 		"wrote " + filepath.Join(dir, "server.key"),
@@ -133,14 +122,14 @@ func TestTLSInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, errOut := tlsCLI(t, 1, "init", "--dir", dir)
+	_, errOut := runCLI(t, 1, "tls", "init", "--dir", dir)
 	if !strings.Contains(errOut, "refusing to overwrite") || !strings.Contains(errOut, "--force") {
 		t.Errorf("refusal %q does not mention --force", errOut)
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, "ca.key")); !bytes.Equal(before, after) {
 		t.Fatal("ca.key changed without --force")
 	}
-	tlsCLI(t, 0, "init", "--dir", dir, "--force")
+	runCLI(t, 0, "tls", "init", "--dir", dir, "--force")
 	if after, _ := os.ReadFile(filepath.Join(dir, "ca.key")); bytes.Equal(before, after) {
 		t.Fatal("ca.key unchanged with --force")
 	}
@@ -149,9 +138,9 @@ func TestTLSInit(t *testing.T) {
 func TestTLSNode(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	tlsCLI(t, 1, "node", "--dir", dir, "--name", "n2") // no CA yet
-	tlsCLI(t, 0, "init", "--dir", dir)
-	out, _ := tlsCLI(t, 0, "node", "--dir", dir, "--name", "n2", "--host", "10.0.0.2")
+	runCLI(t, 1, "tls", "node", "--dir", dir, "--name", "n2") // no CA yet
+	runCLI(t, 0, "tls", "init", "--dir", dir)
+	out, _ := runCLI(t, 0, "tls", "node", "--dir", dir, "--name", "n2", "--host", "10.0.0.2")
 	if !strings.Contains(out, "--route-tls-cert "+filepath.Join(dir, "n2.crt")) {
 		t.Errorf("output lacks the route flags:\n%s", out)
 	}
@@ -168,12 +157,12 @@ func TestTLSNode(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dir, "n2.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("n2.key: %v, %v; want mode 600", fi, err)
 	}
-	tlsCLI(t, 1, "node", "--dir", dir, "--name", "n2")
-	tlsCLI(t, 0, "node", "--dir", dir, "--name", "n2", "--force")
+	runCLI(t, 1, "tls", "node", "--dir", dir, "--name", "n2")
+	runCLI(t, 0, "tls", "node", "--dir", dir, "--name", "n2", "--force")
 
 	// A CA key that does not belong to ca.crt is refused.
 	other := t.TempDir()
-	tlsCLI(t, 0, "init", "--dir", other)
+	runCLI(t, 0, "tls", "init", "--dir", other)
 	key, err := os.ReadFile(filepath.Join(other, "ca.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +170,7 @@ func TestTLSNode(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "ca.key"), key, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, errOut := tlsCLI(t, 1, "node", "--dir", dir, "--name", "n3"); !strings.Contains(errOut, "is not the key of") {
+	if _, errOut := runCLI(t, 1, "tls", "node", "--dir", dir, "--name", "n3"); !strings.Contains(errOut, "is not the key of") {
 		t.Errorf("mismatched CA key: %q", errOut)
 	}
 }
@@ -207,12 +196,12 @@ func TestTLSCLIUsage(t *testing.T) {
 		{[]string{"node", "--dir", dir, "--name", "n1"}, 1, "tls init"},
 	}
 	for _, tt := range tests {
-		_, errOut := tlsCLI(t, tt.code, tt.args...)
+		_, errOut := runCLI(t, tt.code, append([]string{"tls"}, tt.args...)...)
 		if !strings.Contains(errOut, tt.want) {
 			t.Errorf("membershipd tls %q: stderr %q; want it to contain %q", tt.args, errOut, tt.want)
 		}
 	}
-	if out, _ := tlsCLI(t, 0, "help"); !strings.Contains(out, "tls init") {
+	if out, _ := runCLI(t, 0, "tls", "help"); !strings.Contains(out, "tls init") {
 		t.Errorf("help output %q", out)
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
@@ -225,8 +214,8 @@ func TestTLSCLIUsage(t *testing.T) {
 func TestTLSHandshake(t *testing.T) {
 	t.Parallel()
 	dir, rogueDir := t.TempDir(), t.TempDir()
-	tlsCLI(t, 0, "init", "--dir", dir)
-	tlsCLI(t, 0, "init", "--dir", rogueDir)
+	runCLI(t, 0, "tls", "init", "--dir", dir)
+	runCLI(t, 0, "tls", "init", "--dir", rogueDir)
 	cfg, err := busauth.ServerTLSConfig(filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -294,9 +283,9 @@ func TestTLSHandshake(t *testing.T) {
 func TestTLSNodeRouteCluster(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	tlsCLI(t, 0, "init", "--dir", dir)
-	tlsCLI(t, 0, "node", "--dir", dir, "--name", "n1")
-	tlsCLI(t, 0, "node", "--dir", dir, "--name", "n2")
+	runCLI(t, 0, "tls", "init", "--dir", dir)
+	runCLI(t, 0, "tls", "node", "--dir", dir, "--name", "n1")
+	runCLI(t, 0, "tls", "node", "--dir", dir, "--name", "n2")
 
 	p1, p2 := freePort(t), freePort(t)
 	routes := []string{fmt.Sprintf("nats://127.0.0.1:%d", p1), fmt.Sprintf("nats://127.0.0.1:%d", p2)}

@@ -20,13 +20,10 @@ func TestTwoServersShareTheKVStore(t *testing.T) {
 	a := startServer(t, dirA, "--store", "kv")
 	aliceID := testbus.NewIdentity(t, "alice")
 	bobID := testbus.NewIdentity(t, "bob")
-	var info api.Info
-	if status := getJSON(t, a.URL+"/v1/info", &info); status != 200 {
-		t.Fatalf("info: %d", status)
-	}
+	natsURL := natsURLOf(t, a)
 	ctlKey := filepath.Join(dirA, "jetstream", controlKeyFile)
-	userCLI(t, 0, "seed", "--store", "kv", "--nats-url", info.NATSURL, "--control-key", ctlKey, "--admin", aliceID.Public().Token())
-	b := startServer(t, dirB, "--store", "kv", "--nats-url", info.NATSURL, "--control-key", ctlKey)
+	runCLI(t, 0, "user", "seed", "--store", "kv", "--nats-url", natsURL, "--control-key", ctlKey, "--admin", aliceID.Public().Token())
+	b := startServer(t, dirB, "--store", "kv", "--nats-url", natsURL, "--control-key", ctlKey)
 
 	aliceA, aliceB := newClient(t, a.URL, aliceID), newClient(t, b.URL, aliceID)
 	if _, err := aliceA.AddUser(ctxT(t), bobID.Public().Token(), false); err != nil {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"path/filepath"
 	"strings"
@@ -11,33 +10,22 @@ import (
 	"github.com/enmanuel/unibus/pkg/api"
 )
 
-// userCLI runs `membershipd user ARGS`, checks the exit code and returns
-// stdout and stderr.
-func userCLI(t testing.TB, wantCode int, args ...string) (stdout, stderr string) {
-	t.Helper()
-	var out, errOut bytes.Buffer
-	if code := runUserCLI(args, &out, &errOut); code != wantCode {
-		t.Fatalf("membershipd user %q = exit %d; want %d\nstdout: %s\nstderr: %s", args, code, wantCode, out.String(), errOut.String())
-	}
-	return out.String(), errOut.String()
-}
-
 func TestUserCLI(t *testing.T) {
 	t.Parallel()
 	db := filepath.Join(t.TempDir(), "sub", "unibus.db")
 	alice, bob := testbus.NewIdentity(t, "alice"), testbus.NewIdentity(t, "bob")
 
-	out, _ := userCLI(t, 0, "seed", "--db", db, "--admin", alice.Public().Token())
+	out, _ := runCLI(t, 0, "user", "seed", "--db", db, "--admin", alice.Public().Token())
 	if want := "seeded alice (admin) " + alice.UserKey() + "\n"; out != want {
 		t.Errorf("seed output = %q; want %q", out, want)
 	}
 	// Flags may follow the token.
-	out, _ = userCLI(t, 0, "seed", bob.Public().Token(), "--db", db)
+	out, _ = runCLI(t, 0, "user", "seed", bob.Public().Token(), "--db", db)
 	if want := "seeded bob (member) " + bob.UserKey() + "\n"; out != want {
 		t.Errorf("seed output = %q; want %q", out, want)
 	}
 
-	out, _ = userCLI(t, 0, "list", "--db", db, "--json")
+	out, _ = runCLI(t, 0, "user", "list", "--db", db, "--json")
 	var users []api.User
 	if err := json.Unmarshal([]byte(out), &users); err != nil {
 		t.Fatalf("list --json output %q: %v", out, err)
@@ -55,7 +43,7 @@ func TestUserCLI(t *testing.T) {
 		}
 	}
 
-	out, _ = userCLI(t, 0, "list", "--db", db)
+	out, _ = runCLI(t, 0, "user", "list", "--db", db)
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	if len(lines) != 3 || strings.Join(strings.Fields(lines[0]), " ") != "NAME ROLE STATUS USER FINGERPRINT" {
 		t.Fatalf("list output:\n%s\nwant a header and two users", out)
@@ -65,15 +53,15 @@ func TestUserCLI(t *testing.T) {
 	}
 
 	// Revoke by name, then by key (idempotent).
-	out, _ = userCLI(t, 0, "revoke", "--db", db, "bob")
+	out, _ = runCLI(t, 0, "user", "revoke", "--db", db, "bob")
 	if out != "revoked bob\n" {
 		t.Errorf("revoke output = %q; want %q", out, "revoked bob\n")
 	}
-	out, _ = userCLI(t, 0, "revoke", bob.UserKey(), "--db", db)
+	out, _ = runCLI(t, 0, "user", "revoke", bob.UserKey(), "--db", db)
 	if !strings.Contains(out, "already revoked") {
 		t.Errorf("second revoke output = %q; want it to say already revoked", out)
 	}
-	out, _ = userCLI(t, 0, "list", "--json", "--db", db)
+	out, _ = runCLI(t, 0, "user", "list", "--json", "--db", db)
 	users = nil
 	if err := json.Unmarshal([]byte(out), &users); err != nil {
 		t.Fatal(err)
@@ -88,7 +76,7 @@ func TestUserCLIErrors(t *testing.T) {
 	dir := t.TempDir()
 	db := filepath.Join(dir, "unibus.db")
 	alice := testbus.NewIdentity(t, "alice")
-	userCLI(t, 0, "seed", "--db", db, alice.Public().Token())
+	runCLI(t, 0, "user", "seed", "--db", db, alice.Public().Token())
 	token := alice.Public().Token()
 
 	tests := []struct {
@@ -113,16 +101,12 @@ func TestUserCLIErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var out, errOut bytes.Buffer
-			code := runUserCLI(tt.args, &out, &errOut)
-			if code != tt.wantCode {
-				t.Errorf("runUserCLI(%q) = %d; want %d (stderr %q)", tt.args, code, tt.wantCode, errOut.String())
+			out, errOut := runCLI(t, tt.wantCode, append([]string{"user"}, tt.args...)...)
+			if tt.wantErr != "" && !strings.Contains(errOut, tt.wantErr) {
+				t.Errorf("membershipd user %q stderr = %q; want it to mention %q", tt.args, errOut, tt.wantErr)
 			}
-			if tt.wantErr != "" && !strings.Contains(errOut.String(), tt.wantErr) {
-				t.Errorf("runUserCLI(%q) stderr = %q; want it to mention %q", tt.args, errOut.String(), tt.wantErr)
-			}
-			if code != 0 && out.Len() > 0 {
-				t.Errorf("runUserCLI(%q) printed %q on stdout on failure", tt.args, out.String())
+			if tt.wantCode != 0 && out != "" {
+				t.Errorf("membershipd user %q printed %q on stdout on failure", tt.args, out)
 			}
 		})
 	}

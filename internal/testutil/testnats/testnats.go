@@ -44,10 +44,24 @@ func Start(t testing.TB, cfg embeddednats.ServerConfig) *server.Server {
 // has, closed when the test ends.
 func JetStream(t testing.TB, ns *server.Server) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(embeddednats.ClientURL(ns))
+	return JetStreamAt(t, embeddednats.ClientURL(ns))
+}
+
+// JetStreamAt opens a connection of its own to the server at url, with
+// opts, closed when the test ends, and returns a JetStream context on it.
+func JetStreamAt(t testing.TB, url string, opts ...nats.Option) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return JetStreamOn(t, nc)
+}
+
+// JetStreamOn returns a JetStream context on nc, a connection the test
+// made, and closes nc when the test ends.
+func JetStreamOn(t testing.TB, nc *nats.Conn) jetstream.JetStream {
+	t.Helper()
 	t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
