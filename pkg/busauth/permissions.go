@@ -46,8 +46,8 @@ const jsFlowControl = "$JS.FC." + api.HistoryStream + ".*.*"
 // membershipd publishes them, and it closes the connections of the users
 // they name), wildcard subscriptions wider than a room ("unibus.room.>",
 // ">"), other users' inboxes and the default "_INBOX.>", the whole
-// JetStream API but account info, acks, advisories ("$JS.EVENT.>") and
-// the system account.
+// JetStream API (account info included), acks, advisories ("$JS.EVENT.>")
+// and the system account.
 //
 // A key that is not a valid user nkey gets permissions that refuse
 // everything, and room ids not of the [api.NewRoomID] form are skipped, so
