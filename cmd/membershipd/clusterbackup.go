@@ -351,7 +351,7 @@ func restoreAll(ctx context.Context, df *dataFlags, dir string, replace bool, re
 	for _, s := range m.Streams {
 		nc, ok := conns[s.Account]
 		if !ok {
-			return fmt.Errorf("stream %s is of account %q, which this bus does not have", s.Name, s.Account)
+			return fmt.Errorf("stream %s is of account %q, which this bus does not have (a unibus backup holds accounts %s and %s): give the directory of a `membershipd cluster backup`", s.Name, s.Account, embeddednats.ControlAccount, embeddednats.BusAccount)
 		}
 		if !jetstreamName(s.Name) || filepath.ToSlash(filepath.Clean(filepath.FromSlash(s.Dir))) != s.Account+"/"+s.Name {
 			return fmt.Errorf("%s: stream %q in %q: not a stream of a backup", backupManifestFile, s.Name, s.Dir)

@@ -174,7 +174,7 @@ func (o *Options) skipped() (map[string]string, error) {
 	case o.Msgs < 1:
 		return nil, fmt.Errorf("--msgs %d: send at least one message", o.Msgs)
 	case o.Pub < 1 || o.Sub < 1:
-		return nil, errors.New("--pub and --sub need at least 1")
+		return nil, fmt.Errorf("--pub %d --sub %d: --pub and --sub need at least 1 each", o.Pub, o.Sub)
 	case o.Pub > o.Msgs:
 		return nil, fmt.Errorf("--pub %d is more than --msgs %d: every publisher needs a message", o.Pub, o.Msgs)
 	case o.Rate < 0:
