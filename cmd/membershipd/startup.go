@@ -186,6 +186,9 @@ func (st *starter) reason(err error) string {
 		return "too few nodes up to place the replicas of a new stream (" + apiErr.Description + "): start the others, or lower --replicas"
 	case errors.As(err, &apiErr) && apiErr.ErrorCode == jsErrCodeClusterNotAvail:
 		return "JetStream is temporarily unavailable (no quorum yet)"
+	case errors.Is(err, jetstream.ErrStreamNotFound), errors.Is(err, jetstream.ErrBucketNotFound),
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamNotFound:
+		return "a stream is not known to this node yet (it is catching up with the cluster)"
 	}
 	var e *api.Error
 	if errors.As(err, &e) {
@@ -204,8 +207,13 @@ const (
 // permanent reports whether a failed start step cannot succeed by
 // waiting: JetStream is off, or refused a setting. Anything else (no
 // answer, no leader, too few nodes for the replicas asked, a stream made
-// meanwhile by another node) may pass as the cluster comes up.
+// meanwhile by another node, or one not found just after it was found or
+// made: a node that has just rejoined learns the cluster's streams from
+// the meta leader a moment later) may pass as the cluster comes up.
 func permanent(err error) bool {
+	if errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, jetstream.ErrBucketNotFound) {
+		return false
+	}
 	if errors.Is(err, jetstream.ErrJetStreamNotEnabled) || errors.Is(err, jetstream.ErrJetStreamNotEnabledForAccount) ||
 		errors.Is(err, nats.ErrNoResponders) {
 		// Nobody answers the JetStream API: JetStream is off.
@@ -218,7 +226,7 @@ func permanent(err error) bool {
 	switch apiErr.ErrorCode {
 	case jsErrCodeReplicasUnsupported:
 		return true
-	case jsErrCodeClusterNoPeers, jetstream.JSErrCodeStreamNameInUse, jsErrCodeClusterNotAvail:
+	case jsErrCodeClusterNoPeers, jetstream.JSErrCodeStreamNameInUse, jsErrCodeClusterNotAvail, jetstream.JSErrCodeStreamNotFound:
 		return false
 	}
 	return apiErr.Code >= 400 && apiErr.Code < 500 && apiErr.Code != http.StatusRequestTimeout

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/enmanuel/unibus/pkg/api"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // TestRunDurabilityFlags checks --replicas (and its older name
@@ -104,5 +106,31 @@ func TestRunStartWaitsThenGivesUp(t *testing.T) {
 	}
 	if err == nil || !strings.Contains(err.Error(), "--start-timeout") || !strings.Contains(err.Error(), "meta leader") {
 		t.Errorf("run with --start-timeout 2s and no other node = %v; want an error naming --start-timeout and what it waited for", err)
+	}
+}
+
+// TestStartStepsWaitForAStreamNotFoundYet: a start step gives up on what
+// waiting cannot mend (JetStream off, a setting refused), and waits on a
+// stream or bucket not found, which a node that has just rejoined learns
+// of from the meta leader a moment later.
+func TestStartStepsWaitForAStreamNotFoundYet(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"stream not found", fmt.Errorf("blobstore: open the stream of bucket %q: %w", "unibus_blobs", jetstream.ErrStreamNotFound), false},
+		{"bucket not found", fmt.Errorf("kv store: %w", jetstream.ErrBucketNotFound), false},
+		{"stream not found, as the API says it", &jetstream.APIError{Code: http.StatusNotFound, ErrorCode: jetstream.JSErrCodeStreamNotFound, Description: "stream not found"}, false},
+		{"no meta leader", &jetstream.APIError{Code: http.StatusServiceUnavailable, ErrorCode: jsErrCodeClusterNotAvail}, false},
+		{"no answer", context.DeadlineExceeded, false},
+		{"JetStream off", jetstream.ErrJetStreamNotEnabled, true},
+		{"replicas refused on a standalone server", &jetstream.APIError{Code: http.StatusInternalServerError, ErrorCode: jsErrCodeReplicasUnsupported}, true},
+		{"a setting refused", &jetstream.APIError{Code: http.StatusBadRequest, ErrorCode: 10052, Description: "invalid stream config"}, true},
+	}
+	for _, tt := range tests {
+		if got := permanent(tt.err); got != tt.want {
+			t.Errorf("permanent(%s: %v) = %v; want %v", tt.name, tt.err, got, tt.want)
+		}
 	}
 }
