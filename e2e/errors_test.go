@@ -1,23 +1,17 @@
 package e2e
 
 import (
-	"bufio"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
-	"io"
+	"fmt"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/enmanuel/unibus/internal/testutil/testio"
 )
 
 // startTLSMembershipd runs the server binary in dir as the README's "Lock
@@ -27,43 +21,8 @@ import (
 // answers.
 func startTLSMembershipd(t *testing.T, bin, dir string) (api, natsURL string) {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--bus-auth", "enforce", "--tls-cert", "deploy/tls/server.crt", "--tls-key", "deploy/tls/server.key",
+	api = runMembershipd(t, bin, dir, "https", "--bus-auth", "enforce", "--tls-cert", "deploy/tls/server.crt", "--tls-key", "deploy/tls/server.key",
 		"--http-port", "0", "--nats-port", "-1")
-	cmd.Dir = dir
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 10 * time.Second
-	logs := &testio.SyncBuffer{}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = logs, io.MultiWriter(logs, pw)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		cmd.Wait()
-		pw.Close()
-		if t.Failed() || os.Getenv("UNIBUS_TEST_LOG") == "debug" {
-			t.Logf("membershipd log:\n%s", logs.String())
-		}
-	})
-	found := make(chan string, 1)
-	go func() {
-		re := regexp.MustCompile(`HTTPS control-plane API: (https://\S+)`)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				found <- m[1]
-				break
-			}
-		}
-		io.Copy(io.Discard, pr)
-	}()
-	select {
-	case api = <-found:
-	case <-time.After(60 * time.Second):
-		t.Fatalf("membershipd did not report its HTTPS address; log:\n%s", logs.String())
-	}
 	pem, err := os.ReadFile(filepath.Join(dir, "deploy", "tls", "ca.crt"))
 	if err != nil {
 		t.Fatal(err)
@@ -71,24 +30,25 @@ func startTLSMembershipd(t *testing.T, bin, dir string) (api, natsURL string) {
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	waitReady(t, "/v1/info", func() error {
 		resp, err := hc.Get(api + "/v1/info")
-		if err == nil {
-			var info struct {
-				NATSURL string `json:"nats_url"`
-			}
-			err = json.NewDecoder(resp.Body).Decode(&info)
-			resp.Body.Close()
-			if err == nil && resp.StatusCode == 200 {
-				return api, info.NATSURL
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("membershipd /v1/info not ready: %v", err)
+		defer resp.Body.Close()
+		var info struct {
+			NATSURL string `json:"nats_url"`
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
+			return err
+		}
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		natsURL = info.NATSURL
+		return nil
+	})
+	return api, natsURL
 }
 
 // TestErrorsNameTheFix drives real unibus and membershipd processes into

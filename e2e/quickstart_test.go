@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -46,12 +47,15 @@ func quickstart(t testing.TB, root string) string {
 	return string(m[1])
 }
 
-// startMembershipd runs the real server binary in dir with free ports and
-// returns its HTTP URL once /healthz answers.
-func startMembershipd(t testing.TB, bin, dir string) string {
+// runMembershipd runs the server binary in dir with args until the test
+// ends, and returns the URL of its control-plane API once it announces it
+// ("HTTP control-plane API: http://…", or HTTPS and https:// when scheme
+// is "https"). Its log is shown if the test fails or with
+// UNIBUS_TEST_LOG=debug.
+func runMembershipd(t testing.TB, bin, dir, scheme string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "--http-port", "0", "--nats-port", "-1")
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 10 * time.Second
@@ -69,13 +73,14 @@ func startMembershipd(t testing.TB, bin, dir string) string {
 			t.Logf("membershipd log:\n%s", logs.String())
 		}
 	})
-	urlCh := make(chan string, 1)
+	label := strings.ToUpper(scheme)
+	found := make(chan string, 1)
 	go func() {
-		re := regexp.MustCompile(`HTTP control-plane API: (http://\S+)`)
+		re := regexp.MustCompile(label + ` control-plane API: (` + scheme + `://\S+)`)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				urlCh <- m[1]
+				found <- m[1]
 				break
 			}
 		}
@@ -83,24 +88,47 @@ func startMembershipd(t testing.TB, bin, dir string) string {
 	}()
 	var url string
 	select {
-	case url = <-urlCh:
+	case url = <-found:
 	case <-time.After(60 * time.Second):
-		t.Fatalf("membershipd did not report its HTTP address; log:\n%s", logs.String())
+		t.Fatalf("membershipd did not report its %s address; log:\n%s", label, logs.String())
 	}
+	return url
+}
+
+// waitReady polls ready until it returns nil, failing the test after 20
+// seconds with what was not ready and ready's last error.
+func waitReady(t testing.TB, what string, ready func() error) {
+	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		resp, err := http.Get(url + "/healthz")
+		err := ready()
 		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return url
-			}
+			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("membershipd /healthz not ready: %v", err)
+			t.Fatalf("membershipd %s not ready: %v", what, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// startMembershipd runs the real server binary in dir with free ports and
+// returns its HTTP URL once /healthz answers.
+func startMembershipd(t testing.TB, bin, dir string) string {
+	t.Helper()
+	url := runMembershipd(t, bin, dir, "http", "--http-port", "0", "--nats-port", "-1")
+	waitReady(t, "/healthz", func() error {
+		resp, err := http.Get(url + "/healthz")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+	return url
 }
 
 // TestREADMEQuickstart runs the README's quickstart as written, in a fresh

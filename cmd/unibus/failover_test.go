@@ -2,62 +2,13 @@ package main
 
 import (
 	"context"
-	"io"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/enmanuel/unibus/internal/testutil/testnet"
 	"github.com/enmanuel/unibus/pkg/api"
 )
-
-// deadAddr is a loopback address nobody listens on.
-func deadAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
-// hungAddr is a loopback address that takes connections and never
-// answers (a hung node), closed at cleanup.
-func hungAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			go io.Copy(io.Discard, c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
-}
 
 // TestServerListFailsOver: with several --server URLs a command goes past
 // the nodes that do not answer; with none answering it fails within
@@ -65,7 +16,7 @@ func hungAddr(t testing.TB) string {
 func TestServerListFailsOver(t *testing.T) {
 	t.Parallel()
 	s := startStack(t)
-	dead, hung := deadAddr(t), hungAddr(t)
+	dead, hung := testnet.DeadAddr(t), testnet.HungAddr(t)
 
 	s.alice.must(t, "", "room", "create", "ops")
 	out := s.alice.must(t, "", "room", "list", "--server", "http://"+dead+",http://"+hung+","+s.bus.HTTP.URL, "--timeout", "4s")
@@ -91,7 +42,7 @@ func TestTimeoutFromTheEnvironment(t *testing.T) {
 	if r := runCLI(t, "", "id", "new", "--name", "alice", "--identity", id); r.code != 0 {
 		t.Fatalf("id new: exit %d: %s", r.code, r.stderr)
 	}
-	dead, hung := deadAddr(t), hungAddr(t)
+	dead, hung := testnet.DeadAddr(t), testnet.HungAddr(t)
 	t.Setenv("UNIBUS_SERVER", "http://"+hung+",http://"+dead)
 	t.Setenv("UNIBUS_TIMEOUT", "1s")
 	start := time.Now()

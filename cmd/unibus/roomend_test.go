@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/blobstore"
 )
@@ -155,15 +153,7 @@ func TestRoomDelete(t *testing.T) {
 	if _, err := bus.Store.GetRoom(ctx, room); !api.IsCode(err, api.CodeNotFound) {
 		t.Errorf("store after the deletion: %v; want the room not found", err)
 	}
-	st, err := bus.JS.Stream(ctx, api.HistoryStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(api.RoomSubject(room)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := info.State.Subjects[api.RoomSubject(room)]; n != 0 {
+	if n := bus.RoomMessages(t, room); n != 0 {
 		t.Errorf("%d messages of the deleted room left in %s", n, api.HistoryStream)
 	}
 	blobs, err := blobstore.New(bus.BlobDir)

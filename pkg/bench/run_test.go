@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/enmanuel/unibus/internal/testutil/testbus"
 	"github.com/enmanuel/unibus/internal/testutil/testio"
 	"github.com/enmanuel/unibus/pkg/api"
@@ -36,8 +34,7 @@ func shortOptions(bus *testbus.Bus, id *identity.Identity) bench.Options {
 func TestRun(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{})
-	alice := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, alice, api.RoleAdmin)
+	alice := bus.Identity(t, "alice", api.RoleAdmin)
 	o := shortOptions(bus, alice)
 	o.RekeyMembers = 20
 	rep, err := bench.Run(context.Background(), o)
@@ -93,15 +90,7 @@ func TestRun(t *testing.T) {
 			t.Errorf("throwaway user %s is still active after the bench", u.Name)
 		}
 	}
-	stream, err := bus.JS.Stream(ctx, api.HistoryStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := stream.Info(ctx, jetstream.WithSubjectFilter(api.RoomSubject(rep.Room)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := info.State.Subjects[api.RoomSubject(rep.Room)]; n != 0 {
+	if n := bus.RoomMessages(t, rep.Room); n != 0 {
 		t.Errorf("the scratch room keeps %d messages in history after the bench; want them purged", n)
 	}
 }
@@ -112,8 +101,7 @@ func TestRun(t *testing.T) {
 func TestRunAsMember(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{})
-	bob := testbus.NewIdentity(t, "bob")
-	bus.AddUser(t, bob, api.RoleMember)
+	bob := bus.Identity(t, "bob", api.RoleMember)
 	var progress testio.SyncBuffer
 	o := shortOptions(bus, bob)
 	o.Msgs, o.Size, o.Rate, o.Skip, o.RekeyMembers, o.Progress = 200, 64, 2000, []string{"api"}, 5, &progress
@@ -149,8 +137,7 @@ func TestRunRateLimited(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{})
 	limited := rateLimited(t, bus.Server, 30, 15)
-	alice := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, alice, api.RoleAdmin)
+	alice := bus.Identity(t, "alice", api.RoleAdmin)
 	o := shortOptions(bus, alice)
 	o.Server, o.Skip, o.RekeyMembers, o.Duration = limited.URL, []string{"raw", "e2e"}, 12, 200*time.Millisecond
 	rep, err := bench.Run(context.Background(), o)
@@ -206,8 +193,7 @@ func rateLimited(t testing.TB, h http.Handler, perSecond, burst float64) *httpte
 func TestRunRekeyFetchesUnderEnforce(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{Mode: membership.AuthEnforce})
-	alice := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, alice, api.RoleAdmin)
+	alice := bus.Identity(t, "alice", api.RoleAdmin)
 	o := shortOptions(bus, alice)
 	o.Skip, o.RekeyMembers = []string{"raw", "e2e", "api"}, 8
 	rep, err := bench.Run(context.Background(), o)
@@ -224,8 +210,7 @@ func TestRunRekeyFetchesUnderEnforce(t *testing.T) {
 func TestRunStoppedEarly(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{})
-	alice := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, alice, api.RoleAdmin)
+	alice := bus.Identity(t, "alice", api.RoleAdmin)
 	o := shortOptions(bus, alice)
 	o.Skip, o.Timeout = []string{"api"}, time.Nanosecond
 	rep, err := bench.Run(context.Background(), o)
@@ -276,8 +261,7 @@ func TestRunRekeyOverTheRateLimitIsRefusedFirst(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{})
 	bus.Server.UserLimit = httpapi.NewRateLimiter(httpapi.RateLimit{PerSecond: 100, Burst: 200})
-	alice := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, alice, api.RoleAdmin)
+	alice := bus.Identity(t, "alice", api.RoleAdmin)
 	o := shortOptions(bus, alice)
 	o.RekeyMembers, o.Timeout = 10000, time.Minute
 	o.Skip = []string{bench.PartRaw, bench.PartE2E, bench.PartAPI}

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/enmanuel/unibus/internal/testutil/testcerts"
+	"github.com/enmanuel/unibus/internal/testutil/testnet"
 	"github.com/enmanuel/unibus/pkg/busauth"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/nats-io/nats-server/v2/server"
@@ -90,16 +90,6 @@ func TestRouteTLSConfig(t *testing.T) {
 	}
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func startRouteNode(t *testing.T, name string, port int, routes []string, rtls *tls.Config, logger *slog.Logger) *server.Server {
 	t.Helper()
 	ns, err := embeddednats.StartServer(embeddednats.ServerConfig{
@@ -138,7 +128,7 @@ func TestRouteMutualTLS(t *testing.T) {
 		return cfg
 	}
 
-	pa, pb, pc := freePort(t), freePort(t), freePort(t)
+	pa, pb, pc := testnet.FreePort(t), testnet.FreePort(t), testnet.FreePort(t)
 	routes := []string{
 		fmt.Sprintf("nats://127.0.0.1:%d", pa),
 		fmt.Sprintf("nats://127.0.0.1:%d", pb),

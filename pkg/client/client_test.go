@@ -483,8 +483,7 @@ func TestCanaryNeverInTheClear(t *testing.T) {
 func TestRestartKeepsEverything(t *testing.T) {
 	dir := t.TempDir()
 	bus := testbus.Start(t, testbus.Options{Dir: dir})
-	aliceID := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, aliceID, api.RoleAdmin)
+	aliceID := bus.Identity(t, "alice", api.RoleAdmin)
 	alice := bus.Client(t, aliceID)
 	room, err := alice.CreateRoom(ctxT(t), "ops", false)
 	if err != nil {

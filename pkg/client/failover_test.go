@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -15,13 +14,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/enmanuel/unibus/internal/testutil/testbus"
+	"github.com/enmanuel/unibus/internal/testutil/testnet"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/client"
 	"github.com/enmanuel/unibus/pkg/identity"
@@ -96,63 +95,6 @@ func testLogger() *log.Logger {
 	return log.New(io.Discard, "", 0)
 }
 
-// refusedURL is the URL of a loopback port nobody listens on.
-func refusedURL(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
-}
-
-// silentURL is the URL of a listener that takes connections and never
-// answers (a hung node), closed at cleanup.
-func silentURL(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-	)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			go io.Copy(io.Discard, c)
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return "http://" + ln.Addr().String()
-}
-
-// hostOf is how errors name a node: its host and port.
-func hostOf(t testing.TB, raw string) string {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Host
-}
-
 // clusterClient returns a client of id that tries servers in turn.
 func clusterClient(t testing.TB, id *identity.Identity, cfg client.Config, servers ...string) *client.Client {
 	t.Helper()
@@ -198,11 +140,10 @@ func TestServersParsed(t *testing.T) {
 func TestFailoverMovesOnAndRemembers(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{})
-	id := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, id, api.RoleAdmin)
+	id := bus.Identity(t, "alice", api.RoleAdmin)
 	down, good := newNode(t, bus), newNode(t, bus)
 	down.unavailable.Store(true)
-	c := clusterClient(t, id, client.Config{}, refusedURL(t), down.URL, good.URL)
+	c := clusterClient(t, id, client.Config{}, "http://"+testnet.DeadAddr(t), down.URL, good.URL)
 	if _, err := c.Me(ctxT(t)); err != nil {
 		t.Fatalf("Me past a refused and an unavailable node = %v", err)
 	}
@@ -224,8 +165,7 @@ func TestFailoverMovesOnAndRemembers(t *testing.T) {
 func TestFailoverKeepsRealAnswers(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{})
-	id := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, id, api.RoleMember)
+	id := bus.Identity(t, "alice", api.RoleMember)
 	first, second := newNode(t, bus), newNode(t, bus)
 	c := clusterClient(t, id, client.Config{}, first.URL, second.URL)
 	if _, err := c.Room(ctxT(t), api.NewRoomID()); !api.IsCode(err, api.CodeNotFound) {
@@ -245,8 +185,7 @@ func TestFailoverKeepsRealAnswers(t *testing.T) {
 func TestFailoverWaitsOutUnavailability(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{})
-	id := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, id, api.RoleMember)
+	id := bus.Identity(t, "alice", api.RoleMember)
 	a, b := newNode(t, bus), newNode(t, bus)
 	a.unavailable.Store(true)
 	b.failFirst.Store(2)
@@ -279,12 +218,12 @@ func TestFailoverWaitsOutUnavailability(t *testing.T) {
 func TestUnreachableNamesTheNodesTried(t *testing.T) {
 	t.Parallel()
 	id := testbus.NewIdentity(t, "alice")
-	refused, silent := refusedURL(t), silentURL(t)
-	c := clusterClient(t, id, client.Config{Timeout: 2 * time.Second}, refused, silent)
+	refused, silent := testnet.DeadAddr(t), testnet.HungAddr(t)
+	c := clusterClient(t, id, client.Config{Timeout: 2 * time.Second}, "http://"+refused, "http://"+silent)
 	start := time.Now()
 	_, err := c.Rooms(context.Background())
 	took := time.Since(start)
-	want := fmt.Sprintf("no node answered: %s (connection refused), %s (timeout)", hostOf(t, refused), hostOf(t, silent))
+	want := fmt.Sprintf("no node answered: %s (connection refused), %s (timeout)", refused, silent)
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Fatalf("Rooms = %v; want %q…", err, want)
 	}
@@ -296,12 +235,12 @@ func TestUnreachableNamesTheNodesTried(t *testing.T) {
 	}
 
 	// A caller's deadline shorter than the Timeout is kept, and reported.
-	c = clusterClient(t, id, client.Config{}, silent)
+	c = clusterClient(t, id, client.Config{}, "http://"+silent)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start = time.Now()
 	_, err = c.Rooms(ctx)
-	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), hostOf(t, silent)+" (timeout)") {
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), silent+" (timeout)") {
 		t.Errorf("Rooms with a 500ms deadline = %v; want the deadline, naming the silent node", err)
 	}
 	if took := time.Since(start); took > 2*time.Second {
@@ -318,8 +257,7 @@ func TestUnreachableNamesTheNodesTried(t *testing.T) {
 func TestRetriedChangesThatCommittedSucceed(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{Mode: membership.AuthEnforce})
-	aliceID := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, aliceID, api.RoleAdmin)
+	aliceID := bus.Identity(t, "alice", api.RoleAdmin)
 	bobID, carolID := testbus.NewIdentity(t, "bob"), testbus.NewIdentity(t, "carol")
 	dying, healthy := newNode(t, bus), newNode(t, bus)
 	var dropNext atomic.Bool
@@ -411,8 +349,7 @@ func TestRetriedChangesThatCommittedSucceed(t *testing.T) {
 func TestRetriedUploadIsStoredOnce(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{})
-	aliceID := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, aliceID, api.RoleAdmin)
+	aliceID := bus.Identity(t, "alice", api.RoleAdmin)
 	dying, healthy := newNode(t, bus), newNode(t, bus)
 	var dropNext atomic.Bool
 	dying.drop = func(r *http.Request) bool { return strings.HasSuffix(r.URL.Path, "/blobs") && dropNext.Swap(false) }
@@ -451,8 +388,7 @@ func TestRetriedUploadIsStoredOnce(t *testing.T) {
 func TestSendFailsWithinTimeoutWhenHistoryIsDown(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{})
-	aliceID := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, aliceID, api.RoleAdmin)
+	aliceID := bus.Identity(t, "alice", api.RoleAdmin)
 	alice := clusterClient(t, aliceID, client.Config{Timeout: time.Second}, bus.HTTP.URL)
 	room, err := alice.CreateRoom(ctxT(t), "ops", false)
 	if err != nil {

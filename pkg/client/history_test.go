@@ -185,10 +185,8 @@ func TestForkedHistoriesAreDetected(t *testing.T) {
 	aliceID, alice := bus.User(t, "alice", api.RoleAdmin)
 	_, bob := bus.User(t, "bob", api.RoleMember)
 	_, carol := bus.User(t, "carol", api.RoleMember)
-	daveID := testbus.NewIdentity(t, "dave")
-	bus.AddUser(t, daveID, api.RoleMember)
-	eveID := testbus.NewIdentity(t, "eve")
-	bus.AddUser(t, eveID, api.RoleMember)
+	daveID := bus.Identity(t, "dave", api.RoleMember)
+	eveID := bus.Identity(t, "eve", api.RoleMember)
 	room, err := alice.CreateRoom(ctxT(t), "ops", false)
 	if err != nil {
 		t.Fatal(err)

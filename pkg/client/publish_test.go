@@ -292,8 +292,7 @@ func cutAfterStoring(t testing.TB, bus *testbus.Bus, cuts *atomic.Int64) func(*p
 func TestSendWhoseConnectionDropsIsSentAgainAtOnce(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{})
-	aliceID := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, aliceID, api.RoleAdmin)
+	aliceID := bus.Identity(t, "alice", api.RoleAdmin)
 	var cuts atomic.Int64
 	proxy := newNATSProxy(t, bus.NATSURL, cutAfterStoring(t, bus, &cuts))
 	log := newResendLog()
@@ -325,8 +324,7 @@ func TestSendWhoseConnectionDropsIsSentAgainAtOnce(t *testing.T) {
 func TestSendTakesTheAcknowledgementOfAnyCopy(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{})
-	aliceID := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, aliceID, api.RoleAdmin)
+	aliceID := bus.Identity(t, "alice", api.RoleAdmin)
 	var (
 		mu     sync.Mutex
 		held   []byte
@@ -374,8 +372,7 @@ func TestSendTakesTheAcknowledgementOfAnyCopy(t *testing.T) {
 func TestSendRefusedIsNotSentAgain(t *testing.T) {
 	t.Parallel()
 	bus := testbus.Start(t, testbus.Options{})
-	aliceID := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, aliceID, api.RoleAdmin)
+	aliceID := bus.Identity(t, "alice", api.RoleAdmin)
 	log := newResendLog()
 	alice := natsClient(t, bus, aliceID, "", log, 0)
 	room, err := alice.CreateRoom(ctxT(t), "ops", false)
@@ -408,8 +405,7 @@ func TestSendRefusedIsNotSentAgain(t *testing.T) {
 // parallel: it counts the process's goroutines.
 func TestSendLeavesNoGoroutines(t *testing.T) {
 	bus := testbus.Start(t, testbus.Options{})
-	aliceID := testbus.NewIdentity(t, "alice")
-	bus.AddUser(t, aliceID, api.RoleAdmin)
+	aliceID := bus.Identity(t, "alice", api.RoleAdmin)
 	var (
 		cuts atomic.Int64
 		lose atomic.Bool // every copy, from now on

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/enmanuel/unibus/internal/testutil/testnats"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 )
 
@@ -179,22 +179,9 @@ func TestClusterAccounts(t *testing.T) {
 		t.Skip("cluster test skipped in short mode")
 	}
 	const n = 3
-	ports := make([]int, n)
-	routes := make([]string, n)
-	for i := range ports {
-		ports[i] = freePort(t)
-		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", ports[i])
-	}
-	servers := make([]*server.Server, n)
-	for i := range servers {
-		servers[i] = start(t, withAccounts(embeddednats.ServerConfig{
-			StoreDir:   t.TempDir(),
-			Host:       "127.0.0.1",
-			Port:       -1,
-			ServerName: fmt.Sprintf("n%d", i+1),
-			Cluster:    &embeddednats.ClusterConfig{Name: "unibus-accounts", Host: "127.0.0.1", Port: ports[i], Routes: routes},
-		}))
-	}
+	servers := testnats.StartCluster(t, n, func(int) embeddednats.ServerConfig {
+		return withAccounts(embeddednats.ServerConfig{Cluster: &embeddednats.ClusterConfig{Name: "unibus-accounts"}})
+	})
 	first, last := embeddednats.ClientURL(servers[0]), embeddednats.ClientURL(servers[n-1])
 	control := jetStreamOf(t, connect(t, first, nats.UserInfo("control", "")))
 	bus := jetStreamOf(t, connect(t, first, nats.UserInfo("member", "")))

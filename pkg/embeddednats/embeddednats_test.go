@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/enmanuel/unibus/internal/testutil/testcerts"
+	"github.com/enmanuel/unibus/internal/testutil/testnats"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -46,17 +47,6 @@ func connect(t *testing.T, url string, opts ...nats.Option) *nats.Conn {
 	}
 	t.Cleanup(nc.Close)
 	return nc
-}
-
-// freePort returns a currently unused TCP port on 127.0.0.1.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // waitFor polls cond until it holds or the timeout passes.
@@ -231,29 +221,9 @@ func TestClusterR3(t *testing.T) {
 		t.Skip("cluster test skipped in short mode")
 	}
 	const n = 3
-	ports := make([]int, n)
-	routes := make([]string, n)
-	for i := range ports {
-		ports[i] = freePort(t)
-		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", ports[i])
-	}
-	servers := make([]*server.Server, n)
-	for i := range servers {
-		servers[i] = start(t, embeddednats.ServerConfig{
-			StoreDir:   t.TempDir(),
-			Host:       "127.0.0.1",
-			Port:       -1,
-			ServerName: fmt.Sprintf("n%d", i+1),
-			Cluster: &embeddednats.ClusterConfig{
-				Name:     "unibus-test",
-				Host:     "127.0.0.1",
-				Port:     ports[i],
-				Routes:   routes,
-				Username: "route",
-				Password: "s3cret",
-			},
-		})
-	}
+	servers := testnats.StartCluster(t, n, func(int) embeddednats.ServerConfig {
+		return embeddednats.ServerConfig{Cluster: &embeddednats.ClusterConfig{Name: "unibus-test", Username: "route", Password: "s3cret"}}
+	})
 	waitFor(t, 10*time.Second, "full route mesh", func() error {
 		for i, ns := range servers {
 			if got := ns.NumRemotes(); got != n-1 {

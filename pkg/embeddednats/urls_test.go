@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/enmanuel/unibus/internal/testutil/testcerts"
+	"github.com/enmanuel/unibus/internal/testutil/testnats"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 )
 
@@ -34,23 +34,12 @@ func TestClusterClientURLsFollowTheCluster(t *testing.T) {
 	ca := testcerts.NewCA(t, "unibus test ca")
 	cert := ca.Issue(t, "node").TLS
 	const n = 3
-	routes := make([]string, n)
-	ports := make([]int, n)
-	for i := range routes {
-		ports[i] = freePort(t)
-		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", ports[i])
-	}
-	servers := make([]*server.Server, n)
-	for i := range servers {
-		servers[i] = start(t, embeddednats.ServerConfig{
-			StoreDir:   t.TempDir(),
-			Host:       "127.0.0.1",
-			Port:       -1,
-			ServerName: fmt.Sprintf("n%d", i+1),
-			TLS:        &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-			Cluster:    &embeddednats.ClusterConfig{Name: "urls", Host: "127.0.0.1", Port: ports[i], Routes: routes},
-		})
-	}
+	servers := testnats.StartCluster(t, n, func(int) embeddednats.ServerConfig {
+		return embeddednats.ServerConfig{
+			TLS:     &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+			Cluster: &embeddednats.ClusterConfig{Name: "urls"},
+		}
+	})
 	own := make([]string, n)
 	for i, ns := range servers {
 		own[i] = embeddednats.ClientURL(ns)

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/enmanuel/unibus/internal/testutil/testnats"
+	"github.com/enmanuel/unibus/internal/testutil/teststore"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/membership"
 	"github.com/enmanuel/unibus/pkg/membership/storetest"
@@ -23,12 +24,12 @@ import (
 func TestMigrateAgainAfterSQLiteMovedOn(t *testing.T) {
 	ctx := context.Background()
 	sd := seedSQLite(t)
-	ns := startNATS(t)
+	ns := teststore.NATS(t)
 	js := testnats.JetStream(t, ns)
-	prefix := freshPrefix()
+	prefix := teststore.FreshPrefix()
 	migrate(t, sd.path, js, prefix)
 
-	s := openAt(t, sd.path)
+	s := teststore.SQLite(t, sd.path)
 	c := sd.plansChain
 	ch := c.NextRekey(sd.aliceID, []api.User{sd.alice, sd.bob, sd.dave})
 	if _, err := s.Rekey(ctx, ch); err != nil {
@@ -52,7 +53,7 @@ func TestMigrateAgainAfterSQLiteMovedOn(t *testing.T) {
 	if stats.Unchanged || len(stats.Overwritten) != 0 {
 		t.Fatalf("second migration: Unchanged %v, Overwritten %q; want a plain copy", stats.Unchanged, stats.Overwritten)
 	}
-	if got, want := export(t, openKVStore(t, ns, prefix)), export(t, s); !reflect.DeepEqual(got, want) {
+	if got, want := export(t, teststore.KV(t, ns, prefix)), export(t, s); !reflect.DeepEqual(got, want) {
 		t.Fatalf("KV after the second migration differs from SQLite:\n got %+v\nwant %+v", got, want)
 	}
 }
@@ -91,18 +92,18 @@ func TestMigrateRefusesKVThatMovedOn(t *testing.T) {
 			}
 		}, "exists only in the KV store"},
 	}
-	ns := startNATS(t)
+	ns := teststore.NATS(t)
 	js := testnats.JetStream(t, ns)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sd := seedSQLite(t)
-			prefix := freshPrefix()
+			prefix := teststore.FreshPrefix()
 			migrate(t, sd.path, js, prefix)
-			kv := openKVStore(t, ns, prefix)
+			kv := teststore.KV(t, ns, prefix)
 			tt.change(t, kv, sd)
 			want := strings.NewReplacer("%plans", sd.plans.ID, "%bob", sd.bob.User).Replace(tt.want)
 			before := export(t, kv)
-			sqlBefore := export(t, openAt(t, sd.path))
+			sqlBefore := export(t, teststore.SQLite(t, sd.path))
 
 			backups := 0
 			opts := membership.MigrateOptions{KV: membership.KVConfig{Prefix: prefix}, Backup: func(context.Context) error { backups++; return nil }}
@@ -114,10 +115,10 @@ func TestMigrateRefusesKVThatMovedOn(t *testing.T) {
 			if backups != 0 {
 				t.Errorf("a refused migration took %d backup(s); want none", backups)
 			}
-			if got := export(t, openKVStore(t, ns, prefix)); !reflect.DeepEqual(got, before) {
+			if got := export(t, teststore.KV(t, ns, prefix)); !reflect.DeepEqual(got, before) {
 				t.Fatalf("a refused migration changed the KV store:\n got %+v\nwant %+v", got, before)
 			}
-			if got := export(t, openAt(t, sd.path)); !reflect.DeepEqual(got, sqlBefore) {
+			if got := export(t, teststore.SQLite(t, sd.path)); !reflect.DeepEqual(got, sqlBefore) {
 				t.Fatal("a refused migration changed the SQLite database")
 			}
 
@@ -130,7 +131,7 @@ func TestMigrateRefusesKVThatMovedOn(t *testing.T) {
 				t.Fatalf("forced migration: %d backup(s), Overwritten %q; want one backup and the refusal's %q", backups, stats.Overwritten, ahead.Differences)
 			}
 			// SQLite's records are in the KV store as SQLite has them.
-			got := export(t, openKVStore(t, ns, prefix))
+			got := export(t, teststore.KV(t, ns, prefix))
 			for _, r := range sqlBefore.Rooms {
 				i := slices.IndexFunc(got.Rooms, func(x api.Room) bool { return x.ID == r.ID })
 				if i < 0 || !reflect.DeepEqual(got.Rooms[i], r) {
@@ -152,12 +153,12 @@ func TestMigrateRefusesKVThatMovedOn(t *testing.T) {
 // alone, and no backup is taken.
 func TestMigrateUnchangedWritesNothing(t *testing.T) {
 	sd := seedSQLite(t)
-	ns := startNATS(t)
+	ns := teststore.NATS(t)
 	js := testnats.JetStream(t, ns)
-	prefix := freshPrefix()
+	prefix := teststore.FreshPrefix()
 	migrate(t, sd.path, js, prefix)
 	// Serving uses nonces, which are not part of the state.
-	if err := openKVStore(t, ns, prefix).UseNonce(context.Background(), "served", time.Now().Add(time.Minute)); err != nil {
+	if err := teststore.KV(t, ns, prefix).UseNonce(context.Background(), "served", time.Now().Add(time.Minute)); err != nil {
 		t.Fatal(err)
 	}
 	before := bucketStates(t, js)

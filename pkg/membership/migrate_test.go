@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/internal/testutil/testnats"
+	"github.com/enmanuel/unibus/internal/testutil/teststore"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/membership"
@@ -38,7 +39,7 @@ type seeded struct {
 func seedSQLite(t testing.TB) *seeded {
 	t.Helper()
 	sd := &seeded{path: filepath.Join(t.TempDir(), "unibus.db")}
-	seedInto(t, openAt(t, sd.path), sd)
+	seedInto(t, teststore.SQLite(t, sd.path), sd)
 	return sd
 }
 
@@ -138,19 +139,19 @@ func migrateWith(t testing.TB, path string, js jetstream.JetStream, opts members
 func TestMigrateSQLiteToKVParity(t *testing.T) {
 	ctx := context.Background()
 	sd := seedSQLite(t)
-	want := export(t, openAt(t, sd.path))
+	want := export(t, teststore.SQLite(t, sd.path))
 	if len(want.Rooms) != 2 || len(want.SealedKeys) != 6 || len(want.Statements) != 7 || len(want.Members) != 6 || len(want.Blobs) != 1 {
 		t.Fatalf("SQLite snapshot: %d rooms, %d keys, %d statements, %d members, %d blobs; the seed makes 2, 6, 7, 6, 1",
 			len(want.Rooms), len(want.SealedKeys), len(want.Statements), len(want.Members), len(want.Blobs))
 	}
-	ns := startNATS(t)
-	prefix := freshPrefix()
+	ns := teststore.NATS(t)
+	prefix := teststore.FreshPrefix()
 	stats := migrate(t, sd.path, testnats.JetStream(t, ns), prefix)
 	if stats.Users != 4 || stats.Rooms != 2 || stats.SealedKeys != 6 || stats.Statements != 7 || stats.Members != 6 || stats.Blobs != 1 {
 		t.Fatalf("MigrateStats = %+v", stats)
 	}
 
-	kv := openKVStore(t, ns, prefix)
+	kv := teststore.KV(t, ns, prefix)
 	got := export(t, kv)
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("KV snapshot after migration differs from the SQLite one:\n got %+v\nwant %+v", got, want)
@@ -221,14 +222,14 @@ func bucketStates(t testing.TB, js jetstream.JetStream) map[string][2]uint64 {
 
 func TestMigrateSQLiteToKVIdempotent(t *testing.T) {
 	sd := seedSQLite(t)
-	ns := startNATS(t)
+	ns := teststore.NATS(t)
 	js := testnats.JetStream(t, ns)
-	prefix := freshPrefix()
+	prefix := teststore.FreshPrefix()
 	first := migrate(t, sd.path, js, prefix)
-	snap1 := export(t, openKVStore(t, ns, prefix))
+	snap1 := export(t, teststore.KV(t, ns, prefix))
 	buckets1 := bucketStates(t, js)
 	second := migrate(t, sd.path, js, prefix)
-	snap2 := export(t, openKVStore(t, ns, prefix))
+	snap2 := export(t, teststore.KV(t, ns, prefix))
 	buckets2 := bucketStates(t, js)
 	if first.Unchanged || !second.Unchanged {
 		t.Fatalf("Unchanged = %v then %v; want false then true (the second run finds its own copy)", first.Unchanged, second.Unchanged)
@@ -247,9 +248,9 @@ func TestMigrateSQLiteToKVIdempotent(t *testing.T) {
 }
 
 func TestMigrateSQLiteToKVRefusesMissingDatabase(t *testing.T) {
-	ns := startNATS(t)
+	ns := teststore.NATS(t)
 	path := filepath.Join(t.TempDir(), "none.db")
-	_, err := membership.MigrateSQLiteToKV(context.Background(), path, testnats.JetStream(t, ns), membership.MigrateOptions{KV: membership.KVConfig{Prefix: freshPrefix()}})
+	_, err := membership.MigrateSQLiteToKV(context.Background(), path, testnats.JetStream(t, ns), membership.MigrateOptions{KV: membership.KVConfig{Prefix: teststore.FreshPrefix()}})
 	if err == nil {
 		t.Fatal("MigrateSQLiteToKV of a missing database succeeded")
 	}
@@ -261,7 +262,7 @@ func TestMigrateSQLiteToKVRefusesMissingDatabase(t *testing.T) {
 func TestBackupSQLiteCreatesConsistentCopy(t *testing.T) {
 	ctx := context.Background()
 	sd := seedSQLite(t)
-	s := openAt(t, sd.path)
+	s := teststore.SQLite(t, sd.path)
 	dest := filepath.Join(t.TempDir(), "backup.db")
 
 	// Writers go on during the backup; the copy is one consistent state.
@@ -297,10 +298,10 @@ func TestBackupSQLiteCreatesConsistentCopy(t *testing.T) {
 		t.Errorf("backup mode %v, want 0600", fi.Mode().Perm())
 	}
 	var check string
-	if err := rawDB(t, dest).QueryRow(`PRAGMA integrity_check`).Scan(&check); err != nil || check != "ok" {
+	if err := teststore.RawSQLite(t, dest).QueryRow(`PRAGMA integrity_check`).Scan(&check); err != nil || check != "ok" {
 		t.Fatalf("integrity_check of the backup: %q, %v", check, err)
 	}
-	got := export(t, openAt(t, dest))
+	got := export(t, teststore.SQLite(t, dest))
 	now := export(t, s)
 	// The backup holds the seed and some of the writers' users, each as
 	// the database has it.
@@ -330,7 +331,7 @@ func TestBackupSQLiteCreatesConsistentCopy(t *testing.T) {
 func seedLarge(tb testing.TB, path string, rooms, members, epochs int) {
 	tb.Helper()
 	ctx := context.Background()
-	s := openAt(tb, path)
+	s := teststore.SQLite(tb, path)
 	ids, users := storetest.NewIdentities(tb, members)
 	storetest.CreateUsers(tb, s, users...)
 	for range rooms {
@@ -381,7 +382,7 @@ func peakHeap() (stop func() uint64) {
 	}
 }
 
-// startNATSSyncAlways is startNATS with the JetStream store syncing every
+// startNATSSyncAlways is teststore.NATS with the JetStream store syncing every
 // write before acknowledging it (nats-server's sync_interval: always, which
 // pkg/embeddednats does not set): the durable setting docs/kv-store.md
 // asks for.
@@ -415,7 +416,7 @@ func BenchmarkMigrate100k(b *testing.B) {
 		name  string
 		start func(testing.TB) *server.Server
 	}{
-		{"default_sync", startNATS},
+		{"default_sync", teststore.NATS},
 		{"sync_always", startNATSSyncAlways},
 	} {
 		b.Run(c.name, func(b *testing.B) {
@@ -425,7 +426,7 @@ func BenchmarkMigrate100k(b *testing.B) {
 			for b.Loop() {
 				runtime.GC()
 				stop := peakHeap()
-				stats = migrate(b, path, js, freshPrefix())
+				stats = migrate(b, path, js, teststore.FreshPrefix())
 				peak = max(peak, stop())
 			}
 			if stats.SealedKeys != 100_000 {

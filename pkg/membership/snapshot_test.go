@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enmanuel/unibus/internal/testutil/teststore"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/membership"
 	"github.com/enmanuel/unibus/pkg/roomchain"
@@ -62,9 +63,9 @@ func (r *recorder) AddBlob(ctx context.Context, b api.Blob) error {
 // and a KV store, through their own write paths (no migration), and
 // checks that their snapshots are equal.
 func TestExportSnapshotSameOnBothBackends(t *testing.T) {
-	rec := &recorder{Store: openTemp(t)}
+	rec := &recorder{Store: teststore.TempSQLite(t)}
 	seedInto(t, rec, &seeded{})
-	kv := openKVStore(t, startNATS(t), freshPrefix())
+	kv := teststore.KV(t, teststore.NATS(t), teststore.FreshPrefix())
 	for i, op := range rec.ops {
 		if err := op(kv); err != nil {
 			t.Fatalf("change %d on the KV store: %v", i, err)

@@ -3,7 +3,6 @@ package membership_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"testing"
 	"time"
 
@@ -71,29 +70,18 @@ func BenchmarkHistorySync(b *testing.B) {
 // one replica per node, and returns a JetStream context on the first.
 func historyOn(b *testing.B, nodes int, syncAlways bool) jetstream.JetStream {
 	b.Helper()
-	servers := make([]*server.Server, nodes)
+	var first *server.Server
 	if nodes == 1 {
-		servers[0] = testnats.Start(b, embeddednats.ServerConfig{SyncAlways: syncAlways, Logger: testnats.Logger()})
+		first = testnats.Start(b, embeddednats.ServerConfig{SyncAlways: syncAlways, Logger: testnats.Logger()})
 	} else {
-		ports := make([]int, nodes)
-		routes := make([]string, nodes)
-		for i := range ports {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			ports[i] = l.Addr().(*net.TCPAddr).Port
-			l.Close()
-			routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", ports[i])
-		}
-		for i := range servers {
-			servers[i] = testnats.Start(b, embeddednats.ServerConfig{
+		first = testnats.StartCluster(b, nodes, func(i int) embeddednats.ServerConfig {
+			return embeddednats.ServerConfig{
 				ServerName: fmt.Sprintf("b%d", i+1), SyncAlways: syncAlways, Logger: testnats.Logger(),
-				Cluster: &embeddednats.ClusterConfig{Name: "sync-bench", Host: "127.0.0.1", Port: ports[i], Routes: routes},
-			})
-		}
+				Cluster: &embeddednats.ClusterConfig{Name: "sync-bench"},
+			}
+		})[0]
 	}
-	js := testnats.JetStream(b, servers[0])
+	js := testnats.JetStream(b, first)
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

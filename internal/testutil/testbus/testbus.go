@@ -177,10 +177,32 @@ func (b *Bus) Client(t testing.TB, id *identity.Identity) *client.Client {
 	return c
 }
 
-// User makes an identity, registers it with role, and returns its client.
-func (b *Bus) User(t testing.TB, name, role string) (*identity.Identity, *client.Client) {
+// Identity makes an identity named name and registers it with role.
+func (b *Bus) Identity(t testing.TB, name, role string) *identity.Identity {
 	t.Helper()
 	id := NewIdentity(t, name)
 	b.AddUser(t, id, role)
+	return id
+}
+
+// User makes an identity, registers it with role, and returns its client.
+func (b *Bus) User(t testing.TB, name, role string) (*identity.Identity, *client.Client) {
+	t.Helper()
+	id := b.Identity(t, name, role)
 	return id, b.Client(t, id)
+}
+
+// RoomMessages is the number of room's messages in the history stream.
+func (b *Bus) RoomMessages(t testing.TB, room string) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	st, err := b.JS.Stream(ctx, api.HistoryStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(api.RoomSubject(room)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Subjects[api.RoomSubject(room)]
 }

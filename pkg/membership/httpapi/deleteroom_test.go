@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/enmanuel/unibus/internal/testutil/testbus"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/blobstore"
@@ -44,8 +42,7 @@ func TestDeleteRoom(t *testing.T) {
 		t.Fatal(err)
 	}
 	path := "/v1/rooms/" + f.room
-	dave := testbus.NewIdentity(t, "dave")
-	f.bus.AddUser(t, dave, api.RoleMember)
+	dave := f.bus.Identity(t, "dave", api.RoleMember)
 
 	before := f.dump(t)
 	for _, c := range []struct {
@@ -71,7 +68,7 @@ func TestDeleteRoom(t *testing.T) {
 	if after := f.dump(t); after != before {
 		t.Fatalf("refused deletions changed the store:\nbefore %s\n after %s", before, after)
 	}
-	if n := roomMessages(t, f.bus, f.room); n != 1 {
+	if n := f.bus.RoomMessages(t, f.room); n != 1 {
 		t.Errorf("refused deletions left %d messages of the room; want 1", n)
 	}
 	if ok, _ := blobs.Has(ctx, f.blob); !ok {
@@ -99,7 +96,7 @@ func TestDeleteRoom(t *testing.T) {
 	if g := f.call(t, f.alice, "GET", "/v1/rooms/"+f.clear, nil); g.status != 200 {
 		t.Errorf("the other room after the deletion = %d; want 200", g.status)
 	}
-	if n := roomMessages(t, f.bus, f.room); n != 0 {
+	if n := f.bus.RoomMessages(t, f.room); n != 0 {
 		t.Errorf("%d messages of the deleted room left in %s; want none", n, api.HistoryStream)
 	}
 	if n := roomReaders(t, f.bus, f.room); n != 0 {
@@ -116,21 +113,6 @@ func TestDeleteRoom(t *testing.T) {
 	if err := json.Unmarshal(m.Data, &ev); err != nil || !ev.Deleted || ev.Room != f.room || len(ev.Users) != 2 {
 		t.Errorf("room event after the deletion = %s; want deleted, naming alice and bob", m.Data)
 	}
-}
-
-// roomMessages is the number of room's messages in the history stream.
-func roomMessages(t testing.TB, bus *testbus.Bus, room string) uint64 {
-	t.Helper()
-	ctx := context.Background()
-	st, err := bus.JS.Stream(ctx, api.HistoryStream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(api.RoomSubject(room)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.State.Subjects[api.RoomSubject(room)]
 }
 
 // roomReaders is the number of history readers of room.
@@ -175,11 +157,11 @@ func TestUnknownUserOnABusWithoutAdmin(t *testing.T) {
 		t.Errorf("on a bus without users:\n got %q\nwant %q", e.Message, want)
 	}
 	// A member, not an admin, changes nothing.
-	bus.AddUser(t, testbus.NewIdentity(t, "bob"), api.RoleMember)
+	bus.Identity(t, "bob", api.RoleMember)
 	if e := me(); e.Message != want {
 		t.Errorf("on a bus with a member only:\n got %q\nwant %q", e.Message, want)
 	}
-	bus.AddUser(t, testbus.NewIdentity(t, "carol"), api.RoleAdmin)
+	bus.Identity(t, "carol", api.RoleAdmin)
 	ask := "unknown user key " + alice.UserKey() + ": ask an admin to add you with `unibus user add TOKEN`"
 	deadline := time.Now().Add(5 * time.Second)
 	for e := me(); e.Message != ask; e = me() {

@@ -12,10 +12,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/internal/testutil/testnats"
+	"github.com/enmanuel/unibus/internal/testutil/teststore"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/membership/kvstore"
 	"github.com/enmanuel/unibus/pkg/membership/store"
-	"github.com/enmanuel/unibus/pkg/membership/storetest"
 )
 
 // TestKVDeleteRoomOnTwoNodes deletes a room through one node: the other
@@ -24,32 +24,25 @@ import (
 // state included.
 func TestKVDeleteRoomOnTwoNodes(t *testing.T) {
 	ctx := context.Background()
-	ns := startNATS(t)
-	prefix := freshPrefix()
-	a, b := openKVStore(t, ns, prefix), openKVStore(t, ns, prefix)
+	ns, prefix, a, b := twoNodes(t)
 	// Every room state goes to the data bucket, in parts.
 	kvstore.SetKVValueSizes(a, 64<<10, 16)
-	aliceID, alice := storetest.NewIdentity(t, "alice")
-	_, bob := storetest.NewIdentity(t, "bob")
-	storetest.CreateUsers(t, a, alice, bob)
-	r := api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: true, Creator: alice.User, CreatedAt: time.Now()}
-	c := storetest.CreateRoom(t, a, aliceID, r)
-	c.AddOne(a, aliceID, bob)
-	if _, err := a.Rekey(ctx, c.NextRekey(aliceID, []api.User{alice, bob})); err != nil {
+	f := newDuo(t, a)
+	if _, err := a.Rekey(ctx, f.c.NextRekey(f.aliceID, []api.User{f.alice, f.bob})); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.AddBlob(ctx, api.Blob{ID: fmt.Sprintf("%064x", 1), Room: r.ID, Size: 1, Uploader: bob.User, CreatedAt: time.Now()}); err != nil {
+	if err := a.AddBlob(ctx, api.Blob{ID: fmt.Sprintf("%064x", 1), Room: f.r.ID, Size: 1, Uploader: f.bob.User, CreatedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, 5*time.Second, "node b sees bob in the room", func() bool {
-		ok, err := b.IsMember(ctx, r.ID, bob.User)
+		ok, err := b.IsMember(ctx, f.r.ID, f.bob.User)
 		return err == nil && ok
 	})
-	if keys := roomKeys(t, ns, prefix, r.ID); len(keys) == 0 {
+	if keys := roomKeys(t, ns, prefix, f.r.ID); len(keys) == 0 {
 		t.Fatal("no key of the room in the buckets before its deletion: the test sees nothing")
 	}
 
-	d, err := a.DeleteRoom(ctx, r.ID, alice.User)
+	d, err := a.DeleteRoom(ctx, f.r.ID, f.alice.User)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,22 +50,22 @@ func TestKVDeleteRoomOnTwoNodes(t *testing.T) {
 		t.Errorf("DeleteRoom = %+v; want its 2 members and 1 blob", d)
 	}
 	waitFor(t, 5*time.Second, "node b forgets the deleted room", func() bool {
-		_, err := b.IsMember(ctx, r.ID, bob.User)
-		rooms, rerr := b.RoomsOf(ctx, bob.User)
+		_, err := b.IsMember(ctx, f.r.ID, f.bob.User)
+		rooms, rerr := b.RoomsOf(ctx, f.bob.User)
 		return api.IsCode(err, api.CodeNotFound) && rerr == nil && len(rooms) == 0
 	})
-	if _, err := b.GetRoom(ctx, r.ID); !api.IsCode(err, api.CodeNotFound) {
+	if _, err := b.GetRoom(ctx, f.r.ID); !api.IsCode(err, api.CodeNotFound) {
 		t.Errorf("GetRoom through node b after the deletion: %v; want not_found", err)
 	}
-	if keys := roomKeys(t, ns, prefix, r.ID); len(keys) != 0 {
+	if keys := roomKeys(t, ns, prefix, f.r.ID); len(keys) != 0 {
 		t.Errorf("keys of the deleted room left in the buckets: %v", keys)
 	}
 	if removed, err := a.(sweeper).Sweep(ctx, 0); err != nil || removed != 0 {
 		t.Errorf("Sweep after the deletion = %d, %v; want nothing left behind", removed, err)
 	}
 	// A node opened after the deletion never sees the room.
-	fresh := openKVStore(t, ns, prefix)
-	if _, err := fresh.GetRoom(ctx, r.ID); !api.IsCode(err, api.CodeNotFound) {
+	fresh := teststore.KV(t, ns, prefix)
+	if _, err := fresh.GetRoom(ctx, f.r.ID); !api.IsCode(err, api.CodeNotFound) {
 		t.Errorf("GetRoom through a node opened after the deletion: %v; want not_found", err)
 	}
 }
@@ -82,15 +75,8 @@ func TestKVDeleteRoomOnTwoNodes(t *testing.T) {
 // and the room is whole, the rekey in it.
 func TestKVDeleteOvertaken(t *testing.T) {
 	ctx := context.Background()
-	ns := startNATS(t)
-	prefix := freshPrefix()
-	a, b := openKVStore(t, ns, prefix), openKVStore(t, ns, prefix)
-	aliceID, alice := storetest.NewIdentity(t, "alice")
-	_, bob := storetest.NewIdentity(t, "bob")
-	storetest.CreateUsers(t, a, alice, bob)
-	r := api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: true, Creator: alice.User, CreatedAt: time.Now()}
-	c := storetest.CreateRoom(t, a, aliceID, r)
-	c.AddOne(a, aliceID, bob)
+	_, _, a, b := twoNodes(t)
+	f := newDuo(t, a)
 	held, release := make(chan struct{}), make(chan struct{})
 	kvstore.SetKVTestHook(a, func(step string) error {
 		if step == "delete" {
@@ -101,15 +87,15 @@ func TestKVDeleteOvertaken(t *testing.T) {
 	})
 	errc := make(chan error, 1)
 	go func() {
-		_, err := a.DeleteRoom(ctx, r.ID, alice.User)
+		_, err := a.DeleteRoom(ctx, f.r.ID, f.alice.User)
 		errc <- err
 	}()
 	<-held
-	rk := c.NextRekey(aliceID, []api.User{alice, bob})
+	rk := f.c.NextRekey(f.aliceID, []api.User{f.alice, f.bob})
 	if _, err := b.Rekey(ctx, rk); err != nil {
 		t.Fatalf("rekey through node b while a deletion is held: %v", err)
 	}
-	c.Accept(rk.Statement)
+	f.c.Accept(rk.Statement)
 	close(release)
 	if err := <-errc; !api.IsCode(err, api.CodeConflict) {
 		t.Fatalf("overtaken DeleteRoom: %v; want conflict", err)
@@ -117,11 +103,11 @@ func TestKVDeleteOvertaken(t *testing.T) {
 	kvstore.SetKVTestHook(a, nil)
 	for i, node := range []store.Store{a, b} {
 		waitFor(t, 5*time.Second, fmt.Sprintf("node %d has the room at epoch 2 after the overtaken deletion", i), func() bool {
-			got, err := node.GetRoom(ctx, r.ID)
+			got, err := node.GetRoom(ctx, f.r.ID)
 			return err == nil && got.Epoch == 2
 		})
 	}
-	c.Stored(a, "history after the overtaken deletion")
+	f.c.Stored(a, "history after the overtaken deletion")
 }
 
 // roomKeys lists every key of room in the buckets of prefix.

@@ -5,15 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 
 	"github.com/enmanuel/unibus/internal/testutil/testnats"
+	"github.com/enmanuel/unibus/internal/testutil/teststore"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/enmanuel/unibus/pkg/identity"
@@ -23,46 +22,20 @@ import (
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
-// startNATS starts an in-process NATS server with JetStream, its store in
-// a temporary directory, stopped when the test ends.
-func startNATS(t testing.TB) *server.Server {
-	t.Helper()
-	return testnats.Start(t, embeddednats.ServerConfig{Logger: testnats.Logger()})
-}
-
-var prefixes atomic.Int64
-
-// freshPrefix is a bucket prefix no other test uses.
-func freshPrefix() string { return fmt.Sprintf("t%d", prefixes.Add(1)) }
-
-// openKVStore opens a KV store on ns's buckets of prefix, on a connection
-// of its own, closed when the test ends.
-func openKVStore(t testing.TB, ns *server.Server, prefix string) store.Store {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	s, err := kvstore.Open(ctx, testnats.JetStream(t, ns), kvstore.Config{Prefix: prefix, Logger: testnats.Logger()})
-	if err != nil {
-		t.Fatalf("OpenKV: %v", err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 func TestKVConformance(t *testing.T) {
-	ns := startNATS(t)
+	ns := teststore.NATS(t)
 	storetest.Run(t, func(t testing.TB) store.Store {
-		return openKVStore(t, ns, freshPrefix())
+		return teststore.KV(t, ns, teststore.FreshPrefix())
 	})
 }
 
 func TestOpenKVIsIdempotent(t *testing.T) {
-	ns := startNATS(t)
-	prefix := freshPrefix()
-	a := openKVStore(t, ns, prefix)
+	ns := teststore.NATS(t)
+	prefix := teststore.FreshPrefix()
+	a := teststore.KV(t, ns, prefix)
 	alice := storetest.NewUser(t, "alice")
 	storetest.CreateUsers(t, a, alice)
-	b := openKVStore(t, ns, prefix) // the buckets exist: opened, not reset
+	b := teststore.KV(t, ns, prefix) // the buckets exist: opened, not reset
 	if got, err := b.GetUser(context.Background(), "alice"); err != nil || got.User != alice.User {
 		t.Fatalf("GetUser through a second open = %v, %v", got.User, err)
 	}
@@ -86,13 +59,42 @@ func waitFor(t testing.TB, total time.Duration, what string, cond func() bool) {
 	}
 }
 
+// twoNodes opens two stores, a and b, on the same fresh buckets of a
+// server of their own, as two membershipd nodes are, and returns them with
+// the server and the buckets' prefix.
+func twoNodes(t testing.TB) (ns *server.Server, prefix string, a, b store.Store) {
+	t.Helper()
+	ns, prefix = teststore.NATS(t), teststore.FreshPrefix()
+	return ns, prefix, teststore.KV(t, ns, prefix), teststore.KV(t, ns, prefix)
+}
+
+// duo is where the tests of a room changed through two nodes start:
+// alice and bob, registered, and alice's encrypted room r with bob in it.
+type duo struct {
+	aliceID, bobID *identity.Identity
+	alice, bob     api.User
+	r              api.Room
+	c              *storetest.Chain
+}
+
+// newDuo registers alice and bob through s and makes the room through s.
+func newDuo(t testing.TB, s store.Store) duo {
+	t.Helper()
+	var f duo
+	f.aliceID, f.alice = storetest.NewIdentity(t, "alice")
+	f.bobID, f.bob = storetest.NewIdentity(t, "bob")
+	storetest.CreateUsers(t, s, f.alice, f.bob)
+	f.r = api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: true, Creator: f.alice.User, CreatedAt: time.Now()}
+	f.c = storetest.CreateRoom(t, s, f.aliceID, f.r)
+	f.c.AddOne(s, f.aliceID, f.bob)
+	return f
+}
+
 // TestKVTwoNodes runs two stores on the same buckets, as two membershipd
 // nodes do, and checks each sees the other's writes within a second.
 func TestKVTwoNodes(t *testing.T) {
 	ctx := context.Background()
-	ns := startNATS(t)
-	prefix := freshPrefix()
-	a, b := openKVStore(t, ns, prefix), openKVStore(t, ns, prefix)
+	_, _, a, b := twoNodes(t)
 
 	aliceID, alice := storetest.NewIdentity(t, "alice")
 	_, bob := storetest.NewIdentity(t, "bob")
@@ -160,9 +162,8 @@ func TestKVTwoNodes(t *testing.T) {
 // readable through both.
 func TestKVConcurrentRekeysTwoNodes(t *testing.T) {
 	ctx := context.Background()
-	ns := startNATS(t)
-	prefix := freshPrefix()
-	nodes := []store.Store{openKVStore(t, ns, prefix), openKVStore(t, ns, prefix)}
+	_, _, a, b := twoNodes(t)
+	nodes := []store.Store{a, b}
 
 	ids, users := storetest.NewIdentities(t, 30)
 	storetest.CreateUsers(t, nodes[0], users...)
@@ -217,16 +218,9 @@ func tagKeys(rk store.Rekey, users []api.User, tag string) store.Rekey {
 // room is the second's, whole.
 func TestKVOvertakenBeforeCommit(t *testing.T) {
 	ctx := context.Background()
-	ns := startNATS(t)
-	prefix := freshPrefix()
-	a, b := openKVStore(t, ns, prefix), openKVStore(t, ns, prefix)
-	aliceID, alice := storetest.NewIdentity(t, "alice")
-	bobID, bob := storetest.NewIdentity(t, "bob")
-	storetest.CreateUsers(t, a, alice, bob)
-	r := api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: true, Creator: alice.User, CreatedAt: time.Now()}
-	c := storetest.CreateRoom(t, a, aliceID, r)
-	c.AddOne(a, aliceID, bob)
-	both := []api.User{alice, bob}
+	_, _, a, b := twoNodes(t)
+	f := newDuo(t, a)
+	both := []api.User{f.alice, f.bob}
 	held, release := make(chan struct{}), make(chan struct{})
 	kvstore.SetKVTestHook(a, func(step string) error {
 		if step == "commit" {
@@ -237,15 +231,15 @@ func TestKVOvertakenBeforeCommit(t *testing.T) {
 	})
 	errc := make(chan error, 1)
 	go func() {
-		_, err := a.Rekey(ctx, tagKeys(c.NextRekey(aliceID, both), both, "a"))
+		_, err := a.Rekey(ctx, tagKeys(f.c.NextRekey(f.aliceID, both), both, "a"))
 		errc <- err
 	}()
 	<-held
-	won := tagKeys(c.NextRekey(bobID, both), both, "b")
+	won := tagKeys(f.c.NextRekey(f.bobID, both), both, "b")
 	if _, err := b.Rekey(ctx, won); err != nil {
 		t.Fatalf("rekey through node b while node a's waits to commit: %v", err)
 	}
-	c.Accept(won.Statement)
+	f.c.Accept(won.Statement)
 	close(release)
 	if err := <-errc; api.ErrorCode(err) != api.CodeConflict {
 		t.Fatalf("the overtaken rekey: %v; want conflict", err)
@@ -253,12 +247,12 @@ func TestKVOvertakenBeforeCommit(t *testing.T) {
 	kvstore.SetKVTestHook(a, nil)
 	for _, node := range []store.Store{a, b} {
 		for _, u := range both {
-			ks, err := node.SealedKeys(ctx, r.ID, u.User, 2)
+			ks, err := node.SealedKeys(ctx, f.r.ID, u.User, 2)
 			if err != nil || len(ks) != 1 || string(ks[0].SealedKey) != "b for "+u.Name {
 				t.Fatalf("%s's key of epoch 2: %+v, %v; want node b's", u.Name, ks, err)
 			}
 		}
-		c.Stored(node, "history")
+		f.c.Stored(node, "history")
 	}
 	if removed, err := a.(sweeper).Sweep(ctx, 0); err != nil || removed != 0 {
 		t.Fatalf("Sweep = %d, %v: the overtaken rekey left data behind", removed, err)
@@ -271,9 +265,9 @@ func TestKVOvertakenBeforeCommit(t *testing.T) {
 // that the next change succeeds.
 func TestKVCrashBeforeCommit(t *testing.T) {
 	ctx := context.Background()
-	ns := startNATS(t)
-	prefix := freshPrefix()
-	s := openKVStore(t, ns, prefix)
+	ns := teststore.NATS(t)
+	prefix := teststore.FreshPrefix()
+	s := teststore.KV(t, ns, prefix)
 	crash := errors.New("crash")
 	kvstore.SetKVTestHook(s, func(step string) error {
 		if step == "commit" {
@@ -346,7 +340,7 @@ func TestKVCrashBeforeCommit(t *testing.T) {
 	// What a restarted node (a fresh store on the same buckets) and this
 	// one see: the room as before.
 	kvstore.SetKVTestHook(s, nil)
-	fresh := openKVStore(t, ns, prefix)
+	fresh := teststore.KV(t, ns, prefix)
 	for what, got := range map[string]string{"the same node": snapshot(s), "a restarted node": snapshot(fresh)} {
 		if got != before {
 			t.Fatalf("after the crashed changes, %s sees\n%s\nwant\n%s", what, got, before)
@@ -359,7 +353,7 @@ func TestKVCrashBeforeCommit(t *testing.T) {
 	if err != nil || removed != 2+3+2 {
 		t.Fatalf("Sweep = %d, %v; want the 7 values of the crashed changes", removed, err)
 	}
-	if got := snapshot(openKVStore(t, ns, prefix)); got != before {
+	if got := snapshot(teststore.KV(t, ns, prefix)); got != before {
 		t.Fatalf("after the sweep, the room is\n%s\nwant\n%s", got, before)
 	}
 	if removed, err := fresh.(sweeper).Sweep(ctx, 0); err != nil || removed != 0 {
@@ -385,9 +379,9 @@ func TestKVCrashBeforeCommit(t *testing.T) {
 // buckets, sees them whole.
 func TestKVLargeValues(t *testing.T) {
 	ctx := context.Background()
-	ns := startNATS(t)
-	prefix := freshPrefix()
-	s := openKVStore(t, ns, prefix)
+	ns := teststore.NATS(t)
+	prefix := teststore.FreshPrefix()
+	s := teststore.KV(t, ns, prefix)
 	kvstore.SetKVValueSizes(s, 2048, 1024)
 	const n = 60 // statement ~15 KB: 8 parts; state ~6 KB: 3 parts
 	ids, users := storetest.NewIdentities(t, n)
@@ -402,7 +396,7 @@ func TestKVLargeValues(t *testing.T) {
 		}
 		c.Accept(ch.Statement)
 	}
-	fresh := openKVStore(t, ns, prefix)
+	fresh := teststore.KV(t, ns, prefix)
 	for i, st := range []store.Store{s, fresh} {
 		sts := c.Stored(st, fmt.Sprintf("store %d: statements", i))
 		if _, err := roomchain.Verify(r.ID, sts); err != nil {
@@ -429,7 +423,7 @@ func TestKVLargeValues(t *testing.T) {
 // accepted again once the server's message TTL has removed it.
 func TestKVNonceExpiry(t *testing.T) {
 	ctx := context.Background()
-	s := openKVStore(t, startNATS(t), freshPrefix())
+	s := teststore.KV(t, teststore.NATS(t), teststore.FreshPrefix())
 	if err := s.UseNonce(ctx, "n", time.Now().Add(500*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
@@ -446,7 +440,7 @@ func TestKVNonceExpiry(t *testing.T) {
 // the room document updated), as BenchmarkRekey10000 does for SQLite.
 // The room is built through the store with one bulk add.
 func BenchmarkKVRekey10000(b *testing.B) {
-	s := openKVStore(b, startNATS(b), freshPrefix())
+	s := teststore.KV(b, teststore.NATS(b), teststore.FreshPrefix())
 	ids, users := storetest.NewIdentities(b, 10000)
 	storetest.CreateUsers(b, s, users...)
 	r := api.Room{ID: api.NewRoomID(), Name: "big", Encrypted: true, Creator: users[0].User, Epoch: 1}
@@ -458,13 +452,13 @@ func BenchmarkKVRekey10000(b *testing.B) {
 // BenchmarkKVIsAuthorized measures the NATS connect check, served from
 // the cache.
 func BenchmarkKVIsAuthorized(b *testing.B) {
-	storetest.BenchIsAuthorized(b, openKVStore(b, startNATS(b), freshPrefix()))
+	storetest.BenchIsAuthorized(b, teststore.KV(b, teststore.NATS(b), teststore.FreshPrefix()))
 }
 
 // BenchmarkKVCreateUser measures CreateUser: one atomic batch of two
 // messages.
 func BenchmarkKVCreateUser(b *testing.B) {
-	s := openKVStore(b, startNATS(b), freshPrefix())
+	s := teststore.KV(b, teststore.NATS(b), teststore.FreshPrefix())
 	users := make([]api.User, 0, 1000)
 	for i := range cap(users) {
 		users = append(users, storetest.NewUser(b, fmt.Sprintf("u%d", i)))
@@ -473,7 +467,7 @@ func BenchmarkKVCreateUser(b *testing.B) {
 	for b.Loop() {
 		if i == len(users) {
 			b.StopTimer()
-			s = openKVStore(b, startNATS(b), freshPrefix())
+			s = teststore.KV(b, teststore.NATS(b), teststore.FreshPrefix())
 			i = 0
 			b.StartTimer()
 		}
@@ -482,36 +476,6 @@ func BenchmarkKVCreateUser(b *testing.B) {
 		}
 		i++
 	}
-}
-
-// freePort returns a TCP port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startCluster starts n routed in-process servers with JetStream.
-func startCluster(t testing.TB, n int) []*server.Server {
-	t.Helper()
-	routes := make([]string, n)
-	ports := make([]int, n)
-	for i := range ports {
-		ports[i] = freePort(t)
-		routes[i] = fmt.Sprintf("nats://127.0.0.1:%d", ports[i])
-	}
-	servers := make([]*server.Server, n)
-	for i := range servers {
-		servers[i] = testnats.Start(t, embeddednats.ServerConfig{
-			ServerName: fmt.Sprintf("n%d", i+1), Logger: testnats.Logger(),
-			Cluster: &embeddednats.ClusterConfig{Name: "kv-test", Host: "127.0.0.1", Port: ports[i], Routes: routes},
-		})
-	}
-	return servers
 }
 
 // TestKVReplicated runs the store on R3 buckets of a three-node cluster,
@@ -523,8 +487,10 @@ func TestKVReplicated(t *testing.T) {
 		t.Skip("cluster test skipped in short mode")
 	}
 	ctx := context.Background()
-	servers := startCluster(t, 3)
-	prefix := freshPrefix()
+	servers := testnats.StartCluster(t, 3, func(int) embeddednats.ServerConfig {
+		return embeddednats.ServerConfig{Logger: testnats.Logger(), Cluster: &embeddednats.ClusterConfig{Name: "kv-test"}}
+	})
+	prefix := teststore.FreshPrefix()
 	stores := make([]store.Store, len(servers))
 	for i, ns := range servers {
 		js := testnats.JetStream(t, ns)

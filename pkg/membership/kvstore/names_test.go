@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enmanuel/unibus/internal/testutil/teststore"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/membership/kvstore"
 	"github.com/enmanuel/unibus/pkg/membership/store"
@@ -20,9 +21,9 @@ import (
 // case of a name already there.
 func TestKVNamesWrittenBeforeFolding(t *testing.T) {
 	ctx := context.Background()
-	ns := startNATS(t)
-	prefix := freshPrefix()
-	old := openKVStore(t, ns, prefix)
+	ns := teststore.NATS(t)
+	prefix := teststore.FreshPrefix()
+	old := teststore.KV(t, ns, prefix)
 	users := []api.User{storetest.NewUser(t, "Dave"), storetest.NewUser(t, "dave"), storetest.NewUser(t, "Erin")}
 	for _, u := range users {
 		if err := kvstore.PutUserAsBefore(ctx, old, u); err != nil {
@@ -32,7 +33,7 @@ func TestKVNamesWrittenBeforeFolding(t *testing.T) {
 	dave, erin := users[1], users[2]
 	// A node opened on those buckets, and the one that wrote them (which
 	// sees the writes through its watch).
-	for name, s := range map[string]store.Store{"new node": openKVStore(t, ns, prefix), "same node": old} {
+	for name, s := range map[string]store.Store{"new node": teststore.KV(t, ns, prefix), "same node": old} {
 		t.Run(name, func(t *testing.T) {
 			waitFor(t, 5*time.Second, "the store sees the three users", func() bool {
 				l, err := s.ListUsers(ctx)
@@ -73,7 +74,7 @@ func TestKVNamesWrittenBeforeFolding(t *testing.T) {
 	}
 	// Revoking by a name in another case finds the user through the cache,
 	// whatever its name key.
-	s := openKVStore(t, ns, prefix)
+	s := teststore.KV(t, ns, prefix)
 	got, err := s.RevokeUser(ctx, "erin", time.Now())
 	if err != nil || got.User != erin.User || got.Status != api.StatusRevoked {
 		t.Fatalf(`RevokeUser("erin") = %s %s, %v; want Erin revoked`, got.Name, got.Status, err)

@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/internal/testutil/testnats"
+	"github.com/enmanuel/unibus/internal/testutil/teststore"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/enmanuel/unibus/pkg/membership/kvstore"
 )
@@ -22,7 +23,7 @@ func TestOpenKeepsWhatTheOperatorSet(t *testing.T) {
 	js := testnats.JetStream(t, ns)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	prefix := freshPrefix()
+	prefix := teststore.FreshPrefix()
 	users := kvstore.Streams(prefix)[0]
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: users, Subjects: []string{"$KV." + prefix + "_users.>"}, MaxMsgsPerSubject: 1,

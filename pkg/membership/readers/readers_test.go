@@ -3,7 +3,6 @@ package readers_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,11 +10,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/enmanuel/unibus/internal/testutil/testnats"
+	"github.com/enmanuel/unibus/internal/testutil/teststore"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/embeddednats"
 	"github.com/enmanuel/unibus/pkg/membership"
 	"github.com/enmanuel/unibus/pkg/membership/readers"
-	"github.com/enmanuel/unibus/pkg/membership/sqlitestore"
 	"github.com/enmanuel/unibus/pkg/membership/storetest"
 	"github.com/enmanuel/unibus/pkg/subjects"
 )
@@ -40,11 +39,7 @@ func newFixture(t *testing.T, maxPerUser int) *fixture {
 	if _, err := membership.EnsureHistoryStream(ctx, js, membership.HistoryLimits{}); err != nil {
 		t.Fatal(err)
 	}
-	st, err := sqlitestore.Open(filepath.Join(t.TempDir(), "unibus.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := teststore.TempSQLite(t)
 	aliceID, alice := storetest.NewIdentity(t, "alice")
 	bob := storetest.NewUser(t, "bob")
 	storetest.CreateUsers(t, st, alice, bob)

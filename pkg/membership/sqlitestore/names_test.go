@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/enmanuel/unibus/internal/testutil/teststore"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/membership/sqlitestore"
 	"github.com/enmanuel/unibus/pkg/membership/storetest"
@@ -99,7 +100,7 @@ func TestMigrateNamesDifferingInCase(t *testing.T) {
 
 	// The rule holds in the schema itself, for any writer: the oldest of
 	// the group stays in the unique index; only the later ones are marked.
-	raw := rawDB(t, path)
+	raw := teststore.RawSQLite(t, path)
 	var marked []string
 	rows, err := raw.Query(`SELECT name FROM users WHERE name_case_duplicate = 1 ORDER BY rowid`)
 	if err != nil {
@@ -126,7 +127,7 @@ func TestMigrateNamesDifferingInCase(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s2 := openAt(t, path)
+	s2 := teststore.SQLite(t, path)
 	if got, err := s2.GetUser(ctx, "dave"); err != nil || got.User != users[1].User {
 		t.Fatalf("GetUser(dave) after a reopen = %s, %v", got.Name, err)
 	}
@@ -136,10 +137,10 @@ func TestMigrateNamesDifferingInCase(t *testing.T) {
 // store cannot add a name in another case either.
 func TestNameUniqueInSchema(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "unibus.db")
-	s := openAt(t, path)
+	s := teststore.SQLite(t, path)
 	dave := storetest.NewUser(t, "dave")
 	storetest.CreateUsers(t, s, dave)
-	raw := rawDB(t, path)
+	raw := teststore.RawSQLite(t, path)
 	for _, name := range []string{"Dave", "DAVE"} {
 		u := storetest.NewUser(t, name)
 		_, err := raw.Exec(`INSERT INTO users (user_key, name, xkey, binding, role, status, created_at) VALUES (?, ?, ?, ?, 'member', 'active', 1)`,

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/enmanuel/unibus/internal/testutil/teststore"
 	"github.com/enmanuel/unibus/pkg/api"
 	"github.com/enmanuel/unibus/pkg/identity"
 	"github.com/enmanuel/unibus/pkg/membership/sqlitestore"
@@ -19,33 +20,8 @@ import (
 	"github.com/enmanuel/unibus/pkg/roomchain"
 )
 
-func openAt(t testing.TB, path string) store.Store {
-	t.Helper()
-	s, err := sqlitestore.Open(path)
-	if err != nil {
-		t.Fatalf("Open(%s): %v", path, err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
-func openTemp(t testing.TB) store.Store {
-	return openAt(t, filepath.Join(t.TempDir(), "unibus.db"))
-}
-
 func TestSQLiteConformance(t *testing.T) {
-	storetest.Run(t, openTemp)
-}
-
-// rawDB opens the file with a plain connection, as another program would.
-func rawDB(t testing.TB, path string) *sql.DB {
-	t.Helper()
-	db, err := sql.Open("sqlite", path+"?_busy_timeout=5000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	storetest.Run(t, teststore.TempSQLite)
 }
 
 // knownVersions is the number of embedded migrations.
@@ -84,14 +60,21 @@ func applied(t testing.TB, db *sql.DB) []appliedMigration {
 	return out
 }
 
-func TestMigrationsAppliedOnce(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "unibus.db")
+// migrated is the path of a fresh database that Open migrated and
+// closed, and a plain connection to it.
+func migrated(t testing.TB) (path string, db *sql.DB) {
+	t.Helper()
+	path = filepath.Join(t.TempDir(), "unibus.db")
 	s, err := sqlitestore.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-	db := rawDB(t, path)
+	return path, teststore.RawSQLite(t, path)
+}
+
+func TestMigrationsAppliedOnce(t *testing.T) {
+	path, db := migrated(t)
 	first := applied(t, db)
 	if n := knownVersions(t); len(first) != n {
 		t.Fatalf("%d migrations recorded, want %d", len(first), n)
@@ -139,24 +122,18 @@ func TestConcurrentOpenMigratesOnce(t *testing.T) {
 			t.Fatalf("concurrent Open: %v", err)
 		}
 	}
-	if got, want := len(applied(t, rawDB(t, path))), knownVersions(t); got != want {
+	if got, want := len(applied(t, teststore.RawSQLite(t, path))), knownVersions(t); got != want {
 		t.Fatalf("%d migrations recorded, want %d", got, want)
 	}
 }
 
 func TestNewerSchemaRefused(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "unibus.db")
-	s, err := sqlitestore.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	db := rawDB(t, path)
+	path, db := migrated(t)
 	newer := knownVersions(t) + 1
 	if _, err := db.Exec(`INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, newer, time.Now().UnixNano()); err != nil {
 		t.Fatal(err)
 	}
-	_, err = sqlitestore.Open(path)
+	_, err := sqlitestore.Open(path)
 	want := fmt.Sprintf("database schema version %d is newer than this membershipd (max %d): upgrade membershipd", newer, newer-1)
 	if err == nil || !strings.Contains(err.Error(), want) {
 		t.Fatalf("Open of a newer schema: %v; want an error saying %q", err, want)
@@ -211,7 +188,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open of a version-1 database: %v", err)
 	}
-	raw := rawDB(t, path)
+	raw := teststore.RawSQLite(t, path)
 	got := applied(t, raw)
 	if len(got) < 2 || got[0] != (appliedMigration{1, 12345}) || got[1].version != 2 {
 		t.Fatalf("schema_migrations after the upgrade: %+v", got)
@@ -290,7 +267,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s = openAt(t, path)
+	s = teststore.SQLite(t, path)
 	if got2 := applied(t, raw); len(got2) != len(got) {
 		t.Fatalf("schema_migrations after a reopen: %+v; want %+v again", got2, got)
 	}
@@ -305,7 +282,7 @@ func TestMigrateFromVersion1(t *testing.T) {
 // and encryption, which clients take from the statement.
 func TestCreationStatementMatchesRoom(t *testing.T) {
 	ctx := context.Background()
-	s := openTemp(t)
+	s := teststore.TempSQLite(t)
 	aliceID, alice := storetest.NewIdentity(t, "alice")
 	if err := s.CreateUser(ctx, alice); err != nil {
 		t.Fatal(err)
@@ -331,7 +308,7 @@ func TestCreationStatementMatchesRoom(t *testing.T) {
 func TestOpenCreatesPrivateFiles(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "state dir", "membership?#%")
 	path := filepath.Join(dir, "unibus.db")
-	s := openAt(t, path)
+	s := teststore.SQLite(t, path)
 	if err := s.CreateUser(context.Background(), storetest.NewUser(t, "alice")); err != nil {
 		t.Fatal(err)
 	}
@@ -357,8 +334,8 @@ func TestOpenCreatesPrivateFiles(t *testing.T) {
 func TestSecondOpenSeesWrites(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "unibus.db")
-	a := openAt(t, path)
-	b := openAt(t, path)
+	a := teststore.SQLite(t, path)
+	b := teststore.SQLite(t, path)
 	alice := storetest.NewUser(t, "alice")
 	if err := a.CreateUser(ctx, alice); err != nil {
 		t.Fatal(err)
@@ -385,7 +362,7 @@ func TestSecondOpenSeesWrites(t *testing.T) {
 	if !a.IsAuthorized(bob.User) {
 		t.Fatal("store A does not see bob")
 	}
-	if _, err := rawDB(t, path).Exec(`UPDATE users SET status = 'revoked', revoked_at = 1 WHERE name = 'bob'`); err != nil {
+	if _, err := teststore.RawSQLite(t, path).Exec(`UPDATE users SET status = 'revoked', revoked_at = 1 WHERE name = 'bob'`); err != nil {
 		t.Fatal(err)
 	}
 	if a.IsAuthorized(bob.User) || b.IsAuthorized(bob.User) {
@@ -414,7 +391,7 @@ func TestSecondOpenSeesWrites(t *testing.T) {
 func TestConcurrentRekeyTwoStores(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "unibus.db")
-	stores := []store.Store{openAt(t, path), openAt(t, path)}
+	stores := []store.Store{teststore.SQLite(t, path), teststore.SQLite(t, path)}
 	aliceID, alice := storetest.NewIdentity(t, "alice")
 	storetest.CreateUsers(t, stores[0], alice)
 	r := api.Room{ID: api.NewRoomID(), Name: "r", Encrypted: true, Creator: alice.User}
@@ -460,7 +437,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = openAt(t, path)
+	s = teststore.SQLite(t, path)
 	u, err := s.GetUser(ctx, "alice")
 	if err != nil || !u.CreatedAt.Equal(at) || u.CreatedAt.Location() != time.UTC {
 		t.Fatalf("alice after reopen: %+v, %v (want created %v, in UTC)", u, err, at)
@@ -503,7 +480,7 @@ func TestDataSurvivesReopen(t *testing.T) {
 // CreatedAt or revocation time.
 func TestZeroTimesMeanNow(t *testing.T) {
 	ctx := context.Background()
-	s := openTemp(t)
+	s := teststore.TempSQLite(t)
 	u := storetest.NewUser(t, "alice")
 	u.CreatedAt = time.Time{}
 	before := time.Now()
@@ -553,7 +530,7 @@ func bigRoom(b *testing.B, path string, s store.Store, n int) (api.Room, []api.U
 		added[i] = roomchain.Member{Public: u.Public, Role: roomchain.RoleMember}
 	}
 	head := c.Sign(ownerID, roomchain.KindAdd, 1, added, nil, "", false)
-	db := rawDB(b, path)
+	db := teststore.RawSQLite(b, path)
 	tx, err := db.Begin()
 	if err != nil {
 		b.Fatal(err)
@@ -588,7 +565,7 @@ func bigRoom(b *testing.B, path string, s store.Store, n int) (api.Room, []api.U
 func BenchmarkSealedKeys(b *testing.B) {
 	ctx := context.Background()
 	path := filepath.Join(b.TempDir(), "unibus.db")
-	s := openAt(b, path)
+	s := teststore.SQLite(b, path)
 	r, users, ids, ch := bigRoom(b, path, s, 100)
 	for range 9 {
 		c := ch.NextRekey(ids[0], users)
@@ -617,7 +594,7 @@ func BenchmarkSealedKeys(b *testing.B) {
 
 func BenchmarkRoomsOf(b *testing.B) {
 	ctx := context.Background()
-	s := openTemp(b)
+	s := teststore.TempSQLite(b)
 	aliceID, alice := storetest.NewIdentity(b, "alice")
 	storetest.CreateUsers(b, s, alice)
 	for range 50 {
@@ -632,7 +609,7 @@ func BenchmarkRoomsOf(b *testing.B) {
 }
 
 func BenchmarkIsAuthorized(b *testing.B) {
-	storetest.BenchIsAuthorized(b, openTemp(b))
+	storetest.BenchIsAuthorized(b, teststore.TempSQLite(b))
 }
 
 // BenchmarkRekey10000 measures one rekey (the write, its statement checked
@@ -640,7 +617,7 @@ func BenchmarkIsAuthorized(b *testing.B) {
 // room; building the room and the requests is outside the timer.
 func BenchmarkRekey10000(b *testing.B) {
 	path := filepath.Join(b.TempDir(), "unibus.db")
-	s := openAt(b, path)
+	s := teststore.SQLite(b, path)
 	_, users, ids, ch := bigRoom(b, path, s, 10000)
 	size := storetest.BenchRekey(b, s, ch, ids[0], users)
 	b.ReportMetric(float64(size), "statement-bytes")

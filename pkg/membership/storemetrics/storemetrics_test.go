@@ -5,14 +5,13 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/enmanuel/unibus/pkg/membership/sqlitestore"
+	"github.com/enmanuel/unibus/internal/testutil/teststore"
 	"github.com/enmanuel/unibus/pkg/membership/store"
 	"github.com/enmanuel/unibus/pkg/membership/storemetrics"
 	"github.com/enmanuel/unibus/pkg/membership/storetest"
@@ -21,11 +20,7 @@ import (
 // wrapped opens a SQLite store in a temp dir, measured on reg.
 func wrapped(t testing.TB, m *storemetrics.Metrics) *storemetrics.Store {
 	t.Helper()
-	st, err := sqlitestore.Open(filepath.Join(t.TempDir(), "unibus.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := teststore.TempSQLite(t)
 	return m.Wrap(st, "sqlite")
 }
 
