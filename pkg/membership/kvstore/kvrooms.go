@@ -305,9 +305,30 @@ func (s *jetstreamStore) headOf(ctx context.Context, v roomView, op string) (*ro
 	}
 	st, err := s.statement(ctx, v.doc.ID, v.state.Stmts[v.doc.HeadSeq-1])
 	if err != nil {
-		return nil, s.fail(op, err)
+		return nil, s.statementsFailed(ctx, v, op, err)
 	}
 	return &st, nil
+}
+
+// errStatementGone is a statement the room's state names that is not in
+// the bucket.
+var errStatementGone = errors.New("statement is missing")
+
+// statementsFailed is the error of op, which read statements of the room
+// v and failed with err. A statement gone from the bucket is a deletion
+// committed since v was read, which purged them: not_found, or conflict
+// if the room is still there and changed.
+func (s *jetstreamStore) statementsFailed(ctx context.Context, v roomView, op string, err error) error {
+	if errors.Is(err, errStatementGone) {
+		now, rerr := s.readRoom(ctx, v.doc.ID)
+		switch {
+		case rerr != nil:
+			return rerr
+		case now.rev != v.rev:
+			return api.Errorf(api.CodeConflict, "room %s changed meanwhile: fetch the room and try again", v.doc.ID)
+		}
+	}
+	return s.fail(op, err)
 }
 
 // statement reads the statement written by change c of room.
@@ -317,7 +338,7 @@ func (s *jetstreamStore) statement(ctx context.Context, room, c string) (roomcha
 		return roomchain.Signed{}, err
 	}
 	if !ok {
-		return roomchain.Signed{}, fmt.Errorf("room %s: statement of change %s is missing", room, c)
+		return roomchain.Signed{}, fmt.Errorf("room %s: change %s: %w", room, c, errStatementGone)
 	}
 	return decodeStatement(b)
 }
@@ -669,7 +690,7 @@ func (s *jetstreamStore) Statements(ctx context.Context, room string, after uint
 		return err
 	})
 	if err != nil {
-		return nil, s.fail("list statements", err)
+		return nil, s.statementsFailed(ctx, v, "list statements", err)
 	}
 	return sts, nil
 }
