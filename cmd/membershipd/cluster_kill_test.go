@@ -93,7 +93,9 @@ func (pc *processCluster) restart(t testing.TB, i int) {
 }
 
 // allCurrent reports why st is not yet a cluster whose every stream has
-// replicas current replicas; "" once it is.
+// replicas current replicas; "" once it is. It is caughtUp without the
+// replicas holding exactly what the leader holds, which does not hold
+// for long while a client sends.
 func allCurrent(st clusterStatus, replicas int) string {
 	if len(st.Streams) == 0 {
 		return "no streams"
