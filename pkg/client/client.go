@@ -383,7 +383,13 @@ func (c *Client) connectNATS(ctx context.Context) error {
 			if err == nil || attempt == 4 || errors.Is(err, nats.ErrAuthorization) || strings.Contains(strings.ToLower(err.Error()), "authorization") || ctx.Err() != nil || time.Now().After(giveUp) {
 				break
 			}
-			time.Sleep(time.Duration(attempt+1) * 100 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Duration(attempt+1) * 100 * time.Millisecond):
+			}
+			if ctx.Err() != nil {
+				break
+			}
 		}
 		if err != nil {
 			c.natsErr = c.natsConnectError(ctx, natsURL, err)
